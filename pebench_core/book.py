@@ -1,0 +1,157 @@
+"""Executing the chapters with papermill and building the Jupyter Book (DESIGN §9).
+
+The chapter list lives here, once: the order is the dependency order, and ``_toc.yml`` is
+generated from the chapters that were executed, so the book never points at a missing file.
+A chapter is re-executed only when its notebook, its parameters or the core library
+changed; otherwise the executed copy in ``book/chapters/`` is kept (its key is stored in
+the notebook's metadata).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError
+from .results import atomic_write_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BookBuildError(RuntimeError):
+    """jupyter-book failed; the message holds the tail of its output."""
+
+
+@dataclass(frozen=True)
+class Chapter:
+    source: str  # notebook under notebooks/
+    output: str  # executed notebook under book/chapters/ (without suffix)
+    part: str  # the part of the book it belongs to
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+CHAPTERS: list[Chapter] = [
+    Chapter("01_world.ipynb", "01_world", "The world and the model"),
+]
+
+FRONT = ["book/how_to_read"]
+BACK = ["book/glossary", "book/bibliography"]
+
+
+def _core_fingerprint() -> str:
+    h = hashlib.sha256()
+    for p in sorted((ROOT / "pebench_core").glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def chapter_key(ch: Chapter, params: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update((ROOT / "notebooks" / ch.source).read_bytes())
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(_core_fingerprint().encode())
+    return h.hexdigest()[:16]
+
+
+def _stored_key(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["metadata"].get("pebench", {}).get("key")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def execute_chapters(profile: str = "tiny", seed: int = 0, run_dir: str | None = None,
+                     only: list[str] | None = None, force: bool = False,
+                     extra: dict[str, Any] | None = None, out_dir: Path | None = None,
+                     log=print) -> list[Chapter]:
+    """Run every chapter's notebook with papermill into ``book/chapters/``; return the chapters run."""
+    import papermill as pm
+
+    # A kernel started with MPLBACKEND=Agg silently drops every inline figure.
+    os.environ.pop("MPLBACKEND", None)
+    out_dir = Path(out_dir or ROOT / "book" / "chapters")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    known = {c.output for c in CHAPTERS}
+    if only:
+        unknown = sorted(set(only) - known)
+        if unknown:
+            raise ConfigError(f"unknown chapter(s) {unknown}; allowed: {', '.join(sorted(known))}")
+    done = []
+    for ch in CHAPTERS:
+        if only and ch.output not in only:
+            continue
+        params = {"profile": profile, "seed": seed, **ch.parameters, **(extra or {})}
+        if run_dir:
+            params["run_dir"] = str(run_dir)
+        target = out_dir / f"{ch.output}.ipynb"
+        key = chapter_key(ch, params)
+        if not force and target.is_file() and _stored_key(target) == key:
+            log(f"[book] {ch.output}: unchanged, kept")
+            done.append(ch)
+            continue
+        t0 = time.perf_counter()
+        tmp = target.with_name(f".{target.name}.tmp.ipynb")
+        try:
+            pm.execute_notebook(str(ROOT / "notebooks" / ch.source), str(tmp), parameters=params,
+                                kernel_name="python3", cwd=str(ROOT / "notebooks"),
+                                progress_bar=False, log_output=False)
+        except Exception:
+            log(f"[book] {ch.output}: FAILED; the partly executed notebook is at {tmp}")
+            raise
+        nb = json.loads(tmp.read_text())
+        nb["metadata"]["pebench"] = {"key": key, "parameters": params}
+        atomic_write_bytes(target, (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode())
+        tmp.unlink()
+        log(f"[book] {ch.output}: executed in {time.perf_counter() - t0:.1f}s")
+        done.append(ch)
+    return done
+
+
+def write_toc(chapters: list[Chapter], root: Path = ROOT) -> Path:
+    """Generate ``_build/_toc.yml`` listing the executed chapters, grouped into parts in book order.
+
+    It goes under ``_build/`` (not over the committed ``_toc.yml``) so a build never dirties
+    the checkout; :func:`build_html` points jupyter-book at it.
+    """
+    parts: list[dict[str, Any]] = [{"caption": "Getting started", "chapters": [{"file": f} for f in FRONT]}]
+    for ch in chapters:
+        if not parts or parts[-1]["caption"] != ch.part:
+            parts.append({"caption": ch.part, "chapters": []})
+        parts[-1]["chapters"].append({"file": f"book/chapters/{ch.output}"})
+    parts.append({"caption": "Reference", "chapters": [{"file": f} for f in BACK]})
+    toc = {"format": "jb-book", "root": "book/intro", "parts": parts}
+    text = "# Generated by `pebench book` from pebench_core/book.py:CHAPTERS; edit that list, not this file.\n"
+    text += yaml.safe_dump(toc, sort_keys=False)
+    return atomic_write_bytes(root / "_build" / "_toc.yml", text.encode())
+
+
+def build_html(root: Path = ROOT, log=print) -> Path:
+    """Build the HTML book with execution off and warnings as errors."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    toc = root / "_build" / "_toc.yml"
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
+    if toc.is_file():
+        cmd += ["--toc", str(toc)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise BookBuildError(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")
+    log(f"[book] HTML built in {time.perf_counter() - t0:.1f}s: {root / '_build' / 'html' / 'index.html'}")
+    return root / "_build" / "html" / "index.html"
+
+
+def clean_build(root: Path = ROOT) -> None:
+    shutil.rmtree(root / "_build", ignore_errors=True)

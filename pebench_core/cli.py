@@ -1,0 +1,123 @@
+"""The `pebench` command line (DESIGN §10): world, run, book.
+
+    pebench world --profile tiny --seed 0 --out DIR
+    pebench run   --profile tiny --seed 0 --out DIR      (or --seeds 0,1,2)
+    pebench book  --profile tiny
+
+``--profile`` takes a profile name or a YAML file; ``--set section.field=value`` overrides
+one field. Every bad input stops with one line that names the parameter and what is
+allowed, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
+    p.add_argument("--profile", default="tiny", help="tiny, smoke, paper, or a YAML file (default: tiny)")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="world, model and forget-set seed (default: 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set world.forget_share=0.2 (repeatable)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pebench", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("world", help="write the synthetic PEBench world to a folder")
+    _common(w)
+    w.add_argument("--out", required=True, type=Path, help="folder to write (created)")
+
+    r = sub.add_parser("run", help="run every stage; results in OUT/results/")
+    _common(r)
+    r.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2 (overrides --seed)")
+    r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/PROFILE-sSEED)")
+
+    b = sub.add_parser("book", help="execute every chapter with papermill, then build the HTML book")
+    _common(b)
+    b.add_argument("--chapters", default=None, help="comma-separated chapter names to execute (default: all)")
+    b.add_argument("--force", action="store_true", help="re-execute chapters even if unchanged")
+    b.add_argument("--no-html", action="store_true", help="execute the chapters but do not build HTML")
+    return ap
+
+
+def _cmd_world(args) -> None:
+    from .world import generate_world, write_world
+
+    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
+    t0 = time.perf_counter()
+    world = generate_world(cfg.world, cfg.seed)
+    path = write_world(world, args.out)
+    n = sum(1 for _ in (Path(path) / "images").iterdir())
+    print(f"[world] {len(world.people)} people x {len(world.events)} events, {n} images "
+          f"in {time.perf_counter() - t0:.1f}s -> {path}")
+
+
+def _cmd_run(args) -> None:
+    from .pipeline import default_run_dir, run_all
+
+    seeds = [args.seed]
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    for seed in seeds:
+        cfg = load_config(args.profile, seed=seed, overrides=args.overrides)
+        out = args.out / f"s{seed}" if (args.out and len(seeds) > 1) else (args.out or default_run_dir(cfg))
+        run_all(cfg, out)
+
+
+def _cmd_book(args) -> None:
+    from .book import build_html, execute_chapters, write_toc
+
+    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
+    if args.overrides:
+        raise ConfigError("pebench book takes no --set overrides; put them in a YAML profile and pass --profile FILE")
+    only = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
+    t0 = time.perf_counter()
+    chapters = execute_chapters(profile=str(args.profile), seed=cfg.seed, only=only, force=args.force)
+    if only:
+        from .book import CHAPTERS
+
+        chapters = [c for c in CHAPTERS if (Path(__file__).resolve().parent.parent / "book" / "chapters" / f"{c.output}.ipynb").is_file()]
+    write_toc(chapters)
+    if not args.no_html:
+        build_html()
+    print(f"[book] done in {time.perf_counter() - t0:.1f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"world": _cmd_world, "run": _cmd_run, "book": _cmd_book}[args.command](args)
+    except ConfigError as exc:
+        print(f"pebench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a failed book build or notebook: its own message, no traceback
+        from .book import BookBuildError
+
+        try:
+            from papermill.exceptions import PapermillExecutionError
+        except ImportError:  # papermill is an optional extra
+            PapermillExecutionError = BookBuildError
+        if isinstance(exc, (BookBuildError, PapermillExecutionError)):
+            print(f"pebench {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,560 @@
+"""Unlearning objectives (DESIGN §6) as pure functions on per-sequence statistics.
+
+Every objective is *minimised*. None of them takes a batch-mean loss from a model:
+the caller runs the model, turns logits into **per-sequence** answer statistics with
+:func:`answer_logprobs` (and :func:`kl_per_sequence` for the KL method), packs them in a
+:class:`LossInputs` and calls the registered function.
+
+Notation (one row per sequence ``i`` of a set):
+
+* ``ℓθ(y_i) = logp_sum[i]`` — sum of the answer-token log-probs under the model being
+  unlearned θ (the LoRA adapter enabled);
+* ``ℓref(y_i)`` — the same under the reference model (adapter disabled, no gradient);
+* ``NLL_i = −logp_sum[i] / n_tokens[i]`` — mean answer-token negative log-likelihood;
+* a set's ``NLL`` is the **mean over its sequences** of ``NLL_i`` (so a long answer does not
+  outweigh a short one, and the value does not depend on batching or padding).
+
+Registry: :data:`LOSSES` maps a method name (``ga``, ``gd``, ``kl``, ``po``, ``dpo``,
+``npo``, ``gd+bgd``, ``kl+bgd``) to a :class:`LossSpec` holding the function, a
+description, its formula in LaTeX and the inputs it needs, so the training loop computes
+only those (``spec.required_inputs(retain_weight)``). :func:`get_loss` looks a name up and
+raises :class:`~pebench_core.config.ConfigError` on an unknown one.
+
+Calling convention (every registered function)::
+
+    out = spec.fn(inputs, retain_weight=λ, beta=β, state=None)
+    out.loss      # scalar tensor to back-propagate
+    out.parts     # dict of detached floats for logging
+    out.state     # the new BGDState for ``*+bgd`` methods, else None
+
+``BGD`` (balanced gradient difference) is the paper's mitigation for simultaneous
+person + event unlearning. Its exact formula is not published; :func:`bgd_loss` is our
+reconstruction (DESIGN §6), documented there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import ConfigError
+
+__all__ = [
+    "LossInputs",
+    "LossOutput",
+    "LossSpec",
+    "BGDState",
+    "LOSSES",
+    "INPUT_FIELDS",
+    "get_loss",
+    "compute_loss",
+    "answer_logprobs",
+    "shifted_answer_mask",
+    "kl_per_sequence",
+    "sequence_nll",
+    "ga_loss",
+    "gd_loss",
+    "kl_loss",
+    "po_loss",
+    "dpo_loss",
+    "npo_loss",
+    "gd_bgd_loss",
+    "kl_bgd_loss",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Per-sequence statistics from logits
+
+
+def answer_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sequence answer log-likelihood of a causal LM.
+
+    ``logits`` ``[B, T, V]`` and ``labels`` ``[B, T]`` are aligned the Hugging Face way
+    (``labels`` is the input ids with non-answer positions set to ``ignore_index``); the
+    shift is done here: position ``t`` of ``logits`` predicts ``labels[:, t + 1]``.
+
+    Returns ``(logp_sum [B], n_tokens [B], token_logp [B, T])`` where
+    ``token_logp[b, t] = log p(labels[b, t] | tokens < t)`` for answer positions and ``0``
+    elsewhere (position 0 and every ``ignore_index`` position), so ``token_logp`` is aligned
+    with ``labels``. Padding (left or right) does not change the result as long as padded
+    positions carry ``ignore_index``. Computed in float32. ``n_tokens`` is a float tensor.
+    """
+    if logits.dim() != 3 or labels.dim() != 2 or logits.shape[:2] != labels.shape:
+        raise ValueError(f"answer_logprobs: logits must be [B, T, V] and labels [B, T]; "
+                         f"got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    b, t, _ = logits.shape
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != ignore_index
+    safe = torch.where(mask, shift_labels, torch.zeros_like(shift_labels))
+    picked = shift_logits.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    tok = picked - torch.logsumexp(shift_logits, dim=-1)
+    tok = torch.where(mask, tok, torch.zeros_like(tok))
+    token_logp = torch.cat([tok.new_zeros(b, 1), tok], dim=1)
+    return token_logp.sum(dim=1), mask.sum(dim=1).to(tok.dtype), token_logp
+
+
+def shifted_answer_mask(labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """``[B, T]`` bool mask aligned with **logits** positions: ``True`` at ``t`` when
+    ``logits[:, t]`` predicts an answer token (``labels[:, t + 1] != ignore_index``).
+    The last position is always ``False``. Use it for :func:`kl_per_sequence`."""
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != ignore_index
+    return mask
+
+
+def kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor,
+                    answer_mask: torch.Tensor) -> torch.Tensor:
+    """Per-sequence ``KL(ref ‖ θ)`` averaged over answer tokens, shape ``[B]``.
+
+    For each position ``t`` with ``answer_mask[b, t]`` true (the mask is aligned with the
+    logits: see :func:`shifted_answer_mask`)::
+
+        KL_t = Σ_v p_ref(v) · (log p_ref(v) − log p_θ(v))
+
+    and the sequence value is the mean of ``KL_t`` over its answer positions. Positions
+    outside the mask (padding, prompt, image tokens) do not matter at all, whatever their
+    logits. ``logits_ref`` is treated as a constant (detached). Computed in float32.
+    A sequence without answer positions is an error.
+    """
+    if logits_theta.shape != logits_ref.shape or logits_theta.shape[:2] != answer_mask.shape:
+        raise ValueError(f"kl_per_sequence: logits_theta {tuple(logits_theta.shape)}, logits_ref "
+                         f"{tuple(logits_ref.shape)} and answer_mask {tuple(answer_mask.shape)} disagree")
+    mask = answer_mask.bool()
+    counts = mask.sum(dim=1)
+    if bool((counts == 0).any()):
+        raise ValueError("kl_per_sequence: a sequence has no answer positions in answer_mask")
+    logp_t = F.log_softmax(logits_theta.float(), dim=-1)
+    logp_r = F.log_softmax(logits_ref.detach().float(), dim=-1)
+    kl_tok = (logp_r.exp() * (logp_r - logp_t)).sum(dim=-1)
+    kl_tok = torch.where(mask, kl_tok, torch.zeros_like(kl_tok))
+    return kl_tok.sum(dim=1) / counts.to(kl_tok.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs and outputs
+
+
+INPUT_FIELDS = (
+    "forget_logp_sum", "forget_n_tokens", "forget_ref_logp_sum",
+    "refusal_logp_sum", "refusal_n_tokens", "refusal_ref_logp_sum",
+    "retain_logp_sum", "retain_n_tokens", "retain_kl",
+    "forget_concepts", "retain_concepts",
+)
+
+
+@dataclass
+class LossInputs:
+    """Per-sequence statistics a loss may need. Any field a method does not need may be ``None``.
+
+    Forget set ``D_f`` (the true answers, shape ``[B_f]``):
+      * ``forget_logp_sum`` — ``ℓθ(y)`` under θ (with gradient);
+      * ``forget_n_tokens`` — answer tokens per sequence;
+      * ``forget_ref_logp_sum`` — ``ℓref(y)`` under the reference model (detached here).
+    Refusal answers on the forget images (shape ``[B_f]``, row ``i`` = same image as forget row ``i``):
+      * ``refusal_logp_sum``, ``refusal_n_tokens`` under θ; ``refusal_ref_logp_sum`` under ref.
+    Retain set ``D_r`` (shape ``[B_r]``):
+      * ``retain_logp_sum``, ``retain_n_tokens`` under θ;
+      * ``retain_kl`` — per-sequence ``KL(ref ‖ θ)`` from :func:`kl_per_sequence`.
+    Concept labels for BGD (``"person"`` / ``"event"``, one per row):
+      * ``forget_concepts`` (length ``B_f``), ``retain_concepts`` (length ``B_r``).
+    """
+
+    forget_logp_sum: torch.Tensor | None = None
+    forget_n_tokens: torch.Tensor | None = None
+    forget_ref_logp_sum: torch.Tensor | None = None
+    refusal_logp_sum: torch.Tensor | None = None
+    refusal_n_tokens: torch.Tensor | None = None
+    refusal_ref_logp_sum: torch.Tensor | None = None
+    retain_logp_sum: torch.Tensor | None = None
+    retain_n_tokens: torch.Tensor | None = None
+    retain_kl: torch.Tensor | None = None
+    forget_concepts: Sequence[str] | None = None
+    retain_concepts: Sequence[str] | None = None
+
+    def require(self, method: str, *names: str) -> None:
+        """Raise ``ValueError`` naming every missing field among ``names``."""
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"loss '{method}' needs input(s) {', '.join(missing)} but they are None")
+
+
+@dataclass
+class LossOutput:
+    """``loss``: scalar tensor to minimise; ``parts``: detached floats for logging;
+    ``state``: the updated :class:`BGDState` (``*+bgd`` methods only, else ``None``)."""
+
+    loss: torch.Tensor
+    parts: dict[str, float]
+    state: "BGDState | None" = None
+
+
+@dataclass(frozen=True)
+class BGDState:
+    """Running magnitudes of each concept's forget term for BGD (immutable; see :meth:`updated`).
+
+    ``magnitudes[c]`` is an exponential moving average of ``|forget_term_c|``::
+
+        m_c ← |t_c|                                  on the first step concept c is seen
+        m_c ← momentum · m_c + (1 − momentum) · |t_c|  afterwards
+
+    ``steps[c]`` counts the updates of concept ``c``.
+    """
+
+    momentum: float = 0.9
+    eps: float = 1e-8
+    magnitudes: Mapping[str, float] = field(default_factory=dict)
+    steps: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"BGDState.momentum must be in [0, 1), got {self.momentum}")
+        if self.eps <= 0:
+            raise ValueError(f"BGDState.eps must be positive, got {self.eps}")
+
+    def updated(self, terms: Mapping[str, float]) -> "BGDState":
+        """A new state with each concept's ``|term|`` folded in (this one is not modified)."""
+        mags, steps = dict(self.magnitudes), dict(self.steps)
+        for c, t in terms.items():
+            a = abs(float(t))
+            mags[c] = a if c not in mags else self.momentum * mags[c] + (1.0 - self.momentum) * a
+            steps[c] = steps.get(c, 0) + 1
+        return dataclasses.replace(self, magnitudes=mags, steps=steps)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+
+def _vec(x: torch.Tensor, name: str) -> torch.Tensor:
+    if x.dim() != 1 or x.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D tensor (one value per sequence), got shape {tuple(x.shape)}")
+    return x
+
+
+def sequence_nll(logp_sum: torch.Tensor, n_tokens: torch.Tensor, name: str = "logp_sum") -> torch.Tensor:
+    """Per-sequence mean answer-token NLL, ``−logp_sum / n_tokens`` (shape ``[B]``)."""
+    _vec(logp_sum, name)
+    n = torch.as_tensor(n_tokens, device=logp_sum.device)
+    if n.shape != logp_sum.shape:
+        raise ValueError(f"{name} has shape {tuple(logp_sum.shape)} but its n_tokens has shape {tuple(n.shape)}")
+    if bool((n <= 0).any()):
+        raise ValueError(f"{name}: every sequence needs at least one answer token (n_tokens has a value <= 0)")
+    return -logp_sum / n.to(logp_sum.dtype)
+
+
+def _same_len(a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{na} has shape {tuple(a.shape)} but {nb} has shape {tuple(b.shape)}")
+
+
+def _f(x: torch.Tensor) -> float:
+    return float(x.detach().float().cpu())
+
+
+def _retain_nll(inp: LossInputs, method: str) -> torch.Tensor:
+    inp.require(method, "retain_logp_sum", "retain_n_tokens")
+    return sequence_nll(inp.retain_logp_sum, inp.retain_n_tokens, "retain_logp_sum").mean()
+
+
+def _with_retain(method: str, forget_term: torch.Tensor, inp: LossInputs, retain_weight: float,
+                 parts: dict[str, float]) -> LossOutput:
+    """``forget_term + λ·NLL_r``; with ``λ = 0`` the retain inputs may be ``None``."""
+    loss = forget_term
+    parts["forget_loss"] = _f(forget_term)
+    if retain_weight != 0:
+        r = _retain_nll(inp, method)
+        loss = loss + retain_weight * r
+        parts["retain_loss"] = _f(r)
+    parts["loss"] = _f(loss)
+    return LossOutput(loss=loss, parts=parts)
+
+
+def _forget_nll(inp: LossInputs, method: str) -> torch.Tensor:
+    inp.require(method, "forget_logp_sum", "forget_n_tokens")
+    return sequence_nll(inp.forget_logp_sum, inp.forget_n_tokens, "forget_logp_sum")
+
+
+# ---------------------------------------------------------------------------------------
+# The objectives (all minimised)
+
+
+def ga_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+            state: BGDState | None = None) -> LossOutput:
+    """Gradient ascent: ``−NLL_f``. ``retain_weight``/``beta`` are ignored."""
+    nll_f = _forget_nll(inp, "ga").mean()
+    loss = -nll_f
+    return LossOutput(loss=loss, parts={"forget_loss": _f(loss), "forget_nll": _f(nll_f), "loss": _f(loss)})
+
+
+def gd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+            state: BGDState | None = None) -> LossOutput:
+    """Gradient difference: ``−NLL_f + λ·NLL_r``."""
+    nll_f = _forget_nll(inp, "gd").mean()
+    return _with_retain("gd", -nll_f, inp, retain_weight, {"forget_nll": _f(nll_f)})
+
+
+def kl_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+            state: BGDState | None = None) -> LossOutput:
+    """``−NLL_f + λ·mean_i KL_i(ref ‖ θ)`` on the retain answer tokens (``retain_kl``)."""
+    nll_f = _forget_nll(inp, "kl").mean()
+    loss = -nll_f
+    parts = {"forget_loss": _f(-nll_f), "forget_nll": _f(nll_f)}
+    if retain_weight != 0:
+        inp.require("kl", "retain_kl")
+        kl = _vec(inp.retain_kl, "retain_kl").mean()
+        loss = loss + retain_weight * kl
+        parts["retain_loss"] = _f(kl)
+    parts["loss"] = _f(loss)
+    return LossOutput(loss=loss, parts=parts)
+
+
+def po_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+            state: BGDState | None = None) -> LossOutput:
+    """Preference optimisation toward a refusal: ``NLL(refusal | D_f) + λ·NLL_r``."""
+    inp.require("po", "refusal_logp_sum", "refusal_n_tokens")
+    nll_refusal = sequence_nll(inp.refusal_logp_sum, inp.refusal_n_tokens, "refusal_logp_sum").mean()
+    return _with_retain("po", nll_refusal, inp, retain_weight, {"refusal_nll": _f(nll_refusal)})
+
+
+def dpo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+             state: BGDState | None = None) -> LossOutput:
+    """DPO with ``y_w`` = refusal, ``y_l`` = true answer, plus ``λ·NLL_r``::
+
+        mean_i −log σ(β[(ℓθ(y_w) − ℓref(y_w)) − (ℓθ(y_l) − ℓref(y_l))])
+
+    Equals ``log 2`` (+ retain term) when θ = ref.
+    """
+    inp.require("dpo", "forget_logp_sum", "forget_ref_logp_sum", "refusal_logp_sum", "refusal_ref_logp_sum")
+    lw, lw_ref = _vec(inp.refusal_logp_sum, "refusal_logp_sum"), inp.refusal_ref_logp_sum.detach()
+    ll, ll_ref = _vec(inp.forget_logp_sum, "forget_logp_sum"), inp.forget_ref_logp_sum.detach()
+    _same_len(lw, lw_ref, "refusal_logp_sum", "refusal_ref_logp_sum")
+    _same_len(ll, ll_ref, "forget_logp_sum", "forget_ref_logp_sum")
+    _same_len(lw, ll, "refusal_logp_sum", "forget_logp_sum")
+    margin = (lw - lw_ref) - (ll - ll_ref)
+    forget_term = -F.logsigmoid(beta * margin).mean()
+    return _with_retain("dpo", forget_term, inp, retain_weight, {"margin": _f(margin.mean())})
+
+
+def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+             state: BGDState | None = None) -> LossOutput:
+    """Negative preference optimisation plus ``λ·NLL_r``::
+
+        mean_i (2/β) · log(1 + exp(β · (ℓθ(y) − ℓref(y))))   =  (2/β) · softplus(β · log-ratio)
+
+    Equals ``(2/β) · log 2`` (+ retain term) when θ = ref.
+    """
+    inp.require("npo", "forget_logp_sum", "forget_ref_logp_sum")
+    l, l_ref = _vec(inp.forget_logp_sum, "forget_logp_sum"), inp.forget_ref_logp_sum.detach()
+    _same_len(l, l_ref, "forget_logp_sum", "forget_ref_logp_sum")
+    ratio = l - l_ref
+    forget_term = ((2.0 / beta) * F.softplus(beta * ratio)).mean()
+    return _with_retain("npo", forget_term, inp, retain_weight, {"log_ratio": _f(ratio.mean())})
+
+
+# ---------------------------------------------------------------------------------------
+# BGD (our reconstruction; DESIGN §6)
+
+
+def _concept_groups(labels: Sequence[str], n: int, name: str) -> dict[str, torch.Tensor]:
+    labels = list(labels)
+    if len(labels) != n:
+        raise ValueError(f"{name} has {len(labels)} labels but there are {n} sequences")
+    out: dict[str, list[int]] = {}
+    for i, c in enumerate(labels):
+        out.setdefault(str(c), []).append(i)
+    return {c: torch.tensor(idx, dtype=torch.long) for c, idx in sorted(out.items())}
+
+
+def bgd_loss(inp: LossInputs, *, retain: str, retain_weight: float = 1.0,
+             state: BGDState | None = None, method: str = "bgd") -> LossOutput:
+    """Balanced gradient difference (our reconstruction; the paper gives no formula).
+
+    For each concept ``c`` present in ``forget_concepts``:
+
+    1. ``t_c = −NLL_f(c)``, the mean of ``−NLL_i`` over the forget sequences of concept ``c``;
+    2. the state is updated with ``|t_c|`` (:meth:`BGDState.updated`) **before** it is used,
+       so on the first step ``m_c = |t_c|``;
+    3. the concept's weight is ``w_c = 1 / (K · (m_c + eps))`` with ``K`` the number of
+       concepts present (a detached constant: it rescales the gradient, it gets none).
+
+    ``forget = Σ_c w_c · t_c`` — the mean over concepts of magnitude-normalised terms, so
+    a concept whose NLL is 10× the other's does not dominate the step.
+
+    Retain term (balanced across question types by count, not normalised by magnitude, so
+    that ``λ`` keeps its meaning): ``mean_c NLL_r(c)`` for ``retain="nll"`` (``gd+bgd``) or
+    ``mean_c mean_{i∈c} KL_i`` for ``retain="kl"`` (``kl+bgd``), grouped by
+    ``retain_concepts``. Loss = ``forget + λ · retain``.
+
+    Pure: ``state`` is not modified; the new state is returned in ``LossOutput.state``
+    (``state=None`` starts from a fresh ``BGDState()``). Parts include
+    ``forget_term/<c>``, ``weight/<c>``, ``magnitude/<c>`` and ``retain_loss/<c>``.
+    """
+    state = state if state is not None else BGDState()
+    inp.require(method, "forget_logp_sum", "forget_n_tokens", "forget_concepts")
+    nll = sequence_nll(inp.forget_logp_sum, inp.forget_n_tokens, "forget_logp_sum")
+    groups = _concept_groups(inp.forget_concepts, nll.shape[0], "forget_concepts")
+    terms = {c: -nll[idx.to(nll.device)].mean() for c, idx in groups.items()}
+    new_state = state.updated({c: _f(t) for c, t in terms.items()})
+    k = len(terms)
+    parts: dict[str, float] = {}
+    forget = nll.new_zeros(())
+    for c, t in terms.items():
+        w = 1.0 / (k * (new_state.magnitudes[c] + state.eps))
+        forget = forget + w * t
+        parts[f"forget_term/{c}"] = _f(t)
+        parts[f"weight/{c}"] = w
+        parts[f"magnitude/{c}"] = float(new_state.magnitudes[c])
+    parts["forget_loss"] = _f(forget)
+    parts["forget_nll"] = _f(nll.mean())
+    loss = forget
+    if retain_weight != 0:
+        if retain == "nll":
+            inp.require(method, "retain_logp_sum", "retain_n_tokens", "retain_concepts")
+            per_seq = sequence_nll(inp.retain_logp_sum, inp.retain_n_tokens, "retain_logp_sum")
+        else:
+            inp.require(method, "retain_kl", "retain_concepts")
+            per_seq = _vec(inp.retain_kl, "retain_kl")
+        rgroups = _concept_groups(inp.retain_concepts, per_seq.shape[0], "retain_concepts")
+        rterms = {c: per_seq[idx.to(per_seq.device)].mean() for c, idx in rgroups.items()}
+        r = torch.stack(list(rterms.values())).mean()
+        for c, t in rterms.items():
+            parts[f"retain_loss/{c}"] = _f(t)
+        parts["retain_loss"] = _f(r)
+        loss = loss + retain_weight * r
+    parts["loss"] = _f(loss)
+    return LossOutput(loss=loss, parts=parts, state=new_state)
+
+
+def gd_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+                state: BGDState | None = None) -> LossOutput:
+    """GD with BGD balancing (see :func:`bgd_loss`): retain term = mean over concepts of ``NLL_r(c)``."""
+    return bgd_loss(inp, retain="nll", retain_weight=retain_weight, state=state, method="gd+bgd")
+
+
+def kl_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+                state: BGDState | None = None) -> LossOutput:
+    """KL with BGD balancing (see :func:`bgd_loss`): retain term = mean over concepts of mean ``KL_i``."""
+    return bgd_loss(inp, retain="kl", retain_weight=retain_weight, state=state, method="kl+bgd")
+
+
+# ---------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered objective: ``fn(inputs, retain_weight=, beta=, state=) -> LossOutput``.
+
+    The ``needs_*`` flags say which model passes the training loop must run:
+    ``needs_forget`` (θ on true forget answers), ``needs_ref_forget`` (reference on them),
+    ``needs_refusal`` (θ on refusal answers), ``needs_ref_refusal`` (reference on them),
+    ``needs_retain`` (θ NLL on retain answers), ``needs_kl`` (θ and reference logits on
+    retain answers → ``retain_kl``), ``needs_concepts`` (concept labels; BGD),
+    ``stateful`` (carries a :class:`BGDState` between steps). Retain inputs are needed only
+    when ``retain_weight != 0``: use :meth:`required_inputs`.
+    """
+
+    name: str
+    fn: Callable[..., LossOutput]
+    description: str
+    formula: str  # LaTeX, without surrounding $
+    needs_forget: bool = True
+    needs_ref_forget: bool = False
+    needs_refusal: bool = False
+    needs_ref_refusal: bool = False
+    needs_retain: bool = False
+    needs_kl: bool = False
+    needs_concepts: bool = False
+    stateful: bool = False
+
+    def required_inputs(self, retain_weight: float = 1.0) -> tuple[str, ...]:
+        """The :class:`LossInputs` field names this method reads for a given ``λ``."""
+        req: list[str] = []
+        if self.needs_forget:
+            req += ["forget_logp_sum", "forget_n_tokens"]
+        if self.needs_ref_forget:
+            req += ["forget_ref_logp_sum"]
+        if self.needs_refusal:
+            req += ["refusal_logp_sum", "refusal_n_tokens"]
+        if self.needs_ref_refusal:
+            req += ["refusal_ref_logp_sum"]
+        if self.needs_concepts:
+            req += ["forget_concepts"]
+        if retain_weight != 0:
+            if self.needs_retain:
+                req += ["retain_logp_sum", "retain_n_tokens"]
+            if self.needs_kl:
+                req += ["retain_kl"]
+            if self.needs_concepts and (self.needs_retain or self.needs_kl):
+                req += ["retain_concepts"]
+        return tuple(req)
+
+    def __call__(self, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+                 state: BGDState | None = None) -> LossOutput:
+        return self.fn(inputs, retain_weight=retain_weight, beta=beta, state=state)
+
+
+_NLLR = r"\lambda\,\mathrm{NLL}_r"
+LOSSES: dict[str, LossSpec] = {
+    "ga": LossSpec(
+        "ga", ga_loss, "Gradient ascent on the forget answers",
+        r"\mathcal{L} = -\mathrm{NLL}_f"),
+    "gd": LossSpec(
+        "gd", gd_loss, "Gradient difference: ascend on forget, descend on retain",
+        r"\mathcal{L} = -\mathrm{NLL}_f + " + _NLLR, needs_retain=True),
+    "kl": LossSpec(
+        "kl", kl_loss, "Gradient ascent on forget + KL to the reference model on retain answers",
+        r"\mathcal{L} = -\mathrm{NLL}_f + \lambda\,\mathbb{E}_{D_r}\!\left[\mathrm{KL}(p_\mathrm{ref}\,\|\,p_\theta)\right]",
+        needs_kl=True),
+    "po": LossSpec(
+        "po", po_loss, "Preference optimisation: learn a refusal on the forget images, keep retain",
+        r"\mathcal{L} = \mathrm{NLL}(y_\mathrm{refusal} \mid D_f) + " + _NLLR,
+        needs_forget=False, needs_refusal=True, needs_retain=True),
+    "dpo": LossSpec(
+        "dpo", dpo_loss, "DPO with the refusal preferred over the true answer",
+        r"\mathcal{L} = -\mathbb{E}_{D_f}\log\sigma\!\Big(\beta\big[(\ell_\theta(y_w)-\ell_\mathrm{ref}(y_w))"
+        r" - (\ell_\theta(y_l)-\ell_\mathrm{ref}(y_l))\big]\Big) + " + _NLLR,
+        needs_ref_forget=True, needs_refusal=True, needs_ref_refusal=True, needs_retain=True),
+    "npo": LossSpec(
+        "npo", npo_loss, "Negative preference optimisation on the forget answers",
+        r"\mathcal{L} = \mathbb{E}_{D_f}\tfrac{2}{\beta}\log\!\Big(1 + e^{\beta(\ell_\theta(y)-\ell_\mathrm{ref}(y))}\Big) + "
+        + _NLLR,
+        needs_ref_forget=True, needs_retain=True),
+    "gd+bgd": LossSpec(
+        "gd+bgd", gd_bgd_loss,
+        "GD with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
+        r"\mathcal{L} = \frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon} + \lambda\,\frac{1}{K_r}\sum_c \mathrm{NLL}_r(c),"
+        r"\quad m_c \leftarrow \mu\,m_c + (1-\mu)\,\lvert\mathrm{NLL}_f(c)\rvert",
+        needs_retain=True, needs_concepts=True, stateful=True),
+    "kl+bgd": LossSpec(
+        "kl+bgd", kl_bgd_loss,
+        "KL with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
+        r"\mathcal{L} = \frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon} + \lambda\,\frac{1}{K_r}\sum_c"
+        r" \mathbb{E}_{D_r(c)}\!\left[\mathrm{KL}(p_\mathrm{ref}\,\|\,p_\theta)\right],"
+        r"\quad m_c \leftarrow \mu\,m_c + (1-\mu)\,\lvert\mathrm{NLL}_f(c)\rvert",
+        needs_kl=True, needs_concepts=True, stateful=True),
+}
+
+
+def get_loss(name: str) -> LossSpec:
+    """The registered :class:`LossSpec`; an unknown name raises ``ConfigError`` listing the allowed ones."""
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown unlearning method {name!r}; allowed: {', '.join(LOSSES)}") from None
+
+
+def compute_loss(name: str, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
+                 state: BGDState | None = None) -> LossOutput:
+    """Shorthand for ``get_loss(name)(inputs, retain_weight=..., beta=..., state=...)``."""
+    if beta <= 0 or not math.isfinite(beta):
+        raise ConfigError(f"beta must be a positive number, got {beta}")
+    return get_loss(name)(inputs, retain_weight=retain_weight, beta=beta, state=state)

@@ -1,0 +1,898 @@
+"""One adapter over Hugging Face image-text-to-text models (DESIGN §4).
+
+Every chapter, the trainer, the unlearning loop and the evaluator drive a model through the
+few functions here, whatever the checkpoint is:
+
+* :func:`build_tiny` builds the book's default model — a ``LlavaForConditionalGeneration``
+  (small CLIP vision tower → 2-layer projector → small Llama) with random, seeded weights,
+  a BPE tokenizer trained on the world's text (:func:`train_tokenizer`) and a
+  ``LlavaProcessor``. :func:`save_bundle` / :func:`load_bundle` write and read it with
+  ``save_pretrained`` / ``from_pretrained`` like any checkpoint, so the real loading path is
+  the tested path; :func:`load_bundle` also takes any local HF image-text-to-text folder
+  (LLaVA-1.5/1.6, Qwen2-VL, …). Safetensors only; ``trust_remote_code`` is never set.
+* :func:`encode_train` turns (image, question, answer) triples into a right-padded batch whose
+  ``labels`` keep only the answer tokens; :func:`sequence_logprobs` returns the per-sequence
+  sum of answer-token log-probabilities that every unlearning loss is built on;
+  :func:`generate` is batched greedy decoding with a KV cache whose answers do not depend on
+  the batch size or the order of the items.
+* :func:`add_lora` puts LoRA adapters (peft) on the language model — and the projector when
+  asked — never on the vision tower; :func:`reference_mode` disables them, which gives the
+  reference model of KL / DPO / NPO without a second copy of the weights.
+* :func:`describe` tabulates the parts of the model and their parameter counts.
+
+The prompt is the same at training and at evaluation by construction: a batch for training
+is the token ids of the generation prompt followed by the ids of exactly the text that the
+chat template puts after it (the answer and the end-of-sequence token), and generation
+starts from those same prompt ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from .config import DEVICES, DTYPES, ConfigError, ModelConfig
+
+__all__ = [
+    "IMAGE_TOKEN",
+    "SPECIAL_TOKENS",
+    "CHAT_TEMPLATE",
+    "ModelBundle",
+    "train_tokenizer",
+    "build_tiny",
+    "save_bundle",
+    "load_bundle",
+    "resolve_device_dtype",
+    "build_messages",
+    "encode_prompts",
+    "encode_train",
+    "to_device",
+    "sequence_logprobs",
+    "generate",
+    "lora_target_regex",
+    "add_lora",
+    "remove_lora",
+    "reference_mode",
+    "save_adapter",
+    "load_adapter",
+    "describe",
+    "count_parameters",
+]
+
+IMAGE_TOKEN = "<image>"
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, IMAGE_TOKEN)  # ids 0..4 in a trained tokenizer
+
+# A single user turn (an image + a question) and the assistant's answer, LLaVA-1.5 style:
+#   "<s>USER: <image>\n{question} ASSISTANT: {answer}</s>"
+# With add_generation_prompt the text ends at "ASSISTANT:"; the answer's leading space is
+# part of the answer's first token, so the answer tokens are exactly what the model has to
+# produce after the prompt. `content` may be a string or a list of {"type": "image"} /
+# {"type": "text", "text": ...} parts.
+CHAT_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{- 'USER: ' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{- '<image>' + '\n' -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{- ' ASSISTANT: ' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- eos_token -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- ' ASSISTANT:' -}}{%- endif -%}"
+)
+
+# Fixed words of the prompt, added to the tokenizer's training text so that they become
+# single tokens and the prompt stays short.
+_TEMPLATE_TEXT = ["USER: ASSISTANT:", "USER: <image>\n ASSISTANT: yes no Yes No"]
+
+_WEIGHT_PATTERNS = ("*.safetensors",)
+_PEBENCH_META = "pebench_model.json"
+
+
+# ---------------------------------------------------------------------------------------
+# The bundle
+
+
+@dataclass
+class ModelBundle:
+    """A model with everything needed to feed it.
+
+    ``model`` may be the plain HF model or a peft ``PeftModel`` wrapping it (see
+    :meth:`with_model`). ``meta`` holds what :func:`build_tiny` was built from (empty for a
+    foreign checkpoint).
+    """
+
+    model: torch.nn.Module
+    processor: Any
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    meta: dict = field(default_factory=dict)
+    _prompt_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def pad_token_id(self) -> int:
+        tok = self.tokenizer
+        if tok.pad_token_id is not None:
+            return int(tok.pad_token_id)
+        return int(tok.eos_token_id)
+
+    @property
+    def eos_token_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The HF model underneath any peft wrapper."""
+        return _unwrap(self.model)
+
+    def with_model(self, model: torch.nn.Module) -> "ModelBundle":
+        """The same processor/tokenizer around another model (e.g. the ``PeftModel``)."""
+        return dataclasses.replace(self, model=model, _prompt_cache=self._prompt_cache)
+
+    def prompt_text(self, question: str) -> str:
+        """The generation prompt (text, one image placeholder) for ``question``."""
+        return _prompt_and_answer_text(self, question, None)[0]
+
+    def encode_train(self, images, questions, answers, max_length: int | None = None) -> dict:
+        return encode_train(self, images, questions, answers, max_length=max_length)
+
+    def generate(self, images, questions, max_new_tokens: int = 40, batch_size: int = 32) -> list[str]:
+        return generate(self, images, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+    def sequence_logprobs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return sequence_logprobs(self, batch)
+
+    def describe(self):
+        return describe(self)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No transformers progress bars and no peft/transformers deprecation chatter inside."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return model
+    if isinstance(model, PeftModel):
+        return model.get_base_model()
+    return model
+
+
+# ---------------------------------------------------------------------------------------
+# Device and dtype
+
+
+_DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device_dtype(device: str | torch.device = "auto",
+                         dtype: str | torch.dtype = "auto") -> tuple[torch.device, torch.dtype]:
+    """Pick the device and dtype: CUDA + bfloat16 when CUDA is there, else CPU + float32.
+
+    Either may be forced (``device`` in cpu/cuda/mps, ``dtype`` in float32/bfloat16/float16);
+    asking for a device this machine does not have is a :class:`ConfigError`.
+    """
+    if isinstance(device, torch.device):
+        dev_name = device.type
+    else:
+        dev_name = str(device).split(":")[0]
+        if dev_name not in DEVICES:
+            raise ConfigError(f"model.device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if dev_name == "auto":
+        dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    elif dev_name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("model.device is 'cuda' but CUDA is not available on this machine; "
+                              "use model.device=auto or model.device=cpu")
+        dev = torch.device(device) if not isinstance(device, torch.device) else device
+    elif dev_name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError("model.device is 'mps' but MPS is not available on this machine; "
+                              "use model.device=auto or model.device=cpu")
+        dev = torch.device("mps")
+    else:
+        dev = torch.device("cpu")
+
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPE_NAMES.values():
+            raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+        return dev, dtype
+    name = str(dtype)
+    if name not in DTYPES:
+        raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if name == "auto":
+        if dev.type == "cuda":
+            dt = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dt = torch.float32
+    else:
+        dt = _DTYPE_NAMES[name]
+    return dev, dt
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenizer
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int):
+    """Train a byte-level BPE tokenizer on ``texts`` and wrap it as a fast HF tokenizer.
+
+    Byte-level BPE never meets an unknown character (every string round-trips exactly) and,
+    trained on the world's own text, turns frequent names and description words into one or
+    two tokens. Special tokens (ids 0-4): ``<pad> <s> </s> <unk> <image>``. The chat
+    template is :data:`CHAT_TEMPLATE`. Training is deterministic: same texts, same tokenizer.
+    The vocabulary can come out smaller than ``vocab_size`` when the text is small.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < len(SPECIAL_TOKENS) + 256:
+        raise ConfigError(f"model.vocab_size must be at least {len(SPECIAL_TOKENS) + 256} for a "
+                          f"byte-level tokenizer, got {vocab_size}")
+    corpus = [str(t) for t in texts if str(t)]
+    if not corpus:
+        raise ConfigError("train_tokenizer needs at least one non-empty text")
+    # Each text also with a leading space: answers follow "ASSISTANT:" after a space, so a
+    # name that starts a sentence in the world's text should also be one token there.
+    corpus = corpus + [" " + t for t in corpus] + _TEMPLATE_TEXT * 4
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer=trainer, length=len(corpus))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK,
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+        model_max_length=100_000,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+# ---------------------------------------------------------------------------------------
+# The tiny LLaVA
+
+
+def _make_processor(tokenizer, image_size: int, patch_size: int):
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    image_processor = CLIPImageProcessorPil(
+        size={"height": image_size, "width": image_size},  # plain resize to a square, no crop
+        do_center_crop=False,
+        crop_size={"height": image_size, "width": image_size},
+        do_resize=True, do_rescale=True, do_normalize=True, do_convert_rgb=True,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
+        chat_template=CHAT_TEMPLATE,
+        image_token=IMAGE_TOKEN,
+    )
+
+
+def build_tiny(cfg: ModelConfig, texts: Sequence[str], image_size: int, seed: int) -> ModelBundle:
+    """Build the book's tiny LLaVA with random, seeded weights (same seed → same weights).
+
+    Vision: a CLIP-style ViT (``image_size``/``cfg.patch_size`` patches, ``cfg.vision_*``);
+    the CLS token is dropped (``vision_feature_select_strategy="default"``, last layer), so an
+    image is ``(image_size // patch_size) ** 2`` tokens. Projector: LLaVA-1.5's
+    Linear-GELU-Linear. Language model: a Llama (``cfg.text_*``, intermediate 2.5× hidden,
+    tied input/output embeddings) over a tokenizer trained on ``texts``.
+    """
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    if image_size % cfg.patch_size != 0:
+        raise ConfigError(f"image_size ({image_size}) must be a multiple of model.patch_size ({cfg.patch_size})")
+    for hid, heads, name in ((cfg.vision_hidden, cfg.vision_heads, "vision"), (cfg.text_hidden, cfg.text_heads, "text")):
+        if hid <= 0 or heads <= 0 or hid % heads:
+            raise ConfigError(f"model.{name}_hidden ({hid}) must be a positive multiple of model.{name}_heads ({heads})")
+    device, dtype = resolve_device_dtype(cfg.device, cfg.dtype)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    vocab = len(tokenizer)
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    n_image_tokens = (image_size // cfg.patch_size) ** 2
+
+    vision = CLIPVisionConfig(
+        image_size=image_size, patch_size=cfg.patch_size, num_channels=3,
+        hidden_size=cfg.vision_hidden, intermediate_size=2 * cfg.vision_hidden,
+        num_hidden_layers=cfg.vision_layers, num_attention_heads=cfg.vision_heads,
+        projection_dim=cfg.vision_hidden, hidden_act="quick_gelu",
+    )
+    intermediate = int(round(2.5 * cfg.text_hidden / 16.0)) * 16 or 16
+    text = LlamaConfig(
+        vocab_size=vocab, hidden_size=cfg.text_hidden, intermediate_size=intermediate,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
+        num_key_value_heads=cfg.text_heads,
+        max_position_embeddings=max(cfg.max_length, n_image_tokens + 64) + 128,
+        rms_norm_eps=1e-5, initializer_range=0.02, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_id=image_token_id,
+        projector_hidden_act="gelu", vision_feature_select_strategy="default",
+        vision_feature_layer=-1, image_seq_length=n_image_tokens, tie_word_embeddings=True,
+    )
+    config.pad_token_id = tokenizer.pad_token_id
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    processor = _make_processor(tokenizer, image_size, cfg.patch_size)
+    meta = {"kind": "tiny", "seed": int(seed), "image_size": int(image_size),
+            "model_config": dataclasses.asdict(cfg), "n_image_tokens": n_image_tokens}
+    return ModelBundle(model=model, processor=processor, tokenizer=tokenizer,
+                       device=device, dtype=dtype, meta=meta)
+
+
+# ---------------------------------------------------------------------------------------
+# Saving and loading
+
+
+def _atomic_dir(path: Path) -> tuple[Path, Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return path, tmp
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    old = None
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
+    """Write model (safetensors) + processor to ``path`` with ``save_pretrained``, atomically.
+
+    Everything is written to a temporary sibling folder first and renamed into place, so an
+    interrupted save never leaves a half-written checkpoint at ``path``. A ``PeftModel`` is
+    refused (merge or save the adapter with :func:`save_adapter`).
+    """
+    model = bundle.model
+    if _unwrap(model) is not model:
+        raise ConfigError("save_bundle got a model with LoRA adapters; save them with save_adapter(), "
+                          "or merge them first (model.merge_and_unload())")
+    path, tmp = _atomic_dir(Path(path))
+    try:
+        with _quiet():
+            model.save_pretrained(tmp, safe_serialization=True)
+            bundle.processor.save_pretrained(tmp)
+        if bundle.meta:
+            (tmp / _PEBENCH_META).write_text(json.dumps(bundle.meta, indent=2, sort_keys=True))
+        _swap_in(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "auto",
+                dtype: str | torch.dtype = "auto") -> ModelBundle:
+    """Load a local image-text-to-text checkpoint folder (the tiny model or a real one).
+
+    ``AutoModelForImageTextToText`` + ``AutoProcessor``, safetensors weights only, no remote
+    code, no hub access. Raises :class:`ConfigError` naming the folder when it does not exist,
+    holds no ``*.safetensors`` weights, or holds a model the adapter cannot drive.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(path).expanduser()
+    expected = ("a Hugging Face image-text-to-text checkpoint folder (config.json, *.safetensors "
+                "weights and the processor files, as written by save_pretrained)")
+    if not path.exists():
+        raise ConfigError(f"model path {path} does not exist; expected {expected}")
+    if not path.is_dir():
+        raise ConfigError(f"model path {path} is not a folder; expected {expected}")
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model path {path} has no config.json; expected {expected}")
+    weights = [p for pat in _WEIGHT_PATTERNS for p in path.glob(pat)]
+    if not weights:
+        others = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".gguf"))
+        found = f" (found {', '.join(others)}; pickled/other weight formats are refused)" if others else ""
+        raise ConfigError(f"model path {path} holds no *.safetensors weights{found}; expected {expected}. "
+                          "Convert the checkpoint to safetensors first.")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    except Exception as exc:  # unknown model_type, malformed json, ...
+        raise ConfigError(f"model path {path}: config.json cannot be read as a transformers config "
+                          f"({type(exc).__name__}: {exc}); expected {expected}") from None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        arch = ", ".join(getattr(config, "architectures", None) or []) or "unknown"
+        raise ConfigError(
+            f"model path {path} holds a '{model_type}' model (architectures: {arch}), which is not an "
+            f"image-text-to-text model that AutoModelForImageTextToText can load; expected a model type "
+            f"such as llava, llava_next, qwen2_vl, qwen2_5_vl, idefics3, … "
+            f"({len(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)} supported)")
+    dev, dt = resolve_device_dtype(device, dtype)
+    try:
+        with _quiet():
+            model = AutoModelForImageTextToText.from_pretrained(
+                path, use_safetensors=True, trust_remote_code=False, local_files_only=True, dtype=dt,
+                **({"device_map": str(dev)} if dev.type == "cuda" else {}))
+    except Exception as exc:
+        raise ConfigError(f"model path {path}: AutoModelForImageTextToText could not load it "
+                          f"({type(exc).__name__}: {exc})") from None
+    try:
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    except Exception as exc:
+        raise ConfigError(f"model path {path}: AutoProcessor could not load the processor files "
+                          f"({type(exc).__name__}: {exc}); expected the processor/tokenizer files that "
+                          "save_pretrained writes") from None
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is None:
+        raise ConfigError(f"model path {path}: the processor has no tokenizer")
+    if getattr(processor, "chat_template", None) is None and getattr(tokenizer, "chat_template", None) is None:
+        raise ConfigError(f"model path {path}: neither the processor nor the tokenizer has a chat template")
+    model.to(device=dev)
+    model.eval()
+    meta = {}
+    if (path / _PEBENCH_META).is_file():
+        meta = json.loads((path / _PEBENCH_META).read_text())
+    return ModelBundle(model=model, processor=processor, tokenizer=tokenizer, device=dev, dtype=dt, meta=meta)
+
+
+# ---------------------------------------------------------------------------------------
+# Prompts and batches
+
+
+def build_messages(question: str, answer: str | None = None) -> list[dict]:
+    """Chat messages for one image + ``question`` (and the assistant's ``answer``)."""
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    if answer is not None:
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return msgs
+
+
+def _render(bundle: ModelBundle, messages: list[dict], add_generation_prompt: bool) -> str:
+    proc = bundle.processor
+    if getattr(proc, "chat_template", None):
+        return proc.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return bundle.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def _prompt_and_answer_text(bundle: ModelBundle, question: str, answer: str | None) -> tuple[str, str | None]:
+    """The generation prompt for ``question`` and the text the template puts after it."""
+    cache = bundle._prompt_cache
+    prompt = cache.get(question)
+    if prompt is None:
+        prompt = _render(bundle, build_messages(question), True)
+        if len(cache) < 100_000:
+            cache[question] = prompt
+    if answer is None:
+        return prompt, None
+    full = _render(bundle, build_messages(question, answer), False)
+    if not full.startswith(prompt):
+        raise ConfigError("the chat template's full conversation does not start with its generation prompt; "
+                          "cannot separate the answer tokens")
+    return prompt, full[len(prompt):]
+
+
+def _pixel_dtype(bundle: ModelBundle) -> torch.dtype:
+    return bundle.dtype if bundle.dtype.is_floating_point else torch.float32
+
+
+def encode_prompts(bundle: ModelBundle, images: Sequence, questions: Sequence[str]) -> tuple[list[list[int]], dict]:
+    """Token ids of each generation prompt (image placeholders expanded) + the image tensors.
+
+    Returns ``(ids, extra)`` where ``ids[i]`` is a list of ints (unpadded) and ``extra`` holds
+    ``pixel_values`` (and whatever else the processor produces for the images, e.g.
+    ``image_sizes``), batched in the order of ``images``.
+    """
+    if len(images) != len(questions):
+        raise ValueError(f"got {len(images)} images but {len(questions)} questions")
+    if not len(images):
+        raise ValueError("encode_prompts needs at least one item")
+    prompts = [_prompt_and_answer_text(bundle, q, None)[0] for q in questions]
+    enc = bundle.processor(images=list(images), text=prompts, padding=True, padding_side="right",
+                           return_tensors="pt")
+    mask = enc["attention_mask"].bool()
+    ids_t = enc["input_ids"]
+    ids = [ids_t[i][mask[i]].tolist() for i in range(ids_t.shape[0])]
+    extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")}
+    return ids, extra
+
+
+def _pad(seqs: list[list[int]], value: int, side: str) -> torch.Tensor:
+    n = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), n), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if side == "right":
+            out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+        else:
+            out[i, n - len(s):] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def encode_train(bundle: ModelBundle, images: Sequence, questions: Sequence[str], answers: Sequence[str],
+                 max_length: int | None = None) -> dict:
+    """A right-padded training batch: ``input_ids``, ``attention_mask``, ``pixel_values``, ``labels``.
+
+    ``input_ids`` = generation-prompt ids (as :func:`generate` sees them) + the ids of the
+    text the chat template puts after the prompt (``" " + answer + "</s>"``, so the answer
+    tokens and the end-of-sequence token). ``labels`` are ``-100`` everywhere but on those
+    answer tokens. Tensors are on the CPU; :func:`to_device` moves them. With ``max_length``
+    a sequence longer than that (image tokens included) is an error, never a silent cut.
+    """
+    if not (len(images) == len(questions) == len(answers)):
+        raise ValueError(f"got {len(images)} images, {len(questions)} questions, {len(answers)} answers")
+    prompt_ids, extra = encode_prompts(bundle, images, questions)
+    tok = bundle.tokenizer
+    eos = bundle.eos_token_id
+    suffixes = [_prompt_and_answer_text(bundle, q, a)[1] for q, a in zip(questions, answers)]
+    ans_ids = tok(suffixes, add_special_tokens=False)["input_ids"]
+    seqs, labs = [], []
+    for p, a in zip(prompt_ids, ans_ids):
+        a = list(a)
+        if not a or a[-1] != eos:
+            a.append(eos)
+        if max_length is not None and len(p) + len(a) > max_length:
+            raise ConfigError(f"a training sequence has {len(p) + len(a)} tokens ({len(p)} prompt incl. image, "
+                              f"{len(a)} answer) but model.max_length is {max_length}; raise model.max_length")
+        seqs.append(p + a)
+        labs.append([-100] * len(p) + a)
+    input_ids = _pad(seqs, bundle.pad_token_id, "right")
+    labels = _pad(labs, -100, "right")
+    attention_mask = _pad([[1] * len(s) for s in seqs], 0, "right")
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch.update(extra)
+    return batch
+
+
+def to_device(bundle: ModelBundle, batch: dict) -> dict:
+    """Move a batch to the bundle's device; floating tensors (pixels) to the model dtype."""
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            if v.is_floating_point():
+                v = v.to(device=bundle.device, dtype=_pixel_dtype(bundle))
+            else:
+                v = v.to(device=bundle.device)
+        out[k] = v
+    return out
+
+
+def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(model.parameters())
+    return p.device, p.dtype
+
+
+def sequence_logprobs(bundle_or_model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence sum of answer-token log-probabilities, in one forward pass.
+
+    ``batch`` is what :func:`encode_train` returns. Returns ``(logp_sum [B], n_tokens [B])``
+    (float32, on the model's device); the logits at position ``t`` score the label at
+    ``t + 1`` (causal shift). Gradients flow when called outside ``torch.no_grad()``. The mean
+    answer-token NLL of item ``i`` is ``-logp_sum[i] / n_tokens[i]``.
+    """
+    model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
+    device, dtype = _model_device_dtype(model)
+    inputs = {}
+    for k, v in batch.items():
+        if k == "labels" or not isinstance(v, torch.Tensor):
+            continue
+        inputs[k] = v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+    labels = batch["labels"].to(device)
+    out = model(**inputs, use_cache=False)
+    logits = out.logits[:, :-1]
+    target = labels[:, 1:]
+    mask = target != -100
+    sel = logits[mask].float()  # [N, V] only the answer positions
+    tok_lp = torch.log_softmax(sel, dim=-1).gather(-1, target[mask].unsqueeze(-1)).squeeze(-1)
+    rows = mask.nonzero(as_tuple=True)[0]
+    logp_sum = torch.zeros(labels.shape[0], dtype=torch.float32, device=device).index_add(0, rows, tok_lp)
+    n_tokens = mask.sum(dim=1)
+    return logp_sum, n_tokens
+
+
+@torch.no_grad()
+def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], max_new_tokens: int = 40,
+             batch_size: int = 32) -> list[str]:
+    """Greedy answers (new tokens only, stripped), batched with left padding and a KV cache.
+
+    Items are processed in order of prompt length so that batches need little padding; the
+    answers come back in the input order. Position ids are derived from the attention mask,
+    so a left-padded prompt sees the same positions as an unpadded one; the answers do not
+    depend on ``batch_size`` or the order of the items (tested).
+    """
+    if len(images) != len(questions):
+        raise ValueError(f"got {len(images)} images but {len(questions)} questions")
+    n = len(images)
+    if n == 0:
+        return []
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size and max_new_tokens must be at least 1")
+    model = bundle.model
+    was_training = model.training
+    model.eval()
+    device, mdtype = _model_device_dtype(model)
+    tok = bundle.tokenizer
+    pad_id, eos_id = bundle.pad_token_id, bundle.eos_token_id
+    # Order by (prompt length, original index): a deterministic grouping that does not
+    # depend on the order the caller gave the items in.
+    lengths = [len(_prompt_and_answer_text(bundle, q, None)[0]) for q in questions]
+    order = sorted(range(n), key=lambda i: (lengths[i], i))
+    answers: list[str] = [""] * n
+    try:
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            ids, extra = encode_prompts(bundle, [images[i] for i in idx], [questions[i] for i in idx])
+            input_ids = _pad(ids, pad_id, "left").to(device)
+            attention_mask = _pad([[1] * len(s) for s in ids], 0, "left").to(device)
+            inputs = {k: (v.to(device=device, dtype=mdtype) if v.is_floating_point() else v.to(device))
+                      for k, v in extra.items() if isinstance(v, torch.Tensor)}
+            out = model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, **inputs,
+                do_sample=False, num_beams=1, use_cache=True, max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id, eos_token_id=eos_id,
+                temperature=None, top_p=None, top_k=None,
+            )
+            new = out[:, input_ids.shape[1]:]
+            texts = tok.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            for i, t in zip(idx, texts):
+                answers[i] = t.strip()
+    finally:
+        if was_training:
+            model.train()
+    return answers
+
+
+# ---------------------------------------------------------------------------------------
+# LoRA
+
+
+_LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_VISION_HINTS = ("vision_tower", "vision_model", "visual", "image_encoder", "vision_encoder")
+_PROJECTOR_HINTS = ("multi_modal_projector", "mm_projector", "merger", "connector")
+
+
+def _is_linear(m: torch.nn.Module) -> bool:
+    """A linear layer, or one already wrapped by peft (which keeps it as ``base_layer``)."""
+    return isinstance(m, torch.nn.Linear) or isinstance(getattr(m, "base_layer", None), torch.nn.Linear)
+
+
+def _find_prefix(model: torch.nn.Module, leaves: Sequence[str]) -> str | None:
+    """The shortest module name whose last part is in ``leaves``, outside the vision tower."""
+    best = None
+    for name, _ in model.named_modules():
+        if name.rsplit(".", 1)[-1] in leaves and not any(h in name.split(".") for h in _VISION_HINTS):
+            if best is None or len(name) < len(best):
+                best = name
+    return best
+
+
+def lora_target_regex(model: torch.nn.Module, projector: bool) -> str:
+    """The regex (peft ``target_modules``) of the linear layers LoRA adapts.
+
+    The language model's attention and MLP projections (``q/k/v/o_proj``, ``gate/up/down_proj``)
+    — factual associations such as name ↔ face live in the MLPs as much as in attention, and
+    the adapter stays small — plus, with ``projector=True``, the multimodal projector's linear
+    layers. The vision tower is never adapted: the paper's unlearning acts on what the
+    language side says about what the encoder sees.
+    """
+    model = _unwrap(model)
+    lm = _find_prefix(model, ("language_model",))
+    if lm is None:
+        raise ConfigError("add_lora: cannot find the language model (a module named 'language_model') in "
+                          f"{type(model).__name__}")
+    names = dict(model.named_modules())
+    lm_leaves = sorted({n.rsplit(".", 1)[-1] for n, m in names.items()
+                        if n.startswith(lm + ".") and _is_linear(m)} & set(_LM_TARGETS))
+    if not lm_leaves:
+        raise ConfigError(f"add_lora: no {'/'.join(_LM_TARGETS)} linear layers under {lm}")
+    parts = [rf"{re.escape(lm)}\..*\.(?:{'|'.join(lm_leaves)})"]
+    if projector:
+        proj = _find_prefix(model, _PROJECTOR_HINTS)
+        if proj is None:
+            raise ConfigError("add_lora(projector=True): the model has no multimodal projector "
+                              f"({', '.join(_PROJECTOR_HINTS)}); use projector=False")
+        linears = [n for n, m in names.items() if n.startswith(proj + ".") and _is_linear(m)
+                   and not any(p.startswith("lora_") or p == "base_layer" for p in n[len(proj) + 1:].split("."))]
+        if not linears:
+            raise ConfigError(f"add_lora(projector=True): no linear layers under {proj}")
+        parts.append("|".join(re.escape(n) for n in sorted(linears)))
+    return "^(?:" + "|".join(parts) + ")$"
+
+
+def add_lora(bundle: ModelBundle, r: int = 8, alpha: int = 16, projector: bool = True, dropout: float = 0.0,
+             seed: int = 0):
+    """Wrap ``bundle.model`` in a peft ``PeftModel`` with a fresh LoRA adapter (seeded init).
+
+    Targets come from :func:`lora_target_regex`. Only the adapter is trainable. peft injects
+    the LoRA layers into ``bundle.model`` in place; :func:`remove_lora` takes them out again.
+    Use ``bundle.with_model(peft_model)`` to generate / score with the adapter on.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if r < 1 or alpha < 1:
+        raise ConfigError(f"LoRA rank and alpha must be at least 1, got r={r}, alpha={alpha}")
+    base = _unwrap(bundle.model)
+    if base is not bundle.model:
+        raise ConfigError("add_lora: the bundle's model already carries LoRA adapters; call remove_lora first")
+    config = LoraConfig(r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout), bias="none",
+                        target_modules=lora_target_regex(base, projector), init_lora_weights=True)
+    with torch.random.fork_rng(devices=[bundle.device] if bundle.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        with _quiet():
+            peft_model = get_peft_model(base, config)
+    return peft_model
+
+
+def remove_lora(peft_model) -> torch.nn.Module:
+    """Take the LoRA layers out again and return the untouched base model."""
+    return peft_model.unload()
+
+
+@contextlib.contextmanager
+def reference_mode(model) -> Iterator[torch.nn.Module]:
+    """Inside the block ``model`` computes the reference model: the same weights, adapter off.
+
+    ``with reference_mode(peft_model): ref = sequence_logprobs(peft_model, batch)`` — no second
+    copy of the weights in memory. ``model`` may also be a bundle holding a ``PeftModel``.
+    """
+    m = model.model if isinstance(model, ModelBundle) else model
+    if not hasattr(m, "disable_adapter") or _unwrap(m) is m:
+        raise ConfigError("reference_mode needs a model with a LoRA adapter (from add_lora); "
+                          f"got {type(m).__name__}")
+    with m.disable_adapter():
+        yield m
+
+
+def save_adapter(peft_model, path: str | Path) -> Path:
+    """Save only the LoRA adapter (``adapter_model.safetensors`` + config), atomically."""
+    if _unwrap(peft_model) is peft_model:
+        raise ConfigError(f"save_adapter needs a model with a LoRA adapter, got {type(peft_model).__name__}")
+    path, tmp = _atomic_dir(Path(path))
+    try:
+        with _quiet():
+            peft_model.save_pretrained(tmp, safe_serialization=True)
+        _swap_in(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def load_adapter(bundle: ModelBundle, path: str | Path, trainable: bool = False):
+    """Put a saved LoRA adapter on ``bundle.model`` (in place) and return the ``PeftModel``."""
+    from peft import PeftModel
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"adapter path {path} does not exist; expected a folder written by save_adapter "
+                          "(adapter_config.json + adapter_model.safetensors)")
+    if not (path / "adapter_model.safetensors").is_file() or not (path / "adapter_config.json").is_file():
+        raise ConfigError(f"adapter path {path} holds no adapter_config.json + adapter_model.safetensors; "
+                          "only safetensors adapters are loaded")
+    base = _unwrap(bundle.model)
+    if base is not bundle.model:
+        raise ConfigError("load_adapter: the bundle's model already carries LoRA adapters; call remove_lora first")
+    with _quiet():
+        model = PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
+    if not trainable:
+        model.eval()
+    return model
+
+
+# ---------------------------------------------------------------------------------------
+# Description
+
+
+def _part_of(name: str) -> str:
+    parts = name.split(".")
+    if any(p.startswith("lora_") for p in parts):
+        return "LoRA adapter"
+    if any(h in parts for h in _VISION_HINTS):
+        return "vision tower"
+    if any(h in parts for h in _PROJECTOR_HINTS):
+        return "projector"
+    return "language model"
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of distinct parameters (tied weights counted once)."""
+    seen, n = set(), 0
+    for p in model.parameters():
+        if id(p) in seen or (trainable_only and not p.requires_grad):
+            continue
+        seen.add(id(p))
+        n += p.numel()
+    return n
+
+
+def describe(bundle_or_model):
+    """A table of the model's parts and their parameter counts (tied weights counted once).
+
+    Parts: vision tower, projector, embeddings (input embeddings and, if not tied, the output
+    head), language model (the transformer blocks and final norm), LoRA adapter (if any),
+    then the total. Columns: ``part, parameters, trainable, share`` (share of the total).
+    """
+    import pandas as pd
+
+    model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
+    base = _unwrap(model)
+    emb_ids = set()
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        mod = getattr(base, getter)() if hasattr(base, getter) else None
+        if mod is not None:
+            emb_ids.update(id(p) for p in mod.parameters())
+    order = ["vision tower", "projector", "embeddings", "language model", "LoRA adapter"]
+    counts = {k: [0, 0] for k in order}
+    seen = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        part = "embeddings" if id(p) in emb_ids else _part_of(name)
+        counts[part][0] += p.numel()
+        if p.requires_grad:
+            counts[part][1] += p.numel()
+    total = sum(c[0] for c in counts.values())
+    rows = [{"part": k, "parameters": c[0], "trainable": c[1], "share": c[0] / total if total else 0.0}
+            for k, c in counts.items() if c[0] or k != "LoRA adapter"]
+    rows.append({"part": "total", "parameters": total, "trainable": sum(c[1] for c in counts.values()),
+                 "share": 1.0})
+    return pd.DataFrame(rows)

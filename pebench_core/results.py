@@ -1,0 +1,211 @@
+"""The results table, provenance, atomic writes and caching by config hash (DESIGN §8).
+
+Every number the book shows comes from two long-format parquet tables in a run folder:
+
+* ``results.parquet`` — one row per (run_id, profile, seed, target, method, concept, metric)
+  with ``value``, ``n``, ``scorer`` and provenance (config hash, versions, git commit);
+* ``items.parquet`` — the per-item values behind each row, so any aggregate, interval or
+  paired comparison can be recomputed.
+
+Stages write through :func:`atomic_dir` / :func:`atomic_write_bytes`: the artifact appears
+under its final name only once complete, so an interrupted run never leaves a
+half-written file that a later stage would read, and simply resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+
+from .config import ConfigError
+
+RESULT_COLUMNS = [
+    "run_id", "profile", "seed", "target", "method", "concept", "metric", "value", "n",
+    "scorer", "config_hash", "git_commit", "versions",
+]
+ITEM_COLUMNS = ["run_id", "seed", "target", "method", "concept", "metric", "item_id", "value"]
+DONE_MARKER = ".complete.json"
+
+
+# ------------------------------------------------------------------ provenance
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The checkout's commit (with ``-dirty`` if it has uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha[:12] + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> str:
+    """Versions of the packages that can change a number, as one compact JSON string."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("pebench-core", "torch", "transformers", "peft", "tokenizers", "numpy", "pillow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------ atomic writes
+def ensure_writable_dir(path: Path, what: str = "output folder") -> Path:
+    """Create ``path`` (and parents) or stop with a message naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} exists and is not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be written: {exc.strerror or exc}") from None
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> Path:
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success rename it to ``final``.
+
+    On any error the temporary folder is removed, so ``final`` either exists complete
+    or does not exist at all.
+    """
+    final = Path(final)
+    ensure_writable_dir(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------ stage cache
+class StageCache:
+    """Artifacts keyed by ``<stage>/<config hash>`` under a run folder.
+
+    A stage folder counts as present only if it holds the completion marker, which is
+    written last inside the atomic folder; anything else is treated as absent and rebuilt.
+    """
+
+    def __init__(self, root: Path):
+        self.root = ensure_writable_dir(Path(root))
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def has(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / DONE_MARKER).is_file()
+
+    def meta(self, stage: str, key: str) -> dict:
+        return json.loads((self.path(stage, key) / DONE_MARKER).read_text())
+
+    def get_or_build(self, stage: str, key: str, build: Callable[[Path], dict | None],
+                     log: Callable[[str], None] | None = print) -> Path:
+        """Return the stage folder, building it with ``build(tmp_dir)`` if it is not cached.
+
+        ``build`` writes its files into the temporary folder and may return a dict of
+        metadata (timings, metrics) that is stored with the completion marker.
+        """
+        final = self.path(stage, key)
+        if self.has(stage, key):
+            if log:
+                log(f"[{stage}] cached ({key})")
+            return final
+        t0 = time.perf_counter()
+        with atomic_dir(final) as tmp:
+            meta = build(tmp) or {}
+            meta = {"stage": stage, "key": key, "seconds": round(time.perf_counter() - t0, 3),
+                    "git_commit": git_commit(), "versions": json.loads(versions()), **meta}
+            (tmp / DONE_MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        if log:
+            log(f"[{stage}] built in {meta['seconds']:.1f}s ({key})")
+        return final
+
+
+# ------------------------------------------------------------------ result tables
+def result_rows(metric_results: list, *, run_id: str, profile: str, seed: int, target: str,
+                method: str, config_hash: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Turn a list of ``metrics.MetricResult`` into one long results frame and one items frame."""
+    rows, items = [], []
+    for r in metric_results:
+        rows.append({
+            "run_id": run_id, "profile": profile, "seed": int(seed), "target": target,
+            "method": method, "concept": r.concept, "metric": r.name, "value": float(r.value),
+            "n": int(r.n), "scorer": r.scorer or "name_match", "config_hash": config_hash,
+            "git_commit": git_commit(), "versions": versions(),
+        })
+        for item_id, v in zip(r.item_ids, r.per_item):
+            items.append({"run_id": run_id, "seed": int(seed), "target": target, "method": method,
+                          "concept": r.concept, "metric": r.name, "item_id": str(item_id),
+                          "value": float(v)})
+    return (pd.DataFrame(rows, columns=RESULT_COLUMNS), pd.DataFrame(items, columns=ITEM_COLUMNS))
+
+
+def read_results(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Load ``results.parquet`` and ``items.parquet`` from a run's ``results/`` folder."""
+    res = Path(run_dir) / "results"
+    rp, ip = res / "results.parquet", res / "items.parquet"
+    if not rp.is_file():
+        raise ConfigError(f"no results table at {rp}; run `pebench run --out {run_dir}` first")
+    return pd.read_parquet(rp), (pd.read_parquet(ip) if ip.is_file() else pd.DataFrame(columns=ITEM_COLUMNS))

@@ -1,0 +1,372 @@
+"""Unlearning losses: hand-computed values on tiny tensors, sign conventions, registry, BGD."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from pebench_core import config
+from pebench_core.config import ConfigError
+from pebench_core.losses import (
+    LOSSES,
+    BGDState,
+    LossInputs,
+    answer_logprobs,
+    compute_loss,
+    get_loss,
+    kl_per_sequence,
+    shifted_answer_mask,
+)
+
+T = torch.tensor
+
+
+def close(a, b, tol=1e-6):
+    f = lambda x: float(x.detach()) if isinstance(x, torch.Tensor) else float(x)  # noqa: E731
+    return abs(f(a) - f(b)) < tol
+
+
+# Forget set, true answers:   logp_sum = [-2, -6], n = [4, 3]  ->  NLL_i = [0.5, 2.0], NLL_f = 1.25
+# (a token-weighted mean would be 8/7 = 1.142857: the per-sequence mean is what we want.)
+F_LOGP, F_N = [-2.0, -6.0], [4.0, 3.0]
+F_REF = [-1.5, -4.0]
+# Refusals on the same forget images: logp_sum = [-1.0, -0.6], n = [5, 3] -> NLL = [0.2, 0.2], mean 0.2
+R_LOGP, R_N, R_REF = [-1.0, -0.6], [5.0, 3.0], [-2.0, -1.0]
+# Retain set: logp_sum = [-1, -3, -0.5], n = [2, 2, 1] -> NLL = [0.5, 1.5, 0.5], NLL_r = 2.5/3
+K_LOGP, K_N = [-1.0, -3.0, -0.5], [2.0, 2.0, 1.0]
+NLL_R = (0.5 + 1.5 + 0.5) / 3
+RETAIN_KL = [0.1, 0.3, 0.5]
+
+
+def full_inputs(**over) -> LossInputs:
+    base = dict(
+        forget_logp_sum=T(F_LOGP), forget_n_tokens=T(F_N), forget_ref_logp_sum=T(F_REF),
+        refusal_logp_sum=T(R_LOGP), refusal_n_tokens=T(R_N), refusal_ref_logp_sum=T(R_REF),
+        retain_logp_sum=T(K_LOGP), retain_n_tokens=T(K_N), retain_kl=T(RETAIN_KL),
+        forget_concepts=["person", "event"], retain_concepts=["person", "event", "event"],
+    )
+    base.update(over)
+    return LossInputs(**base)
+
+
+# ---------------------------------------------------------------------------------------
+# Hand values
+
+
+def test_ga_hand_value():
+    out = compute_loss("ga", full_inputs())
+    # -(0.5 + 2.0) / 2 = -1.25
+    assert close(out.loss, -1.25)
+    assert close(out.parts["forget_nll"], 1.25)
+
+
+def test_gd_hand_value():
+    out = compute_loss("gd", full_inputs(), retain_weight=2.0)
+    # -1.25 + 2 * (2.5 / 3) = 0.416666...
+    assert close(out.loss, -1.25 + 2 * 2.5 / 3)
+    assert close(out.parts["retain_loss"], NLL_R)
+    assert close(out.parts["forget_loss"], -1.25)
+
+
+def test_kl_hand_value():
+    out = compute_loss("kl", full_inputs(), retain_weight=0.5)
+    # -1.25 + 0.5 * mean(0.1, 0.3, 0.5) = -1.25 + 0.5 * 0.3 = -1.10
+    assert close(out.loss, -1.10)
+
+
+def test_po_hand_value():
+    out = compute_loss("po", full_inputs(), retain_weight=1.0)
+    # NLL(refusal) = mean(1.0/5, 0.6/3) = 0.2 ; + 1 * 2.5/3
+    assert close(out.loss, 0.2 + 2.5 / 3)
+
+
+def test_dpo_hand_value():
+    beta = 0.5
+    out = compute_loss("dpo", full_inputs(), retain_weight=0.0, beta=beta)
+    # margin_1 = (-1.0 - -2.0) - (-2.0 - -1.5) = 1.0 + 0.5 = 1.5
+    # margin_2 = (-0.6 - -1.0) - (-6.0 - -4.0) = 0.4 + 2.0 = 2.4
+    # -log sigmoid(x) = log(1 + exp(-x))
+    expected = (math.log(1 + math.exp(-0.5 * 1.5)) + math.log(1 + math.exp(-0.5 * 2.4))) / 2
+    assert close(out.loss, expected)
+    out2 = compute_loss("dpo", full_inputs(), retain_weight=1.0, beta=beta)
+    assert close(out2.loss, expected + 2.5 / 3)
+
+
+def test_npo_hand_value():
+    beta = 0.5
+    out = compute_loss("npo", full_inputs(), retain_weight=1.0, beta=beta)
+    # log-ratios: -2 - -1.5 = -0.5 ; -6 - -4 = -2.0
+    # (2/β) log(1 + exp(β r)) = 4 log(1 + exp(-0.25)), 4 log(1 + exp(-1.0))
+    forget = (4 * math.log(1 + math.exp(-0.25)) + 4 * math.log(1 + math.exp(-1.0))) / 2
+    assert close(out.loss, forget + 2.5 / 3)
+
+
+def test_dpo_at_reference_is_log2():
+    x = T([-3.0, -1.0, -7.5])
+    y = T([-2.0, -4.0, -0.5])
+    inp = LossInputs(forget_logp_sum=x, forget_ref_logp_sum=x.clone(),
+                     refusal_logp_sum=y, refusal_ref_logp_sum=y.clone())
+    for beta in (0.1, 1.0, 5.0):
+        assert close(compute_loss("dpo", inp, retain_weight=0.0, beta=beta).loss, math.log(2))
+
+
+def test_npo_at_reference_is_2_over_beta_log2():
+    x = T([-3.0, -1.0, -7.5])
+    inp = LossInputs(forget_logp_sum=x, forget_ref_logp_sum=x.clone())
+    for beta in (0.1, 1.0, 5.0):
+        assert close(compute_loss("npo", inp, retain_weight=0.0, beta=beta).loss, 2 / beta * math.log(2), 1e-5)
+
+
+def test_dpo_npo_numerically_stable_for_extreme_ratios():
+    big = T([5000.0, -5000.0])
+    z = T([0.0, 0.0])
+    inp = LossInputs(forget_logp_sum=big, forget_ref_logp_sum=z, refusal_logp_sum=z, refusal_ref_logp_sum=z)
+    for m in ("dpo", "npo"):
+        out = compute_loss(m, inp, retain_weight=0.0, beta=1.0)
+        assert torch.isfinite(out.loss)
+    # npo: (2/1)·softplus(5000) ≈ 10000 and softplus(-5000) ≈ 0 -> mean ≈ 5000
+    assert close(compute_loss("npo", inp, retain_weight=0.0, beta=1.0).loss, 5000.0, 1e-2)
+
+
+def test_reference_gets_no_gradient():
+    x = T([-3.0, -1.0], requires_grad=True)
+    ref = T([-2.0, -2.0], requires_grad=True)
+    out = compute_loss("npo", LossInputs(forget_logp_sum=x, forget_ref_logp_sum=ref), retain_weight=0.0)
+    out.loss.backward()
+    assert x.grad is not None and ref.grad is None
+
+
+def test_parts_are_detached_floats():
+    out = compute_loss("gd", full_inputs())
+    assert all(isinstance(v, float) for v in out.parts.values())
+    assert out.loss.dim() == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Sign conventions with a real gradient step
+
+
+def _step_nll(method: str, which: str) -> tuple[float, float]:
+    """One SGD step on a tiny parameter that *is* the logits; NLL of `which` before and after."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(2, 4, 5))  # [B=2, T=4, V=5]
+    true_labels = T([[-100, 1, 2, 3], [-100, -100, 4, 0]])
+    refusal_labels = T([[-100, 0, 0, 0], [-100, -100, 1, 1]])
+    opt = torch.optim.SGD([w], lr=0.05)
+
+    def nll(labels):
+        s, n, _ = answer_logprobs(w, labels)
+        return float((-s / n).mean().detach())
+
+    before = nll(true_labels if which == "true" else refusal_labels)
+    s_f, n_f, _ = answer_logprobs(w, true_labels)
+    s_r, n_r, _ = answer_logprobs(w, refusal_labels)
+    inp = LossInputs(forget_logp_sum=s_f, forget_n_tokens=n_f, refusal_logp_sum=s_r, refusal_n_tokens=n_r)
+    out = compute_loss(method, inp, retain_weight=0.0)
+    opt.zero_grad()
+    out.loss.backward()
+    opt.step()
+    return before, nll(true_labels if which == "true" else refusal_labels)
+
+
+def test_ga_step_raises_forget_nll():
+    before, after = _step_nll("ga", "true")
+    assert after > before
+
+
+def test_po_step_lowers_refusal_nll():
+    before, after = _step_nll("po", "refusal")
+    assert after < before
+
+
+# ---------------------------------------------------------------------------------------
+# answer_logprobs and kl_per_sequence
+
+
+def test_answer_logprobs_hand_value():
+    # position 0 predicts labels[1] = 0 with p = 0.5 ; position 1 predicts labels[2] = 2 with p = 0.7
+    logits = torch.log(T([[[0.5, 0.25, 0.25], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]]]))
+    labels = T([[-100, 0, 2]])
+    s, n, tok = answer_logprobs(logits, labels)
+    assert close(s[0], math.log(0.5) + math.log(0.7))
+    assert float(n[0]) == 2
+    assert tok.shape == (1, 3)
+    assert close(tok[0, 0], 0.0) and close(tok[0, 1], math.log(0.5)) and close(tok[0, 2], math.log(0.7))
+
+
+def test_answer_logprobs_independent_of_padding_side():
+    torch.manual_seed(1)
+    V = 7
+    lengths = [5, 3, 4]
+    contents = [(torch.randn(L, V), torch.randint(0, V, (L,))) for L in lengths]
+    # the first token of every sequence is prompt (ignored), the rest is the answer
+    for i, (_, lab) in enumerate(contents):
+        lab[0] = -100
+    Tmax = 6
+    garbage = lambda k: 100 * torch.randn(k, V)  # noqa: E731 - padding logits must not matter
+    right_l, right_y, left_l, left_y = [], [], [], []
+    for lg, lab in contents:
+        pad = Tmax - lg.shape[0]
+        right_l.append(torch.cat([lg, garbage(pad)]))
+        right_y.append(torch.cat([lab, torch.full((pad,), -100)]))
+        left_l.append(torch.cat([garbage(pad), lg]))
+        left_y.append(torch.cat([torch.full((pad,), -100), lab]))
+    sr, nr, tr = answer_logprobs(torch.stack(right_l), torch.stack(right_y))
+    sl, nl, tl = answer_logprobs(torch.stack(left_l), torch.stack(left_y))
+    assert torch.allclose(sr, sl, atol=1e-6) and torch.equal(nr, nl)
+    assert nr.tolist() == [4.0, 2.0, 3.0]
+    # each sequence alone (no padding at all) gives the same value
+    for i, (lg, lab) in enumerate(contents):
+        s1, _, _ = answer_logprobs(lg[None], lab[None])
+        assert close(s1[0], sr[i], 1e-5)
+
+
+def test_kl_per_sequence_zero_when_equal():
+    torch.manual_seed(2)
+    lg = torch.randn(3, 4, 6)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    assert torch.allclose(kl_per_sequence(lg, lg.clone(), mask), torch.zeros(3), atol=1e-6)
+
+
+def test_kl_per_sequence_hand_value_and_padding():
+    # 2 answer tokens, vocabulary of 3. Logits are log-probs (log_softmax leaves them unchanged).
+    ref = torch.log(T([[[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]]]))
+    theta = torch.log(T([[[1 / 3, 1 / 3, 1 / 3], [0.5, 0.25, 0.25]]]))
+    kl1 = 0.5 * math.log(0.5 / (1 / 3)) + 2 * 0.25 * math.log(0.25 / (1 / 3))
+    kl2 = 0.2 * math.log(0.2 / 0.5) + 0.3 * math.log(0.3 / 0.25) + 0.5 * math.log(0.5 / 0.25)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    assert close(kl_per_sequence(theta, ref, mask)[0], (kl1 + kl2) / 2)
+    # add a padding position with wild logits, masked out: nothing changes
+    pad_t = torch.cat([theta, 50 * torch.randn(1, 1, 3)], dim=1)
+    pad_r = torch.cat([ref, -50 * torch.randn(1, 1, 3)], dim=1)
+    pmask = T([[True, True, False]])
+    assert close(kl_per_sequence(pad_t, pad_r, pmask)[0], (kl1 + kl2) / 2)
+
+
+def test_shifted_answer_mask_matches_answer_logprobs():
+    labels = T([[-100, -100, 5, 6], [-100, 3, -100, -100]])
+    m = shifted_answer_mask(labels)
+    assert m.tolist() == [[False, True, True, False], [True, False, False, False]]
+    _, n, _ = answer_logprobs(torch.zeros(2, 4, 8), labels)
+    assert m.sum(1).float().tolist() == n.tolist()
+
+
+# ---------------------------------------------------------------------------------------
+# Registry and validation
+
+
+def test_registry_matches_config_methods():
+    assert set(LOSSES) == set(config.METHODS)
+    for name, spec in LOSSES.items():
+        assert spec.name == name and spec.formula and spec.description
+
+
+def test_unknown_method_lists_allowed_names():
+    with pytest.raises(ConfigError) as e:
+        get_loss("sgd")
+    for n in ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd"):
+        assert n in str(e.value)
+
+
+def test_missing_input_is_named():
+    inp = dataclasses.replace(full_inputs(), retain_logp_sum=None)
+    with pytest.raises(ValueError, match="retain_logp_sum"):
+        compute_loss("gd", inp)
+    with pytest.raises(ValueError, match="forget_ref_logp_sum"):
+        compute_loss("npo", dataclasses.replace(full_inputs(), forget_ref_logp_sum=None))
+    with pytest.raises(ValueError, match="retain_kl"):
+        compute_loss("kl", dataclasses.replace(full_inputs(), retain_kl=None))
+    with pytest.raises(ValueError, match="forget_concepts"):
+        compute_loss("gd+bgd", dataclasses.replace(full_inputs(), forget_concepts=None))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+def test_required_inputs_are_sufficient(name, lam):
+    spec = get_loss(name)
+    full = full_inputs()
+    only = LossInputs(**{f: getattr(full, f) for f in spec.required_inputs(lam)})
+    out = spec(only, retain_weight=lam, beta=0.5)
+    assert torch.isfinite(out.loss)
+
+
+def test_zero_token_sequence_is_an_error():
+    with pytest.raises(ValueError, match="answer token"):
+        compute_loss("ga", full_inputs(forget_n_tokens=T([4.0, 0.0])))
+
+
+# ---------------------------------------------------------------------------------------
+# BGD
+
+
+def bgd_inputs() -> LossInputs:
+    # person forget NLL = mean(20/2, 30/3) = 10 ; event forget NLL = 1/1 = 1  (10x apart)
+    return LossInputs(
+        forget_logp_sum=T([-20.0, -30.0, -1.0], requires_grad=True), forget_n_tokens=T([2.0, 3.0, 1.0]),
+        forget_concepts=["person", "person", "event"],
+        retain_logp_sum=T(K_LOGP), retain_n_tokens=T(K_N), retain_kl=T(RETAIN_KL),
+        retain_concepts=["person", "event", "event"],
+    )
+
+
+def test_bgd_balances_concepts():
+    inp = bgd_inputs()
+    out = compute_loss("gd+bgd", inp, retain_weight=0.0)
+    # fresh state: m_person = 10, m_event = 1; K = 2 concepts
+    # w_person = 1 / (2 * 10) = 0.05 ; w_event = 1 / (2 * 1) = 0.5
+    assert close(out.parts["weight/person"], 0.05) and close(out.parts["weight/event"], 0.5)
+    # contributions: 0.05 * -10 = -0.5 and 0.5 * -1 = -0.5 : equal, total -1
+    assert close(out.parts["weight/person"] * out.parts["forget_term/person"],
+                 out.parts["weight/event"] * out.parts["forget_term/event"])
+    assert close(out.loss, -1.0)
+    # without balancing, plain GD's forget term is dominated by people: -(10 + 10 + 1)/3 = -7
+    assert close(compute_loss("ga", inp).loss, -7.0)
+    # gradient w.r.t. each concept's mean NLL equals -w_c: check through logp_sum
+    out.loss.backward()
+    g = inp.forget_logp_sum.grad
+    # d/dlogp_i of w_c * (-(-logp_i/n_i)/|c|) = w_c / (n_i * |c|)
+    assert close(g[0], 0.05 / (2 * 2)) and close(g[1], 0.05 / (3 * 2)) and close(g[2], 0.5 / 1)
+
+
+def test_bgd_state_update_is_pure_and_ema():
+    s0 = BGDState()
+    out1 = compute_loss("gd+bgd", bgd_inputs(), retain_weight=0.0, state=s0)
+    assert dict(s0.magnitudes) == {}  # the passed state is not modified
+    s1 = out1.state
+    assert close(s1.magnitudes["person"], 10.0) and close(s1.magnitudes["event"], 1.0)
+    assert dict(s1.steps) == {"person": 1, "event": 1}
+    # second step: person NLL 20, event NLL 1 -> m_person = 0.9*10 + 0.1*20 = 11 ; m_event = 1
+    inp2 = LossInputs(forget_logp_sum=T([-40.0, -20.0]), forget_n_tokens=T([2.0, 1.0]),
+                      forget_concepts=["person", "event"])
+    out2 = compute_loss("gd+bgd", inp2, retain_weight=0.0, state=s1)
+    assert close(out2.state.magnitudes["person"], 11.0)
+    assert close(out2.state.magnitudes["event"], 0.9 * 1 + 0.1 * 20)
+    # w_person = 1/(2*11), w_event = 1/(2*2.9)
+    assert close(out2.parts["weight/person"], 1 / 22) and close(out2.parts["weight/event"], 1 / 5.8)
+    # a batch with one concept only: K = 1, the absent concept's magnitude is untouched
+    inp3 = LossInputs(forget_logp_sum=T([-2.0]), forget_n_tokens=T([1.0]), forget_concepts=["event"])
+    out3 = compute_loss("gd+bgd", inp3, retain_weight=0.0, state=out2.state)
+    assert close(out3.state.magnitudes["person"], 11.0)
+    m_e = 0.9 * 2.9 + 0.1 * 2
+    assert close(out3.parts["weight/event"], 1 / m_e) and close(out3.loss, -2 / m_e)
+    assert out3.state.steps["event"] == 3 and out3.state.steps["person"] == 2
+
+
+def test_bgd_retain_is_balanced_across_concepts():
+    # retain NLL = [0.5 (person), 1.5 (event), 0.5 (event)] -> mean(0.5, 1.0) = 0.75 (not 2.5/3)
+    out = compute_loss("gd+bgd", bgd_inputs(), retain_weight=1.0)
+    assert close(out.parts["retain_loss"], 0.75)
+    assert close(out.loss, -1.0 + 0.75)
+    # KL = [0.1 (person), 0.3, 0.5 (event)] -> mean(0.1, 0.4) = 0.25
+    out = compute_loss("kl+bgd", bgd_inputs(), retain_weight=2.0)
+    assert close(out.parts["retain_loss"], 0.25)
+    assert close(out.loss, -1.0 + 2 * 0.25)
+
+
+def test_bgd_label_length_mismatch():
+    inp = dataclasses.replace(bgd_inputs(), forget_concepts=["person"])
+    with pytest.raises(ValueError, match="forget_concepts"):
+        compute_loss("gd+bgd", inp)
