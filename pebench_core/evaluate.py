@@ -1,0 +1,177 @@
+"""The evaluation harness: answers from a model, and the six metrics of DESIGN §7 for a target.
+
+For a target's forget split, each concept has one *view*:
+
+====================  =========================================  =========================================
+metric                person view (forget people)                event view (forget events)
+====================  =========================================  =========================================
+efficacy              1 − name match, forget images              1 − event score, forget images
+generality            1 − name match, held-out forget renders    1 − event score, held-out forget renders
+retain                name match, retain images                  event score, retain images
+scope                 event score, the same forget images        name match, the same forget images
+real                  name match, pre-training people            event score, pre-training scenes
+world fact            POPE accuracy                              POPE accuracy
+====================  =========================================  =========================================
+
+Target ``person`` measures the person view, ``event`` the event view, ``both`` both views.
+Every (image, question) is generated once per model, however many metrics use it, by
+batched greedy decoding; a metric is a mean over items, so it does not depend on the
+batch size or padding (tested).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from . import metrics as M
+from .config import EvalConfig
+from .data import QA, Dataset, Item, event_qa, person_qa, pope_qa, split_sets
+from .models import ModelBundle, generate
+from .scorers import get_scorer
+
+CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
+
+
+def sample(items: Sequence, k: int, seed: int, salt: str) -> list:
+    """A seeded sample of at most ``k`` items (0 = all), the same for every model compared."""
+    items = list(items)
+    if k <= 0 or len(items) <= k:
+        return items
+    rng = random.Random(f"{seed}:{salt}")
+    return sorted(rng.sample(items, k), key=lambda i: getattr(i, "id", getattr(i, "item_id", "")))
+
+
+@dataclass
+class EvalPlan:
+    """Which questions on which images a target's metrics need (the same for every model)."""
+
+    target: str
+    sets: dict[str, list] = field(default_factory=dict)  # split name -> items (or POPE QA)
+
+    def questions(self, ds: Dataset) -> list[QA]:
+        """Every distinct (image, question) the metrics need, in a fixed order."""
+        seen, out = set(), []
+        for split, items in self.sets.items():
+            if split == "pope":
+                qas = items
+            else:
+                kind = split.split(":")[0]
+                qas = person_qa(items, ds) if kind == "person" else event_qa(items, ds)
+            for q in qas:
+                key = (q.item_id, q.question)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(q)
+        return out
+
+
+def plan(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> EvalPlan:
+    """The evaluation plan of ``target``: item sets per (question kind : split), sampled to ``cfg.max_items``."""
+    s = split_sets(ds, target)
+    fp, fe = set(s.forget_people), set(s.forget_events)
+    k = cfg.max_items
+    sets: dict[str, list] = {}
+    for concept in CONCEPTS_OF[target]:
+        other = "event" if concept == "person" else "person"
+        hit = (lambda i: i.person in fp) if concept == "person" else (lambda i: i.event in fe)
+        forget = sample([i for i in s.forget if hit(i)], k, seed, f"{concept}:forget")
+        sets[f"{concept}:forget"] = forget
+        sets[f"{other}:scope-of-{concept}"] = forget
+        held = [i for i in s.forget_heldout if hit(i)]
+        if held:
+            sets[f"{concept}:heldout"] = sample(held, k, seed, f"{concept}:heldout")
+        sets[f"{concept}:retain"] = sample(s.retain, k, seed, f"{concept}:retain")
+        if s.pretrain_eval:
+            pre = s.pretrain_eval if concept == "person" else [i for i in s.pretrain_eval if i.event not in fe]
+            sets[f"{concept}:real"] = sample(pre, k, seed, f"{concept}:real")
+    pope = pope_qa(ds, "pretrain_eval")
+    if pope:
+        sets["pope"] = sample(pope, k, seed, "pope")
+    return EvalPlan(target, sets)
+
+
+def answer_all(bundle: ModelBundle, ds: Dataset, qas: Sequence[QA], cfg: EvalConfig,
+               load_image: Callable | None = None) -> dict[tuple[str, str], str]:
+    """Generate an answer to every question; keyed by (item id, question)."""
+    load = load_image or (lambda q: ds.image(q.item_id))
+    answers = generate(bundle, [load(q) for q in qas], [q.question for q in qas],
+                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+    return {(q.item_id, q.question): a for q, a in zip(qas, answers)}
+
+
+def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str], str],
+                         scorer) -> list[M.MetricResult]:
+    """The metric results of plan ``p`` from a table of answers (pure: no model involved)."""
+    out: list[M.MetricResult] = []
+
+    def ans(qas):
+        return [answers[(q.item_id, q.question)] for q in qas]
+
+    for concept in CONCEPTS_OF[p.target]:
+        other = "event" if concept == "person" else "person"
+        for split, fn_p, fn_e in (("forget", M.person_efficacy, M.event_efficacy),
+                                  ("heldout", M.person_generality, M.event_generality),
+                                  ("retain", M.person_retain, M.event_retain),
+                                  ("real", M.person_real, M.event_real)):
+            items = p.sets.get(f"{concept}:{split}")
+            if not items:
+                continue
+            ids = [i.id for i in items]
+            if concept == "person":
+                qas = person_qa(items, ds)
+                out.append(fn_p(ans(qas), [ds.person(i.person).name for i in items], ids))
+            else:
+                qas = event_qa(items, ds)
+                out.append(fn_e(ans(qas), [_event_ref(ds, i) for i in items], scorer, ids))
+        items = p.sets[f"{other}:scope-of-{concept}"]
+        ids = [i.id for i in items]
+        if concept == "person":  # person unlearning's scope: the event on the same images
+            out.append(M.person_scope(ans(event_qa(items, ds)), [_event_ref(ds, i) for i in items], scorer, ids))
+        else:
+            out.append(M.event_scope(ans(person_qa(items, ds)), [ds.person(i.person).name for i in items], ids))
+        if "pope" in p.sets:
+            qas = p.sets["pope"]
+            out.append(M.world_fact(ans(qas), [q.answer.lower().startswith("yes") for q in qas],
+                                    [f"{q.item_id}:{q.object}" for q in qas], concept=concept))
+    return out
+
+
+def _event_ref(ds: Dataset, item: Item):
+    """The event to score against; a per-image description (real data) replaces the event's."""
+    e = ds.event(item.event)
+    if item.description and item.description != e.description:
+        return dataclasses.replace(e, description=item.description)
+    return e
+
+
+@dataclass
+class Evaluation:
+    target: str
+    results: list[M.MetricResult]
+    answers: pd.DataFrame  # item_id, question, answer
+    seconds: float
+    n_questions: int
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"concept": r.concept, "metric": r.name, "value": r.value, "n": r.n,
+                              "scorer": r.scorer or "name_match"} for r in self.results])
+
+
+def evaluate(bundle: ModelBundle, ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0,
+             scorer=None, load_image: Callable | None = None) -> Evaluation:
+    """Every metric of ``target`` for one model (the adapter, if any, is on)."""
+    p = plan(ds, target, cfg, seed)
+    qas = p.questions(ds)
+    t0 = time.perf_counter()
+    answers = answer_all(bundle, ds, qas, cfg, load_image)
+    secs = time.perf_counter() - t0
+    scorer = scorer or get_scorer(cfg.scorer)
+    results = metrics_from_answers(ds, p, answers, scorer)
+    table = pd.DataFrame([{"item_id": k[0], "question": k[1], "answer": v} for k, v in answers.items()])
+    return Evaluation(target, results, table, secs, len(qas))
