@@ -1,0 +1,270 @@
+"""One unlearning loop for every method (DESIGN §6).
+
+The method is looked up in :data:`pebench_core.losses.LOSSES`; the loop computes only the
+inputs that method needs (``LossSpec.required_inputs``) and hands them to the pure loss.
+Fairness: every method gets the same LoRA config, step budget, learning rate and batches
+(the forget and retain batches are drawn from the same seeded stream whatever the method).
+
+The reference model is the fine-tuned model with the LoRA adapter disabled, never a
+second copy. Reference log-probabilities of answers that never change (the forget answers
+and the refusals that DPO and NPO compare against) are computed once before training;
+KL's reference logits on the retain batch are one extra no-grad forward per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import ConfigError, EvalConfig, UnlearnConfig
+from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
+from .losses import LossInputs, answer_logprobs, get_loss, kl_per_sequence, shifted_answer_mask
+from .models import ModelBundle, add_lora, generate, reference_mode
+from .train import EncodedQA, collate, encode_qa
+
+CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
+
+
+@dataclass
+class UnlearnSets:
+    """The QA the loop trains on: forget (true answers), refusal (same images), retain."""
+
+    forget: list[QA]
+    refusal: list[QA]
+    retain: list[QA]
+    forget_concepts: list[str]
+    retain_concepts: list[str]
+
+
+def unlearn_sets(ds: Dataset, target: str, seed: int = 0) -> UnlearnSets:
+    """Forget QA of the target's concept(s) on the forget images, refusals for the same
+    questions, and retain QA of the same concept(s) on the retain images."""
+    s = split_sets(ds, target)
+    fp, fe = set(s.forget_people), set(s.forget_events)
+    forget, fc, retain, rc = [], [], [], []
+    for concept in CONCEPTS_OF[target]:
+        qa = person_qa if concept == "person" else event_qa
+        hit = (lambda i: i.person in fp) if concept == "person" else (lambda i: i.event in fe)
+        f = qa([i for i in s.forget if hit(i)], ds)
+        r = qa(s.retain, ds)
+        forget += f
+        fc += [concept] * len(f)
+        retain += r
+        rc += [concept] * len(r)
+    if not forget:
+        raise ConfigError(f"target {target!r} has no forget items in {ds.root}; "
+                          "raise world.forget_share or check the dataset's splits")
+    if not retain:
+        raise ConfigError(f"target {target!r} has no retain items in {ds.root}; lower world.forget_share")
+    rng = random.Random(seed)
+    refusal = [dataclasses.replace(q, answer=refusal_for(q.kind, rng)) for q in forget]
+    return UnlearnSets(forget, refusal, retain, fc, rc)
+
+
+@dataclass
+class UnlearnRun:
+    """What a run leaves: the adapted model, its per-step trajectory and how it ended."""
+
+    method: str
+    target: str
+    model: torch.nn.Module  # the PeftModel (adapter on)
+    trajectory: pd.DataFrame
+    seconds: float
+    status: str  # "ok" or why it stopped early
+    steps_done: int
+    hparams: dict = field(default_factory=dict)
+
+
+def _forward_logits(model, batch: dict, device, dtype) -> torch.Tensor:
+    b = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    b["pixel_values"] = b["pixel_values"].to(dtype)
+    return model(**b).logits.float()
+
+
+class _Stream:
+    """Seeded, endless, epoch-shuffled batches of indices (balanced by concept if asked)."""
+
+    def __init__(self, concepts: list[str], batch_size: int, seed: int, balanced: bool):
+        self.rng = random.Random(seed)
+        self.bs = batch_size
+        self.groups: dict[str, list[int]] = {}
+        for i, c in enumerate(concepts):
+            self.groups.setdefault(c if balanced else "all", []).append(i)
+        self.pos = {g: 0 for g in self.groups}
+        self.order = {g: self._shuffled(g) for g in self.groups}
+
+    def _shuffled(self, g):
+        o = list(self.groups[g])
+        self.rng.shuffle(o)
+        return o
+
+    def _take(self, g, n):
+        out = []
+        while len(out) < n:
+            if self.pos[g] >= len(self.order[g]):
+                self.order[g], self.pos[g] = self._shuffled(g), 0
+            k = min(n - len(out), len(self.order[g]) - self.pos[g])
+            out += self.order[g][self.pos[g]:self.pos[g] + k]
+            self.pos[g] += k
+        return out
+
+    def next(self) -> list[int]:
+        gs = sorted(self.groups)
+        per = [self.bs // len(gs) + (1 if k < self.bs % len(gs) else 0) for k in range(len(gs))]
+        return [i for g, n in zip(gs, per) for i in self._take(g, max(1, n))]
+
+
+def quick_efficacy(bundle: ModelBundle, sets: UnlearnSets, ds: Dataset, idx: list[int],
+                   eval_cfg: EvalConfig) -> dict[str, float]:
+    """Efficacy on a fixed subset of the forget items (the trajectory's check), per concept."""
+    from . import metrics as M
+    from .scorers import get_scorer
+
+    qas = [sets.forget[i] for i in idx]
+    answers = generate(bundle, [ds.image(q.item_id) for q in qas], [q.question for q in qas],
+                       max_new_tokens=eval_cfg.max_new_tokens, batch_size=eval_cfg.batch_size)
+    out = {}
+    scorer = get_scorer("keywords")
+    for concept in sorted(set(sets.forget_concepts[i] for i in idx)):
+        sel = [k for k, i in enumerate(idx) if sets.forget_concepts[i] == concept]
+        a = [answers[k] for k in sel]
+        if concept == "person":
+            r = M.person_efficacy(a, [ds.person(qas[k].person).name for k in sel])
+        else:
+            r = M.event_efficacy(a, [ds.event(qas[k].event) for k in sel], scorer)
+        out[f"efficacy/{concept}"] = r.value
+    return out
+
+
+def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, cfg: UnlearnConfig,
+                   eval_cfg: EvalConfig, seed: int = 0, progress: bool = True,
+                   encoded: dict | None = None, log: Callable[[str], None] = print) -> UnlearnRun:
+    """Unlearn ``target`` from ``bundle`` (a fine-tuned model) with ``method``; LoRA is added here.
+
+    ``encoded`` may carry pre-encoded sets (``forget``/``refusal``/``retain``) to share
+    the encoding cost between methods. The bundle's model is modified in place (LoRA layers
+    injected); the caller removes them with ``models.remove_lora`` when done.
+    """
+    spec = get_loss(method)  # unknown method: ConfigError listing the allowed ones
+    if cfg.steps < 1:
+        raise ConfigError(f"unlearn.steps must be at least 1, got {cfg.steps}")
+    if not cfg.lr > 0:
+        raise ConfigError(f"unlearn.lr must be positive, got {cfg.lr}")
+    sets = unlearn_sets(ds, target, seed)
+    need = set(spec.required_inputs(cfg.retain_weight))
+    load = lambda q: ds.image(q.item_id)  # noqa: E731
+    enc = encoded or {}
+    if "forget" not in enc:
+        enc["forget"] = encode_qa(bundle, sets.forget, load)
+    if "refusal" not in enc and ({"refusal_logp_sum", "refusal_ref_logp_sum"} & need):
+        enc["refusal"] = encode_qa(bundle, sets.refusal, load)
+    if "retain" not in enc and ({"retain_logp_sum", "retain_kl"} & need):
+        enc["retain"] = encode_qa(bundle, sets.retain, load)
+
+    model = add_lora(bundle, r=cfg.lora_r, alpha=cfg.lora_alpha, projector=cfg.lora_projector, seed=seed)
+    ub = bundle.with_model(model)
+    dev, dt, pad = bundle.device, bundle.dtype, bundle.pad_token_id
+
+    def logits_labels(e: EncodedQA, idx):
+        b = collate(e, idx, pad)
+        return _forward_logits(model, b, dev, dt), b["labels"].to(dev)
+
+    # Reference log-likelihoods that never change: computed once, with the adapter off.
+    ref: dict[str, torch.Tensor] = {}
+    with torch.no_grad(), reference_mode(model):
+        for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
+            if key in need:
+                vals = []
+                for s in range(0, len(enc[name]), 32):
+                    lg, lb = logits_labels(enc[name], list(range(s, min(s + 32, len(enc[name])))))
+                    vals.append(answer_logprobs(lg, lb)[0])
+                ref[name] = torch.cat(vals)
+
+    balanced = method.endswith("+bgd")
+    f_stream = _Stream(sets.forget_concepts, cfg.batch_size, seed, balanced)
+    r_stream = _Stream(sets.retain_concepts, cfg.batch_size, seed + 1, balanced)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    g = random.Random(seed)
+    check_idx = sorted(g.sample(range(len(sets.forget)), min(len(sets.forget), max(8, eval_cfg.max_items // 2))))
+    state, rows, status = None, [], "ok"
+    good = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+    model.train()
+    t0 = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc=f"{method}/{target}", disable=not progress, leave=False, mininterval=2.0)
+    steps_done = 0
+    for step in bar:
+        fi, ri = f_stream.next(), r_stream.next()
+        inp: dict = {}
+        if "forget_logp_sum" in need:
+            lg, lb = logits_labels(enc["forget"], fi)
+            inp["forget_logp_sum"], inp["forget_n_tokens"], _ = answer_logprobs(lg, lb)
+        if "forget_ref_logp_sum" in need:
+            inp["forget_ref_logp_sum"] = ref["forget"][fi]
+        if "refusal_logp_sum" in need:
+            lg, lb = logits_labels(enc["refusal"], fi)
+            inp["refusal_logp_sum"], inp["refusal_n_tokens"], _ = answer_logprobs(lg, lb)
+        if "refusal_ref_logp_sum" in need:
+            inp["refusal_ref_logp_sum"] = ref["refusal"][fi]
+        if "retain_logp_sum" in need or "retain_kl" in need:
+            lg, lb = logits_labels(enc["retain"], ri)
+            if "retain_logp_sum" in need:
+                inp["retain_logp_sum"], inp["retain_n_tokens"], _ = answer_logprobs(lg, lb)
+            if "retain_kl" in need:
+                with torch.no_grad(), reference_mode(model):
+                    lg_ref, _ = logits_labels(enc["retain"], ri)
+                inp["retain_kl"] = kl_per_sequence(lg, lg_ref, shifted_answer_mask(lb))
+        if "forget_concepts" in need:
+            inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
+        if "retain_concepts" in need:
+            inp["retain_concepts"] = [sets.retain_concepts[i] for i in ri]
+        out = spec(LossInputs(**inp), retain_weight=cfg.retain_weight, beta=cfg.beta, state=state)
+        if not torch.isfinite(out.loss):
+            status = (f"stopped at step {step}: the {method} loss became {float(out.loss.detach())}; "
+                      f"kept the adapter of step {step - 1} (lower unlearn.lr to go further)")
+            warnings.warn(status)
+            model.load_state_dict(good, strict=False)
+            break
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        state = out.state
+        good = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+        steps_done = step + 1
+        row = {"step": steps_done, "seconds": time.perf_counter() - t0, **out.parts}
+        if steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
+            model.eval()
+            row.update(quick_efficacy(ub, sets, ds, check_idx, eval_cfg))
+            model.train()
+        rows.append(row)
+    bar.close()
+    model.eval()
+    secs = time.perf_counter() - t0
+    traj = pd.DataFrame(rows)
+    hp = {"method": method, "target": target, "steps": cfg.steps, "lr": cfg.lr, "batch_size": cfg.batch_size,
+          "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_projector": cfg.lora_projector,
+          "retain_weight": cfg.retain_weight, "beta": cfg.beta, "selection": "fixed budget: the last step"}
+    log(f"[unlearn] {method}/{target}: {steps_done} steps in {secs:.1f}s ({status})")
+    return UnlearnRun(method, target, model, traj, secs, status, steps_done, hp)
+
+
+def step_cost(bundle: ModelBundle, ds: Dataset, target: str, method: str, cfg: UnlearnConfig,
+              eval_cfg: EvalConfig, steps: int = 5, seed: int = 0) -> float:
+    """Mean seconds per unlearning step of ``method`` (no trajectory evaluation), for benchmarks."""
+    from .models import remove_lora
+
+    c = dataclasses.replace(cfg, steps=steps, eval_every=10**9)
+    run = run_unlearning(bundle, ds, target, method, c, eval_cfg, seed=seed, progress=False, log=lambda *_: None)
+    remove_lora(run.model)
+    per = run.trajectory["seconds"].diff().dropna()
+    return float(per.median()) if len(per) else math.nan

@@ -1,0 +1,99 @@
+"""The unlearning loop: every registered method runs, signs are right, guards hold."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from pebench_core import losses
+from pebench_core.config import METHODS, ConfigError, load_config
+from pebench_core.data import load_dataset, world_texts
+from pebench_core.losses import answer_logprobs
+from pebench_core.models import build_tiny, remove_lora
+from pebench_core.train import collate, encode_qa
+from pebench_core.unlearn import run_unlearning, unlearn_sets
+
+
+@pytest.fixture(scope="module")
+def setup(smoke_world_dir):
+    cfg = load_config("smoke")
+    ds = load_dataset(smoke_world_dir)
+    bundle = build_tiny(cfg.model, world_texts(ds), cfg.world.image_size, seed=0)
+    return cfg, ds, bundle
+
+
+def _forget_nll(bundle, ds, target):
+    sets = unlearn_sets(ds, target)
+    enc = encode_qa(bundle, sets.forget[:8], lambda q: ds.image(q.item_id))
+    b = collate(enc, list(range(len(enc))), bundle.pad_token_id)
+    with torch.no_grad():
+        logits = bundle.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                              pixel_values=b["pixel_values"]).logits
+    lp, n, _ = answer_logprobs(logits, b["labels"])
+    return float((-lp / n).mean())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_and_logs_a_trajectory(setup, method):
+    cfg, ds, bundle = setup
+    target = "both" if method.endswith("+bgd") else "person"
+    u = dataclasses.replace(cfg.unlearn, steps=2, eval_every=2)
+    run = run_unlearning(bundle, ds, target, method, u, cfg.eval, progress=False, log=lambda *_: None)
+    try:
+        assert run.status == "ok" and run.steps_done == 2
+        assert list(run.trajectory["step"]) == [1, 2]
+        assert "loss" in run.trajectory and "forget_loss" in run.trajectory
+        assert any(c.startswith("efficacy/") for c in run.trajectory.columns)
+        assert not any("vision_tower" in n and "lora_" in n for n, _ in run.model.named_parameters())
+    finally:
+        remove_lora(run.model)
+
+
+def test_gradient_ascent_raises_the_forget_nll(setup):
+    cfg, ds, bundle = setup
+    before = _forget_nll(bundle, ds, "person")
+    u = dataclasses.replace(cfg.unlearn, steps=6, lr=5e-3, eval_every=100)
+    run = run_unlearning(bundle, ds, "person", "ga", u, cfg.eval, progress=False, log=lambda *_: None)
+    try:
+        after = _forget_nll(bundle.with_model(run.model), ds, "person")
+    finally:
+        remove_lora(run.model)
+    assert after > before
+    assert _forget_nll(bundle, ds, "person") == pytest.approx(before, abs=1e-5)  # base untouched
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_adapter(setup, monkeypatch):
+    cfg, ds, bundle = setup
+    real = losses.LOSSES["ga"]
+    calls = {"n": 0}
+
+    def flaky(inputs, **kw):
+        out = real.fn(inputs, **kw)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            return dataclasses.replace(out, loss=out.loss * float("nan"))
+        return out
+
+    monkeypatch.setitem(losses.LOSSES, "ga", dataclasses.replace(real, fn=flaky))
+    u = dataclasses.replace(cfg.unlearn, steps=5, eval_every=100)
+    with pytest.warns(UserWarning, match="stopped at step 2"):
+        run = run_unlearning(bundle, ds, "person", "ga", u, cfg.eval, progress=False, log=lambda *_: None)
+    try:
+        assert run.steps_done == 2 and run.status.startswith("stopped")
+        assert all(torch.isfinite(p).all() for p in run.model.parameters())
+    finally:
+        remove_lora(run.model)
+
+
+def test_bad_inputs_stop_before_training(setup):
+    cfg, ds, bundle = setup
+    with pytest.raises(ConfigError, match="allowed"):
+        run_unlearning(bundle, ds, "person", "magic", cfg.unlearn, cfg.eval, progress=False)
+    with pytest.raises(ConfigError, match="unlearn.lr must be positive"):
+        run_unlearning(bundle, ds, "person", "ga", dataclasses.replace(cfg.unlearn, lr=0.0), cfg.eval, progress=False)
+    with pytest.raises(ConfigError, match="unlearn.steps"):
+        run_unlearning(bundle, ds, "person", "ga", dataclasses.replace(cfg.unlearn, steps=0), cfg.eval, progress=False)
+    empty = dataclasses.replace(ds, splits={**ds.splits, "person": {"forget_people": [], "forget_events": []}})
+    with pytest.raises(ConfigError, match="no forget items"):
+        run_unlearning(bundle, empty, "person", "ga", cfg.unlearn, cfg.eval, progress=False)
+    assert not hasattr(bundle.model, "disable_adapter")  # nothing was left attached
