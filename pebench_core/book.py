@@ -38,10 +38,24 @@ class Chapter:
     output: str  # executed notebook under book/chapters/ (without suffix)
     part: str  # the part of the book it belongs to
     parameters: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None  # replaces the executed copy's first heading (one notebook, several chapters)
 
+
+METHOD_TITLES = {
+    "ga": "Gradient ascent (GA)",
+    "gd": "Gradient difference (GD)",
+    "kl": "KL-regularised gradient ascent (KL)",
+    "po": "Preference optimisation towards refusal (PO)",
+    "dpo": "Direct preference optimisation (DPO)",
+    "npo": "Bonus: negative preference optimisation (NPO)",
+}
 
 CHAPTERS: list[Chapter] = [
     Chapter("01_world.ipynb", "01_world", "The world and the model"),
+    Chapter("02_injection.ipynb", "02_injection", "The world and the model"),
+    Chapter("03_measuring.ipynb", "03_measuring", "Measuring forgetting"),
+    *[Chapter("04_method.ipynb", f"04_{m}", "Unlearning methods", {"method": m}, title)
+      for m, title in METHOD_TITLES.items()],
 ]
 
 FRONT = ["book/how_to_read"]
@@ -110,12 +124,28 @@ def execute_chapters(profile: str = "tiny", seed: int = 0, run_dir: str | None =
             log(f"[book] {ch.output}: FAILED; the partly executed notebook is at {tmp}")
             raise
         nb = json.loads(tmp.read_text())
+        if ch.title:
+            _retitle(nb, ch.title)
         nb["metadata"]["pebench"] = {"key": key, "parameters": params}
         atomic_write_bytes(target, (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode())
         tmp.unlink()
         log(f"[book] {ch.output}: executed in {time.perf_counter() - t0:.1f}s")
         done.append(ch)
     return done
+
+
+def _retitle(nb: dict, title: str) -> None:
+    """Replace the first ``# heading`` of the notebook with ``title``."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        lines = src.split("\n")
+        for k, line in enumerate(lines):
+            if line.startswith("# "):
+                lines[k] = f"# {title}"
+                cell["source"] = "\n".join(lines)
+                return
 
 
 def write_toc(chapters: list[Chapter], root: Path = ROOT) -> Path:

@@ -175,3 +175,49 @@ def evaluate(bundle: ModelBundle, ds: Dataset, target: str, cfg: EvalConfig, see
     results = metrics_from_answers(ds, p, answers, scorer)
     table = pd.DataFrame([{"item_id": k[0], "question": k[1], "answer": v} for k, v in answers.items()])
     return Evaluation(target, results, table, secs, len(qas))
+
+
+def knowledge_report(bundle: ModelBundle, ds: Dataset, cfg: EvalConfig, seed: int = 0,
+                     forget_target: str = "person", scorer=None) -> pd.DataFrame:
+    """What a model knows, question by question (chapter 2's table): one row per probe with
+    the share answered right (names: exact full-name match; events: the event score).
+
+    Probes: names on training renders and on held-out renders of the retained people, names
+    of the forget people (what goal(person) must not know), event descriptions on held-out
+    renders, the pre-training world's people, and POPE.
+    """
+    scorer = scorer or get_scorer(cfg.scorer)
+    s = split_sets(ds, forget_target)
+    fp = set(split_sets(ds, "person").forget_people)
+    probes = {
+        "names, training renders": ("person", [i for i in s.retain if i.person not in fp]),
+        "names, held-out renders": ("person", [i for i in s.retain_heldout if i.person not in fp]),
+        "names of the forget people (training renders)": ("person", [i for i in ds.items_where(role="train") if i.person in fp]),
+        "events, held-out renders": ("event", ds.items_where(role="heldout") or s.retain),
+        "real-world people (pre-training world)": ("person", s.pretrain_eval),
+        "events in the pre-training world": ("event", s.pretrain_eval),
+    }
+    rows, qas_all, plan_rows = [], [], []
+    for name, (kind, items) in probes.items():
+        items = sample(items, cfg.max_items, seed, f"report:{name}")
+        if not items:
+            continue
+        qas = person_qa(items, ds) if kind == "person" else event_qa(items, ds)
+        plan_rows.append((name, kind, items, qas))
+        qas_all += qas
+    pope = sample(pope_qa(ds, "pretrain_eval"), cfg.max_items, seed, "pope")
+    answers = answer_all(bundle, ds, qas_all + pope, cfg)
+    for name, kind, items, qas in plan_rows:
+        a = [answers[(q.item_id, q.question)] for q in qas]
+        if kind == "person":
+            vals = [float(M.name_match(x, ds.person(i.person).name)) for x, i in zip(a, items)]
+        else:
+            vals = list(scorer.score(a, [_event_ref(ds, i) for i in items]))
+        rows.append({"probe": name, "score": sum(vals) / len(vals), "n": len(vals),
+                     "measure": "name match" if kind == "person" else f"event score ({scorer.name})"})
+    if pope:
+        r = M.world_fact([answers[(q.item_id, q.question)] for q in pope],
+                         [q.answer.lower().startswith("yes") for q in pope])
+        rows.append({"probe": "POPE yes/no objects (pre-training world)", "score": r.value, "n": r.n,
+                     "measure": "accuracy"})
+    return pd.DataFrame(rows)

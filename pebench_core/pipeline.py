@@ -55,10 +55,243 @@ def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool 
     return load_dataset(out)
 
 
+# ---------------------------------------------------------------------------------------
+# Models: init -> base (two variants) -> finetune / goal(target)
+MODEL_STAGES = ("init", "base", "finetune", "goal")
+
+
+def _base_variant(target: str | None) -> str:
+    """Which pre-training a stage stands on: goal(event) and goal(both) never saw the forget events."""
+    return "noevents" if target in ("event", "both") else "full"
+
+
+def model_key(cfg: RunConfig, stage: str, target: str | None = None) -> str:
+    """The hash of everything a model stage depends on, its parent stage's key included."""
+    from . import models, train
+
+    code = config_hash(Path(train.__file__).read_text(), Path(models.__file__).read_text())
+    if stage == "init":
+        return config_hash("init", world_key(cfg), cfg.model, cfg.seed, code)
+    if stage == "base":
+        return config_hash("base", model_key(cfg, "init"), cfg.train, _base_variant(target), code)
+    if stage == "finetune":
+        return config_hash("finetune", model_key(cfg, "base"), cfg.train, code)
+    if stage == "goal":
+        if target is None:
+            raise ValueError("the goal stage needs a target")
+        return config_hash("goal", model_key(cfg, "base", target), cfg.train, target, code)
+    raise ValueError(f"unknown model stage {stage!r}; allowed: {', '.join(MODEL_STAGES)}")
+
+
+def model_dir(cfg: RunConfig, stage: str, target: str | None = None, run_dir=None) -> Path:
+    name = stage if stage in ("init", "finetune") else (
+        f"base-{_base_variant(target)}" if stage == "base" else f"goal-{target}")
+    return resolve_run_dir(cfg, run_dir) / "models" / name / model_key(cfg, stage, target)
+
+
+def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=None, progress: bool = True):
+    """Load (building first if needed) the model of ``stage``: ``init``, ``base``, ``finetune`` or
+    ``goal`` (with a target). Returns a :class:`~pebench_core.models.ModelBundle`."""
+    import json
+
+    from . import train
+    from .models import build_tiny, load_bundle, save_bundle
+    from .data import world_texts
+
+    if cfg.model.kind == "local":
+        if not cfg.model.path:
+            from .config import ConfigError
+
+            raise ConfigError("model.path must name a local checkpoint folder when model.kind is 'local'")
+        if stage in ("init", "base"):
+            return load_bundle(cfg.model.path, cfg.model.device, cfg.model.dtype)
+    out = model_dir(cfg, stage, target, run_dir)
+    if (out / "pebench_stage.json").is_file():
+        return load_bundle(out, cfg.model.device, cfg.model.dtype)
+    ds = get_world(cfg, run_dir, progress=progress)
+    t0 = time.perf_counter()
+    if stage == "init":
+        bundle = build_tiny(cfg.model, world_texts(ds), cfg.world.image_size, cfg.seed)
+        info = {}
+    else:
+        parent = ("init", None) if stage == "base" else ("base", target)
+        bundle = get_model(cfg, parent[0], parent[1], run_dir, progress)
+        info = train.inject(bundle, ds, stage, target, cfg, progress=progress)
+    info = {"stage": stage, "target": target, "key": model_key(cfg, stage, target),
+            "seconds": round(time.perf_counter() - t0, 2), **(info or {})}
+    save_bundle(bundle, out)
+    # The marker goes last: a folder without it is an interrupted build and is rebuilt.
+    from .results import atomic_write_json
+
+    atomic_write_json(out / "pebench_stage.json", json.loads(json.dumps(info, default=str)))
+    label = stage if target is None else f"{stage}({target})"
+    print(f"[models] {label} built in {info['seconds']:.1f}s -> {out}")
+    return load_bundle(out, cfg.model.device, cfg.model.dtype)
+
+
+def stage_info(cfg: RunConfig, stage: str, target: str | None = None, run_dir=None) -> dict:
+    """The metadata a model stage stored (times, training history)."""
+    import json
+
+    return json.loads((model_dir(cfg, stage, target, run_dir) / "pebench_stage.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation of reference models (finetune, goal) and unlearning runs
+def _code(*modules) -> str:
+    return config_hash(*(Path(m.__file__).read_text() for m in modules))
+
+
+def eval_key(cfg: RunConfig, model: str, target: str) -> str:
+    from . import evaluate, metrics, scorers
+
+    parent = model_key(cfg, model, target if model == "goal" else None)
+    return config_hash("eval", parent, cfg.eval, target, _code(evaluate, metrics, scorers))
+
+
+def unlearn_key(cfg: RunConfig, method: str, target: str) -> str:
+    import dataclasses
+
+    from . import evaluate, losses, metrics, scorers, unlearn
+
+    u = dataclasses.replace(cfg.unlearn, methods=(), targets=())  # one run depends on its own method only
+    return config_hash("unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target,
+                       _code(unlearn, losses, evaluate, metrics, scorers))
+
+
+def _write_eval(folder: Path, cfg: RunConfig, ev, method: str, target: str, key: str) -> None:
+    from .results import atomic_write_parquet, result_rows
+
+    rows, items = result_rows(ev.results, run_id=f"{Path(str(cfg.profile)).stem}-s{cfg.seed}",
+                              profile=str(cfg.profile), seed=cfg.seed, target=target, method=method,
+                              config_hash=key)
+    atomic_write_parquet(folder / "results.parquet", rows)
+    atomic_write_parquet(folder / "items.parquet", items)
+    atomic_write_parquet(folder / "answers.parquet", ev.answers)
+
+
+def get_eval(cfg: RunConfig, model: str, target: str, run_dir=None, progress: bool = True) -> Path:
+    """Evaluate ``finetune`` or ``goal`` (of ``target``) on ``target``'s metrics; returns the folder
+    holding results.parquet, items.parquet and answers.parquet."""
+    from .evaluate import evaluate
+    from .results import StageCache
+
+    if model not in ("finetune", "goal"):
+        raise ValueError(f"get_eval evaluates 'finetune' or 'goal', got {model!r}")
+    key = eval_key(cfg, model, target)
+    cache = StageCache(resolve_run_dir(cfg, run_dir) / "eval")
+
+    def build(tmp: Path) -> dict:
+        bundle = get_model(cfg, model, target if model == "goal" else None, run_dir, progress)
+        ds = get_world(cfg, run_dir, progress=False)
+        ev = evaluate(bundle, ds, target, cfg.eval, cfg.seed)
+        _write_eval(tmp, cfg, ev, model, target, key)
+        return {"seconds_generation": round(ev.seconds, 2), "questions": ev.n_questions,
+                "items_per_second": round(ev.n_questions / max(ev.seconds, 1e-9), 1)}
+
+    return cache.get_or_build(f"{model}-{target}", key, build, log=print if progress else None)
+
+
+def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True) -> Path:
+    """Unlearn ``target`` from the finetune model with ``method`` and evaluate the result.
+
+    The folder holds the LoRA adapter (``adapter/``), ``trajectory.parquet``, the evaluation
+    tables, and the run's status and hyper-parameters in the completion marker.
+    """
+    from .config import safe_name
+    from .evaluate import evaluate
+    from .models import save_adapter
+    from .results import StageCache, atomic_write_parquet
+    from .unlearn import run_unlearning
+
+    key = unlearn_key(cfg, method, target)
+    cache = StageCache(resolve_run_dir(cfg, run_dir) / "unlearn")
+
+    def build(tmp: Path) -> dict:
+        bundle = get_model(cfg, "finetune", None, run_dir, progress)
+        ds = get_world(cfg, run_dir, progress=False)
+        run = run_unlearning(bundle, ds, target, method, cfg.unlearn, cfg.eval, seed=cfg.seed,
+                             progress=progress, log=print if progress else (lambda *_: None))
+        save_adapter(run.model, tmp / "adapter")
+        atomic_write_parquet(tmp / "trajectory.parquet", run.trajectory)
+        ev = evaluate(bundle.with_model(run.model), ds, target, cfg.eval, cfg.seed)
+        _write_eval(tmp, cfg, ev, method, target, key)
+        return {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2),
+                "seconds_generation": round(ev.seconds, 2), "hparams": run.hparams}
+
+    return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
+
+
+def load_unlearned_model(cfg: RunConfig, method: str, target: str, run_dir=None):
+    """The finetune model with the saved adapter of (method, target) on, ready to generate."""
+    from .models import load_adapter
+
+    folder = get_unlearned(cfg, method, target, run_dir, progress=False)
+    bundle = get_model(cfg, "finetune", None, run_dir, progress=False)
+    return bundle.with_model(load_adapter(bundle, folder / "adapter"))
+
+
+def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
+    """Gather every evaluation of this configuration into ``<run>/results/`` and return
+    ``(results, items)``: the long-format tables every figure and table is made from."""
+    import pandas as pd
+
+    from .results import atomic_write_parquet
+
+    out = resolve_run_dir(cfg, run_dir)
+    folders = []
+    for target in targets or cfg.unlearn.targets:
+        folders += [get_eval(cfg, "finetune", target, out, progress=False),
+                    get_eval(cfg, "goal", target, out, progress=False)]
+        folders += [get_unlearned(cfg, m, target, out, progress=False) for m in (methods or cfg.unlearn.methods)]
+    res = pd.concat([pd.read_parquet(f / "results.parquet") for f in folders], ignore_index=True)
+    items = pd.concat([pd.read_parquet(f / "items.parquet") for f in folders], ignore_index=True)
+    atomic_write_parquet(out / "results" / "results.parquet", res)
+    atomic_write_parquet(out / "results" / "items.parquet", items)
+    return res, items
+
+
 def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     """Every stage in dependency order; returns the run folder."""
     out = resolve_run_dir(cfg, run_dir)
     t0 = time.perf_counter()
     ds = get_world(cfg, out)
     print(f"[run] world: {len(ds.items)} images ({time.perf_counter() - t0:.1f}s)")
+    for stage, target in (("finetune", None), *(("goal", t) for t in cfg.unlearn.targets)):
+        t1 = time.perf_counter()
+        get_model(cfg, stage, target, out)
+        print(f"[run] {stage}{'' if target is None else f'({target})'} ready ({time.perf_counter() - t1:.1f}s)")
+    for target in cfg.unlearn.targets:
+        for model in ("finetune", "goal"):
+            get_eval(cfg, model, target, out)
+        for method in cfg.unlearn.methods:
+            t1 = time.perf_counter()
+            get_unlearned(cfg, method, target, out)
+            print(f"[run] {method}/{target} ready ({time.perf_counter() - t1:.1f}s)")
+    res, _ = collect_results(cfg, out)
+    print(f"[run] {len(res)} result rows in {out / 'results'} ({time.perf_counter() - t0:.1f}s in all)")
+    return out
+
+
+def comparison(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True):
+    """Result rows of finetune (lower bound), ``method`` and goal (upper bound) on ``target``."""
+    import pandas as pd
+
+    folders = [get_eval(cfg, "finetune", target, run_dir, progress),
+               get_unlearned(cfg, method, target, run_dir, progress),
+               get_eval(cfg, "goal", target, run_dir, progress)]
+    return pd.concat([pd.read_parquet(f / "results.parquet") for f in folders], ignore_index=True)
+
+
+def answers_side_by_side(cfg: RunConfig, method: str, target: str, run_dir=None):
+    """Every evaluated question with the finetune, ``method`` and goal answers side by side."""
+    import pandas as pd
+
+    frames = {"finetune": get_eval(cfg, "finetune", target, run_dir, False),
+              method: get_unlearned(cfg, method, target, run_dir, False),
+              "goal": get_eval(cfg, "goal", target, run_dir, False)}
+    out = None
+    for name, folder in frames.items():
+        a = pd.read_parquet(folder / "answers.parquet").rename(columns={"answer": name})
+        out = a if out is None else out.merge(a, on=["item_id", "question"], how="outer")
     return out

@@ -52,3 +52,44 @@ def histogram(df: pd.DataFrame, column: str, hue: str | None = None, title: str 
     sns.histplot(data=df, x=column, hue=hue, bins=bins, multiple="stack", ax=ax)
     ax.set_title(title)
     return ax.figure
+
+
+METRIC_ORDER = ["efficacy", "generality", "retain", "scope", "real", "world_fact"]
+
+
+def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | None = None):
+    """Grouped bars of a results frame (columns concept, metric, method, value): one panel per
+    concept, the six metrics side by side, one bar per model. Higher is better everywhere."""
+    concepts = [c for c in ("person", "event") if c in set(df["concept"])]
+    fig, axes = plt.subplots(1, len(concepts), figsize=(6.5 * len(concepts), 3.6), squeeze=False)
+    for ax, concept in zip(axes.flat, concepts):
+        d = df[df["concept"] == concept]
+        sns.barplot(data=d, x="metric", y="value", hue="method", order=[m for m in METRIC_ORDER if m in set(d["metric"])],
+                    hue_order=hue_order, ax=ax, errorbar=None)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{concept} unlearning" if concept else "")
+        ax.set_xlabel("")
+        ax.legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def trajectory(traj: pd.DataFrame, title: str = ""):
+    """Forget and retain losses per step (left) and the efficacy checks (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    loss_cols = [c for c in ("forget_loss", "retain_loss", "loss") if c in traj]
+    long = traj.melt(id_vars="step", value_vars=loss_cols, var_name="term", value_name="value").dropna()
+    sns.lineplot(data=long, x="step", y="value", hue="term", ax=axes[0])
+    axes[0].set_title("loss terms")
+    eff = [c for c in traj.columns if c.startswith("efficacy/")]
+    if eff:
+        e = traj.melt(id_vars="step", value_vars=eff, var_name="check", value_name="efficacy").dropna()
+        sns.lineplot(data=e, x="step", y="efficacy", hue="check", marker="o", ax=axes[1])
+        axes[1].set_ylim(-0.02, 1.02)
+    axes[1].set_title("efficacy on a fixed forget subset")
+    if title:
+        fig.suptitle(title, y=1.03)
+    fig.tight_layout()
+    return fig
