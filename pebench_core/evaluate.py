@@ -14,6 +14,9 @@ world fact            POPE accuracy                              POPE accuracy
 ====================  =========================================  =========================================
 
 Target ``person`` measures the person view, ``event`` the event view, ``both`` both views.
+Each view also reports ``scope_retain``: the other concept on the *retain* images, the
+control that scope is compared with (is the other concept hurt on the forget images
+specifically, or everywhere?). It is not one of the paper's six metrics.
 Every (image, question) is generated once per model, however many metrics use it, by
 batched greedy decoding; a metric is a mean over items, so it does not depend on the
 batch size or padding (tested).
@@ -87,6 +90,8 @@ def plan(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> EvalPlan:
         if held:
             sets[f"{concept}:heldout"] = sample(held, k, seed, f"{concept}:heldout")
         sets[f"{concept}:retain"] = sample(s.retain, k, seed, f"{concept}:retain")
+        # The other concept on the same retain images: the control that scope is compared with.
+        sets[f"{other}:scope-retain-of-{concept}"] = sets[f"{concept}:retain"]
         if s.pretrain_eval:
             pre = s.pretrain_eval if concept == "person" else [i for i in s.pretrain_eval if i.event not in fe]
             sets[f"{concept}:real"] = sample(pre, k, seed, f"{concept}:real")
@@ -129,12 +134,14 @@ def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str]
             else:
                 qas = event_qa(items, ds)
                 out.append(fn_e(ans(qas), [_event_ref(ds, i) for i in items], scorer, ids))
-        items = p.sets[f"{other}:scope-of-{concept}"]
-        ids = [i.id for i in items]
-        if concept == "person":  # person unlearning's scope: the event on the same images
-            out.append(M.person_scope(ans(event_qa(items, ds)), [_event_ref(ds, i) for i in items], scorer, ids))
-        else:
-            out.append(M.event_scope(ans(person_qa(items, ds)), [ds.person(i.person).name for i in items], ids))
+        for split, name in (("scope-of", "scope"), ("scope-retain-of", "scope_retain")):
+            items = p.sets[f"{other}:{split}-{concept}"]
+            ids = [i.id for i in items]
+            if concept == "person":  # person unlearning's scope: the event on the same images
+                r = M.person_scope(ans(event_qa(items, ds)), [_event_ref(ds, i) for i in items], scorer, ids)
+            else:
+                r = M.event_scope(ans(person_qa(items, ds)), [ds.person(i.person).name for i in items], ids)
+            out.append(dataclasses.replace(r, name=name))
         if "pope" in p.sets:
             qas = p.sets["pope"]
             out.append(M.world_fact(ans(qas), [q.answer.lower().startswith("yes") for q in qas],

@@ -243,12 +243,18 @@ def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
     for target in targets or cfg.unlearn.targets:
         folders += [get_eval(cfg, "finetune", target, out, progress=False),
                     get_eval(cfg, "goal", target, out, progress=False)]
-        folders += [get_unlearned(cfg, m, target, out, progress=False) for m in (methods or cfg.unlearn.methods)]
+        folders += [get_unlearned(cfg, m, target, out, progress=False)
+                    for m in (methods or methods_for(cfg, target)) if target == "both" or not m.endswith("+bgd")]
     res = pd.concat([pd.read_parquet(f / "results.parquet") for f in folders], ignore_index=True)
     items = pd.concat([pd.read_parquet(f / "items.parquet") for f in folders], ignore_index=True)
     atomic_write_parquet(out / "results" / "results.parquet", res)
     atomic_write_parquet(out / "results" / "items.parquet", items)
     return res, items
+
+
+def methods_for(cfg: RunConfig, target: str) -> list[str]:
+    """The methods run on ``target``: BGD balances two concepts, so it runs on ``both`` only."""
+    return [m for m in cfg.unlearn.methods if target == "both" or not m.endswith("+bgd")]
 
 
 def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
@@ -264,7 +270,7 @@ def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     for target in cfg.unlearn.targets:
         for model in ("finetune", "goal"):
             get_eval(cfg, model, target, out)
-        for method in cfg.unlearn.methods:
+        for method in methods_for(cfg, target):
             t1 = time.perf_counter()
             get_unlearned(cfg, method, target, out)
             print(f"[run] {method}/{target} ready ({time.perf_counter() - t1:.1f}s)")
