@@ -56,6 +56,9 @@ CHAPTERS: list[Chapter] = [
     Chapter("03_measuring.ipynb", "03_measuring", "Measuring forgetting"),
     *[Chapter("04_method.ipynb", f"04_{m}", "Unlearning methods", {"method": m}, title)
       for m, title in METHOD_TITLES.items()],
+    Chapter("05_simultaneous.ipynb", "05_simultaneous", "Interference"),
+    Chapter("06_interference.ipynb", "06_interference", "Interference"),
+    Chapter("07_leaderboard.ipynb", "07_leaderboard", "Results"),
 ]
 
 FRONT = ["book/how_to_read"]

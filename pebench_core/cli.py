@@ -67,15 +67,19 @@ def _cmd_world(args) -> None:
 def _cmd_run(args) -> None:
     from .pipeline import default_run_dir, run_all
 
-    seeds = [args.seed]
+    seeds, several = [args.seed], False
     if args.seeds:
+        several = True
         try:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     for seed in seeds:
         cfg = load_config(args.profile, seed=seed, overrides=args.overrides)
-        out = args.out / f"s{seed}" if (args.out and len(seeds) > 1) else (args.out or default_run_dir(cfg))
+        if several and args.out:  # --seeds --out DIR always lays out DIR/s<seed>
+            out = args.out / f"s{seed}"
+        else:  # one run folder per seed, runs/<profile>-s<seed>, where the chapters look by default
+            out = args.out or default_run_dir(cfg)
         run_all(cfg, out)
 
 

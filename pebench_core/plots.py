@@ -93,3 +93,186 @@ def trajectory(traj: pd.DataFrame, title: str = ""):
         fig.suptitle(title, y=1.03)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------
+# Chapters 5-7: simultaneous unlearning, interference, the leaderboard
+
+
+def _errorbars(ax, x, y, lo, hi, color="0.2"):
+    import numpy as np
+
+    y, lo, hi = (np.asarray(v, dtype=float) for v in (y, lo, hi))
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if ok.any():
+        ax.errorbar(np.asarray(x, dtype=float)[ok], y[ok], yerr=[(y - lo)[ok].clip(min=0), (hi - y)[ok].clip(min=0)],
+                    fmt="none", ecolor=color, elinewidth=1, capsize=2)
+
+
+def single_vs_both(svs: pd.DataFrame, title: str = ""):
+    """Efficacy when a method forgets one concept (single target) and both at once, per
+    concept, with 95 % item intervals: the frame of ``analysis.simultaneous_vs_single``.
+    Each ``X+bgd`` method is drawn next to its base ``X`` (its single bar is ``X``'s)."""
+    import numpy as np
+
+    concepts = [c for c in ("person", "event") if c in set(svs["concept"])]
+    fig, axes = plt.subplots(1, len(concepts), figsize=(6.2 * len(concepts), 3.6), squeeze=False, sharey=True)
+    pal = sns.color_palette("deep")
+    for ax, concept in zip(axes.flat, concepts):
+        d = svs[svs["concept"] == concept].reset_index(drop=True)
+        x = np.arange(len(d))
+        w = 0.38
+        ax.bar(x - w / 2, d["single"], w, color=pal[0], label="alone (single target)")
+        _errorbars(ax, x - w / 2, d["single"], d["single_lo"], d["single_hi"])
+        ax.bar(x + w / 2, d["both"], w, color=pal[3], label="together (target both)")
+        _errorbars(ax, x + w / 2, d["both"], d["both_lo"], d["both_hi"])
+        ax.set_xticks(x, d["method"], rotation=0)
+        ax.set_ylim(0, 1.08)
+        ax.set_ylabel("efficacy")
+        ax.set_title(f"{concept} efficacy")
+    axes.flat[0].legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def concept_trajectories(trajs: dict, title: str = ""):
+    """Per-concept efficacy checks along unlearning (columns ``efficacy/person`` and
+    ``efficacy/event`` of trajectory tables), one panel per concept, one line per run
+    (``trajs`` maps a label such as ``"gd"`` or ``"gd+bgd (seed 1)"`` to its trajectory)."""
+    rows = []
+    for label, t in trajs.items():
+        for c in ("person", "event"):
+            col = f"efficacy/{c}"
+            if col in t:
+                d = t[["step", col]].dropna()
+                rows.append(pd.DataFrame({"step": d["step"], "efficacy": d[col], "concept": c, "run": label}))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    if rows:
+        long = pd.concat(rows, ignore_index=True)
+        for ax, c in zip(axes, ("person", "event")):
+            sns.lineplot(data=long[long["concept"] == c], x="step", y="efficacy", hue="run", marker="o", ax=ax)
+            ax.set_title(f"{c} efficacy on a fixed forget subset")
+            ax.set_ylim(-0.02, 1.05)
+    if title:
+        fig.suptitle(title, y=1.03)
+    fig.tight_layout()
+    return fig
+
+
+def interference_heatmaps(matrices: dict, title: str = "", vmax: float = 1.0, ncols: int = 3):
+    """Small multiples: one target × measured-concept heatmap per method (``matrices`` maps a
+    method to ``analysis.interference_matrix``), cells = change against finetune, diverging
+    colours centred on 0 (blue: more known than finetune, red: less)."""
+    n = len(matrices)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.6 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for k, (ax, (method, m)) in enumerate(zip(axes.flat, matrices.items())):
+        sns.heatmap(m.astype(float), ax=ax, cmap="RdBu", vmin=-vmax, vmax=vmax, center=0, annot=True, fmt="+.2f",
+                    cbar=(k % ncols == ncols - 1 or k == n - 1), square=True, linewidths=0.5,
+                    annot_kws={"fontsize": 8})
+        ax.set_title(method, fontsize=10)
+        ax.set_xlabel("measured concept" if k // ncols == nrows - 1 else "")
+        ax.set_ylabel("target" if k % ncols == 0 else "")
+        ax.tick_params(axis="y", rotation=0)
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def paired_deltas(per_item: pd.DataFrame, title: str = ""):
+    """Per-image change (method − finetune) of the *other* concept's score, on the forget
+    images and on the retain images, one panel per direction (``per_item`` frame of
+    ``analysis.paired_image_level``): a box per image set with every image as a dot."""
+    dirs = list(dict.fromkeys(per_item["direction"]))
+    fig, axes = plt.subplots(1, max(1, len(dirs)), figsize=(5.2 * max(1, len(dirs)), 3.4), squeeze=False, sharey=True)
+    for ax, d in zip(axes.flat, dirs):
+        sub = per_item[per_item["direction"] == d]
+        order = [x for x in ("forget", "retain") if x in set(sub["images"])]
+        sns.boxplot(data=sub, x="images", y="delta", order=order, ax=ax, color="0.9", fliersize=0, width=0.5)
+        sns.stripplot(data=sub, x="images", y="delta", order=order, ax=ax, hue="images", hue_order=order,
+                      palette="deep", size=4, jitter=0.2, alpha=0.7, legend=False)
+        ax.axhline(0, color="0.4", lw=0.8, ls="--")
+        ax.set_title(d, fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel("change against finetune")
+    if title:
+        fig.suptitle(title, y=1.03)
+    fig.tight_layout()
+    return fig
+
+
+def estimate_forest(frame: pd.DataFrame, label: str = "subject", value: str = "estimate", lo: str = "lo",
+                    hi: str = "hi", group: str | None = "finding", title: str = "", zero: float = 0.0):
+    """A forest plot: one row per estimate with its interval, a line at ``zero`` (e.g. the
+    sub-tests of ``analysis.finding_tests``; colour by ``verdict`` when the frame has one)."""
+    import numpy as np
+
+    d = frame.dropna(subset=[value]).reset_index(drop=True)
+    labels = [f"{g}: {s}" if group else str(s) for g, s in zip(d[group] if group else d[label], d[label])]
+    if "part" in d:  # several rows of one subject (e.g. finding 1): name the part too
+        dup = pd.Series(labels).duplicated(keep=False).to_numpy()
+        labels = [f"{lab} · {p}" if k else lab for lab, p, k in zip(labels, d["part"], dup)]
+    fig, ax = plt.subplots(figsize=(7.5, max(2.0, 0.24 * len(d) + 0.8)))
+    y = np.arange(len(d))[::-1]
+    colours = {"reproduced": "tab:green", "not reproduced": "tab:red", "inconclusive": "0.5", "mixed": "tab:orange"}
+    c = [colours.get(v, "tab:blue") for v in d["verdict"]] if "verdict" in d else "tab:blue"
+    lo_, hi_ = d[lo].to_numpy(dtype=float), d[hi].to_numpy(dtype=float)
+    v = d[value].to_numpy(dtype=float)
+    ok = np.isfinite(lo_) & np.isfinite(hi_)
+    ax.hlines(y[ok], lo_[ok], hi_[ok], color="0.3", lw=1.2)
+    ax.scatter(v, y, c=c, zorder=3, s=22)
+    ax.axvline(zero, color="0.4", lw=0.8, ls="--")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_ylim(-0.7, len(d) - 0.3)
+    ax.set_xlabel("estimate (claim holds where the interval lies right of the dashed line)")
+    if "verdict" in d:
+        from matplotlib.lines import Line2D
+
+        seen = [k for k in colours if k in set(d["verdict"])]
+        ax.legend([Line2D([], [], marker="o", ls="", color=colours[k]) for k in seen], seen, fontsize=7,
+                  loc="lower right")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def ours_vs_paper(side: pd.DataFrame, title: str = ""):
+    """Our numbers (y) against the paper's (x), same scale and orientation, one panel per
+    concept; colour = metric, circle = Table 1, cross = Table 2; filled where both numbers
+    come from the same kind of measure, hollow where our event scorer stands in for the
+    paper's G-Eval or ROUGE-L (frame of ``analysis.side_by_side``)."""
+    from matplotlib.lines import Line2D
+
+    d = side.dropna(subset=["ours", "paper"])
+    concepts = [c for c in ("person", "event") if c in set(d["concept"])]
+    metrics = [m for m in METRIC_ORDER if m in set(d["metric"])]
+    colour = dict(zip(metrics, sns.color_palette("deep", len(metrics))))
+    marker = {"Table 1": "o", "Table 2": "s"}
+    fig, axes = plt.subplots(1, max(1, len(concepts)), figsize=(5.2 * max(1, len(concepts)), 4.4), squeeze=False)
+    for ax, c in zip(axes.flat, concepts):
+        sub = d[d["concept"] == c]
+        for (metric, table, same), g in sub.groupby(["metric", "table", "same_measure"]):
+            col = colour[metric]
+            ax.scatter(g["paper"], g["ours"], s=42, marker=marker.get(table, "o"), edgecolors=[col],
+                       facecolors=[col] if same else "none", linewidths=1.4, zorder=3)
+        ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
+        ax.set_xlim(-0.04, 1.04)
+        ax.set_ylim(-0.04, 1.04)
+        ax.set_title(f"{c} columns")
+        ax.set_xlabel("paper")
+        ax.set_ylabel("ours")
+    handles = [Line2D([], [], marker="o", ls="", color=colour[m], label=m) for m in metrics]
+    handles += [Line2D([], [], marker=mk, ls="", color="0.3", label=t) for t, mk in marker.items() if t in set(d["table"])]
+    handles += [Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="0.3", label="different measure")]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig

@@ -90,7 +90,7 @@ def _forward_logits(model, batch: dict, device, dtype) -> torch.Tensor:
     return model(**b).logits.float()
 
 
-class _Stream:
+class BatchStream:
     """Seeded, endless, epoch-shuffled batches of indices (balanced by concept if asked)."""
 
     def __init__(self, concepts: list[str], batch_size: int, seed: int, balanced: bool):
@@ -190,8 +190,8 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
                 ref[name] = torch.cat(vals)
 
     balanced = method.endswith("+bgd")
-    f_stream = _Stream(sets.forget_concepts, cfg.batch_size, seed, balanced)
-    r_stream = _Stream(sets.retain_concepts, cfg.batch_size, seed + 1, balanced)
+    f_stream = BatchStream(sets.forget_concepts, cfg.batch_size, seed, balanced)
+    r_stream = BatchStream(sets.retain_concepts, cfg.batch_size, seed + 1, balanced)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     g = random.Random(seed)

@@ -1,0 +1,293 @@
+"""The analysis layer on hand-built results/items tables whose answers are known (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pebench_core import analysis as A
+from pebench_core.config import ConfigError
+
+EVENT_SCORED = {("person", "scope"), ("person", "scope_retain"), ("event", "efficacy"), ("event", "generality"),
+                ("event", "retain"), ("event", "real")}
+
+
+def frames(values: dict, seeds=(0,)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """results + items from {(target, method, concept, metric): per-item values or f(seed)}.
+
+    Item ids depend on (concept, metric) only, so the same images are shared across methods
+    and targets (as in real runs, where target ``both`` reuses the single targets' forget images).
+    """
+    rows, items = [], []
+    for seed in seeds:
+        for (t, m, c, k), v in values.items():
+            arr = np.asarray(v(seed) if callable(v) else v, dtype=float)
+            for j, x in enumerate(arr):
+                items.append({"run_id": f"test-s{seed}", "seed": seed, "target": t, "method": m, "concept": c,
+                              "metric": k, "item_id": f"{c}-{k}-{j}", "value": float(x)})
+            rows.append({"run_id": f"test-s{seed}", "profile": "test", "seed": seed, "target": t, "method": m,
+                         "concept": c, "metric": k, "value": float(arr.mean()), "n": len(arr),
+                         "scorer": "keywords" if (c, k) in EVENT_SCORED else "name_match"})
+    return pd.DataFrame(rows), pd.DataFrame(items)
+
+
+def row(summary, t, m, c, k):
+    s = summary[(summary.target == t) & (summary.method == m) & (summary.concept == c) & (summary.metric == k)]
+    assert len(s) == 1
+    return s.iloc[0]
+
+
+# ------------------------------------------------------------------ loading
+
+
+def test_load_runs_missing_file_names_it(tmp_path):
+    (tmp_path / "results").mkdir()
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "results" / "results.parquet")
+    with pytest.raises(ConfigError, match="items.parquet"):
+        A.load_runs([tmp_path])
+    with pytest.raises(ConfigError, match="results.parquet"):
+        A.load_runs([tmp_path / "nowhere"])
+
+
+def test_load_runs_concatenates_seeds_and_refuses_duplicates(tmp_path):
+    for seed in (0, 1):
+        res, its = frames({("person", "gd", "person", "efficacy"): [1, 0, 1]}, seeds=(seed,))
+        (tmp_path / f"s{seed}" / "results").mkdir(parents=True)
+        res.to_parquet(tmp_path / f"s{seed}" / "results" / "results.parquet")
+        its.to_parquet(tmp_path / f"s{seed}" / "results" / "items.parquet")
+    res, its = A.load_runs([tmp_path / "s0", tmp_path / "s1"])
+    assert sorted(res["seed"].unique()) == [0, 1] and len(its) == 6
+    with pytest.raises(ConfigError, match="more than one run folder"):
+        A.load_runs([tmp_path / "s0", tmp_path / "s0"])
+
+
+def test_parse_seeds():
+    assert A.parse_seeds("", 3) == [3]
+    assert A.parse_seeds("0, 1,2") == [0, 1, 2]
+    assert A.parse_seeds(0) == [0]
+    with pytest.raises(ConfigError):
+        A.parse_seeds("0,x")
+    with pytest.raises(ConfigError):
+        A.parse_seeds("1,1")
+
+
+# ------------------------------------------------------------------ summaries
+
+
+def test_summarise_means_and_intervals():
+    rng = np.random.default_rng(0)
+    res, its = frames({("person", "gd", "person", "efficacy"): lambda s: rng.random(30) * 0.5 + 0.1 * s,
+                       ("person", "finetune", "person", "efficacy"): [0.0] * 10}, seeds=(0, 1, 2))
+    s = A.summarise(res, its, n_boot=500)
+    r = row(s, "person", "gd", "person", "efficacy")
+    per_seed = res[res.method == "gd"].groupby("seed")["value"].mean()
+    assert r["mean"] == pytest.approx(per_seed.mean())
+    assert r["ci_lo"] < r["mean"] < r["ci_hi"]
+    assert r["seed_lo"] < r["mean"] < r["seed_hi"]
+    assert r["n_seeds"] == 3 and r["n_items"] == 90 and r["scorer"] == "name_match"
+    # a constant metric has a zero-width interval at its value
+    f = row(s, "person", "finetune", "person", "efficacy")
+    assert f["ci_lo"] == f["ci_hi"] == f["mean"] == 0.0
+    # the same inputs and seed give the same intervals
+    s2 = A.summarise(res, its, n_boot=500)
+    assert row(s2, "person", "gd", "person", "efficacy")["ci_lo"] == r["ci_lo"]
+
+
+def test_summarise_one_seed_has_no_seed_interval():
+    res, its = frames({("event", "ga", "event", "efficacy"): [0.2, 0.4, 0.6]})
+    r = row(A.summarise(res, its, n_boot=200), "event", "ga", "event", "efficacy")
+    assert r["mean"] == pytest.approx(0.4) and np.isnan(r["seed_lo"]) and r["scorer"] == "keywords"
+
+
+# ------------------------------------------------------------------ chapter 5
+
+
+def _both(values: dict) -> dict:
+    return {("both", m, c, k): v for (m, c, k), v in values.items()}
+
+
+def test_table2_deltas_by_hand():
+    gd_p = np.array([1, 1, 0, 0, 1, 0, 1, 0, 0, 0], float)      # 0.4
+    bgd_p = gd_p.copy()
+    bgd_p[[2, 3, 5]] = 1                                           # 0.7: +0.3 on the same items
+    gd_e = np.linspace(0.2, 0.6, 10)
+    res, its = frames(_both({("gd", "person", "efficacy"): gd_p, ("gd+bgd", "person", "efficacy"): bgd_p,
+                             ("gd", "event", "efficacy"): gd_e, ("gd+bgd", "event", "efficacy"): gd_e - 0.1,
+                             ("gd", "person", "retain"): [0.8] * 10, ("gd+bgd", "person", "retain"): [0.7] * 10}))
+    s = A.summarise(res, its, n_boot=300)
+    t = A.table2(s, its, n_boot=300).set_index(["method", "concept", "metric"])
+    assert t.loc[("gd+bgd", "person", "efficacy"), "delta"] == pytest.approx(0.3)
+    assert t.loc[("gd+bgd", "event", "efficacy"), "delta"] == pytest.approx(-0.1)
+    # a constant shift on paired items has a zero-width paired interval
+    assert t.loc[("gd+bgd", "event", "efficacy"), "delta_lo"] == pytest.approx(-0.1)
+    assert t.loc[("gd+bgd", "person", "retain"), "delta"] == pytest.approx(-0.1)
+    lo, hi = t.loc[("gd+bgd", "person", "efficacy"), ["delta_lo", "delta_hi"]]
+    assert 0 <= lo <= 0.3 <= hi
+    assert np.isnan(t.loc[("gd", "person", "efficacy"), "delta"])
+    assert t.loc[("gd+bgd", "person", "efficacy"), "paper"] == pytest.approx(0.635)
+
+
+def test_simultaneous_vs_single_is_paired():
+    single = np.ones(12)
+    both = np.r_[np.ones(6), np.zeros(6)]
+    res, its = frames({("person", "gd", "person", "efficacy"): single, ("both", "gd", "person", "efficacy"): both})
+    s = A.summarise(res, its, n_boot=300)
+    v = A.simultaneous_vs_single(s, its, n_boot=300).set_index(["method", "concept"])
+    r = v.loc[("gd", "person")]
+    assert r["single"] == 1.0 and r["both"] == 0.5 and r["delta"] == pytest.approx(-0.5)
+    assert r["delta_hi"] < 0
+
+
+# ------------------------------------------------------------------ chapter 6
+
+
+def test_interference_matrix_by_hand():
+    vals = {
+        ("person", "finetune", "person", "efficacy"): [0.1] * 4, ("person", "gd", "person", "efficacy"): [0.9] * 4,
+        ("person", "finetune", "person", "scope"): [0.8] * 4, ("person", "gd", "person", "scope"): [0.6] * 4,
+        ("event", "finetune", "event", "efficacy"): [0.2] * 4, ("event", "gd", "event", "efficacy"): [0.5] * 4,
+        ("event", "finetune", "event", "scope"): [1.0] * 4, ("event", "gd", "event", "scope"): [0.75] * 4,
+        ("both", "finetune", "person", "efficacy"): [0.0] * 4, ("both", "gd", "person", "efficacy"): [0.4] * 4,
+        ("both", "finetune", "event", "efficacy"): [0.2] * 4, ("both", "gd", "event", "efficacy"): [0.3] * 4,
+    }
+    res, its = frames(vals)
+    s = A.summarise(res, its, n_boot=100)
+    m = A.interference_matrix(s, "gd", its, n_boot=100)
+    assert list(m.index) == ["person", "event", "both"] and list(m.columns) == ["person", "event"]
+    expect = {("person", "person"): -0.8, ("person", "event"): -0.2, ("event", "person"): -0.25,
+              ("event", "event"): -0.3, ("both", "person"): -0.4, ("both", "event"): -0.1}
+    for (t, c), v in expect.items():
+        assert m.loc[t, c] == pytest.approx(v), (t, c)
+    raw = A.interference_matrix(s, "gd", value="score")
+    assert raw.loc["person", "person"] == pytest.approx(0.1)  # name precision = 1 − efficacy
+    tab = A.interference_table(s, "gd", its, n_boot=100).set_index(["target", "measured"])
+    assert tab.loc[("person", "event"), "role"] == "interference"
+    assert tab.loc[("both", "event"), "role"] == "intended"
+    assert tab.loc[("person", "person"), "delta_lo"] == pytest.approx(-0.8)
+
+
+def _image_level(effect: float, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
+    n = 40
+    ft_f, ft_r = rng.uniform(0.4, 0.9, n), rng.uniform(0.4, 0.9, n)
+    noise = lambda: rng.normal(0, 0.05, n)  # noqa: E731
+    return frames({
+        ("person", "finetune", "person", "scope"): ft_f, ("person", "finetune", "person", "scope_retain"): ft_r,
+        ("person", "gd", "person", "scope"): np.clip(ft_f - effect + noise(), 0, 1),
+        ("person", "gd", "person", "scope_retain"): np.clip(ft_r + noise(), 0, 1),
+    })
+
+
+def test_paired_image_level_detects_a_planted_difference():
+    _, its = _image_level(0.3, np.random.default_rng(1))
+    s, per = A.paired_image_level(its, "gd", n_boot=1000, n_perm=1000, seed=0)
+    r = s.set_index("direction").loc["forget people → event answers"]
+    assert r["difference"] == pytest.approx(r["delta_forget"] - r["delta_retain"])
+    assert -0.4 < r["difference"] < -0.2 and r["ci_hi"] < 0 and r["p_value"] < 0.01
+    assert set(per["images"]) == {"forget", "retain"} and len(per) == 80
+    f = per[per["images"] == "forget"]
+    assert np.allclose(f["delta"], f["method"] - f["finetune"])
+
+
+def test_paired_image_level_null_is_not_significant():
+    _, its = _image_level(0.0, np.random.default_rng(2))
+    s, _ = A.paired_image_level(its, "gd", n_boot=1000, n_perm=1000, seed=0)
+    r = s.iloc[0]
+    assert r["ci_lo"] < 0 < r["ci_hi"] and r["p_value"] > 0.05
+
+
+# ------------------------------------------------------------------ the paper's tables
+
+
+def test_paper_tables_transcribed_and_converted():
+    assert A.PAPER_TABLE1.loc["gd", "P-eff"] == 98.9 and A.PAPER_TABLE1.loc["finetune", "E-eff"] == 0.18
+    assert A.PAPER_TABLE1.loc["kl", "POPE (after event run)"] == 78.8
+    assert A.PAPER_TABLE2.loc["kl+bgd", "P-eff"] == 48.1 and A.PAPER_TABLE2.loc["gd", "E-eff"] == 0.36
+    res, its = frames({("person", "gd", "person", "efficacy"): [1, 1, 0, 1],
+                       ("event", "gd", "event", "efficacy"): [0.5, 0.7]})
+    side = A.side_by_side(A.summarise(res, its, n_boot=50))
+    r = side[(side.table == "Table 1") & (side.method == "gd") & (side.concept == "person") & (side.metric == "efficacy")].iloc[0]
+    assert r["paper"] == pytest.approx(0.989) and r["ours"] == pytest.approx(0.75) and r["same_measure"]
+    e = side[(side.table == "Table 1") & (side.method == "gd") & (side.concept == "event") & (side.metric == "efficacy")].iloc[0]
+    assert e["paper"] == pytest.approx(0.58) and not e["same_measure"] and "keywords" in e["our_measure"]
+    assert "G-Eval" in e["paper_measure"]
+
+
+# ------------------------------------------------------------------ findings
+
+
+def _gap_rows():
+    """finetune knows the people and events, goal does not (so the findings can be tested)."""
+    return {("person", "finetune", "person", "efficacy"): [0.0] * 20, ("person", "goal", "person", "efficacy"): [1.0] * 20,
+            ("event", "finetune", "event", "efficacy"): [0.0] * 20, ("event", "goal", "event", "efficacy"): [1.0] * 20}
+
+
+def test_finding4_reproduced_when_planted():
+    vals = _gap_rows()
+    vals[("person", "gd", "person", "efficacy")] = [1.0] * 20
+    vals[("both", "gd", "person", "efficacy")] = [1.0] * 8 + [0.0] * 12
+    res, its = frames(vals)
+    s = A.summarise(res, its, n_boot=300)
+    t = A.finding_tests(its, n_boot=500)
+    f4 = t[t.finding == 4]
+    assert len(f4) == 1 and f4.iloc[0]["estimate"] == pytest.approx(0.6) and f4.iloc[0]["verdict"] == A.REPRODUCED
+    fnd = A.findings(s, its, tests=t).set_index("finding")
+    assert fnd.loc[4, "verdict"] == A.REPRODUCED
+    assert "0.60" in fnd.loc[4, "evidence"] and "1 of 1" in fnd.loc[4, "explanation"]
+    assert fnd.loc[5, "verdict"] == A.INCONCLUSIVE  # no BGD runs: not measured
+
+
+def test_finding4_inconclusive_on_overlapping_intervals():
+    vals = _gap_rows()
+    single = np.array([1.0] * 10 + [0.0] * 10)
+    both = single.copy()
+    both[[0, 1, 2]] = 0.0
+    both[[10, 11]] = 1.0  # paired difference 0.05, with a wide interval
+    vals[("person", "gd", "person", "efficacy")] = single
+    vals[("both", "gd", "person", "efficacy")] = both
+    res, its = frames(vals)
+    t = A.finding_tests(its, n_boot=500)
+    r = t[t.finding == 4].iloc[0]
+    assert r["lo"] < 0 < r["hi"] and r["hi"] > r["margin"]
+    assert r["verdict"] == A.INCONCLUSIVE
+    assert A.findings(A.summarise(res, its, n_boot=100), its, tests=t).set_index("finding").loc[4, "verdict"] == A.INCONCLUSIVE
+
+
+def test_finding5_and_seed_disagreement():
+    vals = _gap_rows()
+    vals[("person", "gd", "person", "efficacy")] = [1.0] * 20
+    vals[("both", "gd", "person", "efficacy")] = [0.5] * 20
+    # seed 0: BGD much better; seed 1: BGD a little worse -> the pooled interval may be > 0,
+    # but the seeds disagree, so the sub-test is not called.
+    vals[("both", "gd+bgd", "person", "efficacy")] = lambda s: [0.9] * 20 if s == 0 else [0.45] * 20
+    res, its = frames(vals, seeds=(0, 1))
+    t = A.finding_tests(its, n_boot=300)
+    r = t[(t.finding == 5)].iloc[0]
+    assert r["estimate"] == pytest.approx(0.175) and r["lo"] > 0
+    assert r["verdict"] == A.INCONCLUSIVE and "s0: 0.40" in r["per_seed"] and "s1: -0.05" in r["per_seed"]
+    assert "recovered" in r["note"]
+
+
+def test_findings_untestable_when_finetune_never_learned():
+    vals = {("person", "finetune", "person", "efficacy"): [1.0] * 10, ("person", "goal", "person", "efficacy"): [1.0] * 10,
+            ("person", "gd", "person", "efficacy"): [1.0] * 10, ("both", "gd", "person", "efficacy"): [0.0] * 10}
+    res, its = frames(vals)
+    fnd = A.findings(A.summarise(res, its, n_boot=50), its, n_boot=100).set_index("finding")
+    assert fnd.loc[4, "verdict"] == A.INCONCLUSIVE and "never learned" in fnd.loc[4, "explanation"]
+    text = A.findings_markdown(fnd.reset_index(), profile="test", scorers=["keywords"])
+    assert "Finding 4 — inconclusive" in text and "1 seed" in text
+
+
+def test_combine_rule():
+    R, N, I = A.REPRODUCED, A.NOT_REPRODUCED, A.INCONCLUSIVE
+    assert A._combine([R, R, I]) == R
+    assert A._combine([R, I, I]) == I
+    assert A._combine([R, N, R]) == A.MIXED
+    assert A._combine([N, N]) == N
+    assert A._combine([]) == I
+
+
+def test_format_ci():
+    assert A.format_ci(0.5, 0.4, 0.6) == "0.50 [0.40, 0.60]"
+    assert A.format_ci(0.5, float("nan"), 0.6) == "0.50"
+    assert A.format_ci(float("nan"), 0, 1) == "–"
