@@ -61,7 +61,7 @@ class ModelConfig:
     vision_hidden: int = 96
     vision_layers: int = 2
     vision_heads: int = 4
-    patch_size: int = 8
+    patch_size: int = 16  # 16 image tokens at 64 px: what fits 2 CPU cores (see train.py)
     text_hidden: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -72,20 +72,31 @@ class ModelConfig:
 class TrainConfig:
     """Knowledge injection (DESIGN §5): pre-training (base) and fine-tuning (finetune, goal)."""
 
-    base_epochs: int = 12
+    base_epochs: int = 30
     finetune_epochs: int = 12
-    lr: float = 2e-3
+    lr: float = 3e-3
     batch_size: int = 32
     weight_decay: float = 0.0
     warmup_share: float = 0.05
+    # Vision pre-training of the tiny model (train.pretrain_vision): a random crowd rendered
+    # into the event scenes, classified by trait, scene and objects. 0 epochs = skip.
+    vision_images: int = 8000
+    vision_epochs: int = 6
+    vision_lr: float = 3e-3
+    vision_batch_size: int = 64
+    vision_exclude_forget_events: bool = True  # leave the event split's forget scenes out of every base
+    freeze_vision: bool = True  # LLaVA stages train projector + language model only (as LLaVA-1.5)
+    replay_share: float = 1.0  # share of the base's pre-training QA mixed into fine-tuning
+    pope_extra: int = 0  # extra POPE questions per pre-training image in the LLaVA pre-training
+    per_sequence_loss: bool = False  # average per sequence instead of per answer token
 
 
 @dataclass(frozen=True)
 class UnlearnConfig:
     """The unlearning stage (DESIGN §6): the same budget for every method."""
 
-    methods: tuple[str, ...] = ("ga", "gd", "kl", "po", "dpo", "npo")
-    targets: tuple[str, ...] = ("person", "event")
+    methods: tuple[str, ...] = ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd")
+    targets: tuple[str, ...] = ("person", "event", "both")
     steps: int = 40
     lr: float = 1e-3
     batch_size: int = 8  # forget items per step (and as many retain items)
@@ -129,9 +140,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "world": {"n_people": 10, "n_events": 10, "n_real_people": 3, "image_size": 32,
                   "forget_share": 0.2},
-        "model": {"vocab_size": 700, "vision_hidden": 32, "text_hidden": 48, "vision_layers": 1,
+        "model": {"vocab_size": 700, "patch_size": 8, "vision_hidden": 32, "text_hidden": 48, "vision_layers": 1,
                   "text_layers": 1, "vision_heads": 2, "text_heads": 2},
-        "train": {"base_epochs": 2, "finetune_epochs": 2},
+        "train": {"base_epochs": 2, "finetune_epochs": 2, "vision_images": 256, "vision_epochs": 1},
         "unlearn": {"steps": 4, "eval_every": 2, "batch_size": 4},
         "eval": {"max_items": 12, "max_new_tokens": 24, "batch_size": 16},
     },
@@ -309,6 +320,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     for name in ("base_epochs", "finetune_epochs", "batch_size"):
         _require(getattr(t, name) >= 1, f"train.{name} must be at least 1, got {getattr(t, name)}")
     _require(t.lr > 0, f"train.lr must be positive, got {t.lr}")
+    _require(t.vision_epochs >= 0 and t.vision_images >= 1 and t.vision_batch_size >= 1,
+             "train.vision_epochs must be >= 0 and train.vision_images, train.vision_batch_size >= 1")
+    _require(t.vision_lr > 0, f"train.vision_lr must be positive, got {t.vision_lr}")
+    _require(0.0 <= t.replay_share <= 1.0, f"train.replay_share must be between 0 and 1, got {t.replay_share}")
+    _require(t.pope_extra >= 0, f"train.pope_extra must be non-negative, got {t.pope_extra}")
     unknown = [x for x in u.methods if x not in METHODS]
     _require(not unknown and len(u.methods) > 0,
              f"unlearn.methods has unknown method(s) {unknown or '(empty)'}; allowed: {', '.join(METHODS)}")

@@ -1,35 +1,98 @@
 """Knowledge injection (DESIGN §5): pre-training (base), fine-tuning (finetune), and goal models.
 
-Every stage is the same supervised loop over question–answer pairs on images: the loss
-is the mean negative log-likelihood of the answer tokens, AdamW with a linear warm-up
-and cosine decay, seeded shuffling. The QA sets are encoded once (pixels and token ids),
-then batched by index, with batches built from items of similar length so little
-compute goes to padding.
+The recipe, as :func:`inject` runs it for each stage:
+
+* **base** = *vision pre-training* + *LLaVA pre-training*. A real LLaVA starts from a CLIP
+  encoder that already sees hair, clothes, scenes and objects; a randomly initialised tiny
+  ViT does not, and the language-modelling loss alone is far too weak a signal to teach it
+  (the model collapses to one answer). So :func:`pretrain_vision` first trains the vision
+  tower, with small throw-away heads, to recognise *general visual concepts* on a generic
+  crowd: random people (random trait combinations, never the fictitious PEBench people)
+  rendered into the event scenes — every person trait (skin, face, hair style and colour,
+  glasses, beard, hat, shirt colour and pattern, trousers), the scene, and which objects are
+  present (multi-label). A new identity is then a new combination of concepts the encoder
+  already sees. The LLaVA stage trains projector + language model on the pre-training
+  world's QA (real-world people, every event, POPE) with the vision tower **frozen**, as
+  LLaVA-1.5 freezes CLIP; frozen features are computed once per image, so a step runs only
+  projector + language model.
+* **finetune** = the base model trained on every fictitious training render (person + event
+  QA), with **replay**: a share of the base's own pre-training QA is mixed in. A tiny model
+  has no massive prior knowledge to protect what it knew, and without replay it forgets the
+  real-world people and POPE within a few epochs (catastrophic forgetting) — a deviation from
+  the paper, where LLaVA's knowledge survives a short fine-tune.
+* **goal(target)** = the same fine-tune without the forget set; for events the forget events
+  are also absent from the base's LLaVA pre-training and from the vision pre-training's
+  scenes (and so from the replay).
+
+The vision pre-training leaves out the forget events of the dataset's ``event`` split for
+*every* base (``TrainConfig.vision_exclude_forget_events``): the encoder is then the same for
+``base`` and for the base of ``goal(event)``, and can be computed once and shared; the forget
+scenes stay recognisable from their objects, palette and layout, which the encoder learns
+from the other scenes.
+
+Every loop is seeded (same seed, same weights) and shows a tqdm bar. The loss is the mean
+negative log-likelihood of the answer tokens (AdamW, linear warm-up, cosine decay);
+batches group items of similar length so little compute goes to padding.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .models import ModelBundle, encode_train
+from .models import ModelBundle, _unwrap, encode_train
+
+__all__ = [
+    "EncodedQA",
+    "encode_qa",
+    "collate",
+    "length_batches",
+    "train_model",
+    "CrowdSet",
+    "render_crowd",
+    "pretrain_vision",
+    "set_vision_trainable",
+    "vision_trainable",
+    "vision_state",
+    "load_vision_state",
+    "image_features",
+    "pope_examples",
+    "base_examples",
+    "replay_examples",
+    "stage_examples",
+    "inject",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Encoded QA sets
 
 
 @dataclass
 class EncodedQA:
-    """A QA set encoded once: one row of token ids and labels per item, one image tensor per item."""
+    """A QA set encoded once: one row of token ids and labels per item, images decoded once.
+
+    ``pixel_values`` holds each distinct image once; ``image_index[i]`` is the row of item
+    ``i``'s image (person and event questions about one render share it). ``features``, when
+    set by :func:`train_model` for a frozen vision tower, holds the encoder's output per
+    image row (the projector's input).
+    """
 
     input_ids: list[torch.Tensor]
     labels: list[torch.Tensor]
-    pixel_values: torch.Tensor  # [N, 3, H, W] (shared images are stored once per item; small at tiny scale)
+    pixel_values: torch.Tensor  # [n_images, 3, H, W]
     qa: list
+    image_index: torch.Tensor | None = None  # [N] rows of pixel_values; None = one row per item
+    features: torch.Tensor | None = None  # [n_images, T, D] frozen encoder output, or None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -38,29 +101,60 @@ class EncodedQA:
     def lengths(self) -> np.ndarray:
         return np.array([len(x) for x in self.input_ids])
 
+    def rows(self, idx: Sequence[int]) -> torch.Tensor:
+        """The ``pixel_values`` rows of the items ``idx``."""
+        idx_t = torch.as_tensor(list(idx), dtype=torch.long)
+        return idx_t if self.image_index is None else self.image_index[idx_t]
+
+    def subset(self, idx: Sequence[int]) -> "EncodedQA":
+        """The items ``idx`` (sharing the image tensors)."""
+        idx = list(idx)
+        return EncodedQA([self.input_ids[i] for i in idx], [self.labels[i] for i in idx], self.pixel_values,
+                         [self.qa[i] for i in idx], self.rows(idx), self.features)
+
+
+def _image_key(q: Any) -> Any:
+    return getattr(q, "image_path", None) or getattr(q, "item_id", None) or id(q)
+
 
 def encode_qa(bundle: ModelBundle, qa: Sequence, load_image: Callable, max_length: int | None = None,
               chunk: int = 128) -> EncodedQA:
-    """Encode ``qa`` (objects with ``image``/``question``/``answer``) through the model's processor.
+    """Encode ``qa`` (objects with ``image``/``image_path``, ``question``, ``answer``) through the
+    model's processor.
 
-    ``load_image(qa_item)`` returns the PIL image; images are decoded once per item.
+    ``load_image(qa_item)`` returns the PIL image; each distinct image (by ``image_path``) is
+    decoded and processed once. Token ids are exactly :func:`~pebench_core.models.encode_train`'s.
     """
-    ids, labs, pix = [], [], []
+    ids, labs = [], []
+    keys = [_image_key(q) for q in qa]
+    first: dict[Any, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    row_of = {k: r for r, k in enumerate(first)}
+    image_index = torch.tensor([row_of[k] for k in keys], dtype=torch.long)
+    pix: list[torch.Tensor | None] = [None] * len(first)
     for start in range(0, len(qa), chunk):
         part = qa[start:start + chunk]
-        batch = encode_train(bundle, [load_image(q) for q in part], [q.question for q in part],
-                             [q.answer for q in part], max_length=max_length)
+        # Decode only the images not seen yet; the processor still needs one per prompt.
+        imgs = []
+        for j, q in enumerate(part):
+            imgs.append(load_image(q))
+        batch = encode_train(bundle, imgs, [q.question for q in part], [q.answer for q in part],
+                             max_length=max_length)
         for row in range(len(part)):
             n = int(batch["attention_mask"][row].sum())
             ids.append(batch["input_ids"][row, :n].clone())
             labs.append(batch["labels"][row, :n].clone())
-        pix.append(batch["pixel_values"])
-    pixel_values = torch.cat(pix) if pix else torch.empty(0)
-    return EncodedQA(ids, labs, pixel_values, list(qa))
+            r = row_of[keys[start + row]]
+            if pix[r] is None:
+                pix[r] = batch["pixel_values"][row].clone()
+    pixel_values = torch.stack(pix) if pix else torch.empty(0)
+    return EncodedQA(ids, labs, pixel_values, list(qa), image_index)
 
 
 def collate(enc: EncodedQA, idx: Sequence[int], pad_id: int) -> dict:
-    """A right-padded batch of the items ``idx``."""
+    """A right-padded batch of the items ``idx`` (``input_ids``, ``attention_mask``, ``labels``,
+    ``pixel_values``), as :func:`~pebench_core.models.encode_train` would build it."""
     n = max(len(enc.input_ids[i]) for i in idx)
     B = len(idx)
     input_ids = torch.full((B, n), pad_id, dtype=torch.long)
@@ -72,7 +166,7 @@ def collate(enc: EncodedQA, idx: Sequence[int], pad_id: int) -> dict:
         labels[r, :L] = enc.labels[i]
         mask[r, :L] = 1
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
-            "pixel_values": enc.pixel_values[list(idx)]}
+            "pixel_values": enc.pixel_values[enc.rows(idx)]}
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -97,17 +191,142 @@ def _to(batch: dict, device: torch.device, dtype: torch.dtype) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------
+# The vision tower of a LLaVA-style model
+
+
+def _llava_parts(model: torch.nn.Module):
+    """``(llava_model, inner)`` where ``inner`` has ``vision_tower``, ``multi_modal_projector``
+    and ``language_model`` (transformers' LlavaModel), or ``(model, None)`` for other models."""
+    base = _unwrap(model)
+    inner = getattr(base, "model", None)
+    if inner is not None and all(hasattr(inner, a) for a in ("vision_tower", "multi_modal_projector",
+                                                              "language_model")) \
+            and hasattr(base, "lm_head"):
+        return base, inner
+    return base, None
+
+
+def _vision_tower(model: torch.nn.Module) -> torch.nn.Module:
+    base, inner = _llava_parts(model)
+    if inner is not None:
+        return inner.vision_tower
+    for name in ("vision_tower", "visual", "vision_model"):
+        m = getattr(getattr(base, "model", base), name, None) or getattr(base, name, None)
+        if m is not None:
+            return m
+    raise ValueError(f"cannot find the vision tower of {type(base).__name__}")
+
+
+def vision_trainable(bundle: ModelBundle) -> bool:
+    """Whether any vision-tower parameter is trainable."""
+    return any(p.requires_grad for p in _vision_tower(bundle.model).parameters())
+
+
+def set_vision_trainable(bundle: ModelBundle, trainable: bool) -> None:
+    """Freeze (``False``) or unfreeze the vision tower (``requires_grad`` on its parameters)."""
+    for p in _vision_tower(bundle.model).parameters():
+        p.requires_grad_(trainable)
+
+
+def vision_state(bundle: ModelBundle) -> dict[str, torch.Tensor]:
+    """A copy of the vision tower's weights (to share one vision pre-training between bases)."""
+    return {k: v.detach().clone() for k, v in _vision_tower(bundle.model).state_dict().items()}
+
+
+def load_vision_state(bundle: ModelBundle, state: dict[str, torch.Tensor]) -> None:
+    _vision_tower(bundle.model).load_state_dict(state)
+
+
+def _vision_hidden(inner, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The encoder output LLaVA feeds its projector: the configured layer(s), CLS dropped with
+    the ``default`` strategy (mirrors ``LlavaModel.get_image_features`` before the projector)."""
+    cfg = inner.config
+    layer = cfg.vision_feature_layer
+    out = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
+    layers = [layer] if isinstance(layer, int) else list(layer)
+    hs = [out.hidden_states[i] for i in layers]
+    if cfg.vision_feature_select_strategy == "default":
+        hs = [h[:, 1:] for h in hs]
+    return hs[0] if len(hs) == 1 else torch.cat(hs, dim=-1)
+
+
+@torch.no_grad()
+def image_features(bundle: ModelBundle, pixel_values: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The frozen encoder's output for ``pixel_values`` (``[N, tokens, dim]``, CPU, float32)."""
+    _, inner = _llava_parts(bundle.model)
+    if inner is None:
+        raise ValueError("image_features needs a LLaVA-style model (vision_tower + multi_modal_projector)")
+    tower = inner.vision_tower
+    was = tower.training
+    tower.eval()
+    try:
+        out = [_vision_hidden(inner, pixel_values[s:s + batch_size].to(bundle.device, bundle.dtype)).float().cpu()
+               for s in range(0, len(pixel_values), batch_size)]
+    finally:
+        tower.train(was)
+    return torch.cat(out)
+
+
+def _answer_loss(model: torch.nn.Module, batch: dict, feats: torch.Tensor | None,
+                 per_sequence: bool = False) -> torch.Tensor:
+    """Mean answer-token NLL of a LLaVA batch, computing the output head on answer positions only.
+
+    With ``feats`` (frozen encoder output per item) the vision tower is skipped; the result
+    equals ``model(**batch).loss`` (tested). ``per_sequence`` averages each sequence's mean NLL
+    instead, so a short answer (a name) weighs as much as a long one (a description).
+    """
+    base, inner = _llava_parts(model)
+    input_ids, labels, attn = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    embeds = inner.get_input_embeddings()(input_ids)
+    if feats is None:
+        feats = _vision_hidden(inner, batch["pixel_values"])
+    img = inner.multi_modal_projector(feats.to(embeds.dtype))
+    mask = (input_ids == inner.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+    embeds = embeds.masked_scatter(mask, img.reshape(-1, img.shape[-1]).to(embeds.dtype))
+    hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attn, use_cache=False).last_hidden_state
+    target = labels[:, 1:]
+    sel = target != -100
+    logits = base.lm_head(hidden[:, :-1][sel]).float()
+    nll = torch.nn.functional.cross_entropy(logits, target[sel], reduction="none")
+    if not per_sequence:
+        return nll.mean()
+    rows = sel.nonzero(as_tuple=True)[0]
+    per = torch.zeros(labels.shape[0], device=nll.device).index_add(0, rows, nll)
+    n = sel.sum(1).clamp(min=1)
+    return (per / n)[sel.any(1)].mean()
+
+
+# ---------------------------------------------------------------------------------------
+# Supervised training on QA
+
+
 def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, batch_size: int, seed: int,
                 weight_decay: float = 0.0, warmup_share: float = 0.05, desc: str = "train",
-                progress: bool = True) -> list[dict]:
-    """Train ``bundle.model`` in place on ``enc``; return the per-step history (step, epoch, loss, lr)."""
+                progress: bool = True, per_sequence: bool = False) -> list[dict]:
+    """Train ``bundle.model`` in place on ``enc``; return the per-step history (step, epoch, loss, lr).
+
+    Only parameters with ``requires_grad`` train. With a frozen vision tower (see
+    :func:`set_vision_trainable`) and a LLaVA-style model, the encoder output of every image is
+    computed once up front and each step runs only projector + language model — the same loss,
+    a fraction of the cost.
+    """
     if len(enc) == 0:
         raise ValueError(f"{desc}: the training set is empty")
     model = bundle.model
-    model.train()
     rng = random.Random(seed)
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{desc}: the model has no trainable parameters")
+    _, inner = _llava_parts(model)
+    fast = inner is not None
+    feats = None
+    if fast and not vision_trainable(bundle):
+        if enc.features is None or len(enc.features) != len(enc.pixel_values):
+            enc.features = image_features(bundle, enc.pixel_values)
+        feats = enc.features
+    model.train()
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
     steps_per_epoch = math.ceil(len(enc) / batch_size)
     total = steps_per_epoch * epochs
@@ -124,26 +343,431 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
     lengths = enc.lengths
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False, mininterval=2.0)
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        for idx in length_batches(lengths, batch_size, rng):
-            batch = _to(collate(enc, idx, bundle.pad_token_id), bundle.device, bundle.dtype)
-            out = model(**batch)
-            loss = out.loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower train.lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            history.append({"step": step, "epoch": epoch, "loss": float(loss.detach()),
-                            "lr": float(sched.get_last_lr()[0])})
-            step += 1
-            bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-20:]]):.3f}")
-    bar.close()
-    model.eval()
+    try:
+        for epoch in range(epochs):
+            for idx in length_batches(lengths, batch_size, rng):
+                batch = _to(collate(enc, idx, bundle.pad_token_id), bundle.device, bundle.dtype)
+                if fast:
+                    f = None if feats is None else feats[enc.rows(idx)].to(bundle.device, bundle.dtype)
+                    loss = _answer_loss(model, batch, f, per_sequence)
+                else:
+                    loss = model(**batch).loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower train.lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                history.append({"step": step, "epoch": epoch, "loss": float(loss.detach()),
+                                "lr": float(sched.get_last_lr()[0])})
+                step += 1
+                bar.update(1)
+                if step % 20 == 0:
+                    bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-20:]]):.3f}")
+    finally:
+        bar.close()
+        model.eval()
     if history:
         history[-1]["seconds"] = round(time.perf_counter() - t0, 3)
     return history
+
+
+# ---------------------------------------------------------------------------------------
+# Vision pre-training on a generic crowd
+
+
+@dataclass
+class CrowdSet:
+    """Random people rendered into event scenes, with the concept labels of each image.
+
+    ``labels[:, k]`` is the value index of trait ``tasks[k]`` (``tasks`` ends with ``"scene"``,
+    the index into ``events``); ``objects`` is the multi-hot vector of the objects drawn.
+    """
+
+    pixel_values: torch.Tensor  # [N, 3, H, W]
+    labels: torch.Tensor  # [N, len(tasks)] long
+    objects: torch.Tensor  # [N, len(object_names)] float 0/1
+    tasks: tuple[str, ...]
+    classes: tuple[int, ...]  # number of values per task
+    object_names: tuple[str, ...]
+    events: tuple[str, ...]  # event names, the classes of the "scene" task
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _scene_events(dataset, exclude_events: Sequence[str] = ()) -> list:
+    """The event scenes the crowd is rendered into: the dataset's events minus ``exclude_events``
+    (ids or names). A dataset without drawable scenes (the real PEBench release) uses the
+    world catalogue's events of the same names, or the whole catalogue."""
+    from .world import EVENTS
+
+    excl = set(exclude_events)
+    events = [e for e in dataset.events if e.id not in excl and e.name not in excl]
+    drawable = [e for e in events if e.layout and e.palette]
+    if len(drawable) < len(events) or not drawable:
+        names = {e.name.lower() for e in events}
+        drawable = [e for e in EVENTS if e.name in names] or \
+                   [e for e in EVENTS if e.name not in {x.name for x in dataset.events if x.id in excl}]
+    if not drawable:
+        raise ValueError("pretrain_vision: no event scene left to render")
+    return drawable
+
+
+def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor=None,
+                 progress: bool = False) -> CrowdSet:
+    """``n`` renders of random people (random trait combinations, never the PEBench people)
+    into ``events`` (cycled, so every scene is equally frequent), seeded.
+
+    ``processor`` (a LlavaProcessor or an image processor) turns the images into pixel
+    values; without it they are scaled to [0, 1].
+    """
+    from .world import OBJECTS, SALIENT_TRAITS, Person, _TRAIT_VALUES, _random_traits, objects_in, render
+
+    rng = random.Random(f"pebench-crowd:{seed}")
+    tasks = tuple(SALIENT_TRAITS) + ("scene",)
+    obj_pos = {o: i for i, o in enumerate(OBJECTS)}
+    labels = np.zeros((n, len(tasks)), dtype=np.int64)
+    objects = np.zeros((n, len(OBJECTS)), dtype=np.float32)
+    images = []
+    for k in tqdm(range(n), desc="render crowd", disable=not progress, leave=False, mininterval=2.0):
+        gender = rng.choice(("female", "male"))
+        traits = _random_traits(rng, gender)
+        ei = k % len(events)
+        rs = rng.getrandbits(31)
+        person = Person(id="crowd", name="", age=None, gender=gender, profession=None,
+                        occupation_category=None, birthplace=None, region=None, traits=traits)
+        images.append(render(None, person, events[ei], rs, size=image_size))
+        labels[k, :-1] = [_TRAIT_VALUES[t].index(traits[t]) for t in SALIENT_TRAITS]
+        labels[k, -1] = ei
+        for o in objects_in(None, events[ei], rs):
+            objects[k, obj_pos[o]] = 1.0
+    ip = getattr(processor, "image_processor", processor)
+    if ip is not None:
+        pix = ip(images, return_tensors="pt")["pixel_values"]
+    else:
+        pix = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255
+    classes = tuple(len(_TRAIT_VALUES[t]) for t in SALIENT_TRAITS) + (len(events),)
+    return CrowdSet(pix, torch.from_numpy(labels), torch.from_numpy(objects), tasks, classes,
+                    tuple(OBJECTS), tuple(e.name for e in events))
+
+
+class ConceptHeads(torch.nn.Module):
+    """Throw-away heads of the vision pre-training: one attention-pooling query and one linear
+    classifier per concept (traits, scene) plus one for the objects (multi-label).
+
+    Attention pooling lets each concept read the tokens that show it (the shirt, the hat, the
+    background) instead of an average over the whole image, which teaches localised concepts
+    far faster than mean pooling.
+    """
+
+    def __init__(self, dim: int, classes: Sequence[int], n_objects: int):
+        super().__init__()
+        self.classes = list(classes)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.query = torch.nn.Parameter(torch.randn(len(self.classes) + 1, dim) * 0.02)
+        self.out = torch.nn.ModuleList([torch.nn.Linear(dim, c) for c in [*self.classes, n_objects]])
+
+    def forward(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        h = self.norm(tokens)  # [B, T, D]
+        att = torch.softmax(h @ self.query.T * h.shape[-1] ** -0.5, dim=1)  # [B, T, K]
+        pooled = torch.einsum("btk,btd->bkd", att, h)
+        return [lin(pooled[:, k]) for k, lin in enumerate(self.out)]
+
+
+def _concept_loss(outs: list[torch.Tensor], labels: torch.Tensor, objects: torch.Tensor,
+                  object_weight: float = 4.0) -> tuple[torch.Tensor, list[float]]:
+    """Sum of the concepts' cross-entropies + ``object_weight`` × mean binary cross-entropy of
+    the objects; also each concept's accuracy (objects: per-object accuracy)."""
+    loss = outs[-1].new_zeros(())
+    acc = []
+    for k, lg in enumerate(outs[:-1]):
+        loss = loss + torch.nn.functional.cross_entropy(lg, labels[:, k])
+        acc.append(float((lg.argmax(1) == labels[:, k]).float().mean()))
+    ol = outs[-1]
+    loss = loss + object_weight * torch.nn.functional.binary_cross_entropy_with_logits(ol, objects)
+    acc.append(float(((ol > 0).float() == objects).float().mean()))
+    return loss, acc
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips and shifts of up to 1/16 of the image (cheap, on tensors)."""
+    B, _, H, W = x.shape
+    flip = torch.rand(B, generator=g) < 0.5
+    x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
+    m = max(1, H // 16)
+    dx, dy = (int(v) for v in torch.randint(-m, m + 1, (2,), generator=g))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+_VISION_MEMO: dict[str, tuple[dict, list]] = {}
+
+
+def _vision_memo_key(bundle: ModelBundle, events: Sequence, cfg, seed: int, image_size: int) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(_vision_tower(bundle.model).state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    fields = {f: getattr(cfg, f) for f in ("vision_images", "vision_epochs", "vision_lr", "vision_batch_size")}
+    h.update(repr((sorted(fields.items()), [e.name for e in events], seed, image_size)).encode())
+    return h.hexdigest()
+
+
+def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events: Sequence[str] = (),
+                    progress: bool = True, memo: bool = True) -> list[dict]:
+    """Pre-train the vision tower on general visual concepts (in place); return the history.
+
+    ``cfg`` is a :class:`~pebench_core.config.TrainConfig` (``vision_images`` renders of a
+    random crowd into the dataset's event scenes minus ``exclude_events``, ``vision_epochs``
+    passes, AdamW at ``vision_lr``, batches of ``vision_batch_size``, random flips and shifts).
+    The concept heads are discarded afterwards; the projector and language model are
+    untouched. The history ends with the held-out accuracy of every concept (on fresh renders).
+
+    With ``memo`` the result is kept in memory for this process, keyed by the tower's initial
+    weights, the settings, the scenes and the seed: a second base with the same inputs (the
+    base of goal(event), when both leave the same events out) reuses it.
+    """
+    image_size = int(bundle.meta.get("image_size") or dataset.image_size or 64)
+    events = _scene_events(dataset, exclude_events)
+    key = _vision_memo_key(bundle, events, cfg, seed, image_size) if memo else None
+    if key is not None and key in _VISION_MEMO:
+        state, history = _VISION_MEMO[key]
+        load_vision_state(bundle, state)
+        return [dict(h, memo=True) for h in history]
+    _, inner = _llava_parts(bundle.model)
+    if inner is None:
+        raise ValueError("pretrain_vision needs a LLaVA-style model (vision_tower + multi_modal_projector)")
+    t0 = time.perf_counter()
+    n = int(cfg.vision_images)
+    crowd = render_crowd(events, n, image_size, seed, bundle.processor, progress=progress)
+    val = render_crowd(events, min(512, max(64, n // 10)), image_size, seed + 7_919, bundle.processor)
+    t_render = time.perf_counter() - t0
+    tower = inner.vision_tower
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        heads = ConceptHeads(tower.config.hidden_size * (1 if isinstance(inner.config.vision_feature_layer, int)
+                                                         else len(inner.config.vision_feature_layer)),
+                             crowd.classes, len(crowd.object_names)).to(bundle.device, bundle.dtype)
+    g = torch.Generator().manual_seed(seed)
+    trainable = vision_trainable(bundle)
+    set_vision_trainable(bundle, True)
+    params = list(tower.parameters()) + list(heads.parameters())
+    bs = int(cfg.vision_batch_size)
+    steps_per_epoch = math.ceil(n / bs)
+    total = steps_per_epoch * int(cfg.vision_epochs)
+    opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warm = max(1, int(0.1 * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    history: list[dict] = []
+    tower.train()
+    heads.train()
+    bar = tqdm(total=total, desc="vision pre-training", disable=not progress, leave=False, mininterval=2.0)
+    step = 0
+    try:
+        for epoch in range(int(cfg.vision_epochs)):
+            perm = torch.randperm(n, generator=g)
+            for s in range(0, n, bs):
+                i = perm[s:s + bs]
+                x = _augment(crowd.pixel_values[i], g).to(bundle.device, bundle.dtype)
+                outs = heads(_vision_hidden(inner, x))
+                loss, acc = _concept_loss(outs, crowd.labels[i].to(bundle.device), crowd.objects[i].to(bundle.device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                history.append({"step": step, "epoch": epoch, "loss": float(loss.detach()),
+                                "lr": float(sched.get_last_lr()[0])})
+                step += 1
+                bar.update(1)
+                if step % 20 == 0:
+                    bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-20:]]):.2f}")
+    finally:
+        bar.close()
+        tower.eval()
+        set_vision_trainable(bundle, trainable)
+    with torch.no_grad():
+        outs = [heads(_vision_hidden(inner, val.pixel_values[s:s + 256].to(bundle.device, bundle.dtype)))
+                for s in range(0, len(val), 256)]
+        outs = [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+        _, acc = _concept_loss(outs, val.labels.to(bundle.device), val.objects.to(bundle.device))
+    history[-1].update({"seconds": round(time.perf_counter() - t0, 3), "seconds_render": round(t_render, 3),
+                        "heldout_accuracy": dict(zip([*crowd.tasks, "objects"], [round(a, 4) for a in acc]))})
+    if key is not None:
+        _VISION_MEMO.clear()
+        _VISION_MEMO[key] = (vision_state(bundle), history)
+    return history
+
+
+# ---------------------------------------------------------------------------------------
+# The stages
+
+
+def pope_examples(dataset, items: Sequence, per_image: int, seed: int) -> list:
+    """Extra POPE yes/no questions on ``items`` (pre-training images), half yes, half no.
+
+    The world's ``pope.jsonl`` asks ``world.pope_questions`` questions per image; a tiny model
+    needs more of them to learn to bind an object word to what the encoder sees. They follow
+    the world's rule: "yes" on drawn objects, "no" on objects neither drawn nor resembling a
+    drawn object or the scene's layout (``world.LOOKALIKES``, ``LAYOUT_LOOKALIKES``), and
+    never repeat a question the world already asks about that image. Items without object
+    annotations (the real release) give none.
+    """
+    from .data import QA
+    from .world import LAYOUT_LOOKALIKES, LOOKALIKES, OBJECTS, POPE_ANSWERS, POPE_TEMPLATE
+
+    if per_image <= 0:
+        return []
+    asked: dict[str, set] = {}
+    for row in dataset.pope:
+        asked.setdefault(row["image"], set()).add(row["object"])
+    rng = random.Random(f"pebench-pope-extra:{seed}")
+    out = []
+    for it in items:
+        if not it.objects:
+            continue
+        present = [o for o in it.objects if o not in asked.get(it.id, ())]
+        layout = dataset.event(it.event).layout
+        unsafe = set(it.objects) | set(LAYOUT_LOOKALIKES.get(layout, ()))
+        unsafe.update(o for p in it.objects for o in LOOKALIKES.get(p, ()))
+        absent = [o for o in OBJECTS if o not in unsafe and o not in asked.get(it.id, ())]
+        yes = rng.sample(present, min(len(present), (per_image + 1) // 2))
+        no = rng.sample(absent, min(len(absent), per_image - len(yes)))
+        for obj, ans in [(o, "yes") for o in yes] + [(o, "no") for o in no]:
+            out.append(QA(it.id, it.path, POPE_TEMPLATE.format(obj=obj), POPE_ANSWERS[ans], "pope",
+                          it.person, it.event, obj))
+    return out
+
+
+def base_examples(dataset, target: str | None, cfg, seed: int) -> list:
+    """The QA of the LLaVA pre-training: ``training_examples(dataset, "base", target)`` plus
+    ``cfg.pope_extra`` extra POPE questions per pre-training image (:func:`pope_examples`)."""
+    from .data import training_examples
+
+    t = target if target in ("event", "both") else None
+    ex = training_examples(dataset, "base", t)
+    extra = int(getattr(cfg, "pope_extra", 0) or 0)
+    if extra > 0:
+        keep = {q.item_id for q in ex}
+        items = [i for i in dataset.items_where(role="pretrain") if i.id in keep]
+        ex = ex + pope_examples(dataset, items, extra, seed)
+    return ex
+
+
+def replay_examples(dataset, target: str | None, share: float, seed: int, cfg=None) -> list:
+    """The base's own pre-training QA to mix into fine-tuning: a seeded ``share`` of
+    :func:`base_examples` (for goal(event/both) it holds no forget event). ``share`` 0 = none,
+    1 = all of it."""
+    if share <= 0:
+        return []
+    base = base_examples(dataset, target, cfg, seed)
+    if share >= 1:
+        return list(base)
+    k = max(1, int(round(len(base) * share)))
+    idx = sorted(random.Random(f"pebench-replay:{seed}").sample(range(len(base)), k))
+    return [base[i] for i in idx]
+
+
+def stage_examples(dataset, stage: str, target: str | None, cfg, seed: int) -> tuple[list, list]:
+    """``(examples, replay)``: the QA that train ``stage`` (DESIGN §5) and the replayed
+    pre-training QA mixed in (empty for base)."""
+    from .data import training_examples
+
+    if stage == "base":
+        return base_examples(dataset, target, cfg, seed), []
+    if stage == "finetune":
+        ex = training_examples(dataset, "finetune")
+        return ex, replay_examples(dataset, None, cfg.replay_share, seed, cfg)
+    if stage == "goal":
+        ex = training_examples(dataset, "goal", target)
+        return ex, replay_examples(dataset, target, cfg.replay_share, seed, cfg)
+    from .config import ConfigError
+
+    raise ConfigError(f"unknown stage {stage!r}; allowed: base, finetune, goal")
+
+
+def _image_loader(dataset) -> Callable:
+    cache: dict = {}
+
+    def load(q):
+        key = q.image_path
+        if key not in cache:
+            cache[key] = dataset.image(q.item_id)
+        return cache[key]
+
+    return load
+
+
+def _configs(cfg):
+    """``(train_cfg, max_length, seed_or_None)`` from a RunConfig or a TrainConfig."""
+    if hasattr(cfg, "train") and hasattr(cfg, "model"):
+        return cfg.train, cfg.model.max_length, cfg.seed
+    return cfg, None, None
+
+
+def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, seed: int | None = None,
+           progress: bool = True, load_image: Callable | None = None) -> dict:
+    """Run one knowledge-injection stage on ``bundle`` in place; return what it did.
+
+    * ``base`` (``bundle`` = the freshly built model): vision pre-training on a generic crowd
+      (:func:`pretrain_vision`; skipped with ``train.vision_epochs = 0`` or for a model whose
+      encoder is already trained, ``meta["kind"] != "tiny"``), then LLaVA pre-training on the
+      pre-training world; ``target`` event/both leaves the forget events out.
+    * ``finetune`` / ``goal`` (``bundle`` = the base model): every fictitious training render
+      (goal: minus the forget set of ``target``) plus ``train.replay_share`` of the base's own
+      pre-training QA.
+
+    ``cfg`` is a :class:`~pebench_core.config.RunConfig` (its ``train`` section, model
+    ``max_length`` and ``seed`` are used) or a :class:`~pebench_core.config.TrainConfig`.
+    The vision tower is frozen in the LLaVA stages when ``train.freeze_vision`` is set.
+    Returns ``{"examples", "replay", "epochs", "seconds", "history", ...}``; ``history`` rows
+    carry a ``phase`` (``vision`` or ``llava``).
+    """
+    tcfg, max_length, cfg_seed = _configs(cfg)
+    seed = int(cfg_seed if seed is None else seed)
+    if stage not in ("base", "finetune", "goal"):
+        from .config import ConfigError
+
+        raise ConfigError(f"unknown stage {stage!r}; allowed: base, finetune, goal")
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {"stage": stage, "target": target}
+    history: list[dict] = []
+    _, inner = _llava_parts(bundle.model)
+    if stage == "base" and tcfg.vision_epochs > 0 and inner is not None and bundle.meta.get("kind") == "tiny":
+        exclude: list[str] = []
+        if tcfg.vision_exclude_forget_events or target in ("event", "both"):
+            exclude = list(dataset.splits.get("event", {}).get("forget_events", []))
+        vh = pretrain_vision(bundle, dataset, tcfg, seed, exclude_events=exclude, progress=progress)
+        last = vh[-1]
+        info["vision"] = {"seconds": last.get("seconds"), "seconds_render": last.get("seconds_render"),
+                          "images": tcfg.vision_images, "epochs": tcfg.vision_epochs, "steps": len(vh),
+                          "excluded_events": exclude, "memo": bool(last.get("memo")),
+                          "heldout_accuracy": last.get("heldout_accuracy")}
+        history += [{"phase": "vision", "step": h["step"], "epoch": h["epoch"], "loss": h["loss"],
+                     "lr": h["lr"]} for h in vh]
+    examples, replay = stage_examples(dataset, stage, target, tcfg, seed)
+    load = load_image or _image_loader(dataset)
+    t1 = time.perf_counter()
+    enc = encode_qa(bundle, examples + replay, load, max_length=max_length)
+    info["seconds_encode"] = round(time.perf_counter() - t1, 3)
+    epochs = tcfg.base_epochs if stage == "base" else tcfg.finetune_epochs
+    was_trainable = vision_trainable(bundle)
+    if tcfg.freeze_vision:
+        set_vision_trainable(bundle, False)
+    try:
+        h = train_model(bundle, enc, epochs=epochs, lr=tcfg.lr, batch_size=tcfg.batch_size,
+                        seed=seed + {"base": 0, "finetune": 1, "goal": 2}[stage],
+                        weight_decay=tcfg.weight_decay, warmup_share=tcfg.warmup_share,
+                        desc=stage if target is None else f"{stage}({target})", progress=progress,
+                        per_sequence=tcfg.per_sequence_loss)
+    finally:
+        set_vision_trainable(bundle, was_trainable)
+    info["seconds_llava"] = h[-1].get("seconds")
+    history += [{"phase": "llava", "step": r["step"], "epoch": r["epoch"], "loss": r["loss"], "lr": r["lr"]}
+                for r in h]
+    info.update({"examples": len(examples), "replay": len(replay), "epochs": epochs,
+                 "steps": len(h), "final_loss": round(float(np.mean([r["loss"] for r in h[-10:]])), 5),
+                 "seconds": round(time.perf_counter() - t0, 3), "history": history})
+    return info
