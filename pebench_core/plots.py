@@ -60,6 +60,7 @@ METRIC_ORDER = ["efficacy", "generality", "retain", "scope", "real", "world_fact
 def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | None = None):
     """Grouped bars of a results frame (columns concept, metric, method, value): one panel per
     concept, the six metrics side by side, one bar per model. Higher is better everywhere."""
+    df = df.reset_index(drop=True)  # frames stacked with pd.concat repeat index labels
     concepts = [c for c in ("person", "event") if c in set(df["concept"])]
     fig, axes = plt.subplots(1, len(concepts), figsize=(6.5 * len(concepts), 3.6), squeeze=False)
     for ax, concept in zip(axes.flat, concepts):
