@@ -89,6 +89,7 @@ class TrainConfig:
     replay_share: float = 1.0  # share of the base's pre-training QA mixed into fine-tuning
     pope_extra: int = 0  # extra POPE questions per pre-training image in the LLaVA pre-training
     per_sequence_loss: bool = False  # average per sequence instead of per answer token
+    micro_batches: int = 2  # a random batch is cut into this many length-sorted micro-batches; 0 = length-sorted batches
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(t.vision_lr > 0, f"train.vision_lr must be positive, got {t.vision_lr}")
     _require(0.0 <= t.replay_share <= 1.0, f"train.replay_share must be between 0 and 1, got {t.replay_share}")
     _require(t.pope_extra >= 0, f"train.pope_extra must be non-negative, got {t.pope_extra}")
+    _require(t.micro_batches >= 0, f"train.micro_batches must be non-negative, got {t.micro_batches}")
     unknown = [x for x in u.methods if x not in METHODS]
     _require(not unknown and len(u.methods) > 0,
              f"unlearn.methods has unknown method(s) {unknown or '(empty)'}; allowed: {', '.join(METHODS)}")
