@@ -56,6 +56,8 @@ __all__ = [
     "answer_logprobs",
     "shifted_answer_mask",
     "kl_per_sequence",
+    "packed_answer_logprobs",
+    "packed_kl_per_sequence",
     "sequence_nll",
     "ga_loss",
     "gd_loss",
@@ -136,6 +138,43 @@ def kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor,
     kl_tok = (logp_r.exp() * (logp_r - logp_t)).sum(dim=-1)
     kl_tok = torch.where(mask, kl_tok, torch.zeros_like(kl_tok))
     return kl_tok.sum(dim=1) / counts.to(kl_tok.dtype)
+
+
+def packed_answer_logprobs(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
+                           n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`answer_logprobs` for logits kept on answer positions only.
+
+    ``logits`` ``[N, V]`` holds one row per answer token, ``targets`` ``[N]`` the token it
+    predicts and ``rows`` ``[N]`` the sequence (``0 … n_rows−1``) it belongs to. Returns
+    ``(logp_sum [n_rows], n_tokens [n_rows])``, equal to the first two outputs of
+    :func:`answer_logprobs` on the padded batch (tested). A sequence with no answer token
+    gets ``0`` and ``0``.
+    """
+    if logits.dim() != 2 or targets.shape != logits.shape[:1] or rows.shape != targets.shape:
+        raise ValueError(f"packed_answer_logprobs: logits must be [N, V] with targets and rows [N]; got "
+                         f"{tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(rows.shape)}")
+    lf = logits.float()
+    tok = lf.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
+    logp = tok.new_zeros(n_rows).index_add(0, rows, tok)
+    n = tok.new_zeros(n_rows).index_add(0, rows, torch.ones_like(tok))
+    return logp, n
+
+
+def packed_kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor, rows: torch.Tensor,
+                           n_rows: int) -> torch.Tensor:
+    """:func:`kl_per_sequence` for logits kept on answer positions only (``[N, V]`` each,
+    ``rows`` ``[N]`` as in :func:`packed_answer_logprobs`): ``[n_rows]``, the mean over each
+    sequence's answer tokens of ``KL(ref ‖ θ)``. A sequence with no answer token is an error."""
+    if logits_theta.shape != logits_ref.shape or logits_theta.dim() != 2 or rows.shape != logits_theta.shape[:1]:
+        raise ValueError(f"packed_kl_per_sequence: logits_theta {tuple(logits_theta.shape)}, logits_ref "
+                         f"{tuple(logits_ref.shape)} and rows {tuple(rows.shape)} disagree")
+    per_tok = kl_per_sequence(logits_theta.unsqueeze(1), logits_ref.unsqueeze(1),
+                              torch.ones(logits_theta.shape[0], 1, dtype=torch.bool, device=logits_theta.device))
+    tot = per_tok.new_zeros(n_rows).index_add(0, rows, per_tok)
+    n = per_tok.new_zeros(n_rows).index_add(0, rows, torch.ones_like(per_tok))
+    if bool((n == 0).any()):
+        raise ValueError("packed_kl_per_sequence: a sequence has no answer positions")
+    return tot / n
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,6 +9,13 @@ The reference model is the fine-tuned model with the LoRA adapter disabled, neve
 second copy. Reference log-probabilities of answers that never change (the forget answers
 and the refusals that DPO and NPO compare against) are computed once before training;
 KL's reference logits on the retain batch are one extra no-grad forward per step.
+
+Cost (why a step costs what it costs): every sequence a method trains on in a step goes
+through **one** forward pass (forget, refusal and retain items packed into one batch), the
+frozen vision encoder's output of every image is computed once before training (LoRA
+never touches the encoder), and the output head runs on answer positions only. What is
+left scales with the number of sequences a method needs per step: GA 1 set, GD/NPO/PO 2,
+DPO 3, KL 2 plus a no-grad reference pass (``benchmarks/bench_unlearn.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +34,9 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
-from .losses import LossInputs, answer_logprobs, get_loss, kl_per_sequence, shifted_answer_mask
+from .losses import LossInputs, get_loss, packed_answer_logprobs, packed_kl_per_sequence
 from .models import ModelBundle, add_lora, generate, reference_mode
-from .train import EncodedQA, collate, encode_qa
+from .train import EncodedQA, _llava_parts, answer_logits, encode_qa, image_features
 
 CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
 
@@ -84,10 +91,59 @@ class UnlearnRun:
     hparams: dict = field(default_factory=dict)
 
 
-def _forward_logits(model, batch: dict, device, dtype) -> torch.Tensor:
-    b = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-    b["pixel_values"] = b["pixel_values"].to(dtype)
-    return model(**b).logits.float()
+def pack_batch(parts: list[tuple[EncodedQA, list[int]]], pad_id: int, features: bool) -> dict:
+    """One right-padded batch of the items ``idx`` of several encoded sets, in order.
+
+    With ``features`` the batch carries each item's frozen encoder output (``feats``, from
+    ``EncodedQA.features``) instead of its pixels.
+    """
+    ids = [e.input_ids[i] for e, idx in parts for i in idx]
+    labs = [e.labels[i] for e, idx in parts for i in idx]
+    n, B = max(len(x) for x in ids), len(ids)
+    input_ids = torch.full((B, n), pad_id, dtype=torch.long)
+    labels = torch.full((B, n), -100, dtype=torch.long)
+    mask = torch.zeros((B, n), dtype=torch.long)
+    for r, (x, y) in enumerate(zip(ids, labs)):
+        input_ids[r, :len(x)], labels[r, :len(y)], mask[r, :len(x)] = x, y, 1
+    out = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    if features:
+        out["feats"] = torch.cat([e.features[e.rows(idx)] for e, idx in parts])
+    else:
+        out["pixel_values"] = torch.cat([e.pixel_values[e.rows(idx)] for e, idx in parts])
+    return out
+
+
+def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, device, dtype
+                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    """One forward pass over the packed ``parts``; per part ``(logits [N, V], targets [N],
+    rows [N], n_items)`` on its answer positions only (rows counted within the part).
+
+    A LLaVA-style model runs from cached encoder features with the head on answer positions
+    (:func:`~pebench_core.train.answer_logits`); any other model runs whole and its logits
+    are cut to the same packed form, so the losses see one format.
+    """
+    llava = _llava_parts(model)[1] is not None
+    feats = llava and all(e.features is not None for e, _ in parts)
+    b = pack_batch(parts, pad_id, feats)
+    b = {k: v.to(device) for k, v in b.items()}
+    if llava:
+        f = b.pop("feats").to(dtype) if feats else None
+        if f is None:
+            b["pixel_values"] = b["pixel_values"].to(dtype)
+        logits, targets, rows = answer_logits(model, b, f)
+    else:
+        b["pixel_values"] = b["pixel_values"].to(dtype)
+        labels = b.pop("labels")
+        full = model(**b).logits.float()
+        target = labels[:, 1:]
+        sel = target != -100
+        logits, targets, rows = full[:, :-1][sel], target[sel], sel.nonzero(as_tuple=True)[0]
+    out, off = [], 0
+    for _, idx in parts:
+        keep = (rows >= off) & (rows < off + len(idx))
+        out.append((logits[keep], targets[keep], rows[keep] - off, len(idx)))
+        off += len(idx)
+    return out
 
 
 class BatchStream:
@@ -170,24 +226,26 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     if "retain" not in enc and ({"retain_logp_sum", "retain_kl"} & need):
         enc["retain"] = encode_qa(bundle, sets.retain, load)
 
+    if _llava_parts(bundle.model)[1] is not None:
+        # LoRA never adapts the vision encoder, so its output per image is a constant.
+        for e in enc.values():
+            if e.features is None:
+                e.features = image_features(bundle, e.pixel_values)
+
     model = add_lora(bundle, r=cfg.lora_r, alpha=cfg.lora_alpha, projector=cfg.lora_projector, seed=seed)
     ub = bundle.with_model(model)
     dev, dt, pad = bundle.device, bundle.dtype, bundle.pad_token_id
 
-    def logits_labels(e: EncodedQA, idx):
-        b = collate(e, idx, pad)
-        return _forward_logits(model, b, dev, dt), b["labels"].to(dev)
+    def logp(parts):
+        return [packed_answer_logprobs(lg, tg, rw, n) for lg, tg, rw, n in answer_pass(model, parts, pad, dev, dt)]
 
     # Reference log-likelihoods that never change: computed once, with the adapter off.
     ref: dict[str, torch.Tensor] = {}
     with torch.no_grad(), reference_mode(model):
         for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
             if key in need:
-                vals = []
-                for s in range(0, len(enc[name]), 32):
-                    lg, lb = logits_labels(enc[name], list(range(s, min(s + 32, len(enc[name])))))
-                    vals.append(answer_logprobs(lg, lb)[0])
-                ref[name] = torch.cat(vals)
+                ref[name] = torch.cat([logp([(enc[name], list(range(s, min(s + 32, len(enc[name])))))])[0][0]
+                                       for s in range(0, len(enc[name]), 32)])
 
     balanced = method.endswith("+bgd")
     f_stream = BatchStream(sets.forget_concepts, cfg.batch_size, seed, balanced)
@@ -205,24 +263,23 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     for step in bar:
         fi, ri = f_stream.next(), r_stream.next()
         inp: dict = {}
-        if "forget_logp_sum" in need:
-            lg, lb = logits_labels(enc["forget"], fi)
-            inp["forget_logp_sum"], inp["forget_n_tokens"], _ = answer_logprobs(lg, lb)
-        if "forget_ref_logp_sum" in need:
-            inp["forget_ref_logp_sum"] = ref["forget"][fi]
-        if "refusal_logp_sum" in need:
-            lg, lb = logits_labels(enc["refusal"], fi)
-            inp["refusal_logp_sum"], inp["refusal_n_tokens"], _ = answer_logprobs(lg, lb)
-        if "refusal_ref_logp_sum" in need:
-            inp["refusal_ref_logp_sum"] = ref["refusal"][fi]
-        if "retain_logp_sum" in need or "retain_kl" in need:
-            lg, lb = logits_labels(enc["retain"], ri)
-            if "retain_logp_sum" in need:
-                inp["retain_logp_sum"], inp["retain_n_tokens"], _ = answer_logprobs(lg, lb)
-            if "retain_kl" in need:
-                with torch.no_grad(), reference_mode(model):
-                    lg_ref, _ = logits_labels(enc["retain"], ri)
-                inp["retain_kl"] = kl_per_sequence(lg, lg_ref, shifted_answer_mask(lb))
+        # Every set this method trains on in one forward pass.
+        parts = [(name, e, idx) for name, e, idx, keys in (
+            ("forget", enc.get("forget"), fi, {"forget_logp_sum"}),
+            ("refusal", enc.get("refusal"), fi, {"refusal_logp_sum"}),
+            ("retain", enc.get("retain"), ri, {"retain_logp_sum", "retain_kl"})) if keys & need]
+        outs = dict(zip([p[0] for p in parts], answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt)))
+        for name in ("forget", "refusal", "retain"):
+            if name in outs and f"{name}_logp_sum" in need:
+                inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = packed_answer_logprobs(*outs[name])
+        for name in ("forget", "refusal"):
+            if f"{name}_ref_logp_sum" in need:
+                inp[f"{name}_ref_logp_sum"] = ref[name][fi]
+        if "retain_kl" in need:
+            with torch.no_grad(), reference_mode(model):
+                lg_ref = answer_pass(model, [(enc["retain"], ri)], pad, dev, dt)[0][0]
+            lg, _, seq, n = outs["retain"]
+            inp["retain_kl"] = packed_kl_per_sequence(lg, lg_ref, seq, n)
         if "forget_concepts" in need:
             inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
         if "retain_concepts" in need:

@@ -18,6 +18,8 @@ from pebench_core.losses import (
     compute_loss,
     get_loss,
     kl_per_sequence,
+    packed_answer_logprobs,
+    packed_kl_per_sequence,
     shifted_answer_mask,
 )
 
@@ -370,3 +372,45 @@ def test_bgd_label_length_mismatch():
     inp = dataclasses.replace(bgd_inputs(), forget_concepts=["person"])
     with pytest.raises(ValueError, match="forget_concepts"):
         compute_loss("gd+bgd", inp)
+
+
+# packed (answer-positions-only) statistics equal the padded ones
+
+
+def _padded_and_packed(seed: int = 3):
+    torch.manual_seed(seed)
+    V, Tmax = 5, 6
+    logits = torch.randn(3, Tmax, V)
+    labels = torch.full((3, Tmax), -100)
+    labels[0, 2:5] = torch.tensor([1, 4, 0])  # 3 answer tokens
+    labels[1, 1:3] = torch.tensor([2, 2])  # 2
+    labels[2, 4:6] = torch.tensor([3, 1])  # 2, ending at the last position
+    target = labels[:, 1:]
+    sel = target != -100
+    return logits, labels, logits[:, :-1][sel], target[sel], sel.nonzero(as_tuple=True)[0]
+
+
+def test_packed_answer_logprobs_equals_padded():
+    logits, labels, flat, targets, rows = _padded_and_packed()
+    s, n, _ = answer_logprobs(logits, labels)
+    ps, pn = packed_answer_logprobs(flat, targets, rows, 3)
+    assert torch.allclose(ps, s, atol=1e-6) and torch.equal(pn, n)
+    assert pn.tolist() == [3.0, 2.0, 2.0]
+    # by hand for the second sequence: positions 0 and 1 predict token 2
+    lp = torch.log_softmax(logits[1], -1)
+    assert close(ps[1], float(lp[0, 2] + lp[1, 2]), 1e-6)
+
+
+def test_packed_kl_equals_padded():
+    logits, labels, flat, targets, rows = _padded_and_packed()
+    torch.manual_seed(4)
+    ref = logits + 0.5 * torch.randn_like(logits)
+    target = labels[:, 1:]
+    sel = target != -100
+    kl = kl_per_sequence(logits, ref, shifted_answer_mask(labels))
+    pk = packed_kl_per_sequence(flat, ref[:, :-1][sel], rows, 3)
+    assert torch.allclose(pk, kl, atol=1e-6)
+    with pytest.raises(ValueError, match="no answer positions"):
+        packed_kl_per_sequence(flat, ref[:, :-1][sel], rows, 4)
+    with pytest.raises(ValueError, match="disagree"):
+        packed_kl_per_sequence(flat, flat[:-1], rows, 3)

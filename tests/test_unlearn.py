@@ -97,3 +97,32 @@ def test_bad_inputs_stop_before_training(setup):
     with pytest.raises(ConfigError, match="no forget items"):
         run_unlearning(bundle, empty, "person", "ga", cfg.unlearn, cfg.eval, progress=False)
     assert not hasattr(bundle.model, "disable_adapter")  # nothing was left attached
+
+
+def test_packed_pass_equals_the_full_model(setup):
+    """The loop's pass (several sets in one batch, cached encoder output, head on answer
+    positions only) gives each set's log-likelihoods as the full model on that set alone."""
+    from pebench_core.losses import packed_answer_logprobs
+    from pebench_core.train import image_features
+    from pebench_core.unlearn import answer_pass
+
+    cfg, ds, bundle = setup
+    sets = unlearn_sets(ds, "both")
+    load = lambda q: ds.image(q.item_id)  # noqa: E731
+    forget, retain = encode_qa(bundle, sets.forget[:5], load), encode_qa(bundle, sets.retain[:7], load)
+    fi, ri = [4, 0, 2], [6, 1, 3, 5]
+    want = []
+    for e, idx in ((forget, fi), (retain, ri)):
+        b = collate(e, idx, bundle.pad_token_id)
+        with torch.no_grad():
+            logits = bundle.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                  pixel_values=b["pixel_values"]).logits
+        want.append(answer_logprobs(logits, b["labels"])[:2])
+    for cached in (False, True):
+        for e in (forget, retain):
+            e.features = image_features(bundle, e.pixel_values) if cached else None
+        with torch.no_grad():
+            got = [packed_answer_logprobs(*o) for o in answer_pass(bundle.model, [(forget, fi), (retain, ri)],
+                                                                    bundle.pad_token_id, bundle.device, bundle.dtype)]
+        for (s, n), (ws, wn) in zip(got, want):
+            assert torch.equal(n, wn) and torch.allclose(s, ws, atol=1e-4), (cached, s, ws)
