@@ -156,17 +156,17 @@ def main() -> None:
     for label, stage, target, parent in stages:
         b = clone(models[parent])
         load0, c0, w0 = os.getloadavg()[0], time.process_time(), time.perf_counter()
-        info = T.inject(b, ds, stage, target, cfg, progress=False)
+        info = T.inject(b, ds, stage, target, cfg, progress=False, vision_cache=Path(tmp.name) / "vision")
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         models[label] = b
         infos[label] = {k: v for k, v in info.items() if k != "history"}
         v = info.get("vision", {})
         rows.append({"stage": label, "wall_s": wall, "cpu_s": cpu, "load": f"{load0:.1f}->{os.getloadavg()[0]:.1f}",
-                     "vision_s": (v.get("seconds") or 0.0) if not v.get("memo") else 0.0,
+                     "vision_s": (v.get("seconds") or 0.0) if not v.get("cached") else 0.0,
                      "llava_s": info.get("seconds_llava") or 0.0, "steps": info["steps"],
                      "examples": info["examples"] + info["replay"], "final_loss": info["final_loss"]})
         print(f"  {label:15s} {wall:6.1f}s wall  {cpu:6.1f}s cpu  "
-              f"(vision {rows[-1]['vision_s']:.1f}s{' shared' if v.get('memo') else ''}, llava {rows[-1]['llava_s']:.1f}s, "
+              f"(vision {rows[-1]['vision_s']:.1f}s{' shared' if v.get('cached') else ''}, llava {rows[-1]['llava_s']:.1f}s, "
               f"{info['steps']} steps on {rows[-1]['examples']} QA)  loss {info['final_loss']:.4f}  "
               f"load {rows[-1]['load']}", flush=True)
     total = sum(r["wall_s"] for r in rows)

@@ -116,7 +116,9 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
     else:
         parent = ("init", None) if stage == "base" else ("base", target)
         bundle = get_model(cfg, parent[0], parent[1], run_dir, progress)
-        info = train.inject(bundle, ds, stage, target, cfg, progress=progress)
+        # Both bases share one vision pre-training (the same scenes): stored once on disk.
+        info = train.inject(bundle, ds, stage, target, cfg, progress=progress,
+                            vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision")
     info = {"stage": stage, "target": target, "key": model_key(cfg, stage, target),
             "seconds": round(time.perf_counter() - t0, 2), **(info or {})}
     save_bundle(bundle, out)

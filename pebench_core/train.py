@@ -39,10 +39,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
+import os
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -560,21 +565,47 @@ def _concept_loss(outs: list[torch.Tensor], labels: torch.Tensor, objects: torch
     return loss, acc
 
 
-_VISION_MEMO: dict[str, tuple[dict, list]] = {}
-
-
-def _vision_memo_key(bundle: ModelBundle, events: Sequence, cfg, seed: int, image_size: int) -> str:
+def _vision_key(bundle: ModelBundle, events: Sequence, cfg, seed: int, image_size: int) -> str:
+    """Everything a vision pre-training depends on: the tower's initial weights, the settings,
+    the scenes, the seed, the image size and this module's source."""
     h = hashlib.sha256()
     for k, v in sorted(_vision_tower(bundle.model).state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().float().cpu().numpy().tobytes())
     fields = {f: getattr(cfg, f) for f in ("vision_images", "vision_epochs", "vision_lr", "vision_batch_size")}
     h.update(repr((sorted(fields.items()), [e.name for e in events], seed, image_size)).encode())
-    return h.hexdigest()
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _load_vision_cache(folder: Path):
+    from safetensors.torch import load_file
+
+    if not (folder / "vision.json").is_file():
+        return None
+    return load_file(str(folder / "vision.safetensors")), json.loads((folder / "vision.json").read_text())
+
+
+def _save_vision_cache(folder: Path, state: dict, history: list) -> None:
+    """Write the tower and its history to ``folder`` atomically (a temporary sibling, renamed)."""
+    from safetensors.torch import save_file
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "vision.safetensors"))
+        (tmp / "vision.json").write_text(json.dumps(history))  # the marker, written last
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # built meanwhile by another process: keep theirs
+            if not (folder / "vision.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events: Sequence[str] = (),
-                    progress: bool = True, memo: bool = True) -> list[dict]:
+                    progress: bool = True, cache: str | Path | None = None) -> list[dict]:
     """Pre-train the vision tower on general visual concepts (in place); return the history.
 
     ``cfg`` is a :class:`~pebench_core.config.TrainConfig` (``vision_images`` renders of a
@@ -585,17 +616,20 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
     The concept heads are discarded afterwards; the projector and language model are
     untouched. The history ends with the held-out accuracy of every concept (on fresh renders).
 
-    With ``memo`` the result is kept in memory for this process, keyed by the tower's initial
-    weights, the settings, the scenes and the seed: a second base with the same inputs (the
-    base of goal(event), when both leave the same events out) reuses it.
+    With ``cache`` (a folder) the tower is stored in ``cache/<key>`` (safetensors, written
+    atomically), keyed by the tower's initial weights, the settings, the scenes, the seed and
+    this module's source; a later call with the same inputs — the second base, which leaves
+    the same events out, or another process — loads it instead of training again (its
+    history rows then carry ``cached=True``).
     """
     image_size = int(bundle.meta.get("image_size") or dataset.image_size or 64)
     events = _scene_events(dataset, exclude_events)
-    key = _vision_memo_key(bundle, events, cfg, seed, image_size) if memo else None
-    if key is not None and key in _VISION_MEMO:
-        state, history = _VISION_MEMO[key]
+    folder = Path(cache) / _vision_key(bundle, events, cfg, seed, image_size) if cache is not None else None
+    hit = _load_vision_cache(folder) if folder is not None else None
+    if hit is not None:
+        state, history = hit
         load_vision_state(bundle, state)
-        return [dict(h, memo=True) for h in history]
+        return [dict(h, cached=True) for h in history]
     _, inner = _llava_parts(bundle.model)
     if inner is None:
         raise ValueError("pretrain_vision needs a LLaVA-style model (vision_tower + multi_modal_projector)")
@@ -656,9 +690,8 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
         _, acc = _concept_loss(outs, val.labels.to(bundle.device), val.objects.to(bundle.device))
     history[-1].update({"seconds": round(time.perf_counter() - t0, 3), "seconds_render": round(t_render, 3),
                         "heldout_accuracy": dict(zip([*crowd.tasks, "objects"], [round(a, 4) for a in acc]))})
-    if key is not None:
-        _VISION_MEMO.clear()
-        _VISION_MEMO[key] = (vision_state(bundle), history)
+    if folder is not None:
+        _save_vision_cache(folder, vision_state(bundle), history)
     return history
 
 
@@ -769,12 +802,13 @@ def _configs(cfg):
 
 
 def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, seed: int | None = None,
-           progress: bool = True, load_image: Callable | None = None) -> dict:
+           progress: bool = True, load_image: Callable | None = None, vision_cache: str | Path | None = None) -> dict:
     """Run one knowledge-injection stage on ``bundle`` in place; return what it did.
 
     * ``base`` (``bundle`` = the freshly built model): vision pre-training on a generic crowd
       (:func:`pretrain_vision`; skipped with ``train.vision_epochs = 0`` or for a model whose
-      encoder is already trained, ``meta["kind"] != "tiny"``), then LLaVA pre-training on the
+      encoder is already trained, ``meta["kind"] != "tiny"``; stored in and reused from
+      ``vision_cache`` when given), then LLaVA pre-training on the
       pre-training world; ``target`` event/both leaves the forget events out.
     * ``finetune`` / ``goal`` (``bundle`` = the base model): every fictitious training render
       (goal: minus the forget set of ``target``) plus ``train.replay_share`` of the base's own
@@ -800,11 +834,12 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
         exclude: list[str] = []
         if tcfg.vision_exclude_forget_events or target in ("event", "both"):
             exclude = list(dataset.splits.get("event", {}).get("forget_events", []))
-        vh = pretrain_vision(bundle, dataset, tcfg, seed, exclude_events=exclude, progress=progress)
+        vh = pretrain_vision(bundle, dataset, tcfg, seed, exclude_events=exclude, progress=progress,
+                             cache=vision_cache)
         last = vh[-1]
         info["vision"] = {"seconds": last.get("seconds"), "seconds_render": last.get("seconds_render"),
                           "images": tcfg.vision_images, "epochs": tcfg.vision_epochs, "steps": len(vh),
-                          "excluded_events": exclude, "memo": bool(last.get("memo")),
+                          "excluded_events": exclude, "cached": bool(last.get("cached")),
                           "heldout_accuracy": last.get("heldout_accuracy")}
         history += [{"phase": "vision", "step": h["step"], "epoch": h["epoch"], "loss": h["loss"],
                      "lr": h["lr"]} for h in vh]

@@ -128,13 +128,13 @@ def test_render_crowd_is_seeded_and_general(ds):
     assert (a.objects.sum(1) >= 1).all()  # every scene draws its props
 
 
-def test_pretrain_vision_trains_only_the_tower_deterministically(ds):
+def test_pretrain_vision_trains_only_the_tower_deterministically(ds, tmp_path):
     tcfg = dataclasses.replace(CFG.train, vision_images=64, vision_epochs=1, vision_batch_size=32)
     states = []
     for _ in range(2):
         b = _bundle(ds)
         before = _state(b.model)
-        h = T.pretrain_vision(b, ds, tcfg, seed=0, progress=False, memo=False)
+        h = T.pretrain_vision(b, ds, tcfg, seed=0, progress=False)
         after = b.model.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in after if "vision_tower" not in k)
         assert any(not torch.equal(before[k], after[k]) for k in after if "vision_tower" in k)
@@ -142,12 +142,17 @@ def test_pretrain_vision_trains_only_the_tower_deterministically(ds):
         assert len(h) == 2 and "heldout_accuracy" in h[-1] and "scene" in h[-1]["heldout_accuracy"]
         assert T.vision_trainable(b)  # trainability restored
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-    # the memo gives the same weights without training again
+    # the disk cache gives the same weights without training again, and only for the same inputs
     b = _bundle(ds)
-    T.pretrain_vision(b, ds, tcfg, seed=0, progress=False, memo=True)
+    T.pretrain_vision(b, ds, tcfg, seed=0, progress=False, cache=tmp_path)
+    (folder,) = list(tmp_path.iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["vision.json", "vision.safetensors"]
     b2 = _bundle(ds)
-    h2 = T.pretrain_vision(b2, ds, tcfg, seed=0, progress=False, memo=True)
-    assert h2[-1].get("memo") and all(torch.equal(states[0][k], b2.model.state_dict()[k]) for k in states[0])
+    h2 = T.pretrain_vision(b2, ds, tcfg, seed=0, progress=False, cache=tmp_path)
+    assert h2[-1].get("cached") and all(torch.equal(states[0][k], b2.model.state_dict()[k]) for k in states[0])
+    h3 = T.pretrain_vision(_bundle(ds), ds, tcfg, seed=1, progress=False, cache=tmp_path)
+    assert not h3[-1].get("cached") and len(list(tmp_path.iterdir())) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
 def test_replay_and_stage_examples(ds):
@@ -163,18 +168,23 @@ def test_replay_and_stage_examples(ds):
         ex, rep = T.stage_examples(ds, "goal", target, CFG.train, 0)
         assert not any(q.event in fe for q in ex + rep)
     ex, rep = T.stage_examples(ds, "base", None, CFG.train, 0)
-    assert rep == [] and ex == training_examples(ds, "base")
+    plain = training_examples(ds, "base")
+    assert rep == [] and ex[:len(plain)] == plain  # plus train.pope_extra POPE questions per image
+    assert len(ex) > len(plain) and {q.kind for q in ex[len(plain):]} == {"pope"}
+    ex, rep = T.stage_examples(ds, "finetune", None, CFG.train, 0)
+    assert len(rep) == round(len(T.base_examples(ds, None, CFG.train, 0)) * CFG.train.replay_share)
 
 
 def test_inject_smoke_is_fast_and_complete(ds):
     b = _bundle(ds)
     info = T.inject(b, ds, "base", None, CFG, progress=False)
-    assert info["vision"]["steps"] > 0 and info["examples"] == len(training_examples(ds, "base"))
+    assert info["vision"]["steps"] > 0 and info["examples"] == len(T.base_examples(ds, None, CFG.train, 0))
     assert {h["phase"] for h in info["history"]} == {"vision", "llava"}
     assert T.vision_trainable(b)  # the freeze is only for the duration of the stage
     vis = {k: v.clone() for k, v in b.model.state_dict().items() if "vision_tower" in k}
     info = T.inject(b, ds, "finetune", None, CFG, progress=False)
-    assert info["replay"] == len(training_examples(ds, "base")) and "vision" not in info
+    assert info["replay"] == round(len(T.base_examples(ds, None, CFG.train, 0)) * CFG.train.replay_share)
+    assert "vision" not in info
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in vis.items())  # frozen in fine-tuning
 
 
