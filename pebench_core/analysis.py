@@ -42,7 +42,7 @@ from .config import ConfigError
 __all__ = [
     "KEYS", "UNLEARN_METHODS", "BGD_BASE", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_COLUMNS",
     "FINDINGS", "TESTS", "INTERFERENCE_CELLS", "Estimate", "Runs", "parse_seeds", "seed_run_dir", "gather_runs",
-    "load_runs", "summarise",
+    "load_runs", "summarise", "sequences_per_step", "step_costs",
     "format_ci", "wide_ci", "leaderboard", "table2", "simultaneous_vs_single", "interference_table",
     "interference_matrix", "scope_table", "paired_image_level", "paper_table1_long",
     "paper_table2_long", "side_by_side", "event_scorers", "finding_tests", "findings",
@@ -186,6 +186,45 @@ def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None =
             print(f"[analysis] seed {s}: {d}")
     results, items = load_runs([dirs[s] for s in seed_list])
     return Runs(seed_list, cfgs, dirs, results, items)
+
+
+def sequences_per_step(method: str, batch_size: int, retain_weight: float = 1.0) -> tuple[int, int]:
+    """``(with gradient, reference only)``: the sequences one step of ``method`` runs, read
+    from what its loss needs (:meth:`~pebench_core.losses.LossSpec.required_inputs`)."""
+    from .losses import get_loss
+
+    need = set(get_loss(method).required_inputs(retain_weight))
+    sets = sum(bool(need & k) for k in ({"forget_logp_sum"}, {"refusal_logp_sum"}, {"retain_logp_sum", "retain_kl"}))
+    return sets * batch_size, batch_size * ("retain_kl" in need)
+
+
+def step_costs(runs: Runs) -> pd.DataFrame:
+    """Seconds per unlearning step of every method and target that ran, from the trajectories.
+
+    One row per seed × method × target: the median time between consecutive steps (the
+    median skips the steps that also ran the trajectory's efficacy check), the sequences per
+    step (:func:`sequences_per_step`) and the ratio to GA's step on the same seed and target.
+    """
+    from .pipeline import methods_for, unlearned_dir
+
+    rows = []
+    for s in runs.seeds:
+        cfg = runs.cfgs[s]
+        for target in cfg.unlearn.targets:
+            for method in methods_for(cfg, target):
+                f = unlearned_dir(cfg, method, target, runs.dirs[s]) / "trajectory.parquet"
+                if not f.is_file():
+                    continue
+                sec = pd.read_parquet(f, columns=["seconds"])["seconds"].diff().dropna()
+                if sec.empty:
+                    continue
+                g, r = sequences_per_step(method, cfg.unlearn.batch_size, cfg.unlearn.retain_weight)
+                rows.append({"seed": s, "target": target, "method": method, "s_per_step": float(sec.median()),
+                             "sequences_grad": g, "sequences_ref": r})
+    out = pd.DataFrame(rows, columns=["seed", "target", "method", "s_per_step", "sequences_grad", "sequences_ref"])
+    ga = out[out["method"] == "ga"].set_index(["seed", "target"])["s_per_step"]
+    out["x_ga"] = [row.s_per_step / ga.get((row.seed, row.target), np.nan) for row in out.itertuples()]
+    return out
 
 
 # =======================================================================================

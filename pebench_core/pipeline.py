@@ -224,6 +224,15 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
 
 
+def unlearned_dir(cfg: RunConfig, method: str, target: str, run_dir=None) -> Path:
+    """The folder :func:`get_unlearned` uses for ``method`` on ``target`` (it may not exist yet)."""
+    from .config import safe_name
+    from .results import StageCache
+
+    return StageCache(resolve_run_dir(cfg, run_dir) / "unlearn").path(f"{safe_name(method)}-{target}",
+                                                                       unlearn_key(cfg, method, target))
+
+
 def load_unlearned_model(cfg: RunConfig, method: str, target: str, run_dir=None):
     """The finetune model with the saved adapter of (method, target) on, ready to generate."""
     from .models import load_adapter

@@ -291,3 +291,29 @@ def test_format_ci():
     assert A.format_ci(0.5, 0.4, 0.6) == "0.50 [0.40, 0.60]"
     assert A.format_ci(0.5, float("nan"), 0.6) == "0.50"
     assert A.format_ci(float("nan"), 0, 1) == "–"
+
+
+def test_sequences_per_step_follow_the_losses_inputs():
+    b = 8
+    assert A.sequences_per_step("ga", b) == (8, 0)
+    assert A.sequences_per_step("gd", b) == (16, 0) and A.sequences_per_step("npo", b) == (16, 0)
+    assert A.sequences_per_step("po", b) == (16, 0)  # refusals + retain, never the true answers
+    assert A.sequences_per_step("dpo", b) == (24, 0)
+    assert A.sequences_per_step("kl", b) == (16, 8)  # + a reference pass over the retain batch
+    assert A.sequences_per_step("gd", b, retain_weight=0.0) == (8, 0)
+
+
+def test_step_costs_read_the_trajectories(tmp_path):
+    from pebench_core.config import load_config
+    from pebench_core.pipeline import unlearned_dir
+
+    cfg = load_config("smoke", seed=0, overrides={"unlearn": {"targets": ["person"], "methods": ["ga", "kl"]}})
+    for method, dt in (("ga", 0.1), ("kl", 0.25)):
+        folder = unlearned_dir(cfg, method, "person", tmp_path)
+        folder.mkdir(parents=True)
+        secs = np.cumsum([dt] * 9 + [5.0] + [dt] * 5)  # one slow step (an efficacy check): not the median
+        pd.DataFrame({"step": range(1, 16), "seconds": secs}).to_parquet(folder / "trajectory.parquet")
+    runs = A.Runs([0], {0: cfg}, {0: tmp_path}, pd.DataFrame(), pd.DataFrame())
+    c = A.step_costs(runs).set_index("method")
+    assert c.loc["ga", "s_per_step"] == pytest.approx(0.1) and c.loc["kl", "s_per_step"] == pytest.approx(0.25)
+    assert c.loc["kl", "x_ga"] == pytest.approx(2.5) and c.loc["kl", "sequences_ref"] == cfg.unlearn.batch_size
