@@ -97,6 +97,9 @@ def execute_chapters(profile: str = "tiny", seed: int = 0, run_dir: str | None =
 
     # A kernel started with MPLBACKEND=Agg silently drops every inline figure.
     os.environ.pop("MPLBACKEND", None)
+    # A progress bar saved in an executed notebook is frozen at its first frame ("0%"):
+    # the kernels run without them (tqdm reads TQDM_* variables as its defaults).
+    os.environ["TQDM_DISABLE"] = "1"
     out_dir = Path(out_dir or ROOT / "book" / "chapters")
     out_dir.mkdir(parents=True, exist_ok=True)
     known = {c.output for c in CHAPTERS}
