@@ -254,8 +254,7 @@ def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
     for target in targets or cfg.unlearn.targets:
         folders += [get_eval(cfg, "finetune", target, out, progress=False),
                     get_eval(cfg, "goal", target, out, progress=False)]
-        folders += [get_unlearned(cfg, m, target, out, progress=False)
-                    for m in (methods or methods_for(cfg, target)) if target == "both" or not m.endswith("+bgd")]
+        folders += [get_unlearned(cfg, m, target, out, progress=False) for m in methods_for(cfg, target, methods)]
     res = pd.concat([pd.read_parquet(f / "results.parquet") for f in folders], ignore_index=True)
     items = pd.concat([pd.read_parquet(f / "items.parquet") for f in folders], ignore_index=True)
     atomic_write_parquet(out / "results" / "results.parquet", res)
@@ -263,9 +262,10 @@ def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
     return res, items
 
 
-def methods_for(cfg: RunConfig, target: str) -> list[str]:
-    """The methods run on ``target``: BGD balances two concepts, so it runs on ``both`` only."""
-    return [m for m in cfg.unlearn.methods if target == "both" or not m.endswith("+bgd")]
+def methods_for(cfg: RunConfig, target: str, methods=None) -> list[str]:
+    """The methods (``methods``, default the profile's) run on ``target``: BGD balances two
+    concepts, so it runs on ``both`` only."""
+    return [m for m in (methods or cfg.unlearn.methods) if target == "both" or not m.endswith("+bgd")]
 
 
 def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:

@@ -72,6 +72,7 @@ __all__ = [
     "load_vision_state",
     "image_features",
     "answer_logits",
+    "answer_positions",
     "pope_examples",
     "base_examples",
     "replay_examples",
@@ -300,10 +301,16 @@ def answer_logits(model: torch.nn.Module, batch: dict, feats: torch.Tensor | Non
     mask = (input_ids == inner.config.image_token_id).unsqueeze(-1).expand_as(embeds)
     embeds = embeds.masked_scatter(mask, img.reshape(-1, img.shape[-1]).to(embeds.dtype))
     hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attn, use_cache=False).last_hidden_state
+    h, targets, rows = answer_positions(hidden, labels)
+    return base.lm_head(h).float(), targets, rows
+
+
+def answer_positions(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x`` (``[B, T, …]``, hidden states or logits) at the positions that predict an answer
+    token: ``(x_sel [N, …], targets [N], rows [N])``, in row-major order."""
     target = labels[:, 1:]
     sel = target != -100
-    logits = base.lm_head(hidden[:, :-1][sel]).float()
-    return logits, target[sel], sel.nonzero(as_tuple=True)[0]
+    return x[:, :-1][sel], target[sel], sel.nonzero(as_tuple=True)[0]
 
 
 def _answer_loss(model: torch.nn.Module, batch: dict, feats: torch.Tensor | None,
@@ -359,6 +366,17 @@ def _answer_counts(enc: EncodedQA, per_sequence: bool) -> np.ndarray:
     return np.array([int((lab != -100).sum()) for lab in enc.labels])
 
 
+def _optimizer_step(params: list, opt, sched, history: list[dict], bar, epoch: int, loss: float) -> None:
+    """Clip the gradients at norm 1, step the optimiser and the schedule, log the step."""
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    history.append({"step": len(history), "epoch": epoch, "loss": loss, "lr": float(sched.get_last_lr()[0])})
+    bar.update(1)
+    if len(history) % 20 == 0:
+        bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-20:]]):.3f}")
+
+
 def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, batch_size: int, seed: int,
                 weight_decay: float = 0.0, warmup_share: float = 0.05, desc: str = "train",
                 progress: bool = True, per_sequence: bool = False, micro_batches: int = 2) -> list[dict]:
@@ -403,7 +421,7 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    history, step = [], 0
+    history: list[dict] = []
     lengths = enc.lengths
     counts = _answer_counts(enc, per_sequence)
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False, mininterval=2.0)
@@ -427,18 +445,10 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
                         out = model(**batch)
                         loss = out.loss * (float(sum(counts[i] for i in idx)) / n_total)
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}; lower train.lr")
+                        raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {len(history)}; lower train.lr")
                     loss.backward()
                     step_loss += float(loss.detach())
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                history.append({"step": step, "epoch": epoch, "loss": step_loss,
-                                "lr": float(sched.get_last_lr()[0])})
-                step += 1
-                bar.update(1)
-                if step % 20 == 0:
-                    bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-20:]]):.3f}")
+                _optimizer_step(params, opt, sched, history, bar, epoch, step_loss)
     finally:
         bar.close()
         model.eval()
@@ -659,7 +669,6 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
     tower.train()
     heads.train()
     bar = tqdm(total=total, desc="vision pre-training", disable=not progress, leave=False, mininterval=2.0)
-    step = 0
     try:
         for epoch in range(int(cfg.vision_epochs)):
             perm = torch.randperm(n, generator=g)
@@ -670,15 +679,7 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
                 loss, acc = _concept_loss(outs, crowd.labels[i].to(bundle.device), crowd.objects[i].to(bundle.device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                history.append({"step": step, "epoch": epoch, "loss": float(loss.detach()),
-                                "lr": float(sched.get_last_lr()[0])})
-                step += 1
-                bar.update(1)
-                if step % 20 == 0:
-                    bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-20:]]):.2f}")
+                _optimizer_step(params, opt, sched, history, bar, epoch, float(loss.detach()))
     finally:
         bar.close()
         tower.eval()

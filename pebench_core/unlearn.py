@@ -36,7 +36,7 @@ from .config import ConfigError, EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
 from .losses import LossInputs, get_loss, packed_answer_logprobs, packed_kl_per_sequence
 from .models import ModelBundle, add_lora, generate, reference_mode
-from .train import EncodedQA, _llava_parts, answer_logits, encode_qa, image_features
+from .train import EncodedQA, _llava_parts, answer_logits, answer_positions, collate, encode_qa, image_features
 
 CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
 
@@ -92,24 +92,23 @@ class UnlearnRun:
 
 
 def pack_batch(parts: list[tuple[EncodedQA, list[int]]], pad_id: int, features: bool) -> dict:
-    """One right-padded batch of the items ``idx`` of several encoded sets, in order.
+    """One right-padded batch of the items ``idx`` of several encoded sets, in order: each
+    part collated by :func:`~pebench_core.train.collate`, padded to the longest part.
 
     With ``features`` the batch carries each item's frozen encoder output (``feats``, from
     ``EncodedQA.features``) instead of its pixels.
     """
-    ids = [e.input_ids[i] for e, idx in parts for i in idx]
-    labs = [e.labels[i] for e, idx in parts for i in idx]
-    n, B = max(len(x) for x in ids), len(ids)
-    input_ids = torch.full((B, n), pad_id, dtype=torch.long)
-    labels = torch.full((B, n), -100, dtype=torch.long)
-    mask = torch.zeros((B, n), dtype=torch.long)
-    for r, (x, y) in enumerate(zip(ids, labs)):
-        input_ids[r, :len(x)], labels[r, :len(y)], mask[r, :len(x)] = x, y, 1
-    out = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    batches = [collate(e, idx, pad_id) for e, idx in parts]
+    n = max(b["input_ids"].shape[1] for b in batches)
+
+    def cat(key: str, fill: int) -> torch.Tensor:
+        return torch.cat([torch.nn.functional.pad(b[key], (0, n - b[key].shape[1]), value=fill) for b in batches])
+
+    out = {"input_ids": cat("input_ids", pad_id), "attention_mask": cat("attention_mask", 0), "labels": cat("labels", -100)}
     if features:
         out["feats"] = torch.cat([e.features[e.rows(idx)] for e, idx in parts])
     else:
-        out["pixel_values"] = torch.cat([e.pixel_values[e.rows(idx)] for e, idx in parts])
+        out["pixel_values"] = torch.cat([b["pixel_values"] for b in batches])
     return out
 
 
@@ -134,10 +133,7 @@ def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, de
     else:
         b["pixel_values"] = b["pixel_values"].to(dtype)
         labels = b.pop("labels")
-        full = model(**b).logits.float()
-        target = labels[:, 1:]
-        sel = target != -100
-        logits, targets, rows = full[:, :-1][sel], target[sel], sel.nonzero(as_tuple=True)[0]
+        logits, targets, rows = answer_positions(model(**b).logits.float(), labels)
     out, off = [], 0
     for _, idx in parts:
         keep = (rows >= off) & (rows < off + len(idx))
@@ -255,7 +251,10 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     g = random.Random(seed)
     check_idx = sorted(g.sample(range(len(sets.forget)), min(len(sets.forget), max(8, eval_cfg.max_items // 2))))
     state, rows, status = None, [], "ok"
-    good = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+    # The adapter's tensors (they share storage with the parameters): the last good step is a
+    # copy of these, restored if a loss turns NaN.
+    lora = {k: v for k, v in model.state_dict().items() if "lora_" in k}
+    good = {k: v.clone() for k, v in lora.items()}
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"{method}/{target}", disable=not progress, leave=False, mininterval=2.0)
@@ -296,7 +295,7 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         state = out.state
-        good = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+        good = {k: v.clone() for k, v in lora.items()}
         steps_done = step + 1
         row = {"step": steps_done, "seconds": time.perf_counter() - t0, **out.parts}
         if steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
