@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ConfigError
+from .results import read_results
 
 __all__ = [
     "KEYS", "UNLEARN_METHODS", "BGD_BASE", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_COLUMNS",
@@ -104,19 +105,14 @@ def load_runs(run_dirs: str | Path | Sequence[str | Path]) -> tuple[pd.DataFrame
     run_dirs = list(run_dirs)
     if not run_dirs:
         raise ConfigError("load_runs needs at least one run folder")
-    res, its = [], []
-    for d in run_dirs:
-        folder = Path(d) / "results"
-        for name in ("results.parquet", "items.parquet"):
-            if not (folder / name).is_file():
-                raise ConfigError(f"{folder / name} is missing; run `pebench run --out {d}` "
-                                  "(or any chapter that collects results) first")
-        r = pd.read_parquet(folder / "results.parquet")
-        r["run_dir"] = str(d)
-        res.append(r)
-        its.append(pd.read_parquet(folder / "items.parquet"))
-    results = pd.concat(res, ignore_index=True)
-    items = pd.concat(its, ignore_index=True)
+    return _concat_runs([(d, *read_results(d)) for d in run_dirs])
+
+
+def _concat_runs(frames: Sequence[tuple[str | Path, pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenate per-folder ``(run_dir, results, items)``, check the columns, and refuse a
+    seed that appears in more than one folder."""
+    results = pd.concat([r.assign(run_dir=str(d)) for d, r, _ in frames], ignore_index=True)
+    items = pd.concat([i for _, _, i in frames], ignore_index=True)
     _need(results, _RESULT_NEEDS, "results")
     _need(items, _ITEM_NEEDS, "items")
     dup = results.duplicated(["seed", *KEYS], keep=False)
@@ -174,17 +170,17 @@ def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None =
 
     seed_list = parse_seeds(seeds, seed)
     multi = not (seeds is None or (isinstance(seeds, str) and not seeds.strip()))
-    cfgs, dirs = {}, {}
+    cfgs, dirs, frames = {}, {}, []
     for s in seed_list:
         cfg = load_config(profile, seed=s, overrides=dict(overrides or {}))
         d = seed_run_dir(cfg, run_dir, multi)
         if multi and run_dir and len(seed_list) == 1 and not d.exists():
             d = Path(run_dir).expanduser().absolute()
-        collect_results(cfg, d)
+        frames.append((d, *collect_results(cfg, d)))  # the tables it just wrote, not re-read
         cfgs[s], dirs[s] = cfg, d
         if progress:
             print(f"[analysis] seed {s}: {d}")
-    results, items = load_runs([dirs[s] for s in seed_list])
+    results, items = _concat_runs(frames)
     return Runs(seed_list, cfgs, dirs, results, items)
 
 
@@ -258,11 +254,9 @@ def _t_quantile(df: int, alpha: float) -> float:
 class _Boot:
     """Bootstrap of the column means of one paired block (rows = items, columns = models)."""
 
-    columns: list[str]
     point: dict[str, float]
     reps: dict[str, np.ndarray]
     per_seed: dict[int, dict[str, float]]
-    n: int
 
 
 def _boot_matrices(mats: Mapping[int, np.ndarray], columns: list[str], n_boot: int,
@@ -283,8 +277,7 @@ def _boot_matrices(mats: Mapping[int, np.ndarray], columns: list[str], n_boot: i
         per_seed[int(s)] = dict(zip(columns, m.tolist()))
     reps /= len(mats)
     point /= len(mats)
-    return _Boot(columns, dict(zip(columns, point.tolist())), {c: reps[:, j] for j, c in enumerate(columns)},
-                 per_seed, int(sum(np.shape(m)[0] for m in mats.values())))
+    return _Boot(dict(zip(columns, point.tolist())), {c: reps[:, j] for j, c in enumerate(columns)}, per_seed)
 
 
 def _boot_wide(wide: pd.DataFrame, n_boot: int, rng: np.random.Generator) -> _Boot | None:
@@ -321,14 +314,10 @@ class Estimate:
     lo: float
     hi: float
     per_seed: dict[int, float] = field(default_factory=dict)
-    n: int = 0
     nan_share: float = 0.0
 
     def text(self, digits: int = 2) -> str:
         return format_ci(self.value, self.lo, self.hi, digits)
-
-    def excludes_zero(self) -> bool:
-        return bool(self.lo > 0 or self.hi < 0)
 
 
 def _estimate(boots: Mapping[str, _Boot | None], stat: Callable, alpha: float = 0.05) -> Estimate | None:
@@ -344,10 +333,9 @@ def _estimate(boots: Mapping[str, _Boot | None], stat: Callable, alpha: float = 
         per_seed = {s: float(stat({k: b.per_seed[s] for k, b in boots.items()})) for s in sorted(common)}
     finite = np.isfinite(reps)
     if not math.isfinite(value) or not finite.any():
-        return Estimate(float("nan"), float("nan"), float("nan"), per_seed, 0, 1.0)
+        return Estimate(float("nan"), float("nan"), float("nan"), per_seed, 1.0)
     lo, hi = np.percentile(reps[finite], [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    n = max(b.n for b in boots.values())
-    return Estimate(value, float(lo), float(hi), per_seed, n, float(1 - finite.mean()))
+    return Estimate(value, float(lo), float(hi), per_seed, float(1 - finite.mean()))
 
 
 def _paired_delta(items: pd.DataFrame | None, a: tuple, b: tuple, n_boot: int, seed: int,
@@ -357,12 +345,12 @@ def _paired_delta(items: pd.DataFrame | None, a: tuple, b: tuple, n_boot: int, s
     if items is None:
         return None
     rng = _rng(seed, "delta", *a, *b)
-    w = _block(items, {"a": a, "b": b})
     na = _block(items, {"a": a})
     nb = _block(items, {"b": b})
     if na is None or nb is None:
         return None
-    if w is not None and len(w) == len(na) == len(nb):  # the same items: paired
+    w = pd.concat([na, nb], axis=1, join="inner").dropna()
+    if len(w) == len(na) == len(nb):  # the same items: paired
         return _estimate({"p": _boot_wide(w, n_boot, rng)}, lambda m: m["p"]["a"] - m["p"]["b"], alpha)
     return _estimate({"a": _boot_wide(na, n_boot, rng), "b": _boot_wide(nb, n_boot, rng)},
                      lambda m: m["a"]["a"] - m["b"]["b"], alpha)

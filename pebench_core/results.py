@@ -206,6 +206,8 @@ def read_results(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load ``results.parquet`` and ``items.parquet`` from a run's ``results/`` folder."""
     res = Path(run_dir) / "results"
     rp, ip = res / "results.parquet", res / "items.parquet"
-    if not rp.is_file():
-        raise ConfigError(f"no results table at {rp}; run `pebench run --out {run_dir}` first")
-    return pd.read_parquet(rp), (pd.read_parquet(ip) if ip.is_file() else pd.DataFrame(columns=ITEM_COLUMNS))
+    for f in (rp, ip):
+        if not f.is_file():
+            raise ConfigError(f"{f} is missing; run `pebench run --out {run_dir}` "
+                              "(or any chapter that collects results) first")
+    return pd.read_parquet(rp), pd.read_parquet(ip)
