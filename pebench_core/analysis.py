@@ -185,13 +185,20 @@ def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None =
 
 
 def sequences_per_step(method: str, batch_size: int, retain_weight: float = 1.0) -> tuple[int, int]:
-    """``(with gradient, reference only)``: the sequences one step of ``method`` runs, read
-    from what its loss needs (:meth:`~pebench_core.losses.LossSpec.required_inputs`)."""
+    """``(sequences, answers)``: the sequences one step of ``method`` runs through the model
+    (all with gradient) and the answers it scores on them, read from what its loss needs
+    (:meth:`~pebench_core.losses.LossSpec.required_inputs`).
+
+    A forget item's true answer and its refusal share one sequence (one prompt, two answers:
+    :func:`~pebench_core.unlearn.pack_batch`), and every reference output is computed once
+    before training, so no step runs the reference model.
+    """
     from .losses import get_loss
 
     need = set(get_loss(method).required_inputs(retain_weight))
-    sets = sum(bool(need & k) for k in ({"forget_logp_sum"}, {"refusal_logp_sum"}, {"retain_logp_sum", "retain_kl"}))
-    return sets * batch_size, batch_size * ("retain_kl" in need)
+    forget = int("forget_logp_sum" in need) + int("refusal_logp_sum" in need)
+    retain = int(bool(need & {"retain_logp_sum", "retain_kl"}))
+    return (min(forget, 1) + retain) * batch_size, (forget + retain) * batch_size
 
 
 def step_costs(runs: Runs) -> pd.DataFrame:
@@ -214,10 +221,10 @@ def step_costs(runs: Runs) -> pd.DataFrame:
                 sec = pd.read_parquet(f, columns=["seconds"])["seconds"].diff().dropna()
                 if sec.empty:
                     continue
-                g, r = sequences_per_step(method, cfg.unlearn.batch_size, cfg.unlearn.retain_weight)
+                n_seq, n_ans = sequences_per_step(method, cfg.unlearn.batch_size, cfg.unlearn.retain_weight)
                 rows.append({"seed": s, "target": target, "method": method, "s_per_step": float(sec.median()),
-                             "sequences_grad": g, "sequences_ref": r})
-    out = pd.DataFrame(rows, columns=["seed", "target", "method", "s_per_step", "sequences_grad", "sequences_ref"])
+                             "sequences": n_seq, "answers": n_ans})
+    out = pd.DataFrame(rows, columns=["seed", "target", "method", "s_per_step", "sequences", "answers"])
     ga = out[out["method"] == "ga"].set_index(["seed", "target"])["s_per_step"]
     out["x_ga"] = [row.s_per_step / ga.get((row.seed, row.target), np.nan) for row in out.itertuples()]
     return out

@@ -248,6 +248,19 @@ def parse_overrides(pairs: list[str] | tuple[str, ...] | None) -> dict[str, Any]
     return out
 
 
+def notebook_overrides(device: str = "auto", dtype: str = "auto", model_path: str = "",
+                       data_dir: str = "") -> dict:
+    """The config overrides of a chapter's standard parameters: the device and dtype, a local
+    checkpoint (``model_path``) instead of the tiny model, a real PEBench folder (``data_dir``)
+    instead of the synthetic world. Empty strings leave the profile's choice."""
+    out: dict = {"model": {"device": device, "dtype": dtype}}
+    if model_path:
+        out["model"].update(kind="local", path=model_path)
+    if data_dir:
+        out["world"] = {"data_dir": data_dir}
+    return out
+
+
 def load_config(profile: str | Path = "tiny", seed: int | None = None,
                 overrides: Mapping[str, Any] | list[str] | None = None) -> RunConfig:
     """Build and validate a run configuration.

@@ -219,6 +219,7 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
         ev = evaluate(bundle.with_model(run.model), ds, target, cfg.eval, cfg.seed)
         _write_eval(tmp, cfg, ev, method, target, key)
         return {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2),
+                "seconds_reference": round(run.setup_seconds, 2),
                 "seconds_generation": round(ev.seconds, 2), "hparams": run.hparams}
 
     return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)

@@ -73,6 +73,7 @@ __all__ = [
     "image_features",
     "answer_logits",
     "answer_positions",
+    "merged_embeddings",
     "pope_examples",
     "base_examples",
     "replay_examples",
@@ -280,6 +281,16 @@ def image_features(bundle: ModelBundle, pixel_values: torch.Tensor, batch_size: 
     return torch.cat(out)
 
 
+def merged_embeddings(inner, input_ids: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """Token embeddings with the projected encoder output ``feats`` (``[n_images, tokens, dim]``,
+    in the order the image blocks appear in ``input_ids``) written over the ``<image>`` tokens,
+    as ``LlavaModel`` merges them."""
+    embeds = inner.get_input_embeddings()(input_ids)
+    img = inner.multi_modal_projector(feats.to(embeds.dtype))
+    mask = (input_ids == inner.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+    return embeds.masked_scatter(mask, img.reshape(-1, img.shape[-1]).to(embeds.dtype))
+
+
 def answer_logits(model: torch.nn.Module, batch: dict, feats: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The output head on the answer positions of a LLaVA batch only.
@@ -294,12 +305,9 @@ def answer_logits(model: torch.nn.Module, batch: dict, feats: torch.Tensor | Non
     if inner is None:
         raise ValueError("answer_logits needs a LLaVA-style model (vision_tower + multi_modal_projector)")
     input_ids, labels, attn = batch["input_ids"], batch["labels"], batch["attention_mask"]
-    embeds = inner.get_input_embeddings()(input_ids)
     if feats is None:
         feats = _vision_hidden(inner, batch["pixel_values"])
-    img = inner.multi_modal_projector(feats.to(embeds.dtype))
-    mask = (input_ids == inner.config.image_token_id).unsqueeze(-1).expand_as(embeds)
-    embeds = embeds.masked_scatter(mask, img.reshape(-1, img.shape[-1]).to(embeds.dtype))
+    embeds = merged_embeddings(inner, input_ids, feats)
     hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attn, use_cache=False).last_hidden_state
     h, targets, rows = answer_positions(hidden, labels)
     return base.lm_head(h).float(), targets, rows

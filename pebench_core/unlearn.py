@@ -6,16 +6,18 @@ Fairness: every method gets the same LoRA config, step budget, learning rate and
 (the forget and retain batches are drawn from the same seeded stream whatever the method).
 
 The reference model is the fine-tuned model with the LoRA adapter disabled, never a
-second copy. Reference log-probabilities of answers that never change (the forget answers
-and the refusals that DPO and NPO compare against) are computed once before training;
-KL's reference logits on the retain batch are one extra no-grad forward per step.
+second copy. Reference outputs never change, so they are computed once before training:
+the log-likelihoods of the forget answers and of the refusals (DPO, NPO), and, since the
+run's batches are drawn up front, the next-token log-probabilities on the answers of every
+retain item KL will see.
 
 Cost (why a step costs what it costs): every sequence a method trains on in a step goes
-through **one** forward pass (forget, refusal and retain items packed into one batch), the
-frozen vision encoder's output of every image is computed once before training (LoRA
-never touches the encoder), and the output head runs on answer positions only. What is
-left scales with the number of sequences a method needs per step: GA 1 set, GD/NPO/PO 2,
-DPO 3, KL 2 plus a no-grad reference pass (``benchmarks/bench_unlearn.py``).
+through **one** forward pass (:func:`pack_batch`), and a forget item's refusal shares its
+prompt (image and question) with the true answer, so DPO scores both answers behind one copy
+of it. The frozen vision encoder's output of every image is computed once before training
+(LoRA never touches the encoder) and the output head runs on answer positions only. What is left scales with the sequences a
+method runs per step: GA the forget batch, GD/KL/PO/NPO the forget and retain batches, DPO
+the same two plus the refusal answers (``benchmarks/bench_unlearn.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from .config import ConfigError, EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
 from .losses import LossInputs, get_loss, packed_answer_logprobs, packed_kl_per_sequence
 from .models import ModelBundle, add_lora, generate, reference_mode
-from .train import EncodedQA, _llava_parts, answer_logits, answer_positions, collate, encode_qa, image_features
+from .train import (EncodedQA, _llava_parts, _vision_hidden, answer_positions, collate, encode_qa, image_features,
+                    merged_embeddings)
 
 CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
 
@@ -89,51 +92,166 @@ class UnlearnRun:
     status: str  # "ok" or why it stopped early
     steps_done: int
     hparams: dict = field(default_factory=dict)
+    setup_seconds: float = 0.0  # reference outputs computed once before the steps
 
 
-def pack_batch(parts: list[tuple[EncodedQA, list[int]]], pad_id: int, features: bool) -> dict:
-    """One right-padded batch of the items ``idx`` of several encoded sets, in order: each
-    part collated by :func:`~pebench_core.train.collate`, padded to the longest part.
-
-    With ``features`` the batch carries each item's frozen encoder output (``feats``, from
-    ``EncodedQA.features``) instead of its pixels.
-    """
+def padded_batch(parts: list[tuple[EncodedQA, list[int]]], pad_id: int) -> dict:
+    """One right-padded batch of the items ``idx`` of several encoded sets, in order (each
+    part collated by :func:`~pebench_core.train.collate`, padded to the longest part): the
+    pass for models other than LLaVA-style ones, which :func:`pack_batch` cannot drive."""
     batches = [collate(e, idx, pad_id) for e, idx in parts]
     n = max(b["input_ids"].shape[1] for b in batches)
 
     def cat(key: str, fill: int) -> torch.Tensor:
         return torch.cat([torch.nn.functional.pad(b[key], (0, n - b[key].shape[1]), value=fill) for b in batches])
 
-    out = {"input_ids": cat("input_ids", pad_id), "attention_mask": cat("attention_mask", 0), "labels": cat("labels", -100)}
-    if features:
-        out["feats"] = torch.cat([e.features[e.rows(idx)] for e, idx in parts])
-    else:
-        out["pixel_values"] = torch.cat([b["pixel_values"] for b in batches])
-    return out
+    return {"input_ids": cat("input_ids", pad_id), "attention_mask": cat("attention_mask", 0),
+            "labels": cat("labels", -100), "pixel_values": torch.cat([b["pixel_values"] for b in batches])}
 
 
-def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, device, dtype
-                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
-    """One forward pass over the packed ``parts``; per part ``(logits [N, V], targets [N],
-    rows [N], n_items)`` on its answer positions only (rows counted within the part).
+@dataclass
+class PackedBatch:
+    """Several sets' sequences in one right-padded batch for one forward pass, a row per
+    prompt.
 
-    A LLaVA-style model runs from cached encoder features with the head on answer positions
-    (:func:`~pebench_core.train.answer_logits`); any other model runs whole and its logits
-    are cut to the same packed form, so the losses see one format.
+    A set packed as a *branch* of an earlier set (the refusals of DPO beside the true forget
+    answers: same image, same question) shares that set's rows: its answer follows the
+    prompt in the row, takes the positions it would have right after the prompt, and the
+    attention ``mask`` (``[B, 1, L, L]``, True = may attend) lets it see the prompt but not
+    the other answer. Each answer's hidden states are then those it would have alone, and
+    the shared prompt runs once for both.
+
+    ``pred[k]`` is the flat index (into ``B·L``) of the position whose hidden state predicts
+    target token ``targets[k]`` of item ``rows[k]`` of set ``sets[k]``; ``image_rows`` lists,
+    in batch order, the ``(set, image row)`` of every row's image.
     """
-    llava = _llava_parts(model)[1] is not None
-    feats = llava and all(e.features is not None for e, _ in parts)
-    b = pack_batch(parts, pad_id, feats)
-    b = {k: v.to(device) for k, v in b.items()}
-    if llava:
-        f = b.pop("feats").to(dtype) if feats else None
-        if f is None:
-            b["pixel_values"] = b["pixel_values"].to(dtype)
-        logits, targets, rows = answer_logits(model, b, f)
-    else:
-        b["pixel_values"] = b["pixel_values"].to(dtype)
-        labels = b.pop("labels")
-        logits, targets, rows = answer_positions(model(**b).logits.float(), labels)
+
+    input_ids: torch.Tensor  # [B, L]
+    position_ids: torch.Tensor  # [B, L]
+    mask: torch.Tensor  # [B, 1, L, L] bool
+    pred: torch.Tensor  # [N]
+    targets: torch.Tensor  # [N]
+    rows: torch.Tensor  # [N]
+    sets: torch.Tensor  # [N]
+    image_rows: list[tuple[int, int]]
+
+
+def _answer_start(labels: torch.Tensor) -> int:
+    hit = (labels != -100).nonzero()
+    return int(hit[0]) if len(hit) else len(labels)
+
+
+def pack_batch(parts: list[tuple[EncodedQA, list[int]]], branch_of: dict[int, int] | None = None,
+             pad_id: int = 0) -> PackedBatch:
+    """Pack the items ``idx`` of each encoded set into one :class:`PackedBatch`, a row per
+    prompt, right-padded with ``pad_id``.
+
+    ``branch_of[j] = i`` packs set ``j`` as a branch of set ``i``: item ``k`` of both must be
+    the same prompt (same token ids before the answer) with different answers.
+    """
+    branch_of = dict(branch_of or {})
+    for j, i in branch_of.items():
+        if not (0 <= i < j < len(parts)) or i in branch_of or list(parts[i][1]) != list(parts[j][1]):
+            raise ValueError(f"pack_batch: set {j} can only be a branch of an earlier, non-branch set "
+                             f"with the same items (got {i})")
+    branches = {i: j for j, i in branch_of.items()}
+    # Per row: (token ids, positions, branch per token, [(set, item, answer offset, labels)])
+    layout = []
+    image_rows: list[tuple[int, int]] = []
+    for s, (e, idx) in enumerate(parts):
+        if s in branch_of:
+            continue
+        for r, i in enumerate(idx):
+            x, lab = e.input_ids[i], e.labels[i]
+            a = _answer_start(lab)
+            ids, pos = [x], [torch.arange(len(x))]
+            br = [torch.zeros(a, dtype=torch.long), torch.ones(len(x) - a, dtype=torch.long)]
+            answers = [(s, r, a, lab[a:])]
+            if s in branches:
+                j = branches[s]
+                x2, lab2 = parts[j][0].input_ids[i], parts[j][0].labels[i]
+                if _answer_start(lab2) != a or not torch.equal(x2[:a], x[:a]):
+                    raise ValueError(f"pack_batch: item {i} of set {j} does not share its prompt with set {s}")
+                answers.append((j, r, len(x), lab2[a:]))
+                ids.append(x2[a:])
+                pos.append(torch.arange(a, len(x2)))
+                br.append(torch.full((len(x2) - a,), 2))
+            layout.append((torch.cat(ids), torch.cat(pos), torch.cat(br), answers, a))
+            image_rows.append((s, int(e.rows([i])[0])))
+    B, L = len(layout), max(len(t[0]) for t in layout)
+    input_ids = torch.full((B, L), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((B, L), dtype=torch.long)
+    branch = torch.full((B, L), -1, dtype=torch.long)  # -1 = padding
+    pred, targets, rows, sets = [], [], [], []
+    for b, (ids, pos, br, answers, a) in enumerate(layout):
+        n = len(ids)
+        input_ids[b, :n], position_ids[b, :n], branch[b, :n] = ids, pos, br
+        for s, r, at, lab in answers:
+            # the first answer token is predicted from the prompt's last token, the rest from
+            # the token before them in their own answer
+            p = torch.arange(at - 1, at + len(lab) - 1)
+            p[0] = a - 1
+            keep = lab != -100
+            pred.append(b * L + p[keep])
+            targets.append(lab[keep])
+            rows.append(torch.full((int(keep.sum()),), r))
+            sets.append(torch.full((int(keep.sum()),), s))
+    q, k = branch[:, :, None], branch[:, None, :]
+    causal = position_ids[:, None, :] <= position_ids[:, :, None]
+    mask = causal & (k >= 0) & (q >= 0) & ((k == 0) | (k == q))
+    mask |= torch.eye(L, dtype=torch.bool)[None] & (q < 0)  # padding attends to itself (no empty softmax)
+    cat = lambda v: torch.cat(v).long()  # noqa: E731
+    return PackedBatch(input_ids, position_ids, mask[:, None], cat(pred), cat(targets), cat(rows), cat(sets), image_rows)
+
+
+def packed_logits(model, row: PackedBatch, feats: torch.Tensor, device, dtype) -> torch.Tensor:
+    """The output head at ``row.pred`` (``[N, V]``, float32) of a LLaVA-style model run once
+    over a :class:`PackedBatch`, from the frozen encoder output of its images (``feats``)."""
+    base, inner = _llava_parts(model)
+    ids = row.input_ids.to(device)
+    embeds = merged_embeddings(inner, ids, feats.to(device, dtype))
+    # An additive mask works with every attention implementation (eager adds it; SDPA takes it).
+    bias = torch.zeros(row.mask.shape, dtype=embeds.dtype, device=device)
+    bias.masked_fill_(~row.mask.to(device), torch.finfo(embeds.dtype).min)
+    hidden = inner.language_model(inputs_embeds=embeds, attention_mask=bias, position_ids=row.position_ids.to(device),
+                                  use_cache=False).last_hidden_state
+    return base.lm_head(hidden.reshape(-1, hidden.shape[-1])[row.pred.to(device)]).float()
+
+
+def _features(inner, e: EncodedQA, rows: list[int], device, dtype) -> torch.Tensor:
+    if e.features is not None:
+        return e.features[rows]
+    with torch.no_grad():  # LoRA never adapts the vision encoder: its output is a constant
+        return _vision_hidden(inner, e.pixel_values[rows].to(device, dtype))
+
+
+def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, device, dtype,
+                branch_of: dict[int, int] | None = None
+                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    """One forward pass over the ``parts``; per part ``(logits [N, V], targets [N], rows [N],
+    n_items)`` on its answer positions only (rows counted within the part).
+
+    A LLaVA-style model runs one :func:`pack_batch` batch (``branch_of`` shares prompts, see
+    there) from the encoder output of each image, with the head on answer positions only. Any other model runs a padded batch whole and its logits are cut to the
+    same form, so the losses see one format.
+    """
+    _, inner = _llava_parts(model)
+    if inner is not None:
+        row = pack_batch(parts, branch_of, pad_id)
+        by_set: dict[int, list[int]] = {}
+        for s, r in row.image_rows:
+            by_set.setdefault(s, []).append(r)
+        # image blocks come set by set, in the row's order
+        feats = torch.cat([_features(inner, parts[s][0], rs, device, dtype) for s, rs in by_set.items()])
+        logits = packed_logits(model, row, feats, device, dtype)
+        targets, rows, sets = row.targets.to(device), row.rows.to(device), row.sets.to(device)
+        return [(logits[sets == s], targets[sets == s], rows[sets == s], len(idx)) for s, (_, idx) in enumerate(parts)]
+    if branch_of:
+        raise ValueError("answer_pass: shared prompts (branch_of) need a LLaVA-style model")
+    b = {k: v.to(device) for k, v in padded_batch(parts, pad_id).items()}
+    b["pixel_values"] = b["pixel_values"].to(dtype)
+    labels = b.pop("labels")
+    logits, targets, rows = answer_positions(model(**b).logits.float(), labels)
     out, off = [], 0
     for _, idx in parts:
         keep = (rows >= off) & (rows < off + len(idx))
@@ -235,17 +353,31 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     def logp(parts):
         return [packed_answer_logprobs(lg, tg, rw, n) for lg, tg, rw, n in answer_pass(model, parts, pad, dev, dt)]
 
-    # Reference log-likelihoods that never change: computed once, with the adapter off.
-    ref: dict[str, torch.Tensor] = {}
-    with torch.no_grad(), reference_mode(model):
-        for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
-            if key in need:
-                ref[name] = torch.cat([logp([(enc[name], list(range(s, min(s + 32, len(enc[name])))))])[0][0]
-                                       for s in range(0, len(enc[name]), 32)])
-
     balanced = method.endswith("+bgd")
     f_stream = BatchStream(sets.forget_concepts, cfg.batch_size, seed, balanced)
     r_stream = BatchStream(sets.retain_concepts, cfg.batch_size, seed + 1, balanced)
+    # The whole run's batches, drawn up front (the same for every method): the reference
+    # outputs of the retain items KL will see can then be computed before training.
+    schedule = [(f_stream.next(), r_stream.next()) for _ in range(cfg.steps)]
+
+    # Reference outputs that never change, computed once with the adapter off: the
+    # log-likelihoods of the forget answers and refusals (DPO, NPO) and the next-token
+    # log-probabilities on the answers of the retain items in the schedule (KL).
+    t_setup = time.perf_counter()
+    ref: dict[str, torch.Tensor] = {}
+    ref_retain: dict[int, torch.Tensor] = {}
+    chunks = lambda idx: [idx[s:s + 32] for s in range(0, len(idx), 32)]  # noqa: E731
+    with torch.no_grad(), reference_mode(model):
+        for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
+            if key in need:
+                ref[name] = torch.cat([logp([(enc[name], c)])[0][0] for c in chunks(list(range(len(enc[name]))))])
+        if "retain_kl" in need:
+            for c in chunks(sorted({i for _, ri in schedule for i in ri})):
+                lg, _, rws, _ = answer_pass(model, [(enc["retain"], c)], pad, dev, dt)[0]
+                lp = torch.log_softmax(lg, dim=-1).cpu()
+                ref_retain.update({i: lp[rws.cpu() == k] for k, i in enumerate(c)})
+    setup_seconds = time.perf_counter() - t_setup
+
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     g = random.Random(seed)
@@ -260,14 +392,17 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     bar = tqdm(range(cfg.steps), desc=f"{method}/{target}", disable=not progress, leave=False, mininterval=2.0)
     steps_done = 0
     for step in bar:
-        fi, ri = f_stream.next(), r_stream.next()
+        fi, ri = schedule[step]
         inp: dict = {}
-        # Every set this method trains on in one forward pass.
+        # Every set this method trains on in one forward pass; the refusals share their
+        # prompt (image and question) with the true forget answers when both are needed.
         parts = [(name, e, idx) for name, e, idx, keys in (
             ("forget", enc.get("forget"), fi, {"forget_logp_sum"}),
             ("refusal", enc.get("refusal"), fi, {"refusal_logp_sum"}),
             ("retain", enc.get("retain"), ri, {"retain_logp_sum", "retain_kl"})) if keys & need]
-        outs = dict(zip([p[0] for p in parts], answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt)))
+        names = [p[0] for p in parts]
+        branch = {names.index("refusal"): 0} if names[:2] == ["forget", "refusal"] else None
+        outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch)))
         for name in ("forget", "refusal", "retain"):
             if name in outs and f"{name}_logp_sum" in need:
                 inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = packed_answer_logprobs(*outs[name])
@@ -275,10 +410,9 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
             if f"{name}_ref_logp_sum" in need:
                 inp[f"{name}_ref_logp_sum"] = ref[name][fi]
         if "retain_kl" in need:
-            with torch.no_grad(), reference_mode(model):
-                lg_ref = answer_pass(model, [(enc["retain"], ri)], pad, dev, dt)[0][0]
             lg, _, seq, n = outs["retain"]
-            inp["retain_kl"] = packed_kl_per_sequence(lg, lg_ref, seq, n)
+            lp_ref = torch.cat([ref_retain[i] for i in ri]).to(lg.device)
+            inp["retain_kl"] = packed_kl_per_sequence(lg, lp_ref, seq, n)
         if "forget_concepts" in need:
             inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
         if "retain_concepts" in need:
@@ -310,17 +444,20 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     hp = {"method": method, "target": target, "steps": cfg.steps, "lr": cfg.lr, "batch_size": cfg.batch_size,
           "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_projector": cfg.lora_projector,
           "retain_weight": cfg.retain_weight, "beta": cfg.beta, "selection": "fixed budget: the last step"}
-    log(f"[unlearn] {method}/{target}: {steps_done} steps in {secs:.1f}s ({status})")
-    return UnlearnRun(method, target, model, traj, secs, status, steps_done, hp)
+    log(f"[unlearn] {method}/{target}: {steps_done} steps in {secs:.1f}s after {setup_seconds:.1f}s of "
+        f"reference outputs ({status})")
+    return UnlearnRun(method, target, model, traj, secs, status, steps_done, hp, setup_seconds)
 
 
 def step_cost(bundle: ModelBundle, ds: Dataset, target: str, method: str, cfg: UnlearnConfig,
-              eval_cfg: EvalConfig, steps: int = 5, seed: int = 0) -> float:
-    """Mean seconds per unlearning step of ``method`` (no trajectory evaluation), for benchmarks."""
+              eval_cfg: EvalConfig, steps: int = 5, seed: int = 0, with_setup: bool = False):
+    """Median seconds per unlearning step of ``method`` (no trajectory evaluation), for
+    benchmarks; with ``with_setup`` also the seconds spent on reference outputs before training."""
     from .models import remove_lora
 
     c = dataclasses.replace(cfg, steps=steps, eval_every=10**9)
     run = run_unlearning(bundle, ds, target, method, c, eval_cfg, seed=seed, progress=False, log=lambda *_: None)
     remove_lora(run.model)
     per = run.trajectory["seconds"].diff().dropna()
-    return float(per.median()) if len(per) else math.nan
+    cost = float(per.median()) if len(per) else math.nan
+    return (cost, run.setup_seconds) if with_setup else cost

@@ -295,12 +295,13 @@ def test_format_ci():
 
 def test_sequences_per_step_follow_the_losses_inputs():
     b = 8
-    assert A.sequences_per_step("ga", b) == (8, 0)
-    assert A.sequences_per_step("gd", b) == (16, 0) and A.sequences_per_step("npo", b) == (16, 0)
-    assert A.sequences_per_step("po", b) == (16, 0)  # refusals + retain, never the true answers
-    assert A.sequences_per_step("dpo", b) == (24, 0)
-    assert A.sequences_per_step("kl", b) == (16, 8)  # + a reference pass over the retain batch
-    assert A.sequences_per_step("gd", b, retain_weight=0.0) == (8, 0)
+    assert A.sequences_per_step("ga", b) == (8, 8)
+    assert A.sequences_per_step("gd", b) == (16, 16) and A.sequences_per_step("npo", b) == (16, 16)
+    assert A.sequences_per_step("po", b) == (16, 16)  # refusals + retain, never the true answers
+    assert A.sequences_per_step("dpo", b) == (16, 24)  # true answer and refusal share a sequence
+    assert A.sequences_per_step("kl", b) == (16, 16)  # the reference on retain is computed up front
+    assert A.sequences_per_step("gd", b, retain_weight=0.0) == (8, 8)
+    assert A.sequences_per_step("dpo", b, retain_weight=0.0) == (8, 16)
 
 
 def test_step_costs_read_the_trajectories(tmp_path):
@@ -316,4 +317,4 @@ def test_step_costs_read_the_trajectories(tmp_path):
     runs = A.Runs([0], {0: cfg}, {0: tmp_path}, pd.DataFrame(), pd.DataFrame())
     c = A.step_costs(runs).set_index("method")
     assert c.loc["ga", "s_per_step"] == pytest.approx(0.1) and c.loc["kl", "s_per_step"] == pytest.approx(0.25)
-    assert c.loc["kl", "x_ga"] == pytest.approx(2.5) and c.loc["kl", "sequences_ref"] == cfg.unlearn.batch_size
+    assert c.loc["kl", "x_ga"] == pytest.approx(2.5) and c.loc["kl", "sequences"] == 2 * cfg.unlearn.batch_size

@@ -62,6 +62,24 @@ def test_gradient_ascent_raises_the_forget_nll(setup):
     assert _forget_nll(bundle, ds, "person") == pytest.approx(before, abs=1e-5)  # base untouched
 
 
+@pytest.mark.parametrize("method", ["kl", "dpo", "npo"])
+def test_reference_outputs_match_the_model_at_the_first_step(setup, method):
+    """LoRA starts at θ = ref, so at step 1 KL's precomputed reference gives KL = 0, DPO's
+    loss is log 2 and NPO's is (2/β)·log 2: the cached reference outputs line up with the
+    items the step trains on."""
+    import math
+
+    cfg, ds, bundle = setup
+    u = dataclasses.replace(cfg.unlearn, steps=1, eval_every=100, retain_weight=1.0)
+    run = run_unlearning(bundle, ds, "both", method, u, cfg.eval, progress=False, log=lambda *_: None)
+    remove_lora(run.model)
+    first = run.trajectory.iloc[0]
+    want = {"kl": ("retain_loss", 0.0), "dpo": ("forget_loss", math.log(2)),
+            "npo": ("forget_loss", 2 / u.beta * math.log(2))}[method]
+    assert first[want[0]] == pytest.approx(want[1], abs=1e-4)
+    assert run.setup_seconds > 0
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_adapter(setup, monkeypatch):
     cfg, ds, bundle = setup
     real = losses.LOSSES["ga"]
@@ -100,8 +118,9 @@ def test_bad_inputs_stop_before_training(setup):
 
 
 def test_packed_pass_equals_the_full_model(setup):
-    """The loop's pass (several sets in one batch, cached encoder output, head on answer
-    positions only) gives each set's log-likelihoods as the full model on that set alone."""
+    """The loop's pass (several sets in one batch, cached encoder output, head on
+    answer positions only, refusals sharing the forget items' prompts) gives each set's
+    log-likelihoods as the full model on that set alone."""
     from pebench_core.losses import packed_answer_logprobs
     from pebench_core.train import image_features
     from pebench_core.unlearn import answer_pass
@@ -109,20 +128,60 @@ def test_packed_pass_equals_the_full_model(setup):
     cfg, ds, bundle = setup
     sets = unlearn_sets(ds, "both")
     load = lambda q: ds.image(q.item_id)  # noqa: E731
-    forget, retain = encode_qa(bundle, sets.forget[:5], load), encode_qa(bundle, sets.retain[:7], load)
+    forget, refusal = encode_qa(bundle, sets.forget[:5], load), encode_qa(bundle, sets.refusal[:5], load)
+    retain = encode_qa(bundle, sets.retain[:7], load)
     fi, ri = [4, 0, 2], [6, 1, 3, 5]
     want = []
-    for e, idx in ((forget, fi), (retain, ri)):
+    for e, idx in ((forget, fi), (refusal, fi), (retain, ri)):
         b = collate(e, idx, bundle.pad_token_id)
         with torch.no_grad():
             logits = bundle.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                                   pixel_values=b["pixel_values"]).logits
         want.append(answer_logprobs(logits, b["labels"])[:2])
     for cached in (False, True):
-        for e in (forget, retain):
+        for e in (forget, refusal, retain):
             e.features = image_features(bundle, e.pixel_values) if cached else None
-        with torch.no_grad():
-            got = [packed_answer_logprobs(*o) for o in answer_pass(bundle.model, [(forget, fi), (retain, ri)],
-                                                                    bundle.pad_token_id, bundle.device, bundle.dtype)]
-        for (s, n), (ws, wn) in zip(got, want):
-            assert torch.equal(n, wn) and torch.allclose(s, ws, atol=1e-4), (cached, s, ws)
+        for branch in (None, {1: 0}):
+            with torch.no_grad():
+                out = answer_pass(bundle.model, [(forget, fi), (refusal, fi), (retain, ri)],
+                                  bundle.pad_token_id, bundle.device, bundle.dtype, branch)
+            for (s, n), (ws, wn) in zip([packed_answer_logprobs(*o) for o in out], want):
+                assert torch.equal(n, wn) and torch.allclose(s, ws, atol=1e-4), (cached, branch, s, ws)
+
+
+def _toy_enc(rows):
+    """An EncodedQA of ``(prompt ids, answer ids)`` pairs, one image per item."""
+    from pebench_core.train import EncodedQA
+
+    ids = [torch.tensor(p + a) for p, a in rows]
+    labels = [torch.tensor([-100] * len(p) + a) for p, a in rows]
+    return EncodedQA(ids, labels, torch.zeros(len(rows), 3, 2, 2), [None] * len(rows))
+
+
+def test_pack_batch_by_hand():
+    """Positions restart per sequence, a branch answer sees the shared prompt but not the
+    other answer, and each target is predicted from the token before it in its own chain."""
+    from pebench_core.unlearn import pack_batch
+
+    true = _toy_enc([([1, 2], [7, 8]), ([3], [9])])
+    refusal = _toy_enc([([1, 2], [5]), ([3], [6, 6])])
+    row = pack_batch([(true, [0, 1]), (refusal, [0, 1])], branch_of={1: 0}, pad_id=0)
+    # a row per prompt: [1 2 | 7 8 | 5] and [3 | 9 | 6 6], padded
+    assert row.input_ids.tolist() == [[1, 2, 7, 8, 5], [3, 9, 6, 6, 0]]
+    assert row.position_ids.tolist() == [[0, 1, 2, 3, 2], [0, 1, 1, 2, 0]]
+    assert row.targets.tolist() == [7, 8, 5, 9, 6, 6]
+    assert row.pred.tolist() == [1, 2, 1, 5, 5, 7]  # flat indices into the 2 x 5 batch
+    assert row.sets.tolist() == [0, 0, 1, 0, 1, 1] and row.rows.tolist() == [0, 0, 0, 1, 1, 1]
+    assert row.image_rows == [(0, 0), (0, 1)]
+    m = row.mask[:, 0].int()
+    assert m[0, 4].tolist() == [1, 1, 0, 0, 1]  # the refusal sees its prompt, not "7 8"
+    assert m[0, 3].tolist() == [1, 1, 1, 1, 0]
+    assert m[1, 3].tolist() == [1, 0, 1, 1, 0]  # nor "9", nor the padding
+    assert m[1, 4].tolist() == [0, 0, 0, 0, 1]  # padding attends to itself only
+    unpaired = pack_batch([(true, [1]), (refusal, [1])])
+    assert unpaired.input_ids.tolist() == [[3, 9, 0], [3, 6, 6]]
+    assert unpaired.position_ids.tolist() == [[0, 1, 0], [0, 1, 2]]
+    with pytest.raises(ValueError, match="does not share its prompt"):
+        pack_batch([(true, [0]), (_toy_enc([([4, 2], [5])]), [0])], branch_of={1: 0})
+    with pytest.raises(ValueError, match="branch"):
+        pack_batch([(true, [0]), (refusal, [1])], branch_of={1: 0})
