@@ -38,11 +38,12 @@ import numpy as np
 import pandas as pd
 
 from .config import ConfigError
+from .metrics import METRIC_ORDER as _METRIC_ORDER
 from .results import read_results
 
 __all__ = [
     "KEYS", "UNLEARN_METHODS", "BGD_BASE", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_COLUMNS",
-    "FINDINGS", "TESTS", "INTERFERENCE_CELLS", "Estimate", "Runs", "parse_seeds", "seed_run_dir", "gather_runs",
+    "FINDINGS", "TESTS", "INTERFERENCE_CELLS", "Estimate", "Runs", "parse_seeds", "gather_runs", "ci_column",
     "load_runs", "summarise", "sequences_per_step", "step_costs",
     "format_ci", "wide_ci", "leaderboard", "table2", "simultaneous_vs_single", "interference_table",
     "interference_matrix", "scope_table", "paired_image_level", "paper_table1_long",
@@ -53,7 +54,7 @@ __all__ = [
 KEYS = ["target", "method", "concept", "metric"]
 UNLEARN_METHODS = ("ga", "gd", "kl", "po", "dpo", "npo")
 BGD_BASE = {"gd+bgd": "gd", "kl+bgd": "kl"}
-METRIC_ORDER = ["efficacy", "generality", "retain", "scope", "scope_retain", "real", "world_fact"]
+METRIC_ORDER = list(_METRIC_ORDER)
 METHOD_ORDER = ["finetune", "ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd", "goal"]
 REPRODUCED, NOT_REPRODUCED, MIXED, INCONCLUSIVE = "reproduced", "not reproduced", "mixed", "inconclusive"
 
@@ -140,33 +141,15 @@ class Runs:
         return self.cfgs[self.seeds[0]]
 
 
-def seed_run_dir(cfg, run_dir: str | Path | None, multi: bool) -> Path:
-    """Where the run of ``cfg.seed`` lives.
-
-    * single seed (``multi`` False): ``run_dir`` itself, or ``runs/<profile>-s<seed>``;
-    * several seeds: ``<run_dir>/s<seed>`` (the layout of ``pebench run --seeds … --out
-      run_dir``), or ``runs/<profile>-s<seed>`` when ``run_dir`` is empty. A one-seed list
-      whose ``s<seed>`` folder does not exist falls back to ``run_dir`` itself, because
-      ``pebench run --seeds 0 --out DIR`` writes a single seed straight into DIR.
-    """
-    from .pipeline import default_run_dir, resolve_run_dir
-
-    if not multi:
-        return resolve_run_dir(cfg, run_dir or None)
-    if not run_dir:
-        return default_run_dir(cfg)
-    base = Path(run_dir).expanduser().absolute()
-    return base / f"s{cfg.seed}"
-
-
 def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None = "",
                 run_dir: str | Path | None = "", overrides: Mapping | None = None,
                 progress: bool = False) -> Runs:
     """Build (if missing) and collect every run a chapter needs: for each seed, every target
     and method of the profile via :func:`pebench_core.pipeline.collect_results`, then
-    :func:`load_runs` over the seeds' folders (see :func:`seed_run_dir` for the layout)."""
+    :func:`load_runs` over the seeds' folders (see :func:`pebench_core.pipeline.seed_run_dir`
+    for the layout)."""
     from .config import load_config
-    from .pipeline import collect_results
+    from .pipeline import collect_results, seed_run_dir
 
     seed_list = parse_seeds(seeds, seed)
     multi = not (seeds is None or (isinstance(seeds, str) and not seeds.strip()))
@@ -175,6 +158,7 @@ def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None =
         cfg = load_config(profile, seed=s, overrides=dict(overrides or {}))
         d = seed_run_dir(cfg, run_dir, multi)
         if multi and run_dir and len(seed_list) == 1 and not d.exists():
+            # `pebench run --out DIR` (no --seeds) wrote the one seed straight into DIR
             d = Path(run_dir).expanduser().absolute()
         frames.append((d, *collect_results(cfg, d)))  # the tables it just wrote, not re-read
         cfgs[s], dirs[s] = cfg, d
@@ -370,6 +354,14 @@ def format_ci(value: float, lo: float, hi: float, digits: int = 2) -> str:
     if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def ci_column(df: pd.DataFrame, value: str, lo: str | None = None, hi: str | None = None,
+              digits: int = 2) -> list[str]:
+    """:func:`format_ci` of every row of ``df``: ``value`` with ``lo``/``hi`` (default
+    ``<value>_lo`` / ``<value>_hi``), ready for a table column."""
+    cols = [value, lo or f"{value}_lo", hi or f"{value}_hi"]
+    return [format_ci(*v, digits=digits) for v in df[cols].to_numpy(dtype=float)]
 
 
 # =======================================================================================
@@ -593,10 +585,13 @@ def interference_table(summary: pd.DataFrame, method: str, items: pd.DataFrame |
 
 
 def interference_matrix(summary: pd.DataFrame, method: str, items: pd.DataFrame | None = None,
-                        value: str = "delta", **kw) -> pd.DataFrame:
+                        value: str = "delta", table: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
     """:func:`interference_table` as a matrix: rows target (person, event, both), columns the
-    measured concept (person, event), cells ``value`` (default the delta against finetune)."""
-    t = interference_table(summary, method, items, **kw)
+    measured concept (person, event), cells ``value`` (default the delta against finetune).
+
+    ``table`` reuses rows :func:`interference_table` already computed (any methods; this
+    method's are taken) instead of bootstrapping again."""
+    t = table[table["method"] == method] if table is not None else interference_table(summary, method, items, **kw)
     if t.empty:
         return pd.DataFrame(index=pd.Index([], name="target"), columns=pd.Index([], name="measured"))
     m = t.pivot(index="target", columns="measured", values=value)

@@ -65,7 +65,7 @@ def _cmd_world(args) -> None:
 
 
 def _cmd_run(args) -> None:
-    from .pipeline import default_run_dir, run_all
+    from .pipeline import run_all, seed_run_dir
 
     seeds, several = [args.seed], False
     if args.seeds:
@@ -76,11 +76,7 @@ def _cmd_run(args) -> None:
             raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     for seed in seeds:
         cfg = load_config(args.profile, seed=seed, overrides=args.overrides)
-        if several and args.out:  # --seeds --out DIR always lays out DIR/s<seed>
-            out = args.out / f"s{seed}"
-        else:  # one run folder per seed, runs/<profile>-s<seed>, where the chapters look by default
-            out = args.out or default_run_dir(cfg)
-        run_all(cfg, out)
+        run_all(cfg, seed_run_dir(cfg, args.out, several))
 
 
 def _cmd_book(args) -> None:

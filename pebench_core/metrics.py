@@ -432,6 +432,11 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in (
 )}
 
 
+# The paper's six metrics in the paper's order, and with our control (chapter 3) after scope.
+PAPER_METRIC_ORDER = ("efficacy", "generality", "retain", "scope", "real", "world_fact")
+METRIC_ORDER = ("efficacy", "generality", "retain", "scope", "scope_retain", "real", "world_fact")
+
+
 def metrics_table():
     """:data:`METRICS` as a pandas DataFrame (one row per metric key), for the book."""
     import pandas as pd

@@ -34,6 +34,19 @@ def resolve_run_dir(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     return Path(run_dir).expanduser().absolute() if run_dir else default_run_dir(cfg)
 
 
+def seed_run_dir(cfg: RunConfig, run_dir: str | Path | None, multi: bool) -> Path:
+    """Where the run of ``cfg.seed`` lives (what ``pebench run`` writes and the chapters read).
+
+    * one seed (``multi`` False): ``run_dir`` itself, or ``runs/<profile>-s<seed>``;
+    * several seeds (``--seeds``): ``<run_dir>/s<seed>``, or ``runs/<profile>-s<seed>``
+      when no ``run_dir`` is given.
+    """
+    if not run_dir:
+        return default_run_dir(cfg)
+    base = Path(run_dir).expanduser().absolute()
+    return base / f"s{cfg.seed}" if multi else base
+
+
 def world_key(cfg: RunConfig) -> str:
     from .world import GENERATOR_VERSION
 

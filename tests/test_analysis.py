@@ -165,6 +165,8 @@ def test_interference_matrix_by_hand():
     assert tab.loc[("person", "event"), "role"] == "interference"
     assert tab.loc[("both", "event"), "role"] == "intended"
     assert tab.loc[("person", "person"), "delta_lo"] == pytest.approx(-0.8)
+    again = A.interference_matrix(s, "gd", table=tab.reset_index())
+    assert again.equals(m)
 
 
 def _image_level(effect: float, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
