@@ -43,7 +43,7 @@ from .results import read_results
 
 __all__ = [
     "KEYS", "UNLEARN_METHODS", "BGD_BASE", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_COLUMNS",
-    "FINDINGS", "TESTS", "INTERFERENCE_CELLS", "Estimate", "Runs", "parse_seeds", "gather_runs", "ci_column",
+    "FINDINGS", "TESTS", "INTERFERENCE_CELLS", "Estimate", "Runs", "parse_seeds", "gather_runs", "ci_column", "likelihood_race",
     "load_runs", "summarise", "sequences_per_step", "step_costs",
     "format_ci", "wide_ci", "leaderboard", "table2", "simultaneous_vs_single", "interference_table",
     "interference_matrix", "scope_table", "paired_image_level", "paper_table1_long",
@@ -212,6 +212,20 @@ def step_costs(runs: Runs) -> pd.DataFrame:
     ga = out[out["method"] == "ga"].set_index(["seed", "target"])["s_per_step"]
     out["x_ga"] = [row.s_per_step / ga.get((row.seed, row.target), np.nan) for row in out.itertuples()]
     return out
+
+
+def likelihood_race(lk: pd.DataFrame) -> pd.DataFrame:
+    """Summarise :func:`pebench_core.pipeline.answer_likelihoods` per ``model`` (and
+    ``target`` where present): the mean per-token NLL of the true answer and of the
+    refusal; ``refusal_first``, the share of forget items on which the refusal's first token
+    is likelier than the true answer's (where greedy decoding turns); and
+    ``refusal_likelier``, the share on which the whole refusal is likelier than the whole
+    true answer."""
+    keys = [k for k in ("target", "model") if k in lk.columns]
+    d = lk.assign(nll_true=-lk["logp_true"] / lk["n_true"], nll_refusal=-lk["logp_refusal"] / lk["n_refusal"],
+                  refusal_first=(lk["logp_first_refusal"] > lk["logp_first_true"]).astype(float),
+                  refusal_likelier=(lk["logp_refusal"] > lk["logp_true"]).astype(float))
+    return d.groupby(keys, sort=False)[["nll_true", "nll_refusal", "refusal_first", "refusal_likelier"]].mean()
 
 
 # =======================================================================================

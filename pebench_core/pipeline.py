@@ -314,6 +314,25 @@ def comparison(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
     return pd.concat([pd.read_parquet(f / "results.parquet") for f in folders], ignore_index=True)
 
 
+def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
+    """:func:`pebench_core.likelihoods.answer_likelihoods` of the finetune model and of ``method``'s
+    unlearned model on ``target``'s forget items, stacked with a ``model`` column."""
+    import pandas as pd
+
+    from .models import remove_lora
+    from .likelihoods import answer_likelihoods as likelihoods
+
+    ds = get_world(cfg, run_dir, progress=False)
+    finetune = get_model(cfg, "finetune", None, run_dir, progress=False)
+    before = likelihoods(finetune, ds, target, cfg.seed).assign(model="finetune")
+    unlearned = load_unlearned_model(cfg, method, target, run_dir)
+    try:
+        after = likelihoods(unlearned, ds, target, cfg.seed).assign(model=method)
+    finally:
+        remove_lora(unlearned.model)
+    return pd.concat([before, after], ignore_index=True)
+
+
 def answers_side_by_side(cfg: RunConfig, method: str, target: str, run_dir=None):
     """Every evaluated question with the finetune, ``method`` and goal answers side by side."""
     import pandas as pd

@@ -320,3 +320,16 @@ def test_step_costs_read_the_trajectories(tmp_path):
     c = A.step_costs(runs).set_index("method")
     assert c.loc["ga", "s_per_step"] == pytest.approx(0.1) and c.loc["kl", "s_per_step"] == pytest.approx(0.25)
     assert c.loc["kl", "x_ga"] == pytest.approx(2.5) and c.loc["kl", "sequences"] == 2 * cfg.unlearn.batch_size
+
+
+def test_likelihood_race_by_hand():
+    lk = pd.DataFrame({"model": ["finetune", "finetune", "po", "po"],
+                       "logp_true": [-1.0, -2.0, -8.0, -3.0], "n_true": [2, 2, 2, 2],
+                       "logp_refusal": [-20.0, -30.0, -6.0, -9.0], "n_refusal": [4, 4, 4, 4],
+                       "logp_first_true": [-0.1, -0.2, -5.0, -0.5], "logp_first_refusal": [-9.0, -9.0, -1.0, -2.0]})
+    r = A.likelihood_race(lk)
+    assert r.loc["finetune", "nll_true"] == pytest.approx(0.75)  # mean of 1/2 and 2/2
+    assert r.loc["finetune", "nll_refusal"] == pytest.approx(6.25)  # mean of 20/4 and 30/4
+    assert r.loc["po", "refusal_first"] == pytest.approx(0.5)  # -1 > -5 but -2 < -0.5
+    assert r.loc["po", "refusal_likelier"] == pytest.approx(0.5)  # -6 > -8 but -9 < -3
+    assert r.loc["finetune", "refusal_first"] == 0 and r.loc["finetune", "refusal_likelier"] == 0

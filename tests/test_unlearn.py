@@ -185,3 +185,26 @@ def test_pack_batch_by_hand():
         pack_batch([(true, [0]), (_toy_enc([([4, 2], [5])]), [0])], branch_of={1: 0})
     with pytest.raises(ValueError, match="branch"):
         pack_batch([(true, [0]), (refusal, [1])], branch_of={1: 0})
+
+def test_answer_likelihoods_match_the_full_model(setup):
+    """Each forget item's true-answer and refusal log-likelihoods (read off one shared-prompt
+    pass) equal the full model's on each answer alone; a first token's log-probability is
+    at least the whole answer's."""
+    from pebench_core.likelihoods import answer_likelihoods
+
+    cfg, ds, bundle = setup
+    df = answer_likelihoods(bundle, ds, "person", batch_size=3)
+    sets = unlearn_sets(ds, "person")
+    assert len(df) == len(sets.forget) and list(df["item_id"]) == [q.item_id for q in sets.forget]
+    load = lambda q: ds.image(q.item_id)  # noqa: E731
+    for name, qa in (("true", sets.forget[:4]), ("refusal", sets.refusal[:4])):
+        e = encode_qa(bundle, qa, load)
+        b = collate(e, list(range(len(qa))), bundle.pad_token_id)
+        with torch.no_grad():
+            logits = bundle.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                  pixel_values=b["pixel_values"]).logits
+        lp, n, _ = answer_logprobs(logits, b["labels"])
+        assert df[f"logp_{name}"].iloc[:4].tolist() == pytest.approx(lp.tolist(), abs=1e-4)
+        assert df[f"n_{name}"].iloc[:4].tolist() == n.tolist()
+    assert (df["logp_first_true"] >= df["logp_true"] - 1e-5).all()
+    assert (df["logp_first_refusal"] >= df["logp_refusal"] - 1e-5).all()
