@@ -33,10 +33,10 @@ import torch  # noqa: E402
 
 from pebench_core import train as T  # noqa: E402
 from pebench_core.config import load_config, parse_overrides  # noqa: E402
-from pebench_core.data import event_qa, load_dataset, person_qa, pope_qa, split_sets, world_texts  # noqa: E402
+from pebench_core.data import event_qa, load_dataset, person_qa, pope_qa, world_texts  # noqa: E402
 from pebench_core.evaluate import sample  # noqa: E402
 from pebench_core.metrics import name_match, parse_yes_no  # noqa: E402
-from pebench_core.models import build_tiny, count_parameters, describe, generate  # noqa: E402
+from pebench_core.models import build_tiny, describe, generate  # noqa: E402
 from pebench_core.scorers import keyword_score  # noqa: E402
 
 # (label, stage, target, parent)

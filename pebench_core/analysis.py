@@ -1176,7 +1176,7 @@ def findings_markdown(frame: pd.DataFrame, profile: str = "", scorers: Sequence[
         lines.append(f"* **Finding {r.finding} — {r.verdict}.** {r.claim} {r.explanation}")
     if int(counts.get(INCONCLUSIVE, 0)):
         lines += ["", "An *inconclusive* finding is one whose intervals include no effect and a meaningful "
-                  f"one at once; more seeds (`seeds`) or more items per metric (`eval.max_items`) narrow them."]
+                  "one at once; more seeds (`seeds`) or more items per metric (`eval.max_items`) narrow them."]
     if int(counts.get(NOT_REPRODUCED, 0)) or int(counts.get(MIXED, 0)):
         lines += ["", "A finding that is not reproduced is a result about this setting (model size, training "
                   "budget, synthetic world, event scorer), not an error to tune away; the evidence column says "

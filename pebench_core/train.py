@@ -37,7 +37,6 @@ batches group items of similar length so little compute goes to padding.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math

@@ -8,7 +8,6 @@ errors. It runs in a temporary copy so the checkout is never touched.
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
