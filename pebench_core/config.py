@@ -352,7 +352,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(u.steps >= 1, f"unlearn.steps must be at least 1, got {u.steps}")
     _require(u.lr > 0, f"unlearn.lr must be positive, got {u.lr}")
     _require(u.batch_size >= 1, f"unlearn.batch_size must be at least 1, got {u.batch_size}")
-    _require(u.lora_r >= 1 and u.lora_alpha >= 1, f"unlearn.lora_r and unlearn.lora_alpha must be at least 1, got {u.lora_r} and {u.lora_alpha}")
+    _require(u.lora_r >= 1 and u.lora_alpha >= 1,
+             f"unlearn.lora_r and unlearn.lora_alpha must be at least 1, got {u.lora_r} and {u.lora_alpha}")
     _require(u.retain_weight >= 0, f"unlearn.retain_weight must be non-negative, got {u.retain_weight}")
     _require(u.beta > 0, f"unlearn.beta must be positive, got {u.beta}")
     _require(u.eval_every >= 1, f"unlearn.eval_every must be at least 1, got {u.eval_every}")

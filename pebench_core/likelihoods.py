@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .data import Dataset
-from .losses import packed_answer_logprobs
+from .losses import packed_answer_logprobs, packed_token_logprobs
 from .models import ModelBundle
 from .train import encode_qa
 from .unlearn import answer_pass, unlearn_sets
@@ -43,7 +43,7 @@ def answer_likelihoods(bundle: ModelBundle, ds: Dataset, target: str, seed: int 
             outs = answer_pass(model, [(true, idx), (refusal, idx)], pad, dev, dt, {1: 0})
             for a, (logits, targets, rows, n) in zip(("true", "refusal"), outs):
                 logp, count = packed_answer_logprobs(logits, targets, rows, n)
-                tok = torch.log_softmax(logits.float(), -1).gather(-1, targets[:, None])[:, 0]
+                tok = packed_token_logprobs(logits, targets)
                 # tokens come row by row, so a row's first token is where its index first appears
                 first = torch.ones_like(rows, dtype=torch.bool)
                 first[1:] = rows[1:] != rows[:-1]

@@ -56,6 +56,7 @@ __all__ = [
     "answer_logprobs",
     "shifted_answer_mask",
     "kl_per_sequence",
+    "packed_token_logprobs",
     "packed_answer_logprobs",
     "packed_kl_per_sequence",
     "sequence_nll",
@@ -140,6 +141,12 @@ def kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor,
     return kl_tok.sum(dim=1) / counts.to(kl_tok.dtype)
 
 
+def packed_token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log p(targets[i] | ·)`` under ``logits[i]`` (``[N, V]`` and ``[N]``), in float32."""
+    lf = logits.float()
+    return lf.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
+
+
 def packed_answer_logprobs(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
                            n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`answer_logprobs` for logits kept on answer positions only.
@@ -153,8 +160,7 @@ def packed_answer_logprobs(logits: torch.Tensor, targets: torch.Tensor, rows: to
     if logits.dim() != 2 or targets.shape != logits.shape[:1] or rows.shape != targets.shape:
         raise ValueError(f"packed_answer_logprobs: logits must be [N, V] with targets and rows [N]; got "
                          f"{tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(rows.shape)}")
-    lf = logits.float()
-    tok = lf.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
+    tok = packed_token_logprobs(logits, targets)
     logp = tok.new_zeros(n_rows).index_add(0, rows, tok)
     n = tok.new_zeros(n_rows).index_add(0, rows, torch.ones_like(tok))
     return logp, n

@@ -319,14 +319,14 @@ def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
     unlearned model on ``target``'s forget items, stacked with a ``model`` column."""
     import pandas as pd
 
-    from .models import remove_lora
     from .likelihoods import answer_likelihoods as likelihoods
+    from .models import reference_mode, remove_lora
 
     ds = get_world(cfg, run_dir, progress=False)
-    finetune = get_model(cfg, "finetune", None, run_dir, progress=False)
-    before = likelihoods(finetune, ds, target, cfg.seed).assign(model="finetune")
     unlearned = load_unlearned_model(cfg, method, target, run_dir)
     try:
+        with reference_mode(unlearned.model):  # adapter off: the finetune model itself
+            before = likelihoods(unlearned, ds, target, cfg.seed).assign(model="finetune")
         after = likelihoods(unlearned, ds, target, cfg.seed).assign(model=method)
     finally:
         remove_lora(unlearned.model)

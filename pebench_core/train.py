@@ -40,10 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -604,21 +601,14 @@ def _load_vision_cache(folder: Path):
 
 
 def _save_vision_cache(folder: Path, state: dict, history: list) -> None:
-    """Write the tower and its history to ``folder`` atomically (a temporary sibling, renamed)."""
+    """Write the tower and its history to ``folder`` atomically (:func:`~pebench_core.results.atomic_dir`)."""
     from safetensors.torch import save_file
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    from .results import atomic_dir
+
+    with atomic_dir(folder) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "vision.safetensors"))
         (tmp / "vision.json").write_text(json.dumps(history))  # the marker, written last
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # built meanwhile by another process: keep theirs
-            if not (folder / "vision.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events: Sequence[str] = (),

@@ -15,9 +15,10 @@ Cost (why a step costs what it costs): every sequence a method trains on in a st
 through **one** forward pass (:func:`pack_batch`), and a forget item's refusal shares its
 prompt (image and question) with the true answer, so DPO scores both answers behind one copy
 of it. The frozen vision encoder's output of every image is computed once before training
-(LoRA never touches the encoder) and the output head runs on answer positions only. What is left scales with the sequences a
-method runs per step: GA the forget batch, GD/KL/PO/NPO the forget and retain batches, DPO
-the same two plus the refusal answers (``benchmarks/bench_unlearn.py``).
+(LoRA never touches the encoder) and the output head runs on answer positions only. What
+is left scales with the sequences a method runs per step: GA the forget batch,
+GD/KL/PO/NPO the forget and retain batches, DPO the same two plus the refusal answers
+(``benchmarks/bench_unlearn.py``).
 """
 
 from __future__ import annotations
@@ -232,8 +233,9 @@ def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, de
     n_items)`` on its answer positions only (rows counted within the part).
 
     A LLaVA-style model runs one :func:`pack_batch` batch (``branch_of`` shares prompts, see
-    there) from the encoder output of each image, with the head on answer positions only. Any other model runs a padded batch whole and its logits are cut to the
-    same form, so the losses see one format.
+    there) from the encoder output of each image, with the head on answer positions only.
+    Any other model runs a padded batch whole and its logits are cut to the same form, so
+    the losses see one format.
     """
     _, inner = _llava_parts(model)
     if inner is not None:

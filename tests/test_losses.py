@@ -414,3 +414,11 @@ def test_packed_kl_equals_padded():
         packed_kl_per_sequence(flat, ref[:, :-1][sel], rows, 4)
     with pytest.raises(ValueError, match="disagree"):
         packed_kl_per_sequence(flat, flat[:-1], rows, 3)
+
+
+def test_packed_token_logprobs_by_hand():
+    from pebench_core.losses import packed_token_logprobs
+
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
+    got = packed_token_logprobs(logits, torch.tensor([1, 0]))
+    assert torch.allclose(got, torch.tensor([math.log(0.75), math.log(0.5)]))
