@@ -2,6 +2,7 @@
 
     pebench world --profile tiny --seed 0 --out DIR
     pebench run   --profile tiny --seed 0 --out DIR      (or --seeds 0,1,2)
+    pebench plan  --profile paper --set model.path=DIR   (memory plan per stage)
     pebench book  --profile tiny
 
 ``--profile`` takes a profile name or a YAML file; ``--set section.field=value`` overrides
@@ -44,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2 (overrides --seed)")
     r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/PROFILE-sSEED)")
 
+    pl = sub.add_parser("plan", help="the memory plan of every long stage for the configured model")
+    _common(pl)
+    pl.add_argument("--memory-gb", type=float, default=None,
+                    help="the device memory to plan for, in GiB (default: the configured device's)")
+
     b = sub.add_parser("book", help="execute every chapter with papermill, then build the HTML book")
     _common(b)
     b.add_argument("--chapters", default=None, help="comma-separated chapter names to execute (default: all)")
@@ -79,6 +85,29 @@ def _cmd_run(args) -> None:
         run_all(cfg, seed_run_dir(cfg, args.out, several))
 
 
+def _cmd_plan(args) -> None:
+    from .memory import GiB, stage_plans
+    from .pipeline import get_model
+
+    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
+    if cfg.model.kind == "local":  # config and processor only: a 7B plan reads no weights
+        from .models import load_skeleton
+
+        if not cfg.model.path:
+            raise ConfigError("model.path must name a local checkpoint folder when model.kind is 'local'")
+        bundle = load_skeleton(cfg.model.path, cfg.model.device, cfg.model.dtype)
+    else:
+        bundle = get_model(cfg, "init")
+    plans = stage_plans(cfg, bundle, None if args.memory_gb is None else args.memory_gb * GiB)
+    for p in plans:
+        print(p.describe())
+        for note in p.notes:
+            print(f"    {note}")
+    bad = [p.stage for p in plans if not p.fits]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)} would not fit; see the plan above for what takes the memory")
+
+
 def _cmd_book(args) -> None:
     from .book import build_html, execute_chapters, write_toc
 
@@ -101,7 +130,7 @@ def _cmd_book(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"world": _cmd_world, "run": _cmd_run, "book": _cmd_book}[args.command](args)
+        {"world": _cmd_world, "run": _cmd_run, "plan": _cmd_plan, "book": _cmd_book}[args.command](args)
     except ConfigError as exc:
         print(f"pebench {args.command}: error: {exc}", file=sys.stderr)
         return 2

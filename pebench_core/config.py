@@ -26,6 +26,9 @@ SCORERS = ("keywords", "rouge_l", "embedding", "llm_judge")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MODEL_KINDS = ("tiny", "local")
+ADAPTERS = ("lora", "full")  # how finetune/goal train a local checkpoint
+SWITCHES = ("auto", "on", "off")
+TINY_MAX_LENGTH = 160  # the tiny model's context: 16 image tokens + the longest QA, with room
 
 
 class ConfigError(ValueError):
@@ -65,7 +68,10 @@ class ModelConfig:
     text_hidden: int = 128
     text_layers: int = 2
     text_heads: int = 4
-    max_length: int = 160  # tokens per training sequence (image tokens included)
+    # Tokens per training sequence, image tokens included. 0 = from the model: the tiny
+    # model's TINY_MAX_LENGTH, a local checkpoint's own context window (its image tokens at
+    # world.image_size plus the text must fit, checked before any training).
+    max_length: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,13 @@ class TrainConfig:
     pope_extra: int = 2
     per_sequence_loss: bool = False  # average per sequence instead of per answer token
     micro_batches: int = 2  # a random batch is cut into this many length-sorted micro-batches; 0 = length-sorted batches
+    # A local checkpoint (DESIGN §4): its base is the checkpoint; finetune and goal train LoRA
+    # adapters on the language model + projector ("lora", merged when loaded) or every weight
+    # but the vision tower ("full"). The tiny model is always trained whole, from scratch.
+    adapter: str = "lora"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    gradient_checkpointing: str = "auto"  # auto = on for a local checkpoint on CUDA
 
 
 @dataclass(frozen=True)
@@ -153,7 +166,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": {
         "world": {"n_people": 200, "n_events": 40, "n_real_people": 20, "image_size": 512},
         "model": {"kind": "local", "dtype": "bfloat16", "device": "cuda"},
-        "train": {"base_epochs": 1, "finetune_epochs": 3, "lr": 2e-4, "batch_size": 8},
+        # No replay: a real checkpoint's knowledge survives a short LoRA fine-tune (the tiny
+        # model's replay protects what it learned from scratch).
+        "train": {"base_epochs": 1, "finetune_epochs": 3, "lr": 2e-4, "batch_size": 8, "replay_share": 0.0},
         "unlearn": {"steps": 200, "lr": 2e-5, "batch_size": 4, "lora_r": 16, "lora_alpha": 32},
         "eval": {"max_items": 0, "batch_size": 16, "max_new_tokens": 64},
     },
@@ -343,6 +358,13 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(0.0 <= t.replay_share <= 1.0, f"train.replay_share must be between 0 and 1, got {t.replay_share}")
     _require(t.pope_extra >= 0, f"train.pope_extra must be non-negative, got {t.pope_extra}")
     _require(t.micro_batches >= 0, f"train.micro_batches must be non-negative, got {t.micro_batches}")
+    _require(t.adapter in ADAPTERS, f"train.adapter must be one of {', '.join(ADAPTERS)}, got {t.adapter!r}")
+    _require(t.lora_r >= 1 and t.lora_alpha >= 1,
+             f"train.lora_r and train.lora_alpha must be at least 1, got {t.lora_r} and {t.lora_alpha}")
+    _require(t.gradient_checkpointing in SWITCHES,
+             f"train.gradient_checkpointing must be one of {', '.join(SWITCHES)}, got {t.gradient_checkpointing!r}")
+    _require(m.max_length >= 0, f"model.max_length must be 0 (from the model) or a positive number of tokens, "
+                                f"got {m.max_length}")
     unknown = [x for x in u.methods if x not in METHODS]
     _require(not unknown and len(u.methods) > 0,
              f"unlearn.methods has unknown method(s) {unknown or '(empty)'}; allowed: {', '.join(METHODS)}")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -41,7 +42,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .config import DEVICES, DTYPES, ConfigError, ModelConfig
+from .config import DEVICES, DTYPES, TINY_MAX_LENGTH, ConfigError, ModelConfig
+from .families import Family, family_for_type, family_of, unwrap
 
 __all__ = [
     "IMAGE_TOKEN",
@@ -143,6 +145,23 @@ class ModelBundle:
         return int(self.tokenizer.eos_token_id)
 
     @property
+    def eos_token_ids(self) -> list[int]:
+        """Every token that ends an answer: the tokenizer's end of sequence and the model's
+        generation config's (a chat model's end-of-turn marker, e.g. ``<|im_end|>``)."""
+        ids = [self.eos_token_id]
+        gen = getattr(_unwrap(self.model), "generation_config", None)
+        extra = getattr(gen, "eos_token_id", None)
+        for i in (extra if isinstance(extra, (list, tuple)) else [extra]):
+            if i is not None and int(i) not in ids:
+                ids.append(int(i))
+        return ids
+
+    @property
+    def family(self) -> Family:
+        """The model's row of :data:`pebench_core.families.FAMILIES`."""
+        return family_of(self.model)
+
+    @property
     def base_model(self) -> torch.nn.Module:
         """The HF model underneath any peft wrapper."""
         return _unwrap(self.model)
@@ -186,14 +205,7 @@ def _quiet() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover - peft is a dependency
-        return model
-    if isinstance(model, PeftModel):
-        return model.get_base_model()
-    return model
+_unwrap = unwrap
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,7 +365,7 @@ def build_tiny(cfg: ModelConfig, texts: Sequence[str], image_size: int, seed: in
         vocab_size=vocab, hidden_size=cfg.text_hidden, intermediate_size=intermediate,
         num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
         num_key_value_heads=cfg.text_heads,
-        max_position_embeddings=max(cfg.max_length, n_image_tokens + 64) + 128,
+        max_position_embeddings=max(cfg.max_length or TINY_MAX_LENGTH, n_image_tokens + 64) + 128,
         rms_norm_eps=1e-5, initializer_range=0.02, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -457,16 +469,11 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
     except Exception as exc:  # unknown model_type, malformed json, ...
         raise ConfigError(f"model path {path}: config.json cannot be read as a transformers config "
                           f"({type(exc).__name__}: {exc}); expected {expected}") from None
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-
-    model_type = getattr(config, "model_type", None)
-    if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-        arch = ", ".join(getattr(config, "architectures", None) or []) or "unknown"
-        raise ConfigError(
-            f"model path {path} holds a '{model_type}' model (architectures: {arch}), which is not an "
-            f"image-text-to-text model that AutoModelForImageTextToText can load; expected a model type "
-            f"such as llava, llava_next, qwen2_vl, qwen2_5_vl, idefics3, … "
-            f"({len(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)} supported)")
+    family = family_for_type(getattr(config, "model_type", None), getattr(config, "architectures", None),
+                             f"model path {path}")
+    # The processor first: it is cheap, and a missing chat template should stop the run
+    # before gigabytes of weights are read.
+    processor = load_processor(path, family)
     dev, dt = resolve_device_dtype(device, dtype)
     try:
         with _quiet():
@@ -476,23 +483,70 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
     except Exception as exc:
         raise ConfigError(f"model path {path}: AutoModelForImageTextToText could not load it "
                           f"({type(exc).__name__}: {exc})") from None
+    tokenizer = processor.tokenizer
+    model.to(device=dev)
+    model.eval()
+    meta = {"kind": "local", "path": str(path), "family": family.name}
+    if (path / _PEBENCH_META).is_file():
+        meta = json.loads((path / _PEBENCH_META).read_text())
+    return ModelBundle(model=model, processor=processor, tokenizer=tokenizer, device=dev, dtype=dt, meta=meta)
+
+
+def load_processor(path: str | Path, family: Family):
+    """The checkpoint's own processor (``AutoProcessor``), with its tokenizer and chat template.
+
+    Where ``AutoProcessor`` cannot build it on this machine (transformers 5 builds Qwen2-VL's
+    video processor with torchvision, which the CPU torch here cannot load), the processor is
+    assembled from the same files: the tokenizer, the PIL variant of the image processor and
+    the chat template, all read from the folder (:func:`_assemble_processor`). A processor
+    without a tokenizer or a chat template is refused.
+    """
+    from transformers import AutoProcessor
+
+    path = Path(path)
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except Exception as exc:
-        raise ConfigError(f"model path {path}: AutoProcessor could not load the processor files "
-                          f"({type(exc).__name__}: {exc}); expected the processor/tokenizer files that "
-                          "save_pretrained writes") from None
+        try:
+            processor = _assemble_processor(path, family)
+        except Exception:
+            raise ConfigError(f"model path {path}: AutoProcessor could not load the processor files "
+                              f"({type(exc).__name__}: {exc}); expected the processor/tokenizer files that "
+                              "save_pretrained writes") from None
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None:
         raise ConfigError(f"model path {path}: the processor has no tokenizer")
     if getattr(processor, "chat_template", None) is None and getattr(tokenizer, "chat_template", None) is None:
-        raise ConfigError(f"model path {path}: neither the processor nor the tokenizer has a chat template")
-    model.to(device=dev)
-    model.eval()
-    meta = {}
-    if (path / _PEBENCH_META).is_file():
-        meta = json.loads((path / _PEBENCH_META).read_text())
-    return ModelBundle(model=model, processor=processor, tokenizer=tokenizer, device=dev, dtype=dt, meta=meta)
+        raise ConfigError(f"model path {path}: neither the processor nor the tokenizer has a chat template "
+                          "(chat_template.jinja); the adapter formats every prompt with the model's own template")
+    return processor
+
+
+def _assemble_processor(path: Path, family: Family):
+    """The processor class named in the folder, built from the tokenizer, the PIL image
+    processor and the chat template saved there (no video processor)."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    cfg = {}
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        if (path / name).is_file():
+            cfg.update(json.loads((path / name).read_text()))
+    pre = json.loads((path / "preprocessor_config.json").read_text())
+    image_cls = pre.get("image_processor_type", "")
+    image_cls = getattr(transformers, image_cls.removesuffix("Fast").removesuffix("Pil") + "Pil")
+    known = set(inspect.signature(image_cls.__init__).parameters)
+    image_processor = image_cls(**{k: v for k, v in pre.items() if k in known})
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    proc_cls = getattr(transformers, cfg.get("processor_class", ""))
+    template = None
+    if (path / "chat_template.jinja").is_file():
+        template = (path / "chat_template.jinja").read_text()
+    elif (path / "chat_template.json").is_file():
+        template = json.loads((path / "chat_template.json").read_text()).get("chat_template")
+    kwargs = {k: v for k, v in cfg.items() if k in set(inspect.signature(proc_cls.__init__).parameters)
+              and k not in ("image_processor", "tokenizer", "video_processor", "chat_template")}
+    return proc_cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=template, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -535,41 +589,153 @@ def _pixel_dtype(bundle: ModelBundle) -> torch.dtype:
     return bundle.dtype if bundle.dtype.is_floating_point else torch.float32
 
 
-def encode_prompts(bundle: ModelBundle, images: Sequence, questions: Sequence[str]) -> tuple[list[list[int]], dict]:
-    """Token ids of each generation prompt (image placeholders expanded) + the image tensors.
+# Processor outputs that belong to the text side: they travel with the token ids (padded like
+# them, extended over the answer with 0 = "text"), e.g. Gemma 3's token_type_ids that mark
+# the image tokens, Qwen2-VL's mm_token_type_ids that drive its multimodal RoPE.
+_TOKEN_KEYS = ("token_type_ids", "mm_token_type_ids")
 
-    Returns ``(ids, extra)`` where ``ids[i]`` is a list of ints (unpadded) and ``extra`` holds
-    ``pixel_values`` (and whatever else the processor produces for the images, e.g.
-    ``image_sizes``), batched in the order of ``images``.
+
+@dataclass
+class Prompt:
+    """One encoded generation prompt: token ids (image placeholders expanded by the processor),
+    the per-token inputs that travel with them, and the image inputs of its one image (every
+    tensor the processor returned for it, its leading dimension that image's share)."""
+
+    ids: list[int]
+    tokens: dict[str, list[int]]
+    vision: dict[str, torch.Tensor]
+
+
+def _split_processor_output(bundle: ModelBundle, enc, n: int) -> list[Prompt]:
+    """Cut a processor's batch output into one :class:`Prompt` per item.
+
+    Per-token outputs (shape of ``input_ids``) are cut with the attention mask; image outputs
+    batched by item are cut by row; outputs concatenated over images (``Family.flat_vision``,
+    e.g. Qwen2-VL's patches) are cut by each image's share. Anything else is an error naming
+    the key: a silent guess would mix one item's pixels into another's.
     """
+    mask = enc["attention_mask"].bool()
+    ids_t = enc["input_ids"]
+    flat = dict(bundle.family.flat_vision)
+    out = [Prompt(ids_t[i][mask[i]].tolist(), {}, {}) for i in range(n)]
+    for key, value in enc.items():
+        if key in ("input_ids", "attention_mask") or not isinstance(value, torch.Tensor):
+            continue
+        if key in _TOKEN_KEYS or tuple(value.shape) == tuple(ids_t.shape):
+            for i in range(n):
+                out[i].tokens[key] = value[i][mask[i]].tolist()
+        elif key in flat:
+            shares = enc[flat[key]].prod(-1).tolist()
+            if sum(shares) != value.shape[0]:
+                raise ConfigError(f"the {bundle.family.title} processor returned {key} with {value.shape[0]} rows, "
+                                  f"but {flat[key]} accounts for {sum(shares)}")
+            for i, part in enumerate(torch.split(value, shares)):
+                out[i].vision[key] = part.clone()
+        elif value.ndim >= 1 and value.shape[0] == n:
+            for i in range(n):
+                out[i].vision[key] = value[i:i + 1].clone()
+        else:
+            raise ConfigError(f"the {bundle.family.title} processor returned {key} of shape {tuple(value.shape)} "
+                              f"for {n} items: neither per item nor declared in Family.flat_vision")
+    return out
+
+
+def stack_vision(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The image inputs of several items as one batch: each key concatenated along its leading
+    dimension (what the processor does for a batch), zero-padded where the items' other
+    dimensions differ (the processors pad the same way: LLaVA-NeXT's patches, Idefics3's
+    sub-images with a zero pixel_attention_mask)."""
+    out = {}
+    for key in parts[0]:
+        ts = [p[key] for p in parts]
+        shape = [max(t.shape[d] for t in ts) for d in range(1, ts[0].ndim)]
+        padded = []
+        for t in ts:
+            pad = []
+            for d in range(t.ndim - 1, 0, -1):
+                pad += [0, shape[d - 1] - t.shape[d]]
+            padded.append(torch.nn.functional.pad(t, pad) if any(pad) else t)
+        out[key] = torch.cat(padded)
+    return out
+
+
+def pad_batch(ids: Sequence[Sequence[int]], tokens: Sequence[dict], vision: Sequence[dict] | None, pad_id: int,
+              side: str = "right", labels: Sequence[Sequence[int]] | None = None) -> dict:
+    """A padded model batch: ``input_ids``, ``attention_mask``, every per-token input
+    (padded with 0), ``labels`` (padded with -100) when given, and the stacked image inputs."""
+    batch = {"input_ids": _pad(ids, pad_id, side), "attention_mask": _pad([[1] * len(s) for s in ids], 0, side)}
+    for key in (tokens[0] if tokens else {}):
+        batch[key] = _pad([t[key] for t in tokens], 0, side)
+    if labels is not None:
+        batch["labels"] = _pad(labels, -100, side)
+    if vision:
+        batch.update(stack_vision(vision))
+    return batch
+
+
+def encode_prompts(bundle: ModelBundle, images: Sequence, questions: Sequence[str]) -> list[Prompt]:
+    """One :class:`Prompt` per (image, question): the generation prompt's token ids as the
+    model's own processor expands the image placeholder, with every input it returns."""
     if len(images) != len(questions):
         raise ValueError(f"got {len(images)} images but {len(questions)} questions")
     if not len(images):
         raise ValueError("encode_prompts needs at least one item")
     prompts = [_prompt_and_answer_text(bundle, q, None)[0] for q in questions]
-    enc = bundle.processor(images=list(images), text=prompts, padding=True, padding_side="right",
+    enc = bundle.processor(images=_images_arg(bundle, images), text=prompts, padding=True, padding_side="right",
                            return_tensors="pt")
-    mask = enc["attention_mask"].bool()
-    ids_t = enc["input_ids"]
-    ids = [ids_t[i][mask[i]].tolist() for i in range(ids_t.shape[0])]
-    extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")}
-    return ids, extra
+    return _split_processor_output(bundle, enc, len(prompts))
 
 
-def _pad(seqs: list[list[int]], value: int, side: str) -> torch.Tensor:
+def _images_arg(bundle: ModelBundle, images: Sequence):
+    """Images as the processor wants them: a flat list, or one list per prompt for processors
+    that group images by sample (Idefics3, Gemma 3)."""
+    if bundle.family.name in ("idefics3", "gemma3"):
+        return [[im] for im in images]
+    return list(images)
+
+
+def _pad(seqs: Sequence[Sequence[int]], value: int, side: str) -> torch.Tensor:
     n = max(len(s) for s in seqs)
     out = torch.full((len(seqs), n), value, dtype=torch.long)
     for i, s in enumerate(seqs):
+        t = s if isinstance(s, torch.Tensor) else torch.tensor(list(s), dtype=torch.long)
         if side == "right":
-            out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+            out[i, :len(t)] = t
         else:
-            out[i, n - len(s):] = torch.tensor(s, dtype=torch.long)
+            out[i, n - len(t):] = t
     return out
+
+
+def context_length(bundle: ModelBundle, max_length: int = 0) -> int:
+    """The longest training sequence: ``max_length`` when set, else the model's own — the tiny
+    model's :data:`~pebench_core.config.TINY_MAX_LENGTH`, a checkpoint's context window
+    (``max_position_embeddings`` of its language model)."""
+    if max_length:
+        return int(max_length)
+    if bundle.meta.get("kind") == "tiny":
+        return TINY_MAX_LENGTH
+    cfg = _unwrap(bundle.model).config
+    text = getattr(cfg, "text_config", None) or cfg
+    n = getattr(text, "max_position_embeddings", None)
+    if not n:
+        raise ConfigError(f"the {bundle.family.title} checkpoint declares no max_position_embeddings; "
+                          "set model.max_length")
+    return int(n)
+
+
+def check_length(n_prompt: int, n_answer: int, max_length: int | None) -> None:
+    """A training sequence longer than ``max_length`` is an error that says what to change,
+    never a silent cut (a cut answer teaches the model to stop mid-word)."""
+    if max_length is not None and n_prompt + n_answer > max_length:
+        raise ConfigError(f"a training sequence has {n_prompt + n_answer} tokens ({n_prompt} prompt incl. "
+                          f"image, {n_answer} answer) but model.max_length is {max_length}; raise "
+                          "model.max_length (0 = the model's own context window) or lower world.image_size")
 
 
 def encode_train(bundle: ModelBundle, images: Sequence, questions: Sequence[str], answers: Sequence[str],
                  max_length: int | None = None) -> dict:
-    """A right-padded training batch: ``input_ids``, ``attention_mask``, ``pixel_values``, ``labels``.
+    """A right-padded training batch: ``input_ids``, ``attention_mask``, ``labels``, the image
+    inputs and any per-token inputs the processor returns.
 
     ``input_ids`` = generation-prompt ids (as :func:`generate` sees them) + the ids of the
     text the chat template puts after the prompt (``" " + answer + "</s>"``, so the answer
@@ -579,38 +745,43 @@ def encode_train(bundle: ModelBundle, images: Sequence, questions: Sequence[str]
     """
     if not (len(images) == len(questions) == len(answers)):
         raise ValueError(f"got {len(images)} images, {len(questions)} questions, {len(answers)} answers")
-    prompt_ids, extra = encode_prompts(bundle, images, questions)
-    tok = bundle.tokenizer
-    eos = bundle.eos_token_id
-    suffixes = [_prompt_and_answer_text(bundle, q, a)[1] for q, a in zip(questions, answers)]
-    ans_ids = tok(suffixes, add_special_tokens=False)["input_ids"]
-    seqs, labs = [], []
-    for p, a in zip(prompt_ids, ans_ids):
+    prompts = encode_prompts(bundle, images, questions)
+    seqs, labs, toks = [], [], []
+    for p, a in zip(prompts, answer_ids(bundle, questions, answers)):
+        check_length(len(p.ids), len(a), max_length)
+        seqs.append(p.ids + a)
+        labs.append([-100] * len(p.ids) + a)
+        toks.append({k: v + [0] * len(a) for k, v in p.tokens.items()})
+    return pad_batch(seqs, toks, [p.vision for p in prompts], bundle.pad_token_id, "right", labs)
+
+
+def answer_ids(bundle: ModelBundle, questions: Sequence[str], answers: Sequence[str]) -> list[list[int]]:
+    """The token ids of exactly the text the chat template puts after each generation prompt
+    (the answer and the end-of-turn marker), ending with the end-of-sequence token."""
+    # Trailing whitespace after the end-of-turn marker ("<|im_end|>\n") is the template's
+    # separator before the next turn, not part of the answer the model has to write.
+    suffixes = [_prompt_and_answer_text(bundle, q, a)[1].rstrip() for q, a in zip(questions, answers)]
+    ends = set(bundle.eos_token_ids)
+    out = []
+    for a in bundle.tokenizer(suffixes, add_special_tokens=False)["input_ids"]:
         a = list(a)
-        if not a or a[-1] != eos:
-            a.append(eos)
-        if max_length is not None and len(p) + len(a) > max_length:
-            raise ConfigError(f"a training sequence has {len(p) + len(a)} tokens ({len(p)} prompt incl. image, "
-                              f"{len(a)} answer) but model.max_length is {max_length}; raise model.max_length")
-        seqs.append(p + a)
-        labs.append([-100] * len(p) + a)
-    input_ids = _pad(seqs, bundle.pad_token_id, "right")
-    labels = _pad(labs, -100, "right")
-    attention_mask = _pad([[1] * len(s) for s in seqs], 0, "right")
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-    batch.update(extra)
-    return batch
+        if not a or a[-1] not in ends:
+            a.append(bundle.eos_token_id)
+        out.append(a)
+    return out
 
 
 def to_device(bundle: ModelBundle, batch: dict) -> dict:
     """Move a batch to the bundle's device; floating tensors (pixels) to the model dtype."""
+    return move_batch(batch, bundle.device, _pixel_dtype(bundle))
+
+
+def move_batch(batch: dict, device, dtype: torch.dtype) -> dict:
+    """Every tensor of ``batch`` on ``device``; floating ones (pixels) in ``dtype``."""
     out = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
-            if v.is_floating_point():
-                v = v.to(device=bundle.device, dtype=_pixel_dtype(bundle))
-            else:
-                v = v.to(device=bundle.device)
+            v = v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device=device)
         out[k] = v
     return out
 
@@ -618,6 +789,35 @@ def to_device(bundle: ModelBundle, batch: dict) -> dict:
 def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters())
     return p.device, p.dtype
+
+
+def answer_window(labels: torch.Tensor) -> torch.Tensor:
+    """The sequence positions whose logits predict an answer token of some row: one
+    contiguous range from the earliest to the latest, the model's ``logits_to_keep``. The
+    vocabulary projection then costs what the answers cost, not the image and prompt tokens
+    (a real model's 151k-word head over 600 positions is most of a step's memory)."""
+    hit = (labels[:, 1:] != -100).any(dim=0).nonzero().flatten()
+    if not len(hit):
+        return torch.zeros(0, dtype=torch.long)
+    return torch.arange(int(hit[0]), int(hit[-1]) + 1)
+
+
+def full_answer_logits(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The model's own forward pass on a padded batch (every input the processor returned),
+    cut to the answer positions: ``(logits [N, V] float32, targets [N], rows [N])`` in
+    row-major order, one row per answer token with the token it predicts and its batch row.
+
+    This is the path of every family; :func:`pebench_core.train.answer_logits` takes a
+    packed shortcut only where it is proven equal to this one.
+    """
+    device, dtype = _model_device_dtype(model)
+    labels = batch["labels"].to(device)
+    inputs = move_batch({k: v for k, v in batch.items() if k != "labels"}, device, dtype)
+    window = answer_window(labels)
+    out = model(**inputs, use_cache=False, logits_to_keep=window.to(device))
+    target = labels[:, 1:][:, window]
+    sel = target != -100
+    return out.logits[sel].float(), target[sel], sel.nonzero(as_tuple=True)[0]
 
 
 def sequence_logprobs(bundle_or_model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -629,22 +829,11 @@ def sequence_logprobs(bundle_or_model, batch: dict) -> tuple[torch.Tensor, torch
     answer-token NLL of item ``i`` is ``-logp_sum[i] / n_tokens[i]``.
     """
     model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
-    device, dtype = _model_device_dtype(model)
-    inputs = {}
-    for k, v in batch.items():
-        if k == "labels" or not isinstance(v, torch.Tensor):
-            continue
-        inputs[k] = v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
-    labels = batch["labels"].to(device)
-    out = model(**inputs, use_cache=False)
-    logits = out.logits[:, :-1]
-    target = labels[:, 1:]
-    mask = target != -100
-    sel = logits[mask].float()  # [N, V] only the answer positions
-    tok_lp = torch.log_softmax(sel, dim=-1).gather(-1, target[mask].unsqueeze(-1)).squeeze(-1)
-    rows = mask.nonzero(as_tuple=True)[0]
-    logp_sum = torch.zeros(labels.shape[0], dtype=torch.float32, device=device).index_add(0, rows, tok_lp)
-    n_tokens = mask.sum(dim=1)
+    logits, target, rows = full_answer_logits(model, batch)
+    tok_lp = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    B = batch["labels"].shape[0]
+    logp_sum = torch.zeros(B, dtype=torch.float32, device=tok_lp.device).index_add(0, rows, tok_lp)
+    n_tokens = torch.zeros(B, dtype=torch.long, device=tok_lp.device).index_add(0, rows, torch.ones_like(rows))
     return logp_sum, n_tokens
 
 
@@ -654,9 +843,10 @@ def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], ma
     """Greedy answers (new tokens only, stripped), batched with left padding and a KV cache.
 
     Items are processed in order of prompt length so that batches need little padding; the
-    answers come back in the input order. Position ids are derived from the attention mask,
-    so a left-padded prompt sees the same positions as an unpadded one; the answers do not
-    depend on ``batch_size`` or the order of the items (tested).
+    answers come back in the input order. Every input the processor returns goes to
+    ``model.generate`` (per-token ones left-padded with the ids); position ids are derived
+    from the attention mask, so a left-padded prompt sees the same positions as an unpadded
+    one and the answers do not depend on ``batch_size`` or the order of the items (tested).
     """
     if len(images) != len(questions):
         raise ValueError(f"got {len(images)} images but {len(questions)} questions")
@@ -670,7 +860,7 @@ def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], ma
     model.eval()
     device, mdtype = _model_device_dtype(model)
     tok = bundle.tokenizer
-    pad_id, eos_id = bundle.pad_token_id, bundle.eos_token_id
+    pad_id, eos_id = bundle.pad_token_id, bundle.eos_token_ids
     # Order by (prompt length, original index): a deterministic grouping that does not
     # depend on the order the caller gave the items in.
     lengths = [len(_prompt_and_answer_text(bundle, q, None)[0]) for q in questions]
@@ -679,18 +869,15 @@ def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], ma
     try:
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            ids, extra = encode_prompts(bundle, [images[i] for i in idx], [questions[i] for i in idx])
-            input_ids = _pad(ids, pad_id, "left").to(device)
-            attention_mask = _pad([[1] * len(s) for s in ids], 0, "left").to(device)
-            inputs = {k: (v.to(device=device, dtype=mdtype) if v.is_floating_point() else v.to(device))
-                      for k, v in extra.items() if isinstance(v, torch.Tensor)}
+            ps = encode_prompts(bundle, [images[i] for i in idx], [questions[i] for i in idx])
+            batch = move_batch(pad_batch([p.ids for p in ps], [p.tokens for p in ps], [p.vision for p in ps],
+                                         pad_id, "left"), device, mdtype)
             out = model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, **inputs,
-                do_sample=False, num_beams=1, use_cache=True, max_new_tokens=max_new_tokens,
+                **batch, do_sample=False, num_beams=1, use_cache=True, max_new_tokens=max_new_tokens,
                 pad_token_id=pad_id, eos_token_id=eos_id,
                 temperature=None, top_p=None, top_k=None,
             )
-            new = out[:, input_ids.shape[1]:]
+            new = out[:, batch["input_ids"].shape[1]:]
             texts = tok.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             for i, t in zip(idx, texts):
                 answers[i] = t.strip()
@@ -705,8 +892,6 @@ def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], ma
 
 
 _LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-_VISION_HINTS = ("vision_tower", "vision_model", "visual", "image_encoder", "vision_encoder")
-_PROJECTOR_HINTS = ("multi_modal_projector", "mm_projector", "merger", "connector")
 
 
 def _is_linear(m: torch.nn.Module) -> bool:
@@ -714,14 +899,24 @@ def _is_linear(m: torch.nn.Module) -> bool:
     return isinstance(m, torch.nn.Linear) or isinstance(getattr(m, "base_layer", None), torch.nn.Linear)
 
 
-def _find_prefix(model: torch.nn.Module, leaves: Sequence[str]) -> str | None:
-    """The shortest module name whose last part is in ``leaves``, outside the vision tower."""
-    best = None
-    for name, _ in model.named_modules():
-        if name.rsplit(".", 1)[-1] in leaves and not any(h in name.split(".") for h in _VISION_HINTS):
-            if best is None or len(name) < len(best):
-                best = name
-    return best
+def lora_targets(model: torch.nn.Module, projector: bool) -> list[str]:
+    """The names of the linear layers LoRA adapts (see :func:`lora_target_regex`)."""
+    model = _unwrap(model)
+    fam = family_of(model)
+    lm = fam.language_model
+    names = {n: m for n, m in model.named_modules()
+             if _is_linear(m) and not any(p.startswith("lora_") or p == "base_layer" for p in n.split("."))}
+    out = [n for n in names if n.startswith(lm + ".") and n.rsplit(".", 1)[-1] in _LM_TARGETS]
+    if not out:
+        raise ConfigError(f"add_lora: no {'/'.join(_LM_TARGETS)} linear layers under {lm} in this "
+                          f"{fam.title} model")
+    if projector:
+        proj = [n for n in names if fam.role_of(n) == "projector"]
+        if not proj:
+            raise ConfigError(f"add_lora(projector=True): the {fam.title} model has no linear layers in its "
+                              f"projector ({', '.join(fam.projector)}); use projector=False")
+        out += proj
+    return sorted(out)
 
 
 def lora_target_regex(model: torch.nn.Module, projector: bool) -> str:
@@ -730,30 +925,16 @@ def lora_target_regex(model: torch.nn.Module, projector: bool) -> str:
     The language model's attention and MLP projections (``q/k/v/o_proj``, ``gate/up/down_proj``)
     — factual associations such as name ↔ face live in the MLPs as much as in attention, and
     the adapter stays small — plus, with ``projector=True``, the multimodal projector's linear
-    layers. The vision tower is never adapted: the paper's unlearning acts on what the
-    language side says about what the encoder sees.
+    layers. The parts are found through the model's family (:mod:`pebench_core.families`).
+    The vision tower is never adapted: the paper's unlearning acts on what the language side
+    says about what the encoder sees.
     """
-    model = _unwrap(model)
-    lm = _find_prefix(model, ("language_model",))
-    if lm is None:
-        raise ConfigError("add_lora: cannot find the language model (a module named 'language_model') in "
-                          f"{type(model).__name__}")
-    names = dict(model.named_modules())
-    lm_leaves = sorted({n.rsplit(".", 1)[-1] for n, m in names.items()
-                        if n.startswith(lm + ".") and _is_linear(m)} & set(_LM_TARGETS))
-    if not lm_leaves:
-        raise ConfigError(f"add_lora: no {'/'.join(_LM_TARGETS)} linear layers under {lm}")
-    parts = [rf"{re.escape(lm)}\..*\.(?:{'|'.join(lm_leaves)})"]
+    fam = family_of(model)
+    lm = [n for n in lora_targets(model, False)]
+    leaves = sorted({n.rsplit(".", 1)[-1] for n in lm})
+    parts = [rf"{re.escape(fam.language_model)}\..*\.(?:{'|'.join(leaves)})"]
     if projector:
-        proj = _find_prefix(model, _PROJECTOR_HINTS)
-        if proj is None:
-            raise ConfigError("add_lora(projector=True): the model has no multimodal projector "
-                              f"({', '.join(_PROJECTOR_HINTS)}); use projector=False")
-        linears = [n for n, m in names.items() if n.startswith(proj + ".") and _is_linear(m)
-                   and not any(p.startswith("lora_") or p == "base_layer" for p in n[len(proj) + 1:].split("."))]
-        if not linears:
-            raise ConfigError(f"add_lora(projector=True): no linear layers under {proj}")
-        parts.append("|".join(re.escape(n) for n in sorted(linears)))
+        parts.append("|".join(re.escape(n) for n in lora_targets(model, True) if n not in set(lm)))
     return "^(?:" + "|".join(parts) + ")$"
 
 
@@ -837,19 +1018,41 @@ def load_adapter(bundle: ModelBundle, path: str | Path, trainable: bool = False)
     return model
 
 
+def load_skeleton(path: str | Path, device: str | torch.device = "auto",
+                  dtype: str | torch.dtype = "auto") -> ModelBundle:
+    """A checkpoint folder's model *without its weights* (built on the ``meta`` device) and its
+    real processor: enough to plan memory (:mod:`pebench_core.memory`) or to count the tokens
+    of a prompt for a 7B model in a second, with only ``config.json`` and the processor files."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    path = Path(path).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model path {path} has no config.json; expected a Hugging Face checkpoint folder")
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    family = family_for_type(getattr(config, "model_type", None), getattr(config, "architectures", None),
+                             f"model path {path}")
+    processor = load_processor(path, family)
+    dev, dt = resolve_device_dtype(device, dtype)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config, dtype=dt)
+    return ModelBundle(model=model, processor=processor, tokenizer=processor.tokenizer, device=dev, dtype=dt,
+                       meta={"kind": "skeleton", "path": str(path), "family": family.name})
+
+
+def load_merged(path: str | Path, adapter: str | Path, device: str | torch.device = "auto",
+                dtype: str | torch.dtype = "auto") -> ModelBundle:
+    """The checkpoint at ``path`` with the LoRA adapter at ``adapter`` merged into its weights:
+    one model in memory, the fine-tuned one, which a later adapter (unlearning) adapts and
+    whose weights are the reference when that adapter is off."""
+    bundle = load_bundle(path, device, dtype)
+    peft_model = load_adapter(bundle, adapter)
+    bundle.model = peft_model.merge_and_unload()
+    bundle.model.eval()
+    return bundle
+
+
 # ---------------------------------------------------------------------------------------
 # Description
-
-
-def _part_of(name: str) -> str:
-    parts = name.split(".")
-    if any(p.startswith("lora_") for p in parts):
-        return "LoRA adapter"
-    if any(h in parts for h in _VISION_HINTS):
-        return "vision tower"
-    if any(h in parts for h in _PROJECTOR_HINTS):
-        return "projector"
-    return "language model"
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
@@ -879,6 +1082,7 @@ def describe(bundle_or_model):
         mod = getattr(base, getter)() if hasattr(base, getter) else None
         if mod is not None:
             emb_ids.update(id(p) for p in mod.parameters())
+    fam = family_of(base)
     order = ["vision tower", "projector", "embeddings", "language model", "LoRA adapter"]
     counts = {k: [0, 0] for k in order}
     seen = set()
@@ -886,7 +1090,9 @@ def describe(bundle_or_model):
         if id(p) in seen:
             continue
         seen.add(id(p))
-        part = "embeddings" if id(p) in emb_ids else _part_of(name)
+        bare = name.removeprefix("base_model.model.")
+        part = ("LoRA adapter" if ".lora_" in f".{bare}" else "embeddings" if id(p) in emb_ids
+                else fam.role_of(bare.replace(".base_layer", "")))
         counts[part][0] += p.numel()
         if p.requires_grad:
             counts[part][1] += p.numel()

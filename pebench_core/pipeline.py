@@ -78,21 +78,35 @@ def _base_variant(target: str | None) -> str:
     return "noevents" if target in ("event", "both") else "full"
 
 
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """What identifies a local checkpoint's content: its config and the name, size and
+    modification time of every weight file (hashing 14 GB of weights per run would cost
+    more than the stages it guards)."""
+    path = Path(path).expanduser()
+    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.json"))
+    return config_hash(str(path.absolute()), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+                       (path / "config.json").read_text() if (path / "config.json").is_file() else "")
+
+
 def model_key(cfg: RunConfig, stage: str, target: str | None = None) -> str:
     """The hash of everything a model stage depends on, its parent stage's key included."""
     from . import models, train
 
     code = config_hash(Path(train.__file__).read_text(), Path(models.__file__).read_text())
     if stage == "init":
+        if cfg.model.kind == "local":
+            return config_hash("init-local", checkpoint_fingerprint(cfg.model.path), cfg.model)
         return config_hash("init", world_key(cfg), cfg.model, cfg.seed, code)
     if stage == "base":
+        if cfg.model.kind == "local":  # the checkpoint is its own base, whatever the target
+            return config_hash("base-local", model_key(cfg, "init"))
         return config_hash("base", model_key(cfg, "init"), cfg.train, _base_variant(target), code)
     if stage == "finetune":
-        return config_hash("finetune", model_key(cfg, "base"), cfg.train, code)
+        return config_hash("finetune", world_key(cfg), model_key(cfg, "base"), cfg.train, code)
     if stage == "goal":
         if target is None:
             raise ValueError("the goal stage needs a target")
-        return config_hash("goal", model_key(cfg, "base", target), cfg.train, target, code)
+        return config_hash("goal", world_key(cfg), model_key(cfg, "base", target), cfg.train, target, code)
     raise ValueError(f"unknown model stage {stage!r}; allowed: {', '.join(MODEL_STAGES)}")
 
 
@@ -102,14 +116,34 @@ def model_dir(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
     return resolve_run_dir(cfg, run_dir) / "models" / name / model_key(cfg, stage, target)
 
 
+_STAGE_MARKER = "pebench_stage.json"
+_ADAPTER = "adapter"
+
+
+def _load_stage(cfg: RunConfig, out: Path):
+    """A built stage: a whole checkpoint, or (a local checkpoint's LoRA stage) the checkpoint
+    with the stage's adapter merged in, so that unlearning adapts the fine-tuned weights and
+    its reference (adapter off) is exactly them."""
+    from .models import load_bundle, load_merged
+
+    if (out / _ADAPTER).is_dir():
+        return load_merged(cfg.model.path, out / _ADAPTER, cfg.model.device, cfg.model.dtype)
+    return load_bundle(out, cfg.model.device, cfg.model.dtype)
+
+
 def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=None, progress: bool = True):
     """Load (building first if needed) the model of ``stage``: ``init``, ``base``, ``finetune`` or
-    ``goal`` (with a target). Returns a :class:`~pebench_core.models.ModelBundle`."""
+    ``goal`` (with a target). Returns a :class:`~pebench_core.models.ModelBundle`.
+
+    For a local checkpoint (``model.kind = local``) ``init`` and ``base`` are the checkpoint
+    itself; ``finetune`` and ``goal`` store a LoRA adapter (``train.adapter = lora``) or the
+    whole fine-tuned model (``full``).
+    """
     import json
 
     from . import train
-    from .models import build_tiny, load_bundle, save_bundle
     from .data import world_texts
+    from .models import build_tiny, load_bundle, save_adapter, save_bundle, unwrap
 
     if cfg.model.kind == "local":
         if not cfg.model.path:
@@ -119,8 +153,8 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
         if stage in ("init", "base"):
             return load_bundle(cfg.model.path, cfg.model.device, cfg.model.dtype)
     out = model_dir(cfg, stage, target, run_dir)
-    if (out / "pebench_stage.json").is_file():
-        return load_bundle(out, cfg.model.device, cfg.model.dtype)
+    if (out / _STAGE_MARKER).is_file():
+        return _load_stage(cfg, out)
     ds = get_world(cfg, run_dir, progress=progress)
     t0 = time.perf_counter()
     if stage == "init":
@@ -129,26 +163,36 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
     else:
         parent = ("init", None) if stage == "base" else ("base", target)
         bundle = get_model(cfg, parent[0], parent[1], run_dir, progress)
+        from .memory import check_stage
+
+        check_stage(cfg, bundle, stage, ds)
         # Both bases share one vision pre-training (the same scenes): stored once on disk.
         info = train.inject(bundle, ds, stage, target, cfg, progress=progress,
                             vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision")
     info = {"stage": stage, "target": target, "key": model_key(cfg, stage, target),
             "seconds": round(time.perf_counter() - t0, 2), **(info or {})}
-    save_bundle(bundle, out)
+    if unwrap(bundle.model) is not bundle.model:
+        save_adapter(bundle.model, out / _ADAPTER)
+    else:
+        save_bundle(bundle, out)
     # The marker goes last: a folder without it is an interrupted build and is rebuilt.
     from .results import atomic_write_json
 
-    atomic_write_json(out / "pebench_stage.json", json.loads(json.dumps(info, default=str)))
+    atomic_write_json(out / _STAGE_MARKER, json.loads(json.dumps(info, default=str)))
     label = stage if target is None else f"{stage}({target})"
     print(f"[models] {label} built in {info['seconds']:.1f}s -> {out}")
-    return load_bundle(out, cfg.model.device, cfg.model.dtype)
+    return _load_stage(cfg, out)
 
 
 def stage_info(cfg: RunConfig, stage: str, target: str | None = None, run_dir=None) -> dict:
-    """The metadata a model stage stored (times, training history)."""
+    """The metadata a model stage stored (times, training history). A local checkpoint's
+    ``init`` and ``base`` are the checkpoint itself: nothing was trained, and the info says so."""
     import json
 
-    return json.loads((model_dir(cfg, stage, target, run_dir) / "pebench_stage.json").read_text())
+    if cfg.model.kind == "local" and stage in ("init", "base"):
+        return {"stage": stage, "target": target, "checkpoint": str(cfg.model.path), "seconds": 0.0,
+                "examples": 0, "epochs": 0, "history": [], "note": "the local checkpoint itself"}
+    return json.loads((model_dir(cfg, stage, target, run_dir) / _STAGE_MARKER).read_text())
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,8 +267,11 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     cache = StageCache(resolve_run_dir(cfg, run_dir) / "unlearn")
 
     def build(tmp: Path) -> dict:
+        from .memory import check_stage
+
         bundle = get_model(cfg, "finetune", None, run_dir, progress)
         ds = get_world(cfg, run_dir, progress=False)
+        check_stage(cfg, bundle, "unlearn")
         run = run_unlearning(bundle, ds, target, method, cfg.unlearn, cfg.eval, seed=cfg.seed,
                              progress=progress, log=print if progress else (lambda *_: None))
         save_adapter(run.model, tmp / "adapter")

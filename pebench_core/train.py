@@ -37,6 +37,7 @@ batches group items of similar length so little compute goes to padding.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -50,7 +51,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .models import ModelBundle, _unwrap, encode_train
+from .config import ConfigError
+from .families import family_of
+from .models import (ModelBundle, add_lora, answer_ids, check_length, context_length, encode_prompts,
+                     full_answer_logits, move_batch, pad_batch)
 
 __all__ = [
     "EncodedQA",
@@ -84,38 +88,58 @@ __all__ = [
 
 @dataclass
 class EncodedQA:
-    """A QA set encoded once: one row of token ids and labels per item, images decoded once.
+    """A QA set encoded once: one row of token ids and labels per item, images processed once.
 
-    ``pixel_values`` holds each distinct image once; ``image_index[i]`` is the row of item
-    ``i``'s image (person and event questions about one render share it). ``features``, when
-    set by :func:`train_model` for a frozen vision tower, holds the encoder's output per
-    image row (the projector's input).
+    ``vision`` holds each distinct image's inputs once (every tensor the processor returned
+    for it: ``pixel_values`` and, per family, ``image_grid_thw``, ``pixel_attention_mask``,
+    ``image_sizes`` …; a tensor of stacked pixels is accepted too); ``image_index[i]`` is the
+    row of item ``i``'s image (person and event questions about one render share it).
+    ``tokens[i]`` holds item ``i``'s per-token inputs (e.g. ``token_type_ids``), aligned with
+    its ids. ``features``, when set by :func:`train_model` for a frozen vision tower on the
+    packed path, holds the encoder's output per image row (the projector's input).
     """
 
     input_ids: list[torch.Tensor]
     labels: list[torch.Tensor]
-    pixel_values: torch.Tensor  # [n_images, 3, H, W]
+    vision: Any  # list[dict[str, Tensor]] per image row (or a [n_images, 3, H, W] tensor)
     qa: list
-    image_index: torch.Tensor | None = None  # [N] rows of pixel_values; None = one row per item
+    image_index: torch.Tensor | None = None  # [N] rows of vision; None = one row per item
     features: torch.Tensor | None = None  # [n_images, T, D] frozen encoder output, or None
+    tokens: list[dict[str, torch.Tensor]] | None = None  # per item; None = no per-token inputs
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vision, torch.Tensor):
+            self.vision = [{"pixel_values": v[None]} for v in self.vision]
+        if self.tokens is None:
+            self.tokens = [{} for _ in self.input_ids]
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.vision)
+
+    @property
+    def pixel_values(self) -> torch.Tensor:
+        """Every image row's ``pixel_values`` stacked (the packed path's encoder input)."""
+        return torch.cat([v["pixel_values"] for v in self.vision]) if self.vision else torch.empty(0)
 
     @property
     def lengths(self) -> np.ndarray:
         return np.array([len(x) for x in self.input_ids])
 
     def rows(self, idx: Sequence[int]) -> torch.Tensor:
-        """The ``pixel_values`` rows of the items ``idx``."""
+        """The image rows of the items ``idx``."""
         idx_t = torch.as_tensor(list(idx), dtype=torch.long)
         return idx_t if self.image_index is None else self.image_index[idx_t]
 
     def subset(self, idx: Sequence[int]) -> "EncodedQA":
-        """The items ``idx`` (sharing the image tensors)."""
+        """The items ``idx`` (sharing the image inputs)."""
         idx = list(idx)
-        return EncodedQA([self.input_ids[i] for i in idx], [self.labels[i] for i in idx], self.pixel_values,
-                         [self.qa[i] for i in idx], self.rows(idx), self.features)
+        return EncodedQA([self.input_ids[i] for i in idx], [self.labels[i] for i in idx], self.vision,
+                         [self.qa[i] for i in idx], self.rows(idx), self.features,
+                         [self.tokens[i] for i in idx])
 
 
 def _image_key(q: Any) -> Any:
@@ -128,16 +152,18 @@ def encode_qa(bundle: ModelBundle, qa: Sequence, load_image: Callable, max_lengt
     model's processor.
 
     ``load_image(qa_item)`` returns the PIL image; each distinct image (by ``image_path``) is
-    decoded and processed once. Token ids are exactly :func:`~pebench_core.models.encode_train`'s.
+    decoded once and its image inputs kept once. Token ids are exactly
+    :func:`~pebench_core.models.encode_train`'s (tested); with ``max_length`` a longer
+    sequence is a :class:`~pebench_core.config.ConfigError` before any training.
     """
-    ids, labs = [], []
+    ids, labs, toks = [], [], []
     keys = [_image_key(q) for q in qa]
     first: dict[Any, int] = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
     row_of = {k: r for r, k in enumerate(first)}
     image_index = torch.tensor([row_of[k] for k in keys], dtype=torch.long)
-    pix: list[torch.Tensor | None] = [None] * len(first)
+    vision: list[dict | None] = [None] * len(first)
     decoded: dict[Any, Any] = {}
     for start in range(0, len(qa), chunk):
         part = qa[start:start + chunk]
@@ -148,34 +174,27 @@ def encode_qa(bundle: ModelBundle, qa: Sequence, load_image: Callable, max_lengt
             if k not in decoded:
                 decoded[k] = load_image(q)
             imgs.append(decoded[k])
-        batch = encode_train(bundle, imgs, [q.question for q in part], [q.answer for q in part],
-                             max_length=max_length)
-        for row in range(len(part)):
-            n = int(batch["attention_mask"][row].sum())
-            ids.append(batch["input_ids"][row, :n].clone())
-            labs.append(batch["labels"][row, :n].clone())
+        questions = [q.question for q in part]
+        prompts = encode_prompts(bundle, imgs, questions)
+        for row, (p, a) in enumerate(zip(prompts, answer_ids(bundle, questions, [q.answer for q in part]))):
+            check_length(len(p.ids), len(a), max_length)
+            ids.append(torch.tensor(p.ids + a, dtype=torch.long))
+            labs.append(torch.tensor([-100] * len(p.ids) + a, dtype=torch.long))
+            toks.append({k: torch.tensor(v + [0] * len(a), dtype=torch.long) for k, v in p.tokens.items()})
             r = row_of[keys[start + row]]
-            if pix[r] is None:
-                pix[r] = batch["pixel_values"][row].clone()
-    pixel_values = torch.stack(pix) if pix else torch.empty(0)
-    return EncodedQA(ids, labs, pixel_values, list(qa), image_index)
+            if vision[r] is None:
+                vision[r] = p.vision
+    return EncodedQA(ids, labs, vision, list(qa), image_index, tokens=toks)
 
 
 def collate(enc: EncodedQA, idx: Sequence[int], pad_id: int) -> dict:
     """A right-padded batch of the items ``idx`` (``input_ids``, ``attention_mask``, ``labels``,
-    ``pixel_values``), as :func:`~pebench_core.models.encode_train` would build it."""
-    n = max(len(enc.input_ids[i]) for i in idx)
-    B = len(idx)
-    input_ids = torch.full((B, n), pad_id, dtype=torch.long)
-    labels = torch.full((B, n), -100, dtype=torch.long)
-    mask = torch.zeros((B, n), dtype=torch.long)
-    for r, i in enumerate(idx):
-        L = len(enc.input_ids[i])
-        input_ids[r, :L] = enc.input_ids[i]
-        labels[r, :L] = enc.labels[i]
-        mask[r, :L] = 1
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
-            "pixel_values": enc.pixel_values[enc.rows(idx)]}
+    the per-token inputs and the image inputs), as :func:`~pebench_core.models.encode_train`
+    would build it."""
+    idx = list(idx)
+    return pad_batch([enc.input_ids[i] for i in idx], [enc.tokens[i] for i in idx],
+                     [enc.vision[int(r)] for r in enc.rows(idx)], pad_id, "right",
+                     [enc.labels[i] for i in idx])
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -194,47 +213,28 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> 
     return batches
 
 
-def _to(batch: dict, device: torch.device, dtype: torch.dtype) -> dict:
-    out = {k: v.to(device) for k, v in batch.items()}
-    out["pixel_values"] = out["pixel_values"].to(dtype)
-    return out
-
-
 # ---------------------------------------------------------------------------------------
 # The vision tower of a LLaVA-style model
 
 
-def _llava_parts(model: torch.nn.Module):
-    """``(llava_model, inner)`` where ``inner`` has ``vision_tower``, ``multi_modal_projector``
-    and ``language_model`` (transformers' LlavaModel), or ``(model, None)`` for other models."""
-    base = _unwrap(model)
-    inner = getattr(base, "model", None)
-    if inner is not None and all(hasattr(inner, a) for a in ("vision_tower", "multi_modal_projector",
-                                                              "language_model")) \
-            and hasattr(base, "lm_head"):
-        return base, inner
-    return base, None
+def _packed(model: torch.nn.Module):
+    """``(model, inner)`` of the packed fast path (see :mod:`pebench_core.families`), or ``None``."""
+    return family_of(model).packed_parts(model)
 
 
 def _vision_tower(model: torch.nn.Module) -> torch.nn.Module:
-    base, inner = _llava_parts(model)
-    if inner is not None:
-        return inner.vision_tower
-    for name in ("vision_tower", "visual", "vision_model"):
-        m = getattr(getattr(base, "model", base), name, None) or getattr(base, name, None)
-        if m is not None:
-            return m
-    raise ValueError(f"cannot find the vision tower of {type(base).__name__}")
+    fam = family_of(model)
+    return fam.module(model, fam.vision_tower[0])
 
 
 def vision_trainable(bundle: ModelBundle) -> bool:
-    """Whether any vision-tower parameter is trainable."""
-    return any(p.requires_grad for p in _vision_tower(bundle.model).parameters())
+    """Whether any vision-tower parameter is trainable (the projector is not the tower)."""
+    return any(p.requires_grad for p in bundle.family.vision_parameters(bundle.model))
 
 
 def set_vision_trainable(bundle: ModelBundle, trainable: bool) -> None:
     """Freeze (``False``) or unfreeze the vision tower (``requires_grad`` on its parameters)."""
-    for p in _vision_tower(bundle.model).parameters():
+    for p in bundle.family.vision_parameters(bundle.model):
         p.requires_grad_(trainable)
 
 
@@ -263,9 +263,11 @@ def _vision_hidden(inner, pixel_values: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def image_features(bundle: ModelBundle, pixel_values: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """The frozen encoder's output for ``pixel_values`` (``[N, tokens, dim]``, CPU, float32)."""
-    _, inner = _llava_parts(bundle.model)
-    if inner is None:
-        raise ValueError("image_features needs a LLaVA-style model (vision_tower + multi_modal_projector)")
+    parts = _packed(bundle.model)
+    if parts is None:
+        raise ValueError(f"image_features runs on the packed path only; a {bundle.family.title} model runs its own "
+                         "forward pass")
+    inner = parts[1]
     tower = inner.vision_tower
     was = tower.training
     tower.eval()
@@ -289,17 +291,24 @@ def merged_embeddings(inner, input_ids: torch.Tensor, feats: torch.Tensor) -> to
 
 def answer_logits(model: torch.nn.Module, batch: dict, feats: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The output head on the answer positions of a LLaVA batch only.
+    """The output head on the answer positions of a batch only.
 
     Returns ``(logits [N, V] float32, targets [N], rows [N])``: one row per answer token of
-    the batch, in order, with the token it predicts and the batch row it belongs to. With
-    ``feats`` (the frozen encoder's output per item, see :func:`image_features`) the vision
-    tower is skipped. Prompt and image positions never reach the head, so the cost of the
-    vocabulary projection follows the answers, not the sequence length.
+    the batch, in order, with the token it predicts and the batch row it belongs to. Prompt
+    and image positions never reach the head, so the cost of the vocabulary projection
+    follows the answers, not the sequence length.
+
+    On the packed path (LLaVA-1.5, proven equal to the model's forward) the encoder, the
+    projector and the decoder are run by hand, and with ``feats`` (the frozen encoder's
+    output per item, see :func:`image_features`) the vision tower is skipped. Every other
+    family runs its own forward pass (:func:`~pebench_core.models.full_answer_logits`).
     """
-    base, inner = _llava_parts(model)
-    if inner is None:
-        raise ValueError("answer_logits needs a LLaVA-style model (vision_tower + multi_modal_projector)")
+    parts = _packed(model)
+    if parts is None:
+        if feats is not None:
+            raise ValueError("answer_logits: encoder features are only used on the packed path")
+        return full_answer_logits(model, batch)
+    base, inner = parts
     input_ids, labels, attn = batch["input_ids"], batch["labels"], batch["attention_mask"]
     if feats is None:
         feats = _vision_hidden(inner, batch["pixel_values"])
@@ -315,6 +324,22 @@ def answer_positions(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     target = labels[:, 1:]
     sel = target != -100
     return x[:, :-1][sel], target[sel], sel.nonzero(as_tuple=True)[0]
+
+
+# Frozen encoder outputs are kept for the whole set only below this size: the tiny model's are
+# kilobytes, a 7B LLaVA's 8,000 PEBench images would be 19 GB of host memory (576 x 1024
+# floats each); past it each step runs the frozen tower on its own images instead.
+FEATURE_CACHE_BYTES = 2 * 1024**3
+
+
+def feature_cache_fits(bundle: ModelBundle, enc: EncodedQA) -> bool:
+    """Whether the frozen encoder output of every image of ``enc`` fits :data:`FEATURE_CACHE_BYTES`."""
+    if enc.features is not None and len(enc.features) == enc.n_images:
+        return True
+    if not enc.n_images:
+        return False
+    one = image_features(bundle, enc.vision[0]["pixel_values"])
+    return one.numel() * one.element_size() * enc.n_images <= FEATURE_CACHE_BYTES
 
 
 def _answer_loss(model: torch.nn.Module, batch: dict, feats: torch.Tensor | None,
@@ -405,11 +430,10 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{desc}: the model has no trainable parameters")
-    _, inner = _llava_parts(model)
-    fast = inner is not None
+    fast = _packed(model) is not None
     feats = None
-    if fast and not vision_trainable(bundle):
-        if enc.features is None or len(enc.features) != len(enc.pixel_values):
+    if fast and not vision_trainable(bundle) and feature_cache_fits(bundle, enc):
+        if enc.features is None or len(enc.features) != enc.n_images:
             enc.features = image_features(bundle, enc.pixel_values)
         feats = enc.features
     model.train()
@@ -441,13 +465,9 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
                 n_total = float(sum(counts[i] for g in groups for i in g))
                 step_loss = 0.0
                 for idx in groups:
-                    batch = _to(collate(enc, idx, bundle.pad_token_id), bundle.device, bundle.dtype)
-                    if fast:
-                        f = None if feats is None else feats[enc.rows(idx)].to(bundle.device, bundle.dtype)
-                        loss = _answer_loss(model, batch, f, per_sequence, total=n_total)
-                    else:
-                        out = model(**batch)
-                        loss = out.loss * (float(sum(counts[i] for i in idx)) / n_total)
+                    batch = move_batch(collate(enc, idx, bundle.pad_token_id), bundle.device, bundle.dtype)
+                    f = None if feats is None else feats[enc.rows(idx)].to(bundle.device, bundle.dtype)
+                    loss = _answer_loss(model, batch, f, per_sequence, total=n_total)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {len(history)}; lower train.lr")
                     loss.backward()
@@ -637,9 +657,10 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
         state, history = hit
         load_vision_state(bundle, state)
         return [dict(h, cached=True) for h in history]
-    _, inner = _llava_parts(bundle.model)
-    if inner is None:
-        raise ValueError("pretrain_vision needs a LLaVA-style model (vision_tower + multi_modal_projector)")
+    parts = _packed(bundle.model)
+    if parts is None:
+        raise ValueError("pretrain_vision trains the tiny LLaVA's encoder (the packed path) only")
+    inner = parts[1]
     t0 = time.perf_counter()
     n = int(cfg.vision_images)
     crowd = render_crowd(events, n, image_size, seed, bundle.processor, progress=progress)
@@ -821,14 +842,14 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
     tcfg, max_length, cfg_seed = _configs(cfg)
     seed = int(cfg_seed if seed is None else seed)
     if stage not in ("base", "finetune", "goal"):
-        from .config import ConfigError
-
         raise ConfigError(f"unknown stage {stage!r}; allowed: base, finetune, goal")
+    tiny = bundle.meta.get("kind") == "tiny"
+    if stage == "base" and not tiny:
+        raise ConfigError("a local checkpoint is its own base model: nothing to pre-train (stage 'base')")
     t0 = time.perf_counter()
     info: dict[str, Any] = {"stage": stage, "target": target}
     history: list[dict] = []
-    _, inner = _llava_parts(bundle.model)
-    if stage == "base" and tcfg.vision_epochs > 0 and inner is not None and bundle.meta.get("kind") == "tiny":
+    if stage == "base" and tcfg.vision_epochs > 0 and _packed(bundle.model) is not None:
         exclude: list[str] = []
         if tcfg.vision_exclude_forget_events or target in ("event", "both"):
             exclude = list(dataset.splits.get("event", {}).get("forget_events", []))
@@ -844,18 +865,25 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
     examples, replay = stage_examples(dataset, stage, target, tcfg, seed)
     load = load_image or _image_loader(dataset)
     t1 = time.perf_counter()
-    enc = encode_qa(bundle, examples + replay, load, max_length=max_length)
+    enc = encode_qa(bundle, examples + replay, load, max_length=context_length(bundle, max_length or 0))
     info["seconds_encode"] = round(time.perf_counter() - t1, 3)
     epochs = tcfg.base_epochs if stage == "base" else tcfg.finetune_epochs
+    if not tiny and tcfg.adapter == "lora":
+        # The checkpoint stays as it is; a LoRA adapter on the language model and the projector
+        # learns the fictitious world (the caller saves the adapter, not 14 GB of weights).
+        bundle.model = add_lora(bundle, r=tcfg.lora_r, alpha=tcfg.lora_alpha, projector=True, seed=seed)
+        info["adapter"] = {"kind": "lora", "r": tcfg.lora_r, "alpha": tcfg.lora_alpha}
     was_trainable = vision_trainable(bundle)
-    if tcfg.freeze_vision:
+    if tcfg.freeze_vision or not tiny:  # a pretrained encoder stays frozen, as in LLaVA-1.5
         set_vision_trainable(bundle, False)
+    info["trainable_parameters"] = sum(p.numel() for p in bundle.model.parameters() if p.requires_grad)
     try:
-        h = train_model(bundle, enc, epochs=epochs, lr=tcfg.lr, batch_size=tcfg.batch_size,
-                        seed=seed + {"base": 0, "finetune": 1, "goal": 2}[stage],
-                        weight_decay=tcfg.weight_decay, warmup_share=tcfg.warmup_share,
-                        desc=stage if target is None else f"{stage}({target})", progress=progress,
-                        per_sequence=tcfg.per_sequence_loss, micro_batches=tcfg.micro_batches)
+        with gradient_checkpointing(bundle, _checkpointing_on(tcfg, bundle)):
+            h = train_model(bundle, enc, epochs=epochs, lr=tcfg.lr, batch_size=tcfg.batch_size,
+                            seed=seed + {"base": 0, "finetune": 1, "goal": 2}[stage],
+                            weight_decay=tcfg.weight_decay, warmup_share=tcfg.warmup_share,
+                            desc=stage if target is None else f"{stage}({target})", progress=progress,
+                            per_sequence=tcfg.per_sequence_loss, micro_batches=tcfg.micro_batches)
     finally:
         set_vision_trainable(bundle, was_trainable)
     info["seconds_llava"] = h[-1].get("seconds")
@@ -865,3 +893,26 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
                  "steps": len(h), "final_loss": round(float(np.mean([r["loss"] for r in h[-10:]])), 5),
                  "seconds": round(time.perf_counter() - t0, 3), "history": history})
     return info
+
+
+def _checkpointing_on(tcfg, bundle: ModelBundle) -> bool:
+    if tcfg.gradient_checkpointing == "auto":
+        return bundle.meta.get("kind") != "tiny" and bundle.device.type == "cuda"
+    return tcfg.gradient_checkpointing == "on"
+
+
+@contextlib.contextmanager
+def gradient_checkpointing(bundle: ModelBundle, on: bool):
+    """Inside the block the decoder layers recompute their activations in the backward pass
+    (non-reentrant, so it works with frozen embeddings and LoRA): activation memory falls
+    from every layer's intermediates to one hidden state per layer, for about a third more
+    compute. Off again afterwards, so evaluation runs at full speed."""
+    base = bundle.base_model
+    if not on or not getattr(base, "supports_gradient_checkpointing", False):
+        yield
+        return
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield
+    finally:
+        base.gradient_checkpointing_disable()

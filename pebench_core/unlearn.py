@@ -39,8 +39,9 @@ from .config import ConfigError, EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
 from .losses import LossInputs, get_loss, packed_answer_logprobs, packed_kl_per_sequence
 from .models import ModelBundle, add_lora, generate, reference_mode
-from .train import (EncodedQA, _llava_parts, _vision_hidden, answer_positions, collate, encode_qa, image_features,
-                    merged_embeddings)
+from .families import family_of
+from .models import full_answer_logits, pad_batch
+from .train import EncodedQA, _vision_hidden, encode_qa, feature_cache_fits, image_features, merged_embeddings
 
 CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
 
@@ -97,17 +98,16 @@ class UnlearnRun:
 
 
 def padded_batch(parts: list[tuple[EncodedQA, list[int]]], pad_id: int) -> dict:
-    """One right-padded batch of the items ``idx`` of several encoded sets, in order (each
-    part collated by :func:`~pebench_core.train.collate`, padded to the longest part): the
-    pass for models other than LLaVA-style ones, which :func:`pack_batch` cannot drive."""
-    batches = [collate(e, idx, pad_id) for e, idx in parts]
-    n = max(b["input_ids"].shape[1] for b in batches)
-
-    def cat(key: str, fill: int) -> torch.Tensor:
-        return torch.cat([torch.nn.functional.pad(b[key], (0, n - b[key].shape[1]), value=fill) for b in batches])
-
-    return {"input_ids": cat("input_ids", pad_id), "attention_mask": cat("attention_mask", 0),
-            "labels": cat("labels", -100), "pixel_values": torch.cat([b["pixel_values"] for b in batches])}
+    """One right-padded batch of the items ``idx`` of several encoded sets, in order, with
+    every per-token and image input: the pass of every family the packed path does not
+    drive (:func:`pack_batch`)."""
+    ids, toks, vision, labels = [], [], [], []
+    for e, idx in parts:
+        ids += [e.input_ids[i] for i in idx]
+        toks += [e.tokens[i] for i in idx]
+        labels += [e.labels[i] for i in idx]
+        vision += [e.vision[int(r)] for r in e.rows(idx)]
+    return pad_batch(ids, toks, vision, pad_id, "right", labels)
 
 
 @dataclass
@@ -208,7 +208,7 @@ def pack_batch(parts: list[tuple[EncodedQA, list[int]]], branch_of: dict[int, in
 def packed_logits(model, row: PackedBatch, feats: torch.Tensor, device, dtype) -> torch.Tensor:
     """The output head at ``row.pred`` (``[N, V]``, float32) of a LLaVA-style model run once
     over a :class:`PackedBatch`, from the frozen encoder output of its images (``feats``)."""
-    base, inner = _llava_parts(model)
+    base, inner = family_of(model).packed_parts(model)
     ids = row.input_ids.to(device)
     embeds = merged_embeddings(inner, ids, feats.to(device, dtype))
     # An additive mask works with every attention implementation (eager adds it; SDPA takes it).
@@ -223,7 +223,8 @@ def _features(inner, e: EncodedQA, rows: list[int], device, dtype) -> torch.Tens
     if e.features is not None:
         return e.features[rows]
     with torch.no_grad():  # LoRA never adapts the vision encoder: its output is a constant
-        return _vision_hidden(inner, e.pixel_values[rows].to(device, dtype))
+        pixels = torch.cat([e.vision[int(r)]["pixel_values"] for r in rows])
+        return _vision_hidden(inner, pixels.to(device, dtype))
 
 
 def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, device, dtype,
@@ -232,13 +233,15 @@ def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, de
     """One forward pass over the ``parts``; per part ``(logits [N, V], targets [N], rows [N],
     n_items)`` on its answer positions only (rows counted within the part).
 
-    A LLaVA-style model runs one :func:`pack_batch` batch (``branch_of`` shares prompts, see
-    there) from the encoder output of each image, with the head on answer positions only.
-    Any other model runs a padded batch whole and its logits are cut to the same form, so
-    the losses see one format.
+    On the packed path (LLaVA-1.5) one :func:`pack_batch` batch runs from the encoder output
+    of each image, ``branch_of`` sharing prompts (see there). Every other family runs its own
+    forward on one padded batch of all the parts, cut to the same form, so the losses see
+    one format; ``branch_of`` is then only a saving that does not apply, and each set gets
+    its own rows (the same numbers, tested).
     """
-    _, inner = _llava_parts(model)
-    if inner is not None:
+    packed = family_of(model).packed_parts(model)
+    if packed is not None:
+        inner = packed[1]
         row = pack_batch(parts, branch_of, pad_id)
         by_set: dict[int, list[int]] = {}
         for s, r in row.image_rows:
@@ -248,12 +251,7 @@ def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, de
         logits = packed_logits(model, row, feats, device, dtype)
         targets, rows, sets = row.targets.to(device), row.rows.to(device), row.sets.to(device)
         return [(logits[sets == s], targets[sets == s], rows[sets == s], len(idx)) for s, (_, idx) in enumerate(parts)]
-    if branch_of:
-        raise ValueError("answer_pass: shared prompts (branch_of) need a LLaVA-style model")
-    b = {k: v.to(device) for k, v in padded_batch(parts, pad_id).items()}
-    b["pixel_values"] = b["pixel_values"].to(dtype)
-    labels = b.pop("labels")
-    logits, targets, rows = answer_positions(model(**b).logits.float(), labels)
+    logits, targets, rows = full_answer_logits(model, padded_batch(parts, pad_id))
     out, off = [], 0
     for _, idx in parts:
         keep = (rows >= off) & (rows < off + len(idx))
@@ -342,10 +340,10 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     if "retain" not in enc and ({"retain_logp_sum", "retain_kl"} & need):
         enc["retain"] = encode_qa(bundle, sets.retain, load)
 
-    if _llava_parts(bundle.model)[1] is not None:
+    if bundle.family.packed:
         # LoRA never adapts the vision encoder, so its output per image is a constant.
         for e in enc.values():
-            if e.features is None:
+            if e.features is None and feature_cache_fits(bundle, e):
                 e.features = image_features(bundle, e.pixel_values)
 
     model = add_lora(bundle, r=cfg.lora_r, alpha=cfg.lora_alpha, projector=cfg.lora_projector, seed=seed)

@@ -176,7 +176,7 @@ def test_load_errors(tmp_path):
     BertModel(BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=16, max_position_embeddings=16)).save_pretrained(bert)
     assert any(p.suffix == ".safetensors" for p in bert.iterdir())
-    with pytest.raises(ConfigError, match="image-text-to-text") as e:
+    with pytest.raises(ConfigError, match="cannot drive; supported families: LLaVA-1.5") as e:
         M.load_bundle(bert)
     assert str(bert) in str(e.value) and "bert" in str(e.value)
 
@@ -189,11 +189,12 @@ def test_labels_mask_only_answer_tokens(bundle):
     qs = [QUESTIONS[0], QUESTIONS[1], QUESTIONS[0], "Who?"]
     ans = [NAMES[0], DESCRIPTIONS[0], NAMES[3], "I don't know who this is."]
     batch = M.encode_train(bundle, imgs, qs, ans)
-    prompt_ids, extra = M.encode_prompts(bundle, imgs, qs)
+    prompts = M.encode_prompts(bundle, imgs, qs)
+    prompt_ids = [p.ids for p in prompts]
     tok = bundle.tokenizer
     n_img = (IMAGE_SIZE // _cfg().patch_size) ** 2
     assert batch["pixel_values"].shape == (4, 3, IMAGE_SIZE, IMAGE_SIZE)
-    assert torch.equal(batch["pixel_values"], extra["pixel_values"])
+    assert torch.equal(batch["pixel_values"], torch.cat([p.vision["pixel_values"] for p in prompts]))
     for i in range(4):
         n = int(batch["attention_mask"][i].sum())
         assert batch["attention_mask"][i, :n].all() and not batch["attention_mask"][i, n:].any()  # right padding

@@ -1,0 +1,267 @@
+"""A memory plan before a long stage (DESIGN §4): will it fit, and if not, what to change.
+
+For a model configuration (no weights needed: the model is built on PyTorch's ``meta``
+device, so a 7B plan costs nothing), a run configuration and a device, :func:`plan` adds up
+the peak of each long stage:
+
+* **weights** — every parameter in the model dtype;
+* **trainable state** — the trained parameters, their gradients and AdamW's two moments.
+  LoRA adapters are kept in float32 by peft (4 + 4 + 8 bytes a parameter); a full
+  fine-tune keeps parameter, gradient and moments in the model dtype (torch's AdamW
+  allocates its moments like the parameter);
+* **activations** — what the backward pass keeps for one micro-batch. A decoder layer of
+  hidden size *h*, MLP width *i* and key/value width *kv* keeps about ``8h + 2kv + 4i``
+  values a token (norm outputs, q/k/v, attention output, residuals, the MLP's gate, up,
+  activation and product); with gradient checkpointing only the layer input (*h*) is kept
+  and one layer is recomputed at a time. The frozen vision tower keeps nothing (no
+  gradient flows into it) but needs one layer's worth of its tokens transiently;
+* **logits** — float32 scores over the vocabulary on the answer positions only (forward,
+  log-softmax and gradient), which is all the head ever computes here;
+* **KV cache** (evaluation) — keys and values of every layer for a batch of prompts plus the
+  new tokens.
+
+The sequence length is measured, not assumed: one prompt is encoded with the checkpoint's
+own processor at the world's image size. :func:`check_stage` refuses a stage whose plan
+exceeds the device's memory with the numbers and what to change. The estimate is checked
+against measured peaks in ``benchmarks/bench_memory.py`` and ``tests/test_families.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import ConfigError, RunConfig
+from .families import family_of
+
+__all__ = ["ModelShape", "StagePlan", "model_shape", "plan", "check_stage", "device_memory", "GiB"]
+
+GiB = 1024**3
+# The allocator's slack, the CUDA context and the kernels' workspaces: measured peaks of
+# torch.cuda.max_memory_allocated sit 5-15 % above the sum of the tensors.
+OVERHEAD_SHARE = 0.10
+CUDA_CONTEXT = 0.75 * GiB
+MAX_ANSWER_TOKENS = 64  # the longest training answer the plan allows for (descriptions are ~30)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the plan needs to know of a model, read off its configuration."""
+
+    family: str
+    parameters: dict[str, int]  # by role: vision tower, projector, language model, embeddings
+    lora_parameters: dict[int, int]  # LoRA rank -> trainable parameters on language model + projector
+    layers: int
+    hidden: int
+    intermediate: int
+    kv_width: int  # key/value heads x head dim
+    vocab: int
+    vision_layers: int
+    vision_hidden: int
+    bytes_per_param: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.parameters.values())
+
+
+@dataclass
+class StagePlan:
+    """The estimated peak of one stage, by component, against a budget."""
+
+    stage: str
+    rows: dict[str, float] = field(default_factory=dict)  # component -> bytes
+    budget: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.rows.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.budget
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{k} {v / GiB:.2f}" for k, v in self.rows.items())
+        verdict = "fits" if self.fits else "DOES NOT FIT"
+        return f"{self.stage}: {self.total / GiB:.2f} GiB of {self.budget / GiB:.1f} GiB, {verdict} ({parts})"
+
+
+def _text_config(config):
+    return getattr(config, "text_config", None) or config
+
+
+def _vision_config(config):
+    return getattr(config, "vision_config", None)
+
+
+def model_shape(config, dtype: torch.dtype = torch.bfloat16, lora_ranks: tuple[int, ...] = (8, 16)) -> ModelShape:
+    """The shape of the model ``config`` describes, from a weightless (``meta``) instance."""
+    from transformers import AutoModelForImageTextToText
+
+    from .models import lora_targets
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    fam = family_of(model)
+    emb = set()
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        mod = getattr(model, getter)()
+        if mod is not None:
+            emb.update(id(p) for p in mod.parameters())
+    params: dict[str, int] = {"vision tower": 0, "projector": 0, "language model": 0, "embeddings": 0}
+    seen = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        params["embeddings" if id(p) in emb else fam.role_of(name)] += p.numel()
+    modules = dict(model.named_modules())
+    targets = lora_targets(model, projector=True)
+    per_rank = sum(modules[n].in_features + modules[n].out_features for n in targets)
+    t = _text_config(config)
+    v = _vision_config(config)
+    heads = getattr(t, "num_attention_heads", 1)
+    head_dim = getattr(t, "head_dim", None) or t.hidden_size // heads
+    return ModelShape(
+        family=fam.name, parameters=params, lora_parameters={r: r * per_rank for r in lora_ranks},
+        layers=t.num_hidden_layers, hidden=t.hidden_size, intermediate=getattr(t, "intermediate_size", 4 * t.hidden_size),
+        kv_width=getattr(t, "num_key_value_heads", heads) * head_dim, vocab=t.vocab_size,
+        vision_layers=getattr(v, "num_hidden_layers", getattr(v, "depth", 0)) if v is not None else 0,
+        vision_hidden=getattr(v, "hidden_size", getattr(v, "embed_dim", 0)) if v is not None else 0,
+        bytes_per_param=torch.finfo(dtype).bits // 8)
+
+
+def _activations(s: ModelShape, sequences: int, tokens: int, checkpointing: bool, act_bytes: int) -> float:
+    per_token_layer = 8 * s.hidden + 2 * s.kv_width + 4 * s.intermediate
+    n = sequences * tokens
+    if checkpointing:  # one hidden state a layer, plus one layer recomputed at a time
+        return act_bytes * n * (s.layers * s.hidden + per_token_layer)
+    return act_bytes * n * s.layers * per_token_layer
+
+
+def _logits(s: ModelShape, answer_tokens: int) -> float:
+    return 3 * 4 * answer_tokens * s.vocab  # float32 scores, log-softmax, their gradient
+
+
+def _vision_transient(s: ModelShape, images: int, image_tokens: int, act_bytes: int) -> float:
+    return act_bytes * images * image_tokens * 12 * s.vision_hidden
+
+
+def _sequences_per_step(cfg: RunConfig) -> int:
+    """The most sequences one unlearning step runs over the profile's methods: forget,
+    refusals (PO, DPO) and retain, each ``unlearn.batch_size`` long."""
+    from .losses import get_loss
+
+    most = 1
+    for m in cfg.unlearn.methods:
+        need = set(get_loss(m).required_inputs(cfg.unlearn.retain_weight))
+        sets = 1 + bool({"refusal_logp_sum"} & need) + bool({"retain_logp_sum", "retain_kl"} & need)
+        most = max(most, sets)
+    return most * cfg.unlearn.batch_size
+
+
+def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: int, budget: float,
+         device: str = "cuda") -> list[StagePlan]:
+    """The peak of each long stage (``inject``: finetune and goal; ``unlearn``; ``eval``) for a
+    model of ``shape`` whose prompts are ``prompt_tokens`` long (``image_tokens`` of them the
+    image's), under ``cfg``; ``budget`` is the device's memory in bytes."""
+    bp = shape.bytes_per_param
+    act = bp
+    t, u, e = cfg.train, cfg.unlearn, cfg.eval
+    weights = shape.total * bp
+    ckpt = t.gradient_checkpointing == "on" or (t.gradient_checkpointing == "auto" and device == "cuda")
+    fixed = CUDA_CONTEXT if device == "cuda" else 0.0
+    seq = prompt_tokens + MAX_ANSWER_TOKENS
+    out = []
+
+    inj = StagePlan("inject (finetune, goal)", budget=budget)
+    inj.rows["weights"] = weights
+    if cfg.model.kind == "local" and t.adapter == "lora":
+        n = shape.lora_parameters.get(t.lora_r) or t.lora_r * shape.lora_parameters[8] // 8
+        inj.rows["trainable state"] = 16.0 * n
+        inj.notes.append(f"LoRA r={t.lora_r}: {n / 1e6:.1f} M trainable parameters")
+    else:
+        n = shape.parameters["language model"] + shape.parameters["projector"] + shape.parameters["embeddings"]
+        inj.rows["trainable state"] = 4.0 * bp * n
+        inj.notes.append(f"full fine-tuning of language model + projector: {n / 1e6:.0f} M parameters")
+    micro = max(1, -(-t.batch_size // max(1, t.micro_batches)))
+    inj.rows["activations"] = _activations(shape, micro, seq, ckpt, act)
+    inj.rows["logits"] = _logits(shape, micro * MAX_ANSWER_TOKENS)
+    inj.rows["vision (transient)"] = _vision_transient(shape, micro, image_tokens, act)
+    inj.notes.append(f"micro-batch of {micro} x {seq} tokens, gradient checkpointing {'on' if ckpt else 'off'}")
+    out.append(inj)
+
+    un = StagePlan("unlearn", budget=budget)
+    un.rows["weights"] = weights
+    n = shape.lora_parameters.get(u.lora_r) or u.lora_r * shape.lora_parameters[8] // 8
+    un.rows["trainable state"] = 16.0 * n
+    seqs = _sequences_per_step(cfg)
+    un.rows["activations"] = _activations(shape, seqs, seq, ckpt, act)
+    un.rows["logits"] = _logits(shape, seqs * MAX_ANSWER_TOKENS)
+    un.rows["vision (transient)"] = _vision_transient(shape, seqs, image_tokens, act)
+    un.notes.append(f"LoRA r={u.lora_r}: {n / 1e6:.1f} M trainable; {seqs} sequences a step")
+    out.append(un)
+
+    ev = StagePlan("evaluate", budget=budget)
+    ev.rows["weights"] = weights
+    cache_tokens = prompt_tokens + e.max_new_tokens
+    ev.rows["KV cache"] = 2.0 * shape.layers * shape.kv_width * cache_tokens * e.batch_size * bp
+    ev.rows["activations"] = act * e.batch_size * prompt_tokens * (8 * shape.hidden + 4 * shape.intermediate)
+    ev.rows["logits"] = 4.0 * e.batch_size * shape.vocab * 2
+    out.append(ev)
+
+    for p in out:
+        p.rows["overhead"] = OVERHEAD_SHARE * p.total + fixed
+    return out
+
+
+def device_memory(device: torch.device | str) -> float:
+    """Bytes of memory on ``device``: the GPU's total, or the machine's physical memory."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return float(torch.cuda.get_device_properties(dev).total_memory)
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def probe_tokens(bundle, image_size: int) -> tuple[int, int]:
+    """``(prompt tokens, image tokens)`` of one prompt at ``image_size`` px, as the model's own
+    processor encodes it (the longest question of the world)."""
+    from PIL import Image
+
+    from .models import encode_prompts
+
+    img = Image.new("RGB", (image_size, image_size), (128, 128, 128))
+    question = "What is happening in the image?"
+    with_image = len(encode_prompts(bundle, [img], [question])[0].ids)
+    text_only = len(bundle.tokenizer(bundle.prompt_text(question), add_special_tokens=False)["input_ids"])
+    return with_image, max(0, with_image - text_only)
+
+
+def stage_plans(cfg: RunConfig, bundle, budget: float | None = None) -> list[StagePlan]:
+    """:func:`plan` for a loaded model (``bundle``) on its own device."""
+    shape = model_shape(bundle.base_model.config, bundle.dtype)
+    prompt, image = probe_tokens(bundle, cfg.world.image_size)
+    return plan(cfg, shape, prompt, image, device_memory(bundle.device) if budget is None else budget,
+                bundle.device.type)
+
+
+def check_stage(cfg: RunConfig, bundle, stage: str, ds=None) -> StagePlan | None:
+    """Print the plan of ``stage`` for a local checkpoint and refuse it (``ConfigError``, with
+    the numbers and what to change) if it does not fit the device. The tiny model is
+    kilobytes: it is not planned."""
+    if bundle.meta.get("kind") == "tiny":
+        return None
+    which = {"finetune": 0, "goal": 0, "unlearn": 1, "evaluate": 2}[stage]
+    p = stage_plans(cfg, bundle)[which]
+    print(f"[plan] {p.describe()}")
+    if not p.fits:
+        raise ConfigError(
+            f"the {stage} stage needs about {p.total / GiB:.1f} GiB but {bundle.device} has "
+            f"{p.budget / GiB:.1f} GiB ({'; '.join(p.notes)}); lower train.batch_size / unlearn.batch_size, "
+            "raise train.micro_batches, set train.gradient_checkpointing=on, use train.adapter=lora, "
+            "or run on a larger device (pebench plan shows every stage)")
+    return p
