@@ -47,6 +47,10 @@ class Family:
     # Processor outputs concatenated over images, with the key whose rows give each image's
     # share: rows of ``pixel_values`` per image = prod(image_grid_thw[i]).
     flat_vision: tuple[tuple[str, str], ...] = ()
+    # (image token, video token) of a processor that transformers 5 builds only with
+    # torchvision (for its video processor): without it, the processor is loaded image-only
+    # (pebench_core.models.load_processor).
+    image_only_processor: tuple[str, str] | None = None
 
     def module(self, model: torch.nn.Module, path: str) -> torch.nn.Module:
         m: Any = unwrap(model)
@@ -91,9 +95,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("llava_next", "LLaVA-NeXT", ("llava_next",), "model.language_model", ("model.vision_tower",),
            ("model.multi_modal_projector", "model.image_newline")),
     Family("qwen2_vl", "Qwen2-VL", ("qwen2_vl",), "model.language_model", ("model.visual",),
-           ("model.visual.merger",), flat_vision=(("pixel_values", "image_grid_thw"),)),
+           ("model.visual.merger",), flat_vision=(("pixel_values", "image_grid_thw"),),
+           image_only_processor=("<|image_pad|>", "<|video_pad|>")),
     Family("qwen2_5_vl", "Qwen2.5-VL", ("qwen2_5_vl",), "model.language_model", ("model.visual",),
-           ("model.visual.merger",), flat_vision=(("pixel_values", "image_grid_thw"),)),
+           ("model.visual.merger",), flat_vision=(("pixel_values", "image_grid_thw"),),
+           image_only_processor=("<|image_pad|>", "<|video_pad|>")),
     Family("idefics3", "Idefics3 / SmolVLM", ("idefics3",), "model.text_model", ("model.vision_model",),
            ("model.connector",)),
     Family("gemma3", "Gemma 3", ("gemma3",), "model.language_model", ("model.vision_tower",),

@@ -227,24 +227,12 @@ def device_memory(device: torch.device | str) -> float:
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def probe_tokens(bundle, image_size: int) -> tuple[int, int]:
-    """``(prompt tokens, image tokens)`` of one prompt at ``image_size`` px, as the model's own
-    processor encodes it (the longest question of the world)."""
-    from PIL import Image
-
-    from .models import encode_prompts
-
-    img = Image.new("RGB", (image_size, image_size), (128, 128, 128))
-    question = "What is happening in the image?"
-    with_image = len(encode_prompts(bundle, [img], [question])[0].ids)
-    text_only = len(bundle.tokenizer(bundle.prompt_text(question), add_special_tokens=False)["input_ids"])
-    return with_image, max(0, with_image - text_only)
-
-
 def stage_plans(cfg: RunConfig, bundle, budget: float | None = None) -> list[StagePlan]:
     """:func:`plan` for a loaded model (``bundle``) on its own device."""
+    from .models import prompt_tokens
+
     shape = model_shape(bundle.base_model.config, bundle.dtype)
-    prompt, image = probe_tokens(bundle, cfg.world.image_size)
+    prompt, image = prompt_tokens(bundle, cfg.world.image_size)
     return plan(cfg, shape, prompt, image, device_memory(bundle.device) if budget is None else budget,
                 bundle.device.type)
 

@@ -69,6 +69,20 @@ __all__ = [
     "load_adapter",
     "describe",
     "count_parameters",
+    "prompt_tokens",
+    "model_card",
+    "Prompt",
+    "pad_batch",
+    "stack_vision",
+    "move_batch",
+    "answer_ids",
+    "full_answer_logits",
+    "context_length",
+    "check_length",
+    "load_processor",
+    "load_skeleton",
+    "load_merged",
+    "lora_targets",
 ]
 
 IMAGE_TOKEN = "<image>"
@@ -464,13 +478,12 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
         found = f" (found {', '.join(others)}; pickled/other weight formats are refused)" if others else ""
         raise ConfigError(f"model path {path} holds no *.safetensors weights{found}; expected {expected}. "
                           "Convert the checkpoint to safetensors first.")
+    family = _family_of_folder(path)
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-    except Exception as exc:  # unknown model_type, malformed json, ...
+        AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    except Exception as exc:  # malformed json, a config this transformers cannot read, ...
         raise ConfigError(f"model path {path}: config.json cannot be read as a transformers config "
                           f"({type(exc).__name__}: {exc}); expected {expected}") from None
-    family = family_for_type(getattr(config, "model_type", None), getattr(config, "architectures", None),
-                             f"model path {path}")
     # The processor first: it is cheap, and a missing chat template should stop the run
     # before gigabytes of weights are read.
     processor = load_processor(path, family)
@@ -490,6 +503,16 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
     if (path / _PEBENCH_META).is_file():
         meta = json.loads((path / _PEBENCH_META).read_text())
     return ModelBundle(model=model, processor=processor, tokenizer=tokenizer, device=dev, dtype=dt, meta=meta)
+
+
+def _family_of_folder(path: Path) -> Family:
+    """The family a checkpoint folder's ``config.json`` declares, read as plain JSON: an
+    architecture the adapter cannot drive is named before transformers parses anything."""
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model path {path}: config.json is not valid JSON ({exc})") from None
+    return family_for_type(raw.get("model_type"), raw.get("architectures"), f"model path {path}")
 
 
 def load_processor(path: str | Path, family: Family):
@@ -523,30 +546,36 @@ def load_processor(path: str | Path, family: Family):
 
 
 def _assemble_processor(path: Path, family: Family):
-    """The processor class named in the folder, built from the tokenizer, the PIL image
-    processor and the chat template saved there (no video processor)."""
-    import transformers
-    from transformers import AutoTokenizer
+    """The folder's processor class without its video processor, loaded from the same files.
 
-    cfg = {}
-    for name in ("processor_config.json", "preprocessor_config.json"):
-        if (path / name).is_file():
-            cfg.update(json.loads((path / name).read_text()))
-    pre = json.loads((path / "preprocessor_config.json").read_text())
-    image_cls = pre.get("image_processor_type", "")
-    image_cls = getattr(transformers, image_cls.removesuffix("Fast").removesuffix("Pil") + "Pil")
-    known = set(inspect.signature(image_cls.__init__).parameters)
-    image_processor = image_cls(**{k: v for k, v in pre.items() if k in known})
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-    proc_cls = getattr(transformers, cfg.get("processor_class", ""))
-    template = None
-    if (path / "chat_template.jinja").is_file():
-        template = (path / "chat_template.jinja").read_text()
-    elif (path / "chat_template.json").is_file():
-        template = json.loads((path / "chat_template.json").read_text()).get("chat_template")
-    kwargs = {k: v for k, v in cfg.items() if k in set(inspect.signature(proc_cls.__init__).parameters)
-              and k not in ("image_processor", "tokenizer", "video_processor", "chat_template")}
-    return proc_cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=template, **kwargs)
+    ``Qwen2VLProcessor.__init__`` takes a ``video_processor``, and transformers' ``ProcessorMixin``
+    checks every such argument (``None`` included) against ``VideoProcessorMixin``, which it only
+    exports with torchvision; the one video processor there is needs torchvision too. A
+    subclass whose ``__init__`` has no ``video_processor`` has only the image processor and
+    the tokenizer as parts (``ProcessorMixin`` reads them off the signature) and is otherwise
+    the real processor: the same ``__call__``, the same image-token expansion. Only families
+    whose table row asks for it (``Family.image_only_processor``) are assembled this way.
+    """
+    import transformers
+    from transformers.processing_utils import ProcessorMixin
+
+    if not family.image_only_processor:
+        raise ConfigError(f"no image-only fallback for the {family.title} processor")
+    cfg = json.loads((path / "processor_config.json").read_text())
+    base = getattr(transformers, cfg.get("processor_class", ""), None)
+    if base is None:
+        raise ConfigError(f"unknown processor class {cfg.get('processor_class')!r} in {path}")
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        # what the family's __init__ does before ProcessorMixin's, minus the video processor
+        self.image_token = getattr(tokenizer, "image_token", None) or family.image_only_processor[0]
+        self.video_token = getattr(tokenizer, "video_token", None) or family.image_only_processor[1]
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    image_only = type(base.__name__ + "ImageOnly", (base,), {"__init__": __init__, "__module__": __name__})
+    return image_only.from_pretrained(path, local_files_only=True, trust_remote_code=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -911,11 +940,9 @@ def lora_targets(model: torch.nn.Module, projector: bool) -> list[str]:
         raise ConfigError(f"add_lora: no {'/'.join(_LM_TARGETS)} linear layers under {lm} in this "
                           f"{fam.title} model")
     if projector:
-        proj = [n for n in names if fam.role_of(n) == "projector"]
-        if not proj:
-            raise ConfigError(f"add_lora(projector=True): the {fam.title} model has no linear layers in its "
-                              f"projector ({', '.join(fam.projector)}); use projector=False")
-        out += proj
+        # Gemma 3's projector is a bare weight matrix behind a norm, not a linear layer: LoRA
+        # cannot adapt it, and its language model carries the adapter alone.
+        out += [n for n in names if fam.role_of(n) == "projector"]
     return sorted(out)
 
 
@@ -933,8 +960,9 @@ def lora_target_regex(model: torch.nn.Module, projector: bool) -> str:
     lm = [n for n in lora_targets(model, False)]
     leaves = sorted({n.rsplit(".", 1)[-1] for n in lm})
     parts = [rf"{re.escape(fam.language_model)}\..*\.(?:{'|'.join(leaves)})"]
-    if projector:
-        parts.append("|".join(re.escape(n) for n in lora_targets(model, True) if n not in set(lm)))
+    proj = [n for n in lora_targets(model, projector) if n not in set(lm)]
+    if proj:
+        parts.append("|".join(re.escape(n) for n in proj))
     return "^(?:" + "|".join(parts) + ")$"
 
 
@@ -1028,9 +1056,8 @@ def load_skeleton(path: str | Path, device: str | torch.device = "auto",
     path = Path(path).expanduser()
     if not (path / "config.json").is_file():
         raise ConfigError(f"model path {path} has no config.json; expected a Hugging Face checkpoint folder")
+    family = _family_of_folder(path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-    family = family_for_type(getattr(config, "model_type", None), getattr(config, "architectures", None),
-                             f"model path {path}")
     processor = load_processor(path, family)
     dev, dt = resolve_device_dtype(device, dtype)
     with torch.device("meta"):
@@ -1053,6 +1080,38 @@ def load_merged(path: str | Path, adapter: str | Path, device: str | torch.devic
 
 # ---------------------------------------------------------------------------------------
 # Description
+
+
+def prompt_tokens(bundle: ModelBundle, image_size: int,
+                  question: str = "What is happening in the image?") -> tuple[int, int]:
+    """``(prompt tokens, image tokens)`` of one generation prompt with an ``image_size`` px
+    image, as the model's own processor encodes it (the image's share is what the image adds
+    over the text alone)."""
+    from PIL import Image
+
+    img = Image.new("RGB", (image_size, image_size), (128, 128, 128))
+    ids = encode_prompts(bundle, [img], [question])[0].ids
+    image_id = getattr(bundle.processor, "image_token_id", None)
+    if isinstance(image_id, int) and image_id in ids:  # the placeholders the image's features replace
+        return len(ids), ids.count(image_id)
+    text_only = len(bundle.tokenizer(bundle.prompt_text(question), add_special_tokens=False)["input_ids"])
+    return len(ids), max(0, len(ids) - text_only)
+
+
+def model_card(bundle: ModelBundle, image_size: int) -> dict:
+    """The facts a chapter prints about a model, whatever its family: its parts' depth and
+    width, how many tokens an image of ``image_size`` px becomes, the vocabulary, device and
+    dtype."""
+    cfg = _unwrap(bundle.model).config
+    text = getattr(cfg, "text_config", None) or cfg
+    vision = getattr(cfg, "vision_config", None)
+    prompt, image = prompt_tokens(bundle, image_size)
+    return {"family": bundle.family.title,
+            "vision layers": getattr(vision, "num_hidden_layers", getattr(vision, "depth", None)),
+            "vision width": getattr(vision, "hidden_size", getattr(vision, "embed_dim", None)),
+            "image tokens": image, "prompt tokens": prompt,
+            "language-model layers": text.num_hidden_layers, "language-model width": text.hidden_size,
+            "vocabulary": text.vocab_size, "device": str(bundle.device), "dtype": str(bundle.dtype).removeprefix("torch.")}
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
