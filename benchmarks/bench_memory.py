@@ -85,7 +85,7 @@ def measure(family: str, ckpt: Path, ds, cfg) -> dict:
     return {"family": family, "weights MiB": weights / 2**20, "plan weights MiB": shape.total * 4 / 2**20,
             "state KiB": state / 1024, "plan state KiB": est_state / 1024,
             "activations KiB": act / 1024, "plan activations KiB": est_act / 1024,
-            "ratio": est_act / act}
+            "plan / measured": round(est_act / act, 2)}
 
 
 def main() -> None:
@@ -102,7 +102,9 @@ def main() -> None:
 
 
 
-    folder = llava_7b_folder(tmp / "llava-7b", build_checkpoint("llava", tmp / "llava-proc", world_texts(ds)))
+    from model_families import build_llava_7b_config_folder
+
+    folder = build_llava_7b_config_folder(tmp / "llava-1.5-7b", world_texts(ds))
     paper = load_config("paper", overrides=[f"model.path={folder}"])
     b = models.load_skeleton(folder, device="cpu", dtype="bfloat16")
     prompt, image = models.prompt_tokens(b, paper.world.image_size)

@@ -2,6 +2,7 @@
 
     pebench world --profile tiny --seed 0 --out DIR
     pebench run   --profile tiny --seed 0 --out DIR      (or --seeds 0,1,2)
+    accelerate launch --multi_gpu --num_processes N -m pebench_core.cli run ...   (data parallel)
     pebench plan  --profile paper --set model.path=DIR   (memory plan per stage)
     pebench book  --profile tiny
 
@@ -129,6 +130,13 @@ def _cmd_book(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from . import distributed as D
+
+    if D.world_size() > 1:  # under `accelerate launch`: one process group, rank 0 speaks
+        D.init()
+        if not D.is_main():
+            os.environ["TQDM_DISABLE"] = "1"
+            sys.stdout = open(os.devnull, "w")
     try:
         {"world": _cmd_world, "run": _cmd_run, "plan": _cmd_plan, "book": _cmd_book}[args.command](args)
     except ConfigError as exc:

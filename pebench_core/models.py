@@ -43,6 +43,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .config import DEVICES, DTYPES, TINY_MAX_LENGTH, ConfigError, ModelConfig
+from . import distributed as D
 from .families import Family, family_for_type, family_of, unwrap
 
 __all__ = [
@@ -257,6 +258,7 @@ def resolve_device_dtype(device: str | torch.device = "auto",
     else:
         dev = torch.device("cpu")
 
+    dev = D.device_for_rank(dev)  # one GPU per process under a multi-process launch
     if isinstance(dtype, torch.dtype):
         if dtype not in _DTYPE_NAMES.values():
             raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype}")
@@ -868,7 +870,7 @@ def sequence_logprobs(bundle_or_model, batch: dict) -> tuple[torch.Tensor, torch
 
 @torch.no_grad()
 def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], max_new_tokens: int = 40,
-             batch_size: int = 32) -> list[str]:
+             batch_size: int = 32, sharded: bool = True) -> list[str]:
     """Greedy answers (new tokens only, stripped), batched with left padding and a KV cache.
 
     Items are processed in order of prompt length so that batches need little padding; the
@@ -876,10 +878,18 @@ def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], ma
     ``model.generate`` (per-token ones left-padded with the ids); position ids are derived
     from the attention mask, so a left-padded prompt sees the same positions as an unpadded
     one and the answers do not depend on ``batch_size`` or the order of the items (tested).
+
+    Under a multi-process launch (:mod:`pebench_core.distributed`) each process answers a
+    contiguous share of the items and every process gets all the answers back (``sharded``
+    False answers all of them here, in this process).
     """
     if len(images) != len(questions):
         raise ValueError(f"got {len(images)} images but {len(questions)} questions")
     n = len(images)
+    if sharded and D.world_size() > 1:
+        sl = D.shard_slice(n)
+        mine = generate(bundle, list(images)[sl], list(questions)[sl], max_new_tokens, batch_size, sharded=False)
+        return [a for part in D.all_gather_objects(mine) for a in part]
     if n == 0:
         return []
     if batch_size < 1 or max_new_tokens < 1:

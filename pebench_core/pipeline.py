@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from . import distributed as D
 from .config import RunConfig, config_hash
 from .data import Dataset, load_dataset, load_pebench_folder
 
@@ -62,9 +63,11 @@ def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool 
 
     out = resolve_run_dir(cfg, run_dir) / "world" / world_key(cfg)
     if not (out / "world.json").is_file():
-        t0 = time.perf_counter()
-        write_world(generate_world(cfg.world, cfg.seed), out, progress=progress)
-        print(f"[world] written in {time.perf_counter() - t0:.1f}s -> {out}")
+        if D.is_main():  # under a multi-process launch one process writes, the others wait
+            t0 = time.perf_counter()
+            write_world(generate_world(cfg.world, cfg.seed), out, progress=progress)
+            print(f"[world] written in {time.perf_counter() - t0:.1f}s -> {out}")
+        D.barrier()
     return load_dataset(out)
 
 
@@ -170,17 +173,19 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
         info = train.inject(bundle, ds, stage, target, cfg, progress=progress,
                             vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision")
     info = {"stage": stage, "target": target, "key": model_key(cfg, stage, target),
-            "seconds": round(time.perf_counter() - t0, 2), **(info or {})}
-    if unwrap(bundle.model) is not bundle.model:
-        save_adapter(bundle.model, out / _ADAPTER)
-    else:
-        save_bundle(bundle, out)
-    # The marker goes last: a folder without it is an interrupted build and is rebuilt.
-    from .results import atomic_write_json
+            "seconds": round(time.perf_counter() - t0, 2), "processes": D.world_size(), **(info or {})}
+    if D.is_main():  # every process trained the same weights; one writes them
+        if unwrap(bundle.model) is not bundle.model:
+            save_adapter(bundle.model, out / _ADAPTER)
+        else:
+            save_bundle(bundle, out)
+        # The marker goes last: a folder without it is an interrupted build and is rebuilt.
+        from .results import atomic_write_json
 
-    atomic_write_json(out / _STAGE_MARKER, json.loads(json.dumps(info, default=str)))
-    label = stage if target is None else f"{stage}({target})"
-    print(f"[models] {label} built in {info['seconds']:.1f}s -> {out}")
+        atomic_write_json(out / _STAGE_MARKER, json.loads(json.dumps(info, default=str)))
+        label = stage if target is None else f"{stage}({target})"
+        print(f"[models] {label} built in {info['seconds']:.1f}s -> {out}")
+    D.barrier()
     return _load_stage(cfg, out)
 
 
@@ -318,8 +323,10 @@ def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
         folders += [get_unlearned(cfg, m, target, out, progress=False) for m in methods_for(cfg, target, methods)]
     res = pd.concat([pd.read_parquet(f / "results.parquet") for f in folders], ignore_index=True)
     items = pd.concat([pd.read_parquet(f / "items.parquet") for f in folders], ignore_index=True)
-    atomic_write_parquet(out / "results" / "results.parquet", res)
-    atomic_write_parquet(out / "results" / "items.parquet", items)
+    if D.is_main():
+        atomic_write_parquet(out / "results" / "results.parquet", res)
+        atomic_write_parquet(out / "results" / "items.parquet", items)
+    D.barrier()
     return res, items
 
 

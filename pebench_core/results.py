@@ -173,11 +173,22 @@ class StageCache:
                 log(f"[{stage}] cached ({key})")
             return final
         t0 = time.perf_counter()
+        from . import distributed as D
+
+        if not D.is_main():
+            # Under a multi-process launch every process runs the build (it holds collective
+            # steps: data-parallel training, sharded evaluation); rank 0's folder is kept.
+            with tempfile.TemporaryDirectory() as scratch:
+                build(Path(scratch))
+            D.barrier()
+            return final
         with atomic_dir(final) as tmp:
             meta = build(tmp) or {}
             meta = {"stage": stage, "key": key, "seconds": round(time.perf_counter() - t0, 3),
-                    "git_commit": git_commit(), "versions": json.loads(versions()), **meta}
+                    "git_commit": git_commit(), "versions": json.loads(versions()),
+                    "processes": D.world_size(), **meta}
             (tmp / DONE_MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        D.barrier()
         if log:
             log(f"[{stage}] built in {meta['seconds']:.1f}s ({key})")
         return final

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed as D
 from .config import ConfigError
 from .families import family_of
 from .models import (ModelBundle, add_lora, answer_ids, check_length, context_length, encode_prompts,
@@ -451,20 +452,25 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     history: list[dict] = []
     lengths = enc.lengths
+    # At least one micro-batch per process; how a batch is cut changes padding, not the step.
+    w = D.world_size()
+    micro = w * math.ceil(micro_batches / w) if micro_batches > 0 else 0
     counts = _answer_counts(enc, per_sequence)
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False, mininterval=2.0)
     t0 = time.perf_counter()
     try:
         for epoch in range(epochs):
             if micro_batches > 0:
-                plan = mixed_batches(lengths, batch_size, micro_batches, rng)
+                plan = mixed_batches(lengths, batch_size, micro, rng)
             else:
                 plan = [[b] for b in length_batches(lengths, batch_size, rng)]
             for groups in plan:
                 opt.zero_grad(set_to_none=True)
                 n_total = float(sum(counts[i] for g in groups for i in g))
                 step_loss = 0.0
-                for idx in groups:
+                # Data parallel: process r takes micro-batches r, r + W, ...; the losses are
+                # scaled by the whole step's count, so the summed gradients are the step's.
+                for idx in groups[D.rank()::D.world_size()]:
                     batch = move_batch(collate(enc, idx, bundle.pad_token_id), bundle.device, bundle.dtype)
                     f = None if feats is None else feats[enc.rows(idx)].to(bundle.device, bundle.dtype)
                     loss = _answer_loss(model, batch, f, per_sequence, total=n_total)
@@ -472,7 +478,8 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
                         raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {len(history)}; lower train.lr")
                     loss.backward()
                     step_loss += float(loss.detach())
-                _optimizer_step(params, opt, sched, history, bar, epoch, step_loss)
+                D.all_reduce_grads(params)
+                _optimizer_step(params, opt, sched, history, bar, epoch, D.all_reduce_sum(step_loss))
     finally:
         bar.close()
         model.eval()
@@ -709,7 +716,7 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
         _, acc = _concept_loss(outs, val.labels.to(bundle.device), val.objects.to(bundle.device))
     history[-1].update({"seconds": round(time.perf_counter() - t0, 3), "seconds_render": round(t_render, 3),
                         "heldout_accuracy": dict(zip([*crowd.tasks, "objects"], [round(a, 4) for a in acc]))})
-    if folder is not None:
+    if folder is not None and D.is_main():  # every process trained the same tower; one writes it
         _save_vision_cache(folder, vision_state(bundle), history)
     return history
 

@@ -39,6 +39,7 @@ from .config import ConfigError, EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
 from .losses import LossInputs, get_loss, packed_answer_logprobs, packed_kl_per_sequence
 from .models import ModelBundle, add_lora, generate, reference_mode
+from . import distributed as D
 from .families import family_of
 from .models import full_answer_logits, pad_batch
 from .train import EncodedQA, _vision_hidden, encode_qa, feature_cache_fits, image_features, merged_embeddings
@@ -329,6 +330,9 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
         raise ConfigError(f"unlearn.steps must be at least 1, got {cfg.steps}")
     if not cfg.lr > 0:
         raise ConfigError(f"unlearn.lr must be positive, got {cfg.lr}")
+    if cfg.batch_size % D.world_size():
+        raise ConfigError(f"unlearn.batch_size ({cfg.batch_size}) must be a multiple of the number of processes "
+                          f"({D.world_size()}): each process takes an equal share of every batch")
     sets = unlearn_sets(ds, target, seed)
     need = set(spec.required_inputs(cfg.retain_weight))
     load = lambda q: ds.image(q.item_id)  # noqa: E731
@@ -393,26 +397,31 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     steps_done = 0
     for step in bar:
         fi, ri = schedule[step]
+        # Data parallel: this process runs the model on its share of each batch (all of it
+        # when launched alone); the per-sequence results are gathered so the loss is the
+        # whole batch's everywhere, with gradients through this process's share only.
+        mine_f, mine_r = fi[D.shard_slice(len(fi))], ri[D.shard_slice(len(ri))]
         inp: dict = {}
         # Every set this method trains on in one forward pass; the refusals share their
         # prompt (image and question) with the true forget answers when both are needed.
         parts = [(name, e, idx) for name, e, idx, keys in (
-            ("forget", enc.get("forget"), fi, {"forget_logp_sum"}),
-            ("refusal", enc.get("refusal"), fi, {"refusal_logp_sum"}),
-            ("retain", enc.get("retain"), ri, {"retain_logp_sum", "retain_kl"})) if keys & need]
+            ("forget", enc.get("forget"), mine_f, {"forget_logp_sum"}),
+            ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum"}),
+            ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl"})) if keys & need]
         names = [p[0] for p in parts]
         branch = {names.index("refusal"): 0} if names[:2] == ["forget", "refusal"] else None
         outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch)))
         for name in ("forget", "refusal", "retain"):
             if name in outs and f"{name}_logp_sum" in need:
-                inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = packed_answer_logprobs(*outs[name])
+                lp, nt = packed_answer_logprobs(*outs[name])
+                inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = D.gather_cat(lp), D.gather_cat(nt)
         for name in ("forget", "refusal"):
             if f"{name}_ref_logp_sum" in need:
                 inp[f"{name}_ref_logp_sum"] = ref[name][fi]
         if "retain_kl" in need:
             lg, _, seq, n = outs["retain"]
-            lp_ref = torch.cat([ref_retain[i] for i in ri]).to(lg.device)
-            inp["retain_kl"] = packed_kl_per_sequence(lg, lp_ref, seq, n)
+            lp_ref = torch.cat([ref_retain[i] for i in mine_r]).to(lg.device)
+            inp["retain_kl"] = D.gather_cat(packed_kl_per_sequence(lg, lp_ref, seq, n))
         if "forget_concepts" in need:
             inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
         if "retain_concepts" in need:
@@ -426,6 +435,7 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
             break
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        D.all_reduce_grads(params)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         state = out.state

@@ -203,7 +203,28 @@ def test_mixed_batches_cover_each_item_once_sorted_within_micro_batches():
 
 
 def test_micro_batches_add_up_to_the_batch_gradient(ds, qa):
-    """Cutting a step's batch into micro-batches changes padding, not the step."""
+    """Cutting a step's batch into micro-batches changes padding, not the step: the summed
+    micro-batch gradients are the batch's (to float rounding), and so is the training.
+
+    The weights after training are compared at 1e-4: AdamW divides each update by the root
+    of its running squared gradient, which turns the last-bit differences of a different
+    summation order into ~3e-5 on parameters whose gradient is nearly zero (measured, with
+    the code before micro-batches were distributed too)."""
+    b = _bundle(ds)
+    T.set_vision_trainable(b, False)
+    enc = T.encode_qa(b, qa, T._image_loader(ds))
+    feats = T.image_features(b, enc.pixel_values)
+    idx = list(range(8))
+    total = float(sum(int((enc.labels[i] != -100).sum()) for i in idx))
+    grads = []
+    for groups in ([idx], [idx[:3], idx[3:6], idx[6:]]):
+        b.model.zero_grad(set_to_none=True)
+        for g in groups:
+            T._answer_loss(b.model, T.collate(enc, g, b.pad_token_id), feats[enc.rows(g)], total=total).backward()
+        grads.append({n: p.grad.clone() for n, p in b.model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5) for n in grads[0])
+
     states = []
     for mb in (1, 3):
         b = _bundle(ds)
@@ -211,4 +232,4 @@ def test_micro_batches_add_up_to_the_batch_gradient(ds, qa):
         enc = T.encode_qa(b, qa, T._image_loader(ds))
         T.train_model(b, enc, epochs=2, lr=3e-3, batch_size=8, seed=0, progress=False, micro_batches=mb)
         states.append(_state(b.model))
-    assert all(torch.allclose(states[0][k], states[1][k], atol=1e-5) for k in states[0])
+    assert all(torch.allclose(states[0][k], states[1][k], atol=1e-4) for k in states[0])

@@ -1,0 +1,125 @@
+"""Data parallelism over the processes that ``accelerate launch`` starts (DESIGN §4).
+
+``pebench run`` under ``accelerate launch --multi_gpu --num_processes N`` (torch's elastic
+launcher underneath, which sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) runs every stage in
+all N processes at once, each on its own device:
+
+* **training** (injection and unlearning) splits each step's batch between the processes;
+  each computes the gradient of its share of the step's loss, the gradients are summed
+  (one flat all-reduce a step), and every process takes the same optimiser step, so the
+  weights stay identical everywhere. For unlearning, the per-sequence quantities the
+  losses are built on are gathered, so every process evaluates the method's loss on the
+  whole batch (BGD's running balance included) while gradients flow through its own share;
+* **evaluation** gives each process a contiguous share of the questions and gathers the
+  answers (answers do not depend on the batch, tested, so the table is the one process's);
+* **writes** happen on rank 0 only, the others wait at a barrier and read what it wrote.
+
+A process launched alone (no ``WORLD_SIZE``) does none of this: every function here is then
+the identity or a no-op. With gloo on CPU this is tested with two processes
+(``tests/test_distributed.py``); on GPUs the same code runs with NCCL.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import torch
+
+__all__ = ["world_size", "rank", "is_main", "barrier", "init", "all_reduce_grads", "all_reduce_sum",
+           "all_gather_objects", "gather_cat", "shard_slice", "device_for_rank"]
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def init() -> None:
+    """Join the process group of a multi-process launch (once); nothing when launched alone."""
+    if world_size() <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+
+
+def device_for_rank(device: torch.device) -> torch.device:
+    """Each process on its own GPU (``cuda:LOCAL_RANK``) under a multi-process launch."""
+    if world_size() > 1 and device.type == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        init()
+        torch.distributed.barrier()
+
+
+def all_reduce_grads(params: Sequence[torch.nn.Parameter]) -> None:
+    """Sum every parameter's gradient over the processes (a missing gradient counts as zero),
+    in one flat buffer: one collective a step, whatever the number of tensors."""
+    if world_size() <= 1:
+        return
+    init()
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    off = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[off:off + n].view_as(p).to(p.dtype)
+        off += n
+
+
+def all_reduce_sum(x: float) -> float:
+    if world_size() <= 1:
+        return x
+    init()
+    t = torch.tensor([float(x)], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return float(t.item())
+
+
+def all_gather_objects(obj: Any) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every process."""
+    if world_size() <= 1:
+        return [obj]
+    init()
+    out: list = [None] * world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def gather_cat(local: torch.Tensor) -> torch.Tensor:
+    """The processes' equal-length shares concatenated in rank order, with this process's own
+    share kept in the autograd graph (the others' are constants): a loss on the result is
+    the loss of the whole batch, and its gradient flows into this process's share only —
+    the sum over processes (:func:`all_reduce_grads`) is then the whole batch's gradient."""
+    if world_size() <= 1:
+        return local
+    init()
+    parts = [torch.empty_like(local) for _ in range(world_size())]
+    torch.distributed.all_gather(parts, local.detach().contiguous())
+    parts[rank()] = local
+    return torch.cat(parts)
+
+
+def shard_slice(n: int) -> slice:
+    """This process's contiguous share of ``n`` items (shares differ by at most one)."""
+    w, r = world_size(), rank()
+    base, extra = divmod(n, w)
+    start = r * base + min(r, extra)
+    return slice(start, start + base + (1 if r < extra else 0))
