@@ -77,11 +77,11 @@ def measure(family: str, ckpt: Path, ds, cfg) -> dict:
     state = sum(p.numel() * p.element_size() * 2 for p in params)  # parameter + gradient
     state += sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values() if torch.is_tensor(t)
                  and t.ndim > 0)
-    shape = memory.model_shape(b.base_model.config, torch.float32, lora_ranks=(cfg.train.lora_r,))
+    shape = memory.model_shape(b.base_model.config, torch.float32)
     seq = max(len(enc.input_ids[i]) for i in idx)
     est_act = memory._activations(shape, len(idx), seq, False, 4) + memory._logits(
         shape, int(sum((enc.labels[i] != -100).sum() for i in idx)))
-    est_state = 16.0 * shape.lora_parameters[cfg.train.lora_r]
+    est_state = 16.0 * shape.lora(cfg.train.lora_r)
     return {"family": family, "weights MiB": weights / 2**20, "plan weights MiB": shape.total * 4 / 2**20,
             "state KiB": state / 1024, "plan state KiB": est_state / 1024,
             "activations KiB": act / 1024, "plan activations KiB": est_act / 1024,

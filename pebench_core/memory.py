@@ -52,7 +52,7 @@ class ModelShape:
 
     family: str
     parameters: dict[str, int]  # by role: vision tower, projector, language model, embeddings
-    lora_parameters: dict[int, int]  # LoRA rank -> trainable parameters on language model + projector
+    lora_per_rank: int  # LoRA parameters on language model + projector per unit of rank
     layers: int
     hidden: int
     intermediate: int
@@ -65,6 +65,10 @@ class ModelShape:
     @property
     def total(self) -> int:
         return sum(self.parameters.values())
+
+    def lora(self, r: int) -> int:
+        """Trainable parameters of a rank-``r`` LoRA adapter (``r · (in + out)`` per layer)."""
+        return r * self.lora_per_rank
 
 
 @dataclass
@@ -98,7 +102,7 @@ def _vision_config(config):
     return getattr(config, "vision_config", None)
 
 
-def model_shape(config, dtype: torch.dtype = torch.bfloat16, lora_ranks: tuple[int, ...] = (8, 16)) -> ModelShape:
+def model_shape(config, dtype: torch.dtype = torch.bfloat16) -> ModelShape:
     """The shape of the model ``config`` describes, from a weightless (``meta``) instance."""
     from transformers import AutoModelForImageTextToText
 
@@ -127,7 +131,7 @@ def model_shape(config, dtype: torch.dtype = torch.bfloat16, lora_ranks: tuple[i
     heads = getattr(t, "num_attention_heads", 1)
     head_dim = getattr(t, "head_dim", None) or t.hidden_size // heads
     return ModelShape(
-        family=fam.name, parameters=params, lora_parameters={r: r * per_rank for r in lora_ranks},
+        family=fam.name, parameters=params, lora_per_rank=per_rank,
         layers=t.num_hidden_layers, hidden=t.hidden_size, intermediate=getattr(t, "intermediate_size", 4 * t.hidden_size),
         kv_width=getattr(t, "num_key_value_heads", heads) * head_dim, vocab=t.vocab_size,
         vision_layers=getattr(v, "num_hidden_layers", getattr(v, "depth", 0)) if v is not None else 0,
@@ -178,33 +182,29 @@ def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: in
     seq = prompt_tokens + MAX_ANSWER_TOKENS
     out = []
 
+    def training(p: StagePlan, trainable_bytes: float, sequences: int) -> None:
+        p.rows["weights"] = weights
+        p.rows["trainable state"] = trainable_bytes
+        p.rows["activations"] = _activations(shape, sequences, seq, ckpt, act)
+        p.rows["logits"] = _logits(shape, sequences * MAX_ANSWER_TOKENS)
+        p.rows["vision (transient)"] = _vision_transient(shape, sequences, image_tokens, act)
+        out.append(p)
+
     inj = StagePlan("inject (finetune, goal)", budget=budget)
-    inj.rows["weights"] = weights
+    micro = max(1, -(-t.batch_size // max(1, t.micro_batches)))
     if cfg.model.kind == "local" and t.adapter == "lora":
-        n = shape.lora_parameters.get(t.lora_r) or t.lora_r * shape.lora_parameters[8] // 8
-        inj.rows["trainable state"] = 16.0 * n
-        inj.notes.append(f"LoRA r={t.lora_r}: {n / 1e6:.1f} M trainable parameters")
+        training(inj, 16.0 * shape.lora(t.lora_r), micro)
+        inj.notes.append(f"LoRA r={t.lora_r}: {shape.lora(t.lora_r) / 1e6:.1f} M trainable parameters")
     else:
         n = shape.parameters["language model"] + shape.parameters["projector"] + shape.parameters["embeddings"]
-        inj.rows["trainable state"] = 4.0 * bp * n
+        training(inj, 4.0 * bp * n, micro)
         inj.notes.append(f"full fine-tuning of language model + projector: {n / 1e6:.0f} M parameters")
-    micro = max(1, -(-t.batch_size // max(1, t.micro_batches)))
-    inj.rows["activations"] = _activations(shape, micro, seq, ckpt, act)
-    inj.rows["logits"] = _logits(shape, micro * MAX_ANSWER_TOKENS)
-    inj.rows["vision (transient)"] = _vision_transient(shape, micro, image_tokens, act)
     inj.notes.append(f"micro-batch of {micro} x {seq} tokens, gradient checkpointing {'on' if ckpt else 'off'}")
-    out.append(inj)
 
-    un = StagePlan("unlearn", budget=budget)
-    un.rows["weights"] = weights
-    n = shape.lora_parameters.get(u.lora_r) or u.lora_r * shape.lora_parameters[8] // 8
-    un.rows["trainable state"] = 16.0 * n
     seqs = _sequences_per_step(cfg)
-    un.rows["activations"] = _activations(shape, seqs, seq, ckpt, act)
-    un.rows["logits"] = _logits(shape, seqs * MAX_ANSWER_TOKENS)
-    un.rows["vision (transient)"] = _vision_transient(shape, seqs, image_tokens, act)
-    un.notes.append(f"LoRA r={u.lora_r}: {n / 1e6:.1f} M trainable; {seqs} sequences a step")
-    out.append(un)
+    un = StagePlan("unlearn", budget=budget)
+    training(un, 16.0 * shape.lora(u.lora_r), seqs)
+    un.notes.append(f"LoRA r={u.lora_r}: {shape.lora(u.lora_r) / 1e6:.1f} M trainable; {seqs} sequences a step")
 
     ev = StagePlan("evaluate", budget=budget)
     ev.rows["weights"] = weights

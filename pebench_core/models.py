@@ -51,6 +51,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "CHAT_TEMPLATE",
     "ModelBundle",
+    "train_bpe",
     "train_tokenizer",
     "build_tiny",
     "save_bundle",
@@ -280,40 +281,51 @@ def resolve_device_dtype(device: str | torch.device = "auto",
 # Tokenizer
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int):
-    """Train a byte-level BPE tokenizer on ``texts`` and wrap it as a fast HF tokenizer.
+def train_bpe(texts: Sequence[str], vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOKENS,
+              template_text: Sequence[str] = tuple(_TEMPLATE_TEXT), unk_token: str | None = UNK):
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts`` (deterministic).
 
     Byte-level BPE never meets an unknown character (every string round-trips exactly) and,
     trained on the world's own text, turns frequent names and description words into one or
-    two tokens. Special tokens (ids 0-4): ``<pad> <s> </s> <unk> <image>``. The chat
-    template is :data:`CHAT_TEMPLATE`. Training is deterministic: same texts, same tokenizer.
-    The vocabulary can come out smaller than ``vocab_size`` when the text is small.
+    two tokens. ``special_tokens`` get ids ``0..n-1`` in that order; ``template_text`` (the
+    fixed words of a chat template) is trained on too, so those words become single tokens
+    and prompts stay short. The vocabulary can come out smaller than ``vocab_size`` when the
+    text is small.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
-    if vocab_size < len(SPECIAL_TOKENS) + 256:
-        raise ConfigError(f"model.vocab_size must be at least {len(SPECIAL_TOKENS) + 256} for a "
+    if vocab_size < len(special_tokens) + 256:
+        raise ConfigError(f"model.vocab_size must be at least {len(special_tokens) + 256} for a "
                           f"byte-level tokenizer, got {vocab_size}")
     corpus = [str(t) for t in texts if str(t)]
     if not corpus:
         raise ConfigError("train_tokenizer needs at least one non-empty text")
     # Each text also with a leading space: answers follow "ASSISTANT:" after a space, so a
     # name that starts a sentence in the world's text should also be one token there.
-    corpus = corpus + [" " + t for t in corpus] + _TEMPLATE_TEXT * 4
-    tok = Tokenizer(models.BPE(unk_token=UNK))
+    corpus = corpus + [" " + t for t in corpus] + list(template_text) * 4
+    tok = Tokenizer(models.BPE(unk_token=unk_token))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer=trainer, length=len(corpus))
+    return tok
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int):
+    """The tiny model's tokenizer: :func:`train_bpe` on ``texts`` wrapped as a fast HF
+    tokenizer. Special tokens (ids 0-4): ``<pad> <s> </s> <unk> <image>``; the chat template
+    is :data:`CHAT_TEMPLATE`. Same texts, same tokenizer.
+    """
+    from transformers import PreTrainedTokenizerFast
+
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=train_bpe(texts, vocab_size),
         pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK,
         extra_special_tokens={"image_token": IMAGE_TOKEN},
         padding_side="right",

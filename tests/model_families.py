@@ -72,28 +72,11 @@ def train_tokenizer(texts: Sequence[str], special_tokens: Sequence[str], templat
     template writes every special token itself (as the real LLaVA-1.5 / Gemma 3 templates
     write ``bos``). Deterministic: same texts, same tokenizer.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    corpus = [str(t) for t in texts if str(t)]
-    if not corpus:
-        raise ValueError("train_tokenizer needs at least one non-empty text")
-    if vocab_size < len(special_tokens) + 256:
-        raise ValueError(f"vocab_size must be at least {len(special_tokens) + 256}, got {vocab_size}")
-    # Each text also with a leading space: answers usually follow "ASSISTANT:" / "Assistant:"
-    # after a space, so a name that starts a sentence should be one token there too.
-    corpus = corpus + [" " + t for t in corpus] + list(template_text) * 4
-    tok = Tokenizer(models.BPE(unk_token=tokenizer_kwargs.get("unk_token")))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=2,
-        special_tokens=list(special_tokens),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer=trainer, length=len(corpus))
+    from pebench_core.models import train_bpe
+
+    tok = train_bpe(texts, vocab_size, special_tokens, template_text, tokenizer_kwargs.get("unk_token"))
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         padding_side="right",

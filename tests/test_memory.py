@@ -44,7 +44,7 @@ def test_a_7b_llava_fits_one_gpu_in_the_paper_profile(llava_7b):
     assert plans["unlearn"].total <= 24 * memory.GiB
     assert plans["evaluate"].total <= 24 * memory.GiB
     # LoRA r=16 on every attention and MLP projection of the decoder + the projector
-    assert 39e6 < shape.lora_parameters[16] < 41e6
+    assert 39e6 < shape.lora(16) < 41e6
 
 
 def test_full_fine_tuning_without_checkpointing_is_planned_larger(llava_7b):
