@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import json
 import os
 import re
@@ -475,7 +474,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
     code, no hub access. Raises :class:`ConfigError` naming the folder when it does not exist,
     holds no ``*.safetensors`` weights, or holds a model the adapter cannot drive.
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     path = Path(path).expanduser()
     expected = ("a Hugging Face image-text-to-text checkpoint folder (config.json, *.safetensors "

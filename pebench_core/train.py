@@ -419,9 +419,13 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
     decay to 5 %, gradients clipped at norm 1.
 
     Only parameters with ``requires_grad`` train. With a frozen vision tower (see
-    :func:`set_vision_trainable`) and a LLaVA-style model, the encoder output of every image is
-    computed once up front and each step runs only projector + language model, with the output
-    head on the answer positions only — the same loss, a fraction of the cost.
+    :func:`set_vision_trainable`) on the packed path (LLaVA-1.5), the encoder output of every
+    image is computed once up front (when it fits :data:`FEATURE_CACHE_BYTES`) and each step
+    runs only projector + language model; every other family runs its own forward. Either way
+    the output head runs on the answer positions only — the same loss, a fraction of the cost.
+
+    Under a multi-process launch each process takes its share of every step's micro-batches
+    and the gradients are summed before the step (:mod:`pebench_core.distributed`).
     """
     if len(enc) == 0:
         raise ValueError(f"{desc}: the training set is empty")

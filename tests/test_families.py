@@ -25,7 +25,7 @@ from model_families import FAMILIES as FIXTURE_FAMILIES  # noqa: E402
 from model_families import build_checkpoint  # noqa: E402
 
 from pebench_core import models as M  # noqa: E402
-from pebench_core.config import ConfigError, load_config  # noqa: E402
+from pebench_core.config import ConfigError  # noqa: E402
 from pebench_core.data import load_dataset, world_texts  # noqa: E402
 from pebench_core.families import FAMILIES  # noqa: E402
 
@@ -108,7 +108,7 @@ def test_generation_does_not_depend_on_the_batch(checkpoints, ds, family):
 
 def test_llava_packed_path_equals_the_full_forward(checkpoints, ds):
     """The packed shortcut is used for LLaVA-1.5 only because it gives the model's own numbers."""
-    from pebench_core.train import encode_qa, image_features
+    from pebench_core.train import collate, encode_qa, image_features
     from pebench_core.unlearn import answer_pass
 
     b = _bundle(checkpoints, "llava")
@@ -121,8 +121,7 @@ def test_llava_packed_path_equals_the_full_forward(checkpoints, ds):
     with torch.no_grad():
         packed = answer_pass(b.model, [(enc, idx), (refusal, idx)], b.pad_token_id, b.device, b.dtype, {1: 0})
         for e, (lg, tg, rw, _) in zip((enc, refusal), packed):
-            full, tf, rf = M.full_answer_logits(b.model, __import__("pebench_core.train", fromlist=["collate"])
-                                                .collate(e, idx, b.pad_token_id))
+            full, tf, rf = M.full_answer_logits(b.model, collate(e, idx, b.pad_token_id))
             assert torch.equal(tg, tf) and torch.equal(rw, rf)
             assert torch.allclose(lg, full, atol=1e-4)
 
