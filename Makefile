@@ -49,7 +49,7 @@ book: venv
 	$(BIN)/pebench book --profile $(PROFILE) --seed $(SEED)
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=12
 
 clean:
 	rm -rf _build book/chapters runs

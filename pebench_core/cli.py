@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="the memory plan of every long stage for the configured model")
     _common(pl)
     pl.add_argument("--memory-gb", type=float, default=None,
-                    help="the device memory to plan for, in GiB (default: the configured device's)")
+                    help="the device memory to plan for, in GiB (default: the configured device's, which "
+                         "this machine must then have)")
 
     b = sub.add_parser("book", help="execute every chapter with papermill, then build the HTML book")
     _common(b)
@@ -87,19 +88,32 @@ def _cmd_run(args) -> None:
 
 
 def _cmd_plan(args) -> None:
-    from .memory import GiB, stage_plans
+    import torch
+
+    from .memory import GiB, device_memory, plan_for
     from .pipeline import get_model
 
     cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
+    # Plan for the configured device even on a machine that lacks it (a laptop planning an
+    # 80 GB GPU): the model is weightless (meta) and the budget comes from --memory-gb.
+    device = cfg.model.device if cfg.model.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.memory_gb is not None:
+        budget = args.memory_gb * GiB
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("this machine has no CUDA device to read the memory of; pass --memory-gb (e.g. 80)")
+    else:
+        budget = device_memory(device)
+    dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
     if cfg.model.kind == "local":  # config and processor only: a 7B plan reads no weights
         from .models import load_skeleton
 
         if not cfg.model.path:
             raise ConfigError("model.path must name a local checkpoint folder when model.kind is 'local'")
-        bundle = load_skeleton(cfg.model.path, cfg.model.device, cfg.model.dtype)
+        bundle = load_skeleton(cfg.model.path, "cpu", dtype)
     else:
         bundle = get_model(cfg, "init")
-    plans = stage_plans(cfg, bundle, None if args.memory_gb is None else args.memory_gb * GiB)
+    plans = plan_for(cfg, bundle, budget, device)
+    print(f"memory plan for {cfg.model.path or 'the tiny model'} on {device} ({budget / GiB:.1f} GiB, {dtype}):")
     for p in plans:
         print(p.describe())
         for note in p.notes:

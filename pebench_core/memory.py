@@ -36,7 +36,8 @@ import torch
 from .config import ConfigError, RunConfig
 from .families import family_of
 
-__all__ = ["ModelShape", "StagePlan", "model_shape", "plan", "check_stage", "device_memory", "GiB"]
+__all__ = ["ModelShape", "StagePlan", "model_shape", "plan", "plan_for", "stage_plans", "check_stage", "device_memory",
+           "GiB"]
 
 GiB = 1024**3
 # The allocator's slack, the CUDA context and the kernels' workspaces: measured peaks of
@@ -227,14 +228,19 @@ def device_memory(device: torch.device | str) -> float:
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def stage_plans(cfg: RunConfig, bundle, budget: float | None = None) -> list[StagePlan]:
-    """:func:`plan` for a loaded model (``bundle``) on its own device."""
+def plan_for(cfg: RunConfig, bundle, budget: float, device: str) -> list[StagePlan]:
+    """:func:`plan` for a model (loaded, or a weightless skeleton) on a ``device`` type with
+    ``budget`` bytes; the prompt length is measured with the model's own processor."""
     from .models import prompt_tokens
 
     shape = model_shape(bundle.base_model.config, bundle.dtype)
     prompt, image = prompt_tokens(bundle, cfg.world.image_size)
-    return plan(cfg, shape, prompt, image, device_memory(bundle.device) if budget is None else budget,
-                bundle.device.type)
+    return plan(cfg, shape, prompt, image, budget, device)
+
+
+def stage_plans(cfg: RunConfig, bundle, budget: float | None = None) -> list[StagePlan]:
+    """:func:`plan_for` a loaded model on its own device (its memory unless ``budget``)."""
+    return plan_for(cfg, bundle, device_memory(bundle.device) if budget is None else budget, bundle.device.type)
 
 
 def check_stage(cfg: RunConfig, bundle, stage: str, ds=None) -> StagePlan | None:

@@ -95,3 +95,15 @@ def test_the_activation_estimate_is_near_what_autograd_keeps(ds, tmp_path):
     est = memory._activations(shape, len(idx), batch["input_ids"].shape[1], False, 4) + memory._logits(shape, answers)
     measured = sum(seen.values())
     assert 0.5 < est / measured < 2.0, (est, measured)
+
+
+def test_pebench_plan_reads_no_weights_and_refuses_what_does_not_fit(llava_7b, capsys):
+    from pebench_core.cli import main
+
+    args = ["plan", "--profile", "paper", "--set", f"model.path={llava_7b}"]
+    assert main(args + ["--memory-gb", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "inject (finetune, goal)" in out and "gradient checkpointing on" in out and "DOES NOT FIT" not in out
+    assert main(args + ["--memory-gb", "16"]) == 2  # 13 GiB of bf16 weights + the rest
+    captured = capsys.readouterr()
+    assert "DOES NOT FIT" in captured.out and "would not fit" in captured.err
