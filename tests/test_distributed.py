@@ -50,10 +50,30 @@ def _run(profile: Path, out: Path, processes: int) -> subprocess.CompletedProces
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
+def _compare(one: Path, two: Path, weights: tuple[str, ...]) -> None:
+    a = pd.read_parquet(one / "results" / "results.parquet")
+    b = pd.read_parquet(two / "results" / "results.parquet")
+    key = ["target", "method", "concept", "metric"]
+    m = a.merge(b, on=key, suffixes=("_1", "_2"), validate="one_to_one")
+    assert len(m) == len(a) == len(b)
+    assert ((m["value_1"] - m["value_2"]).abs() <= 1.0 / m["n_1"] + 1e-9).all()
+    assert (m["value_1"] == m["value_2"]).mean() >= 0.9
+    # the same model in both runs, to float rounding
+    from safetensors.torch import load_file
+
+    for rel in weights:
+        (fa,), (fb,) = (list((r / rel).glob("*/*.safetensors")) or list((r / rel).glob("*/adapter/*.safetensors"))
+                        for r in (one, two))
+        wa, wb = load_file(fa), load_file(fb)
+        assert wa.keys() == wb.keys()
+        assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-3
+
+
 @pytest.mark.notebooks
 def test_two_processes_give_the_one_process_table(tmp_path):
-    """Injection (tiny pre-training, fine-tuning, goals), unlearning (GA, KL with its
-    reference, GD+BGD with its running balance) and evaluation, with 1 and 2 processes.
+    """The tiny LLaVA: injection (pre-training, fine-tuning, goals, every weight trained),
+    unlearning (GA, KL with its reference, GD+BGD with its running balance) and evaluation,
+    with 1 and 2 processes.
 
     Tolerance: the summed gradients differ from one process's only in the order of float
     additions (weights within 1e-3 after every stage; measured ~4e-5), and the metrics come
@@ -66,20 +86,26 @@ def test_two_processes_give_the_one_process_table(tmp_path):
     for out, n in ((one, 1), (two, 2)):
         done = _run(profile, out, n)
         assert done.returncode == 0, done.stderr[-3000:]
-    a = pd.read_parquet(one / "results" / "results.parquet")
-    b = pd.read_parquet(two / "results" / "results.parquet")
-    key = ["target", "method", "concept", "metric"]
-    m = a.merge(b, on=key, suffixes=("_1", "_2"), validate="one_to_one")
-    assert len(m) == len(a) == len(b)
-    assert ((m["value_1"] - m["value_2"]).abs() <= 1.0 / m["n_1"] + 1e-9).all()
-    assert (m["value_1"] == m["value_2"]).mean() >= 0.9
-    # the two-process run really ran on two processes, and its weights are the same model
-    from safetensors.torch import load_file
-
-    for rel in ("models/finetune", "unlearn/gd+bgd-both"):
-        (fa,), (fb,) = (list((r / rel).glob("*/*.safetensors")) or list((r / rel).glob("*/adapter/*.safetensors"))
-                        for r in (one, two))
-        wa, wb = load_file(fa), load_file(fb)
-        assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-3
+    _compare(one, two, ("models/finetune", "unlearn/gd+bgd-both"))
     marker = next((two / "unlearn" / "gd+bgd-both").glob("*/.complete.json"))
     assert json.loads(marker.read_text())["processes"] == 2
+
+
+@pytest.mark.notebooks
+def test_two_processes_on_a_local_checkpoint(tmp_path, smoke_world_dir):
+    """A Qwen2-VL checkpoint: LoRA injection and unlearning on the padded path (the model's own
+    forward with image_grid_thw and mm_token_type_ids), data-parallel."""
+    from model_families import build_checkpoint
+
+    from pebench_core.data import load_dataset, world_texts
+
+    ds = load_dataset(smoke_world_dir)
+    ckpt = build_checkpoint("qwen2_vl", tmp_path / "qwen2_vl", world_texts(ds), image_size=ds.image_size)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
+                       "train: {finetune_epochs: 1}\nunlearn: {methods: [ga, kl], targets: [person]}\n")
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, n in ((one, 1), (two, 2)):
+        done = _run(profile, out, n)
+        assert done.returncode == 0, done.stderr[-3000:]
+    _compare(one, two, ("models/finetune", "unlearn/kl-person"))
