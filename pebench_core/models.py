@@ -81,6 +81,8 @@ __all__ = [
     "context_length",
     "check_length",
     "load_processor",
+    "family_of_folder",
+    "image_only_processor_class",
     "load_skeleton",
     "load_merged",
     "lora_targets",
@@ -491,7 +493,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
         found = f" (found {', '.join(others)}; pickled/other weight formats are refused)" if others else ""
         raise ConfigError(f"model path {path} holds no *.safetensors weights{found}; expected {expected}. "
                           "Convert the checkpoint to safetensors first.")
-    family = _family_of_folder(path)
+    family = family_of_folder(path)
     try:
         AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except Exception as exc:  # malformed json, a config this transformers cannot read, ...
@@ -518,7 +520,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
     return ModelBundle(model=model, processor=processor, tokenizer=tokenizer, device=dev, dtype=dt, meta=meta)
 
 
-def _family_of_folder(path: Path) -> Family:
+def family_of_folder(path: Path) -> Family:
     """The family a checkpoint folder's ``config.json`` declares, read as plain JSON: an
     architecture the adapter cannot drive is named before transformers parses anything."""
     try:
@@ -558,37 +560,46 @@ def load_processor(path: str | Path, family: Family):
     return processor
 
 
-def _assemble_processor(path: Path, family: Family):
-    """The folder's processor class without its video processor, loaded from the same files.
+def image_only_processor_class(base: type, family: Family) -> type:
+    """``base`` (a processor class whose ``__init__`` takes a video processor) without it.
 
     ``Qwen2VLProcessor.__init__`` takes a ``video_processor``, and transformers' ``ProcessorMixin``
     checks every such argument (``None`` included) against ``VideoProcessorMixin``, which it only
     exports with torchvision; the one video processor there is needs torchvision too. A
     subclass whose ``__init__`` has no ``video_processor`` has only the image processor and
     the tokenizer as parts (``ProcessorMixin`` reads them off the signature) and is otherwise
-    the real processor: the same ``__call__``, the same image-token expansion. Only families
-    whose table row asks for it (``Family.image_only_processor``) are assembled this way.
+    the real processor: the same ``__call__``, the same image-token expansion, and
+    ``isinstance`` of the base holds. Only families whose table row names their image and
+    video tokens (``Family.image_only_processor``) are built this way.
     """
-    import transformers
     from transformers.processing_utils import ProcessorMixin
 
     if not family.image_only_processor:
         raise ConfigError(f"no image-only fallback for the {family.title} processor")
-    cfg = json.loads((path / "processor_config.json").read_text())
-    base = getattr(transformers, cfg.get("processor_class", ""), None)
-    if base is None:
-        raise ConfigError(f"unknown processor class {cfg.get('processor_class')!r} in {path}")
+    image_token, video_token = family.image_only_processor
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         # what the family's __init__ does before ProcessorMixin's, minus the video processor
-        self.image_token = getattr(tokenizer, "image_token", None) or family.image_only_processor[0]
-        self.video_token = getattr(tokenizer, "video_token", None) or family.image_only_processor[1]
+        self.image_token = getattr(tokenizer, "image_token", None) or image_token
+        self.video_token = getattr(tokenizer, "video_token", None) or video_token
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-    image_only = type(base.__name__ + "ImageOnly", (base,), {"__init__": __init__, "__module__": __name__})
-    return image_only.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    return type(base.__name__ + "ImageOnly", (base,), {"__init__": __init__, "__module__": __name__})
+
+
+def _assemble_processor(path: Path, family: Family):
+    """The folder's processor class, image-only (:func:`image_only_processor_class`), loaded
+    from the same files."""
+    import transformers
+
+    cfg = json.loads((path / "processor_config.json").read_text())
+    base = getattr(transformers, cfg.get("processor_class", ""), None)
+    if base is None:
+        raise ConfigError(f"unknown processor class {cfg.get('processor_class')!r} in {path}")
+    return image_only_processor_class(base, family).from_pretrained(path, local_files_only=True,
+                                                                    trust_remote_code=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1077,7 +1088,7 @@ def load_skeleton(path: str | Path, device: str | torch.device = "auto",
     path = Path(path).expanduser()
     if not (path / "config.json").is_file():
         raise ConfigError(f"model path {path} has no config.json; expected a Hugging Face checkpoint folder")
-    family = _family_of_folder(path)
+    family = family_of_folder(path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     processor = load_processor(path, family)
     dev, dt = resolve_device_dtype(device, dtype)

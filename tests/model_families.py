@@ -40,7 +40,6 @@ Use :func:`build_checkpoint` (``FAMILIES`` lists the names).
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Callable, Sequence
@@ -353,33 +352,16 @@ def _qwen_image_processor(image_size: int):
     )
 
 
-@functools.lru_cache(maxsize=None)
-def _qwen_processor_classes() -> dict:
-    """Image-only subclasses of the Qwen processors (created on first use).
+def _qwen_processor(name: str, image_size: int, tokenizer):
+    """The Qwen processor ``name`` without a video processor (which needs torchvision):
+    :func:`pebench_core.models.image_only_processor_class`, what the adapter itself loads."""
+    import transformers
 
-    ``Qwen2VLProcessor.__init__`` has a ``video_processor`` argument, and ``ProcessorMixin``
-    checks every such argument, ``None`` included, against ``transformers.VideoProcessorMixin``,
-    which transformers only exports when torchvision is installed; and the only video processor
-    (``Qwen2VLVideoProcessor``) requires torchvision itself. A subclass whose ``__init__`` has
-    no ``video_processor`` argument has only ``image_processor`` and ``tokenizer`` as
-    sub-processors (``ProcessorMixin`` reads them off the signature), and is otherwise the
-    real processor (same ``__call__``, same image-token expansion, ``isinstance`` holds).
-    """
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
-    from transformers.processing_utils import ProcessorMixin
+    from pebench_core.families import family_for_type
+    from pebench_core.models import image_only_processor_class
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        # What Qwen2VLProcessor.__init__ does, minus the video processor.
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    return {
-        base.__name__: type(base.__name__ + "ImageOnly", (base,), {"__init__": __init__, "__module__": __name__})
-        for base in (Qwen2VLProcessor, Qwen2_5_VLProcessor)
-    }
+    cls = image_only_processor_class(getattr(transformers, name), family_for_type("qwen2_vl"))
+    return cls(image_processor=_qwen_image_processor(image_size), tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE)
 
 
 def _save_qwen(model, processor, out: Path, processor_class: str) -> Path:
@@ -420,8 +402,7 @@ def _build_qwen2_vl(out: Path, texts, image_size: int, seed: int, vocab_size: in
                            **_qwen_token_ids(tokenizer))
     model = _seeded(seed, lambda: Qwen2VLForConditionalGeneration(config))
     _set_special_ids(model, tokenizer)
-    processor = _qwen_processor_classes()["Qwen2VLProcessor"](
-        image_processor=_qwen_image_processor(image_size), tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE)
+    processor = _qwen_processor("Qwen2VLProcessor", image_size, tokenizer)
     return _save_qwen(model, processor, out, "Qwen2VLProcessor")
 
 
@@ -445,8 +426,7 @@ def _build_qwen2_5_vl(out: Path, texts, image_size: int, seed: int, vocab_size: 
                               **_qwen_token_ids(tokenizer))
     model = _seeded(seed, lambda: Qwen2_5_VLForConditionalGeneration(config))
     _set_special_ids(model, tokenizer)
-    processor = _qwen_processor_classes()["Qwen2_5_VLProcessor"](
-        image_processor=_qwen_image_processor(image_size), tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE)
+    processor = _qwen_processor("Qwen2_5_VLProcessor", image_size, tokenizer)
     return _save_qwen(model, processor, out, "Qwen2_5_VLProcessor")
 
 
@@ -626,23 +606,14 @@ def build_checkpoint(family: str, out: Path, texts: list[str], image_size: int =
     return _BUILDERS[family](Path(out), list(texts), int(image_size), int(seed), int(vocab_size))
 
 
-def load_processor(path, **kwargs):
-    """``AutoProcessor.from_pretrained(path)``, with the Qwen fallback when torchvision is missing.
+def load_processor(path):
+    """The processor of a checkpoint folder as the adapter loads it
+    (:func:`pebench_core.models.load_processor`: ``AutoProcessor``, or the image-only Qwen
+    processor where torchvision is missing)."""
+    from pebench_core.models import family_of_folder
+    from pebench_core.models import load_processor as load
 
-    Without torchvision, ``AutoProcessor`` cannot load a Qwen2-VL / Qwen2.5-VL processor
-    (``ImportError: Qwen2VLVideoProcessor requires the Torchvision library``); the fallback is
-    the image-only subclass of the same processor class (see :func:`_qwen_processor_classes`),
-    loaded with ``from_pretrained`` from the same files.
-    """
-    import transformers
-    from transformers import AutoProcessor
-
-    kwargs.setdefault("local_files_only", True)
-    cfg_path = Path(path) / "processor_config.json"
-    cls_name = json.loads(cfg_path.read_text()).get("processor_class") if cfg_path.is_file() else None
-    if cls_name in ("Qwen2VLProcessor", "Qwen2_5_VLProcessor") and not hasattr(transformers, "VideoProcessorMixin"):
-        return _qwen_processor_classes()[cls_name].from_pretrained(path, **kwargs)
-    return AutoProcessor.from_pretrained(path, **kwargs)
+    return load(Path(path), family_of_folder(Path(path)))
 
 
 def build_llava_7b_config_folder(out: Path, texts: Sequence[str], seed: int = 0) -> Path:
