@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--memory-gb", type=float, default=None,
                     help="the device memory to plan for, in GiB (default: the configured device's, which "
                          "this machine must then have)")
+    pl.add_argument("--processes", type=int, default=1,
+                    help="devices the run is launched on (accelerate launch --num_processes); a full fine-tune "
+                         "is then sharded with FSDP")
 
     b = sub.add_parser("book", help="execute every chapter with papermill, then build the HTML book")
     _common(b)
@@ -112,8 +115,9 @@ def _cmd_plan(args) -> None:
         bundle = load_skeleton(cfg.model.path, "cpu", dtype)
     else:
         bundle = get_model(cfg, "init")
-    plans = plan_for(cfg, bundle, budget, device)
-    print(f"memory plan for {cfg.model.path or 'the tiny model'} on {device} ({budget / GiB:.1f} GiB, {dtype}):")
+    plans = plan_for(cfg, bundle, budget, device, args.processes)
+    print(f"memory plan for {cfg.model.path or 'the tiny model'} on {args.processes} x {device} "
+          f"({budget / GiB:.1f} GiB each, {dtype}):")
     for p in plans:
         print(p.describe())
         for note in p.notes:

@@ -12,6 +12,10 @@ all N processes at once, each on its own device:
   whole batch (BGD's running balance included) while gradients flow through its own share;
 * **evaluation** gives each process a contiguous share of the questions and gathers the
   answers (answers do not depend on the batch, tested, so the table is the one process's);
+* **full fine-tuning** of a local checkpoint (``train.adapter=full``) shards the weights,
+  gradients and optimiser states over the processes with FSDP (torch's ``fully_shard``, one
+  group per decoder layer): a 7B model whose AdamW state alone is 56 GB then needs an
+  N-th of that on each GPU. Gradients are summed by FSDP's reduce-scatter instead;
 * **writes** happen on rank 0 only, the others wait at a barrier and read what it wrote.
 
 A process launched alone (no ``WORLD_SIZE``) does none of this: every function here is then
@@ -27,7 +31,8 @@ from typing import Any, Sequence
 import torch
 
 __all__ = ["world_size", "rank", "is_main", "barrier", "init", "all_reduce_grads", "all_reduce_sum",
-           "all_gather_objects", "gather_cat", "shard_slice", "device_for_rank"]
+           "all_gather_objects", "gather_cat", "shard_slice", "device_for_rank", "shard_model", "is_sharded",
+           "full_state_dict"]
 
 
 def world_size() -> int:
@@ -123,3 +128,41 @@ def shard_slice(n: int) -> slice:
     base, extra = divmod(n, w)
     start = r * base + min(r, extra)
     return slice(start, start + base + (1 if r < extra else 0))
+
+
+def shard_model(model: torch.nn.Module, family) -> torch.nn.Module:
+    """Shard ``model`` over the processes with FSDP (in place): each decoder layer of its
+    language model is one group (gathered for its forward and backward only), the rest of
+    the model the root group. FSDP's reduce-scatter *averages* gradients over the processes,
+    so a sharded step multiplies each process's loss by their number (see
+    :func:`pebench_core.train.train_model`; a summing reduce needs ``PREMUL_SUM``, which gloo
+    lacks)."""
+    from torch.distributed.fsdp import fully_shard
+
+    init()
+    for layer in family.language_model_of(model).layers:
+        fully_shard(layer)
+    fully_shard(model)
+    return model
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    if world_size() <= 1:
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def full_state_dict(model: torch.nn.Module) -> dict | None:
+    """The whole model's weights on rank 0 (on the CPU), gathered from the shards; an empty
+    dict on the other ranks; ``None`` for a model that is not sharded. Collective."""
+    if not is_sharded(model):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    # Tied weights (a shared input/output embedding) come back as separate copies; keep one
+    # name per parameter, as save_pretrained writes an unsharded model.
+    keep = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    return {k: v for k, v in full.items() if k in keep}

@@ -7,8 +7,8 @@ the peak of each long stage:
 * **weights** — every parameter in the model dtype;
 * **trainable state** — the trained parameters, their gradients and AdamW's two moments.
   LoRA adapters are kept in float32 by peft (4 + 4 + 8 bytes a parameter); a full
-  fine-tune keeps parameter, gradient and moments in the model dtype (torch's AdamW
-  allocates its moments like the parameter);
+  fine-tune adds a gradient and two moments in the model dtype to weights already counted
+  (torch's AdamW allocates its moments like the parameter);
 * **activations** — what the backward pass keeps for one micro-batch. A decoder layer of
   hidden size *h*, MLP width *i* and key/value width *kv* keeps about ``8h + 2kv + 4i``
   values a token (norm outputs, q/k/v, attention output, residuals, the MLP's gate, up,
@@ -170,10 +170,12 @@ def _sequences_per_step(cfg: RunConfig) -> int:
 
 
 def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: int, budget: float,
-         device: str = "cuda") -> list[StagePlan]:
+         device: str = "cuda", processes: int = 1) -> list[StagePlan]:
     """The peak of each long stage (``inject``: finetune and goal; ``unlearn``; ``eval``) for a
     model of ``shape`` whose prompts are ``prompt_tokens`` long (``image_tokens`` of them the
-    image's), under ``cfg``; ``budget`` is the device's memory in bytes."""
+    image's), under ``cfg``; ``budget`` is one device's memory in bytes. With several
+    ``processes`` a full fine-tune is sharded with FSDP: each device holds an N-th of the
+    weights and of their training state, plus one decoder layer gathered at a time."""
     bp = shape.bytes_per_param
     act = bp
     t, u, e = cfg.train, cfg.unlearn, cfg.eval
@@ -198,8 +200,12 @@ def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: in
         inj.notes.append(f"LoRA r={t.lora_r}: {shape.lora(t.lora_r) / 1e6:.1f} M trainable parameters")
     else:
         n = shape.parameters["language model"] + shape.parameters["projector"] + shape.parameters["embeddings"]
-        training(inj, 4.0 * bp * n, micro)
+        training(inj, 3.0 * bp * n / processes, micro)  # gradient + two moments (the weights are counted)
         inj.notes.append(f"full fine-tuning of language model + projector: {n / 1e6:.0f} M parameters")
+        if processes > 1 and cfg.model.kind == "local":
+            layer = shape.parameters["language model"] / max(1, shape.layers)
+            inj.rows["weights"] = weights / processes + 2 * layer * bp  # a gathered layer, and its gradient
+            inj.notes.append(f"sharded over {processes} processes (FSDP)")
     inj.notes.append(f"micro-batch of {micro} x {seq} tokens, gradient checkpointing {'on' if ckpt else 'off'}")
 
     seqs = _sequences_per_step(cfg)
@@ -228,14 +234,16 @@ def device_memory(device: torch.device | str) -> float:
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def plan_for(cfg: RunConfig, bundle, budget: float, device: str) -> list[StagePlan]:
+def plan_for(cfg: RunConfig, bundle, budget: float, device: str, processes: int | None = None) -> list[StagePlan]:
     """:func:`plan` for a model (loaded, or a weightless skeleton) on a ``device`` type with
-    ``budget`` bytes; the prompt length is measured with the model's own processor."""
+    ``budget`` bytes and ``processes`` (default: this launch's); the prompt length is
+    measured with the model's own processor."""
+    from . import distributed as D
     from .models import prompt_tokens
 
     shape = model_shape(bundle.base_model.config, bundle.dtype)
     prompt, image = prompt_tokens(bundle, cfg.world.image_size)
-    return plan(cfg, shape, prompt, image, budget, device)
+    return plan(cfg, shape, prompt, image, budget, device, D.world_size() if processes is None else processes)
 
 
 def stage_plans(cfg: RunConfig, bundle, budget: float | None = None) -> list[StagePlan]:

@@ -443,7 +443,7 @@ def _swap_in(tmp: Path, path: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
+def save_bundle(bundle: ModelBundle, path: str | Path, state_dict: dict | None = None) -> Path:
     """Write model (safetensors) + processor to ``path`` with ``save_pretrained``, atomically.
 
     Everything is written to a temporary sibling folder first and renamed into place, so an
@@ -457,7 +457,8 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
     path, tmp = _atomic_dir(Path(path))
     try:
         with _quiet():
-            model.save_pretrained(tmp, safe_serialization=True)
+            # state_dict: the whole weights of a model sharded over processes (gathered on rank 0)
+            model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
             bundle.processor.save_pretrained(tmp)
         if bundle.meta:
             (tmp / _PEBENCH_META).write_text(json.dumps(bundle.meta, indent=2, sort_keys=True))
@@ -586,7 +587,14 @@ def image_only_processor_class(base: type, family: Family) -> type:
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-    return type(base.__name__ + "ImageOnly", (base,), {"__init__": __init__, "__module__": __name__})
+    def to_dict(self):
+        # saved under the real class's name, so the folder stays a checkpoint of that family
+        out = base.to_dict(self)
+        out["processor_class"] = base.__name__
+        return out
+
+    return type(base.__name__ + "ImageOnly", (base,),
+                {"__init__": __init__, "to_dict": to_dict, "__module__": __name__})
 
 
 def _assemble_processor(path: Path, family: Family):

@@ -174,11 +174,12 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
                             vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision")
     info = {"stage": stage, "target": target, "key": model_key(cfg, stage, target),
             "seconds": round(time.perf_counter() - t0, 2), "processes": D.world_size(), **(info or {})}
+    full = D.full_state_dict(bundle.model)  # FSDP shards gathered (collective); None otherwise
     if D.is_main():  # every process trained the same weights; one writes them
         if unwrap(bundle.model) is not bundle.model:
             save_adapter(bundle.model, out / _ADAPTER)
         else:
-            save_bundle(bundle, out)
+            save_bundle(bundle, out, state_dict=full)
         # The marker goes last: a folder without it is an interrupted build and is rebuilt.
         from .results import atomic_write_json
 

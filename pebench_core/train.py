@@ -219,7 +219,11 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> 
 
 
 def _packed(model: torch.nn.Module):
-    """``(model, inner)`` of the packed fast path (see :mod:`pebench_core.families`), or ``None``."""
+    """``(model, inner)`` of the packed fast path (see :mod:`pebench_core.families`), or ``None``.
+    A model sharded with FSDP runs its own forward: FSDP gathers a group's weights in its
+    module's forward, which the packed path (running the decoder by hand) would skip."""
+    if D.is_sharded(model):
+        return None
     return family_of(model).packed_parts(model)
 
 
@@ -436,6 +440,7 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
     if not params:
         raise ValueError(f"{desc}: the model has no trainable parameters")
     fast = _packed(model) is not None
+    sharded = D.is_sharded(model)
     feats = None
     if fast and not vision_trainable(bundle) and feature_cache_fits(bundle, enc):
         if enc.features is None or len(enc.features) != enc.n_images:
@@ -474,15 +479,21 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
                 step_loss = 0.0
                 # Data parallel: process r takes micro-batches r, r + W, ...; the losses are
                 # scaled by the whole step's count, so the summed gradients are the step's.
-                for idx in groups[D.rank()::D.world_size()]:
+                # FSDP averages over the processes where all_reduce_grads sums: scale by their number.
+                scale = float(D.world_size()) if sharded else 1.0
+                mine = [(idx, scale) for idx in groups[D.rank()::D.world_size()]]
+                if sharded:  # FSDP's collectives need as many passes everywhere: pad with no-weight ones
+                    mine += [(groups[0], 0.0)] * (math.ceil(len(groups) / D.world_size()) - len(mine))
+                for idx, weight in mine:
                     batch = move_batch(collate(enc, idx, bundle.pad_token_id), bundle.device, bundle.dtype)
                     f = None if feats is None else feats[enc.rows(idx)].to(bundle.device, bundle.dtype)
-                    loss = _answer_loss(model, batch, f, per_sequence, total=n_total)
+                    loss = _answer_loss(model, batch, f, per_sequence, total=n_total) * weight
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {len(history)}; lower train.lr")
                     loss.backward()
-                    step_loss += float(loss.detach())
-                D.all_reduce_grads(params)
+                    step_loss += float(loss.detach()) / scale
+                if not sharded:  # FSDP's reduce-scatter has summed them already
+                    D.all_reduce_grads(params)
                 _optimizer_step(params, opt, sched, history, bar, epoch, D.all_reduce_sum(step_loss))
     finally:
         bar.close()
@@ -888,6 +899,9 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
     if tcfg.freeze_vision or not tiny:  # a pretrained encoder stays frozen, as in LLaVA-1.5
         set_vision_trainable(bundle, False)
     info["trainable_parameters"] = sum(p.numel() for p in bundle.model.parameters() if p.requires_grad)
+    if not tiny and tcfg.adapter == "full" and D.world_size() > 1:
+        D.shard_model(bundle.model, bundle.family)  # weights, gradients and AdamW state: an N-th each
+        info["fsdp"] = D.world_size()
     try:
         with gradient_checkpointing(bundle, _checkpointing_on(tcfg, bundle)):
             h = train_model(bundle, enc, epochs=epochs, lr=tcfg.lr, batch_size=tcfg.batch_size,

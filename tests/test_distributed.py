@@ -109,3 +109,34 @@ def test_two_processes_on_a_local_checkpoint(tmp_path, smoke_world_dir):
         done = _run(profile, out, n)
         assert done.returncode == 0, done.stderr[-3000:]
     _compare(one, two, ("models/finetune", "unlearn/kl-person"))
+
+
+@pytest.mark.notebooks
+def test_full_fine_tuning_sharded_with_fsdp(tmp_path, smoke_world_dir):
+    """train.adapter=full on a local checkpoint: one process trains every weight but the vision
+    tower; two shard weights, gradients and AdamW state with FSDP, and write the same model."""
+    from model_families import build_checkpoint
+
+    from pebench_core.data import load_dataset, world_texts
+
+    ds = load_dataset(smoke_world_dir)
+    ckpt = build_checkpoint("qwen2_vl", tmp_path / "qwen2_vl", world_texts(ds), image_size=ds.image_size)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
+                       "train: {finetune_epochs: 1, adapter: full, lr: 1e-3}\n"
+                       "unlearn: {methods: [ga], targets: [person]}\n")
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, n in ((one, 1), (two, 2)):
+        done = _run(profile, out, n)
+        assert done.returncode == 0, done.stderr[-3000:]
+    _compare(one, two, ("models/finetune", "unlearn/ga-person"))
+    info = json.loads(next((two / "models" / "finetune").glob("*/pebench_stage.json")).read_text())
+    assert info["fsdp"] == 2 and info["processes"] == 2
+    # the fine-tune changed the language model and left the vision tower as it was
+    from safetensors.torch import load_file
+
+    before = load_file(str(ckpt / "model.safetensors"))
+    after = load_file(str(next((two / "models" / "finetune").glob("*/model.safetensors"))))
+    changed = {k for k in before if k in after and not torch.equal(before[k], after[k])}
+    assert any(".layers." in k and "visual" not in k for k in changed)
+    assert not any("visual.blocks" in k for k in changed)
