@@ -12,7 +12,8 @@ on the device, then times
 and prints, per stage: seconds a step, tokens a second, MFU (6·N·tokens a second, N the
 language model's parameters, against ``--peak-tflops``, the GPU's dense bf16 peak: 989 for an
 H100/H200 SXM) and the peak memory (``torch.cuda.max_memory_allocated``) beside the memory
-plan's estimate. ``--shape tiny`` runs the same code on a tiny LLaVA on the CPU (a dry run).
+plan's estimate. The 6·N convention counts the weight gradients a LoRA step skips (and not
+the recomputation checkpointing adds), so it states the hardware's use only roughly. ``--shape tiny`` runs the same code on a tiny LLaVA on the CPU (a dry run).
 
     python benchmarks/bench_gpu.py --steps 4 [--out results.json]
 """
