@@ -397,13 +397,8 @@ def _build_qwen2_vl(out: Path, texts, image_size: int, seed: int, vocab_size: in
         num_heads=2, mlp_ratio=2, patch_size=_QWEN_PATCH, spatial_merge_size=_QWEN_MERGE,
         temporal_patch_size=_QWEN_TEMPORAL,
     )
-    text = Qwen2VLTextConfig(**_qwen_text_kwargs(tokenizer))
-    config = Qwen2VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True,
-                           **_qwen_token_ids(tokenizer))
-    model = _seeded(seed, lambda: Qwen2VLForConditionalGeneration(config))
-    _set_special_ids(model, tokenizer)
-    processor = _qwen_processor("Qwen2VLProcessor", image_size, tokenizer)
-    return _save_qwen(model, processor, out, "Qwen2VLProcessor")
+    return _finish_qwen(out, tokenizer, vision, Qwen2VLTextConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                        "Qwen2VLProcessor", image_size, seed)
 
 
 def _build_qwen2_5_vl(out: Path, texts, image_size: int, seed: int, vocab_size: int) -> Path:
@@ -421,13 +416,18 @@ def _build_qwen2_5_vl(out: Path, texts, image_size: int, seed: int, vocab_size: 
         patch_size=_QWEN_PATCH, spatial_merge_size=_QWEN_MERGE, temporal_patch_size=_QWEN_TEMPORAL,
         window_size=_QWEN_PATCH * _QWEN_MERGE * 2, fullatt_block_indexes=[1], tokens_per_second=2,
     )
-    text = Qwen2_5_VLTextConfig(**_qwen_text_kwargs(tokenizer))
-    config = Qwen2_5_VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True,
-                              **_qwen_token_ids(tokenizer))
-    model = _seeded(seed, lambda: Qwen2_5_VLForConditionalGeneration(config))
+    return _finish_qwen(out, tokenizer, vision, Qwen2_5_VLTextConfig, Qwen2_5_VLConfig,
+                        Qwen2_5_VLForConditionalGeneration, "Qwen2_5_VLProcessor", image_size, seed)
+
+
+def _finish_qwen(out: Path, tokenizer, vision, text_cls, config_cls, model_cls, processor_name: str,
+                 image_size: int, seed: int) -> Path:
+    """The part both Qwen builders share: text config, model, special ids, processor, save."""
+    config = config_cls(vision_config=vision, text_config=text_cls(**_qwen_text_kwargs(tokenizer)),
+                        tie_word_embeddings=True, **_qwen_token_ids(tokenizer))
+    model = _seeded(seed, lambda: model_cls(config))
     _set_special_ids(model, tokenizer)
-    processor = _qwen_processor("Qwen2_5_VLProcessor", image_size, tokenizer)
-    return _save_qwen(model, processor, out, "Qwen2_5_VLProcessor")
+    return _save_qwen(model, _qwen_processor(processor_name, image_size, tokenizer), out, processor_name)
 
 
 # ---------------------------------------------------------------------------------------

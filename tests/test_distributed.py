@@ -50,6 +50,15 @@ def _run(profile: Path, out: Path, processes: int) -> subprocess.CompletedProces
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
+def _run_both(profile: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """``pebench run`` of ``profile`` with one process and with two; their run folders."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, n in ((one, 1), (two, 2)):
+        done = _run(profile, out, n)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return one, two
+
+
 def _compare(one: Path, two: Path, weights: tuple[str, ...]) -> None:
     a = pd.read_parquet(one / "results" / "results.parquet")
     b = pd.read_parquet(two / "results" / "results.parquet")
@@ -82,10 +91,7 @@ def test_two_processes_give_the_one_process_table(tmp_path):
     """
     profile = tmp_path / "p.yaml"
     profile.write_text("profile: smoke\nunlearn: {methods: [ga, kl, gd+bgd], targets: [person, both]}\n")
-    one, two = tmp_path / "one", tmp_path / "two"
-    for out, n in ((one, 1), (two, 2)):
-        done = _run(profile, out, n)
-        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = _run_both(profile, tmp_path)
     _compare(one, two, ("models/finetune", "unlearn/gd+bgd-both"))
     marker = next((two / "unlearn" / "gd+bgd-both").glob("*/.complete.json"))
     assert json.loads(marker.read_text())["processes"] == 2
@@ -104,10 +110,7 @@ def test_two_processes_on_a_local_checkpoint(tmp_path, smoke_world_dir):
     profile = tmp_path / "p.yaml"
     profile.write_text(f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
                        "train: {finetune_epochs: 1}\nunlearn: {methods: [ga, kl], targets: [person]}\n")
-    one, two = tmp_path / "one", tmp_path / "two"
-    for out, n in ((one, 1), (two, 2)):
-        done = _run(profile, out, n)
-        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = _run_both(profile, tmp_path)
     _compare(one, two, ("models/finetune", "unlearn/kl-person"))
 
 
@@ -125,10 +128,7 @@ def test_full_fine_tuning_sharded_with_fsdp(tmp_path, smoke_world_dir):
     profile.write_text(f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
                        "train: {finetune_epochs: 1, adapter: full, lr: 1e-3}\n"
                        "unlearn: {methods: [ga], targets: [person]}\n")
-    one, two = tmp_path / "one", tmp_path / "two"
-    for out, n in ((one, 1), (two, 2)):
-        done = _run(profile, out, n)
-        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = _run_both(profile, tmp_path)
     _compare(one, two, ("models/finetune", "unlearn/ga-person"))
     info = json.loads(next((two / "models" / "finetune").glob("*/pebench_stage.json")).read_text())
     assert info["fsdp"] == 2 and info["processes"] == 2
