@@ -142,7 +142,7 @@ class Runs:
 
 
 def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None = "",
-                run_dir: str | Path | None = "", overrides: Mapping | None = None,
+                run_dir: str | Path | None = "", overrides: Mapping | list[str] | None = None,
                 progress: bool = False) -> Runs:
     """Build (if missing) and collect every run a chapter needs: for each seed, every target
     and method of the profile via :func:`pebench_core.pipeline.collect_results`, then
@@ -155,7 +155,7 @@ def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None =
     multi = not (seeds is None or (isinstance(seeds, str) and not seeds.strip()))
     cfgs, dirs, frames = {}, {}, []
     for s in seed_list:
-        cfg = load_config(profile, seed=s, overrides=dict(overrides or {}))
+        cfg = load_config(profile, seed=s, overrides=overrides)
         d = seed_run_dir(cfg, run_dir, multi)
         if multi and run_dir and len(seed_list) == 1 and not d.exists():
             # `pebench run --out DIR` (no --seeds) wrote the one seed straight into DIR

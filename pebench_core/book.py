@@ -91,8 +91,12 @@ def _stored_key(path: Path) -> str | None:
 def execute_chapters(profile: str = "tiny", seed: int = 0, run_dir: str | None = None,
                      only: list[str] | None = None, force: bool = False,
                      extra: dict[str, Any] | None = None, out_dir: Path | None = None,
-                     log=print) -> list[Chapter]:
-    """Run every chapter's notebook with papermill into ``book/chapters/``; return the chapters run."""
+                     log=print, overrides: list[str] | None = None) -> list[Chapter]:
+    """Run every chapter's notebook with papermill into ``book/chapters/``; return the chapters run.
+
+    ``overrides`` (``key=value`` strings, as ``pebench --set`` takes them) reach every chapter
+    as its ``overrides`` parameter, and are part of each chapter's key.
+    """
     import papermill as pm
 
     # A kernel started with MPLBACKEND=Agg silently drops every inline figure.
@@ -114,6 +118,8 @@ def execute_chapters(profile: str = "tiny", seed: int = 0, run_dir: str | None =
         params = {"profile": profile, "seed": seed, **ch.parameters, **(extra or {})}
         if run_dir:
             params["run_dir"] = str(run_dir)
+        if overrides:  # absent when empty: the default build keeps its chapter keys
+            params["overrides"] = list(overrides)
         target = out_dir / f"{ch.output}.ipynb"
         key = chapter_key(ch, params)
         if not force and target.is_file() and _stored_key(target) == key:

@@ -130,12 +130,11 @@ def _cmd_plan(args) -> None:
 def _cmd_book(args) -> None:
     from .book import build_html, execute_chapters, write_toc
 
-    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
-    if args.overrides:
-        raise ConfigError("pebench book takes no --set overrides; put them in a YAML profile and pass --profile FILE")
+    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)  # bad settings stop here
     only = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
     t0 = time.perf_counter()
-    chapters = execute_chapters(profile=str(args.profile), seed=cfg.seed, only=only, force=args.force)
+    chapters = execute_chapters(profile=str(args.profile), seed=cfg.seed, only=only, force=args.force,
+                                overrides=args.overrides)
     if only:
         from .book import CHAPTERS
 

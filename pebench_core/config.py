@@ -263,17 +263,27 @@ def parse_overrides(pairs: list[str] | tuple[str, ...] | None) -> dict[str, Any]
     return out
 
 
-def notebook_overrides(device: str = "auto", dtype: str = "auto", model_path: str = "",
-                       data_dir: str = "") -> dict:
-    """The config overrides of a chapter's standard parameters: the device and dtype, a local
-    checkpoint (``model_path``) instead of the tiny model, a real PEBench folder (``data_dir``)
-    instead of the synthetic world. Empty strings leave the profile's choice."""
-    out: dict = {"model": {"device": device, "dtype": dtype}}
+def notebook_overrides(device: str = "auto", dtype: str = "auto", model_path: str = "", data_dir: str = "",
+                       overrides: str | list[str] | tuple[str, ...] | None = ()) -> list[str]:
+    """A chapter's parameters as ``key=value`` settings, the same strings ``pebench --set``
+    takes: the device and dtype, a local checkpoint (``model_path``) instead of the tiny model,
+    a real PEBench folder (``data_dir``) instead of the synthetic world, then the chapter's
+    ``overrides`` (one setting or a list), which win. Empty strings leave the profile's choice.
+
+    One route for parameters: ``pebench run --set K=V``, ``pebench book --set K=V`` and
+    ``papermill … -y 'overrides: [K=V]'`` all end here, in :func:`load_config`.
+    """
+    out = [f"model.device={device}", f"model.dtype={dtype}"]
     if model_path:
-        out["model"].update(kind="local", path=model_path)
+        out += ["model.kind=local", f"model.path={model_path}"]
     if data_dir:
-        out["world"] = {"data_dir": data_dir}
-    return out
+        out.append(f"world.data_dir={data_dir}")
+    extra = [overrides] if isinstance(overrides, str) else list(overrides or ())
+    for item in extra:
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"overrides must be key=value strings such as 'unlearn.steps=80' (what pebench --set "
+                              f"takes), got {item!r}")
+    return out + extra
 
 
 def load_config(profile: str | Path = "tiny", seed: int | None = None,

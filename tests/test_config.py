@@ -70,3 +70,15 @@ def test_forget_count():
 def test_parse_overrides_rejects_garbage():
     with pytest.raises(ConfigError, match="section.field=value"):
         parse_overrides(["novalue"])
+
+
+def test_notebook_parameters_and_overrides_are_one_route():
+    from pebench_core.config import notebook_overrides
+
+    s = notebook_overrides("cpu", "auto", "/models/x", "", ["unlearn.steps=80", "model.device=auto"])
+    cfg = load_config("smoke", overrides=s)
+    assert cfg.model.kind == "local" and cfg.model.path == "/models/x"
+    assert cfg.unlearn.steps == 80 and cfg.model.device == "auto"  # the overrides come last and win
+    assert load_config("smoke", overrides=notebook_overrides()) == load_config("smoke")
+    with pytest.raises(ConfigError, match="key=value"):
+        notebook_overrides(overrides=["unlearn.steps"])

@@ -65,3 +65,16 @@ def test_book_builds_with_warnings_as_errors(executed):
     assert index.is_file()
     html = (site / "_build" / "html" / "book" / "chapters" / f"{chapters[0].output}.html").read_text()
     assert "<img" in html
+
+
+def test_an_override_reaches_the_chapter(tmp_path):
+    """`pebench book --set K=V` and `papermill -y 'overrides: [K=V]'` take the same route into
+    a chapter's configuration, and the chapter shows it."""
+    run_dir = tmp_path / "run"
+    chapters = execute_chapters(profile="smoke", seed=0, run_dir=str(run_dir), out_dir=tmp_path / "chapters",
+                                log=lambda *_: None, only=[CHAPTERS[0].output], overrides=["world.n_people=12"])
+    nb = json.loads((tmp_path / "chapters" / f"{chapters[0].output}.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                   for o in c.get("outputs", []))
+    assert "12 fictitious people" in text
+    assert nb["metadata"]["pebench"]["parameters"]["overrides"] == ["world.n_people=12"]
