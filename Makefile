@@ -2,6 +2,7 @@
 #
 #   make book                 # set up .venv, run every chapter (tiny profile), build the book
 #   make test                 # set up .venv, run the test suite (what CI runs)
+#   make lint                 # ruff (pyflakes + pycodestyle) over the code, tests and benchmarks
 #   make run PROFILE=smoke SEED=3
 #
 # PROFILE is a profile name (tiny, smoke, paper) or a YAML file; SEED an integer.
@@ -24,7 +25,7 @@ export PYTHONHASHSEED := 0
 # chapters (matplotlib then prints "<Figure size ...>" instead of the image).
 world run: export MPLBACKEND := Agg
 
-.PHONY: venv world run book test clean
+.PHONY: venv world run book test lint clean
 
 venv: $(VENV)/.stamp
 
@@ -50,6 +51,9 @@ book: venv
 
 test: venv
 	$(BIN)/python -m pytest -q --durations=12
+
+lint: venv
+	$(BIN)/ruff check pebench_core tests benchmarks
 
 clean:
 	rm -rf _build book/chapters runs

@@ -13,7 +13,8 @@ and prints, per stage: seconds a step, tokens a second, MFU (6·N·tokens a seco
 language model's parameters, against ``--peak-tflops``, the GPU's dense bf16 peak: 989 for an
 H100/H200 SXM) and the peak memory (``torch.cuda.max_memory_allocated``) beside the memory
 plan's estimate. The 6·N convention counts the weight gradients a LoRA step skips (and not
-the recomputation checkpointing adds), so it states the hardware's use only roughly. ``--shape tiny`` runs the same code on a tiny LLaVA on the CPU (a dry run).
+the recomputation checkpointing adds), so it states the hardware's use only roughly.
+``--shape tiny`` runs the same code on a tiny LLaVA on the CPU (a dry run).
 
     python benchmarks/bench_gpu.py --steps 4 [--out results.json]
 """
@@ -43,9 +44,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
+    from model_families import build_checkpoint, build_llava_7b_config_folder
     from transformers import AutoModelForImageTextToText
 
-    from model_families import build_checkpoint, build_llava_7b_config_folder
     from pebench_core import memory, models, unlearn
     from pebench_core.config import load_config
     from pebench_core.data import event_qa, load_dataset, person_qa, world_texts

@@ -951,8 +951,9 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
        ``min_gap`` on either concept.
     3. part *interference*, per method other than PO and concept C: ``scope_ft − scope_m`` on
        target C (paired; PO's own rows are reported as part ``interference (po)`` and judged
-       by the next part, since the paper expects PO to interfere least). Part *least for PO*: ``Δ_po − max_{m≠po} Δ_m`` with ``Δ_m`` the mean over
-       the two directions of ``scope_m − scope_ft`` (margin 0), one joint bootstrap.
+       by the next part, since the paper expects PO to interfere least). Part *least for PO*:
+       ``Δ_po − max_{m≠po} Δ_m`` with ``Δ_m`` the mean over the two directions of
+       ``scope_m − scope_ft`` (margin 0), one joint bootstrap.
     4. per method and concept C: ``eff_m(target C) − eff_m(target both)`` (paired: the forget
        images of C are the same for both targets).
     5. for X in gd, kl and concept C: ``eff_{X+bgd} − eff_X`` on target both (paired).
@@ -1022,7 +1023,8 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
                 note2 + ("; relative efficacy undefined" if note2 else ""), not note2)
 
     # ---- 3. interference (scope below finetune), least for PO
-    ms = _methods_in(items, ["person", "event"], pool) or _methods_in(items, ["person"], pool) or _methods_in(items, ["event"], pool)
+    ms = (_methods_in(items, ["person", "event"], pool) or _methods_in(items, ["person"], pool)
+          or _methods_in(items, ["event"], pool))
     if ms:
         models = ["finetune", *ms]
         spec = {c: {m: (c, m, c, "scope") for m in models} for c in ("person", "event")}
@@ -1129,7 +1131,8 @@ def findings(summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, see
             verdict, expl = INCONCLUSIVE, "not measured: the runs lack the targets or methods this finding needs"
         elif f == 1:
             per_m = ft.groupby("subject", sort=False)["verdict"].agg(
-                lambda v: NOT_REPRODUCED if NOT_REPRODUCED in set(v) else (REPRODUCED if set(v) == {REPRODUCED} else INCONCLUSIVE))
+                lambda v: NOT_REPRODUCED if NOT_REPRODUCED in set(v)
+                else (REPRODUCED if set(v) == {REPRODUCED} else INCONCLUSIVE))
             verdict = _combine(per_m.tolist())
             pm = per_m.rename("verdict").reset_index()
             expl = (f"Person unlearning with efficacy and generality above {kw.get('high', 0.8)} and a retain drop above "
@@ -1155,7 +1158,8 @@ def findings(summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, see
         blocked = sorted({n for n in ft.loc[ft["verdict"] == INCONCLUSIVE, "note"].astype(str)
                           if "never learned" in n or "no room" in n})
         if blocked:
-            expl += " Not testable here: " + "; ".join(dict.fromkeys(x for n in blocked for x in n.split("; ") if "never" in x or "room" in x)) + "."
+            reasons = dict.fromkeys(x for n in blocked for x in n.split("; ") if "never" in x or "room" in x)
+            expl += " Not testable here: " + "; ".join(reasons) + "."
         rows.append({"finding": f, "claim": claim, "test": TESTS[f], "verdict": verdict,
                      "evidence": "; ".join(ev_lines), "explanation": expl, "n_tests": len(ft),
                      "n_seeds": n_seeds})

@@ -138,7 +138,8 @@ def _cmd_book(args) -> None:
     if only:
         from .book import CHAPTERS
 
-        chapters = [c for c in CHAPTERS if (Path(__file__).resolve().parent.parent / "book" / "chapters" / f"{c.output}.ipynb").is_file()]
+        executed = Path(__file__).resolve().parent.parent / "book" / "chapters"
+        chapters = [c for c in CHAPTERS if (executed / f"{c.output}.ipynb").is_file()]
     write_toc(chapters)
     if not args.no_html:
         build_html()

@@ -397,9 +397,9 @@ def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
     Equals ``(2/β) · log 2`` (+ retain term) when θ = ref.
     """
     inp.require("npo", "forget_logp_sum", "forget_ref_logp_sum")
-    l, l_ref = _vec(inp.forget_logp_sum, "forget_logp_sum"), inp.forget_ref_logp_sum.detach()
-    _same_len(l, l_ref, "forget_logp_sum", "forget_ref_logp_sum")
-    ratio = l - l_ref
+    lp, lp_ref = _vec(inp.forget_logp_sum, "forget_logp_sum"), inp.forget_ref_logp_sum.detach()
+    _same_len(lp, lp_ref, "forget_logp_sum", "forget_ref_logp_sum")
+    ratio = lp - lp_ref
     forget_term = ((2.0 / beta) * F.softplus(beta * ratio)).mean()
     return _with_retain("npo", forget_term, inp, retain_weight, {"log_ratio": _f(ratio.mean())})
 
@@ -576,7 +576,8 @@ LOSSES: dict[str, LossSpec] = {
     "gd+bgd": LossSpec(
         "gd+bgd", gd_bgd_loss,
         "GD with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
-        r"\mathcal{L} = \frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon} + \lambda\,\frac{1}{K_r}\sum_c \mathrm{NLL}_r(c),"
+        r"\mathcal{L} = \frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon} "
+        r"+ \lambda\,\frac{1}{K_r}\sum_c \mathrm{NLL}_r(c),"
         r"\quad m_c \leftarrow \mu\,m_c + (1-\mu)\,\lvert\mathrm{NLL}_f(c)\rvert",
         needs_retain=True, needs_concepts=True, stateful=True),
     "kl+bgd": LossSpec(

@@ -241,7 +241,7 @@ Reference description: {description}
 Keywords: {keywords}
 Answer: {answer}
 
-Reply with the score only (a single integer from 1 to 5)."""
+Reply with the score only (a single integer from 1 to 5)."""  # noqa: E501 (the prompt's lines are its text)
 
 _NUM = re.compile(r"\d+(?:\.\d+)?")
 

@@ -704,7 +704,8 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
     opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = max(1, int(0.1 * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        opt, lambda s: (s + 1) / warm if s < warm
+        else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     history: list[dict] = []
     tower.train()
     heads.train()

@@ -281,12 +281,12 @@ def test_findings_untestable_when_finetune_never_learned():
 
 
 def test_combine_rule():
-    R, N, I = A.REPRODUCED, A.NOT_REPRODUCED, A.INCONCLUSIVE
-    assert A._combine([R, R, I]) == R
-    assert A._combine([R, I, I]) == I
+    R, N, Inc = A.REPRODUCED, A.NOT_REPRODUCED, A.INCONCLUSIVE
+    assert A._combine([R, R, Inc]) == R
+    assert A._combine([R, Inc, Inc]) == Inc
     assert A._combine([R, N, R]) == A.MIXED
     assert A._combine([N, N]) == N
-    assert A._combine([]) == I
+    assert A._combine([]) == Inc
 
 
 def test_format_ci():
