@@ -106,7 +106,7 @@ def main() -> None:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         secs = unlearn.step_cost(bundle, ds, target, method, ucfg, cfg.eval, steps=args.steps)
-        sets = memory._sequences_per_step(load_config("paper", overrides=[f"unlearn.methods={method}"]))
+        sets = memory.sequences_per_step(load_config("paper", overrides=[f"unlearn.methods={method}"]))
         row(f"unlearn {method}", secs, sets * (tokens / cfg.train.batch_size), plans["unlearn"])
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))

@@ -79,7 +79,7 @@ def measure(family: str, ckpt: Path, ds, cfg) -> dict:
                  and t.ndim > 0)
     shape = memory.model_shape(b.base_model.config, torch.float32)
     seq = max(len(enc.input_ids[i]) for i in idx)
-    est_act = memory._activations(shape, len(idx), seq, False, 4) + memory._logits(
+    est_act = memory.activation_bytes(shape, len(idx), seq, False, 4) + memory.logit_bytes(
         shape, int(sum((enc.labels[i] != -100).sum() for i in idx)))
     est_state = 16.0 * shape.lora(cfg.train.lora_r)
     return {"family": family, "weights MiB": weights / 2**20, "plan weights MiB": shape.total * 4 / 2**20,

@@ -37,7 +37,7 @@ from .config import ConfigError, RunConfig
 from .families import family_of
 
 __all__ = ["ModelShape", "StagePlan", "model_shape", "plan", "plan_for", "stage_plans", "check_stage", "device_memory",
-           "GiB"]
+           "activation_bytes", "logit_bytes", "sequences_per_step", "GiB"]
 
 GiB = 1024**3
 # The allocator's slack, the CUDA context and the kernels' workspaces: measured peaks of
@@ -140,7 +140,7 @@ def model_shape(config, dtype: torch.dtype = torch.bfloat16) -> ModelShape:
         bytes_per_param=torch.finfo(dtype).bits // 8)
 
 
-def _activations(s: ModelShape, sequences: int, tokens: int, checkpointing: bool, act_bytes: int) -> float:
+def activation_bytes(s: ModelShape, sequences: int, tokens: int, checkpointing: bool, act_bytes: int) -> float:
     per_token_layer = 8 * s.hidden + 2 * s.kv_width + 4 * s.intermediate
     n = sequences * tokens
     if checkpointing:  # one hidden state a layer, plus one layer recomputed at a time
@@ -148,7 +148,7 @@ def _activations(s: ModelShape, sequences: int, tokens: int, checkpointing: bool
     return act_bytes * n * s.layers * per_token_layer
 
 
-def _logits(s: ModelShape, answer_tokens: int) -> float:
+def logit_bytes(s: ModelShape, answer_tokens: int) -> float:
     return 3 * 4 * answer_tokens * s.vocab  # float32 scores, log-softmax, their gradient
 
 
@@ -156,7 +156,7 @@ def _vision_transient(s: ModelShape, images: int, image_tokens: int, act_bytes: 
     return act_bytes * images * image_tokens * 12 * s.vision_hidden
 
 
-def _sequences_per_step(cfg: RunConfig) -> int:
+def sequences_per_step(cfg: RunConfig) -> int:
     """The most sequences one unlearning step runs over the profile's methods: forget,
     refusals (PO, DPO) and retain, each ``unlearn.batch_size`` long."""
     from .losses import get_loss
@@ -180,7 +180,9 @@ def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: in
     act = bp
     t, u, e = cfg.train, cfg.unlearn, cfg.eval
     weights = shape.total * bp
-    ckpt = t.gradient_checkpointing == "on" or (t.gradient_checkpointing == "auto" and device == "cuda")
+    from .train import checkpointing_on
+
+    ckpt = checkpointing_on(t, cfg.model.kind == "local", device)
     fixed = CUDA_CONTEXT if device == "cuda" else 0.0
     seq = prompt_tokens + MAX_ANSWER_TOKENS
     out = []
@@ -188,8 +190,8 @@ def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: in
     def training(p: StagePlan, trainable_bytes: float, sequences: int) -> None:
         p.rows["weights"] = weights
         p.rows["trainable state"] = trainable_bytes
-        p.rows["activations"] = _activations(shape, sequences, seq, ckpt, act)
-        p.rows["logits"] = _logits(shape, sequences * MAX_ANSWER_TOKENS)
+        p.rows["activations"] = activation_bytes(shape, sequences, seq, ckpt, act)
+        p.rows["logits"] = logit_bytes(shape, sequences * MAX_ANSWER_TOKENS)
         p.rows["vision (transient)"] = _vision_transient(shape, sequences, image_tokens, act)
         out.append(p)
 
@@ -208,7 +210,7 @@ def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: in
             inj.notes.append(f"sharded over {processes} processes (FSDP)")
     inj.notes.append(f"micro-batch of {micro} x {seq} tokens, gradient checkpointing {'on' if ckpt else 'off'}")
 
-    seqs = _sequences_per_step(cfg)
+    seqs = sequences_per_step(cfg)
     un = StagePlan("unlearn", budget=budget)
     training(un, 16.0 * shape.lora(u.lora_r), seqs)
     un.notes.append(f"LoRA r={u.lora_r}: {shape.lora(u.lora_r) / 1e6:.1f} M trainable; {seqs} sequences a step")

@@ -889,13 +889,11 @@ def sequence_logprobs(bundle_or_model, batch: dict) -> tuple[torch.Tensor, torch
     ``t + 1`` (causal shift). Gradients flow when called outside ``torch.no_grad()``. The mean
     answer-token NLL of item ``i`` is ``-logp_sum[i] / n_tokens[i]``.
     """
+    from .losses import packed_answer_logprobs
+
     model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
-    logits, target, rows = full_answer_logits(model, batch)
-    tok_lp = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    B = batch["labels"].shape[0]
-    logp_sum = torch.zeros(B, dtype=torch.float32, device=tok_lp.device).index_add(0, rows, tok_lp)
-    n_tokens = torch.zeros(B, dtype=torch.long, device=tok_lp.device).index_add(0, rows, torch.ones_like(rows))
-    return logp_sum, n_tokens
+    logp_sum, n_tokens = packed_answer_logprobs(*full_answer_logits(model, batch), batch["labels"].shape[0])
+    return logp_sum, n_tokens.long()
 
 
 @torch.no_grad()

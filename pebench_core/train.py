@@ -80,6 +80,8 @@ __all__ = [
     "replay_examples",
     "stage_examples",
     "inject",
+    "checkpointing_on",
+    "gradient_checkpointing",
 ]
 
 
@@ -904,7 +906,7 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
         D.shard_model(bundle.model, bundle.family)  # weights, gradients and AdamW state: an N-th each
         info["fsdp"] = D.world_size()
     try:
-        with gradient_checkpointing(bundle, _checkpointing_on(tcfg, bundle)):
+        with gradient_checkpointing(bundle, checkpointing_on(tcfg, not tiny, bundle.device.type)):
             h = train_model(bundle, enc, epochs=epochs, lr=tcfg.lr, batch_size=tcfg.batch_size,
                             seed=seed + {"base": 0, "finetune": 1, "goal": 2}[stage],
                             weight_decay=tcfg.weight_decay, warmup_share=tcfg.warmup_share,
@@ -921,9 +923,11 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
     return info
 
 
-def _checkpointing_on(tcfg, bundle: ModelBundle) -> bool:
+def checkpointing_on(tcfg, local: bool, device_type: str) -> bool:
+    """Whether a stage recomputes activations: ``train.gradient_checkpointing`` on/off, or
+    ``auto`` = a local checkpoint on CUDA (the tiny model's activations are kilobytes)."""
     if tcfg.gradient_checkpointing == "auto":
-        return bundle.meta.get("kind") != "tiny" and bundle.device.type == "cuda"
+        return local and device_type == "cuda"
     return tcfg.gradient_checkpointing == "on"
 
 

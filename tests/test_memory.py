@@ -93,7 +93,7 @@ def test_the_activation_estimate_is_near_what_autograd_keeps(ds, tmp_path):
         answer_logits(peft, batch)
     shape = memory.model_shape(b.base_model.config, torch.float32)
     answers = int(sum((enc.labels[i] != -100).sum() for i in idx))
-    est = memory._activations(shape, len(idx), batch["input_ids"].shape[1], False, 4) + memory._logits(shape, answers)
+    est = memory.activation_bytes(shape, len(idx), batch["input_ids"].shape[1], False, 4) + memory.logit_bytes(shape, answers)
     measured = sum(seen.values())
     assert 0.5 < est / measured < 2.0, (est, measured)
 
