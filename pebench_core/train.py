@@ -555,7 +555,7 @@ def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor
     ``processor`` (a LlavaProcessor or an image processor) turns the images into pixel
     values; without it they are scaled to [0, 1].
     """
-    from .world import OBJECTS, SALIENT_TRAITS, Person, _TRAIT_VALUES, _random_traits, objects_in, render
+    from .world import OBJECTS, SALIENT_TRAITS, TRAIT_VALUES, Person, objects_in, random_traits, render
 
     rng = random.Random(f"pebench-crowd:{seed}")
     tasks = tuple(SALIENT_TRAITS) + ("scene",)
@@ -565,13 +565,13 @@ def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor
     images = []
     for k in tqdm(range(n), desc="render crowd", disable=not progress, leave=False, mininterval=2.0):
         gender = rng.choice(("female", "male"))
-        traits = _random_traits(rng, gender)
+        traits = random_traits(rng, gender)
         ei = k % len(events)
         rs = rng.getrandbits(31)
         person = Person(id="crowd", name="", age=None, gender=gender, profession=None,
                         occupation_category=None, birthplace=None, region=None, traits=traits)
         images.append(render(None, person, events[ei], rs, size=image_size))
-        labels[k, :-1] = [_TRAIT_VALUES[t].index(traits[t]) for t in SALIENT_TRAITS]
+        labels[k, :-1] = [TRAIT_VALUES[t].index(traits[t]) for t in SALIENT_TRAITS]
         labels[k, -1] = ei
         for o in objects_in(None, events[ei], rs):
             objects[k, obj_pos[o]] = 1.0
@@ -580,7 +580,7 @@ def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor
         pix = ip(images, return_tensors="pt")["pixel_values"]
     else:
         pix = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255
-    classes = tuple(len(_TRAIT_VALUES[t]) for t in SALIENT_TRAITS) + (len(events),)
+    classes = tuple(len(TRAIT_VALUES[t]) for t in SALIENT_TRAITS) + (len(events),)
     return CrowdSet(pix, torch.from_numpy(labels), torch.from_numpy(objects), tasks, classes,
                     tuple(OBJECTS), tuple(e.name for e in events))
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from pebench_core import world as W
+from pebench_core.world import io as world_io
 from pebench_core.config import ConfigError, forget_count, load_config
 from pebench_core.world import (CITIES, EVENTS, OBJECT_ZONES, OCCUPATION_CATEGORIES, REFUSALS,
                                 expected_counts, generate_world, keyword_words, objects_in, render,
@@ -67,8 +68,21 @@ def test_every_object_can_be_drawn():
     from PIL import ImageDraw
     img = Image.new("RGB", (64, 64))
     for name in OBJECT_ZONES:
-        W._draw_prop(ImageDraw.Draw(img), name, 32, 60, 20)
+        W.draw_prop(ImageDraw.Draw(img), name, 32, 60, 20)
     assert render(w, w.people[0], ev, 1, 32).size == (32, 32)
+
+
+def test_every_event_prop_has_a_drawing():
+    named = {p for e in EVENTS for p in e.props}
+    assert named and not named - set(W.PROPS), sorted(named - set(W.PROPS))
+    assert set(W.PROPS) == set(OBJECT_ZONES)  # the table draws the catalogue's objects, no more
+
+
+def test_unknown_prop_is_a_clear_error():
+    from PIL import ImageDraw
+    img = Image.new("RGB", (64, 64))
+    with pytest.raises(ConfigError, match=r"no drawing for object 'unicorn'; drawable objects: airplane, apple, "):
+        W.draw_prop(ImageDraw.Draw(img), "unicorn", 32, 60, 20)
 
 
 # --- generation ----------------------------------------------------------------------------
@@ -247,7 +261,7 @@ def test_out_dir_unwritable_simulated(tmp_path: Path, monkeypatch: pytest.Monkey
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(W.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(world_io.tempfile, "mkdtemp", refuse)
     with pytest.raises(ConfigError, match=str(tmp_path / "w")):
         write_world(generate_world(SMOKE, 0), tmp_path / "w", progress=False)
 
@@ -261,7 +275,7 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
             raise RuntimeError("disk on fire")
         return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(W, "render", flaky)
+    monkeypatch.setattr(world_io, "render", flaky)  # write_world renders through the io module
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_world(generate_world(SMOKE, 0), tmp_path / "w", progress=False, workers=1)
     assert list(tmp_path.iterdir()) == []  # neither the target nor a temp folder
