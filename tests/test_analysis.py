@@ -282,11 +282,11 @@ def test_findings_untestable_when_finetune_never_learned():
 
 def test_combine_rule():
     R, N, Inc = A.REPRODUCED, A.NOT_REPRODUCED, A.INCONCLUSIVE
-    assert A._combine([R, R, Inc]) == R
-    assert A._combine([R, Inc, Inc]) == Inc
-    assert A._combine([R, N, R]) == A.MIXED
-    assert A._combine([N, N]) == N
-    assert A._combine([]) == Inc
+    assert A.combine_verdicts([R, R, Inc]) == R
+    assert A.combine_verdicts([R, Inc, Inc]) == Inc
+    assert A.combine_verdicts([R, N, R]) == A.MIXED
+    assert A.combine_verdicts([N, N]) == N
+    assert A.combine_verdicts([]) == Inc
 
 
 def test_format_ci():

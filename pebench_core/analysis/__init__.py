@@ -1,0 +1,60 @@
+"""Analysis across runs and seeds: intervals, the paper's tables, and its findings.
+
+Functions on the two long tables every run writes (``results`` and ``items``, see
+:mod:`pebench_core.results`), one module per idea. A module imports only modules listed above
+it: ``runs`` and ``stats`` read ``schema``; ``costs`` reads ``runs``; ``tables``, ``paper`` and
+``verdicts`` read ``stats`` and ``schema``, not each other.
+
+* :mod:`~pebench_core.analysis.schema` — the keys and required columns of those tables, the
+  unlearning methods and their BGD variants, and the order methods and metrics are shown in.
+* :mod:`~pebench_core.analysis.runs` — loading one run folder per seed into one
+  ``(results, items)`` pair (:func:`load_runs`, :func:`parse_seeds`, :class:`Runs`), and
+  :func:`gather_runs`.
+* :mod:`~pebench_core.analysis.stats` — the item bootstrap and the seed interval,
+  :class:`Estimate`, :func:`summarise`, :func:`format_ci`; its docstring states the conventions
+  every number of the analysis follows (higher is better, means over seeds, paired comparisons).
+* :mod:`~pebench_core.analysis.costs` — what a method costs: sequences and seconds per
+  unlearning step, and the likelihood race between the true answer and the refusal.
+* :mod:`~pebench_core.analysis.tables` — the chapters' tables: the leaderboard, simultaneous
+  against single-target unlearning, cross-concept interference, scope, the image-level test.
+* :mod:`~pebench_core.analysis.paper` — the paper's Tables 1 and 2 as printed, Table 2's
+  layout on our runs (:func:`table2`), and our numbers beside the paper's.
+* :mod:`~pebench_core.analysis.verdicts` — the paper's five findings tested on our runs, with a
+  verdict and an explanation each.
+
+Only :func:`gather_runs` touches models: it builds the runs that are missing through
+:mod:`pebench_core.pipeline`, which trains and evaluates them. Everything else reads tables
+and files: :func:`step_costs` reads the trajectories the unlearning wrote (found through the
+pipeline's folder layout) and :func:`sequences_per_step` asks :mod:`pebench_core.losses` which
+inputs a method's loss needs; neither loads a model.
+
+Every public name is importable from here. Patch a function in the module that defines it
+(e.g. ``pebench_core.analysis.stats.summarise``): the modules import each other's functions
+directly, so a patch on this package reaches only callers that go through it.
+"""
+
+from __future__ import annotations
+
+from .costs import likelihood_race, sequences_per_step, step_costs
+from .paper import (PAPER_COLUMNS, PAPER_TABLE1, PAPER_TABLE2, event_scorers, paper_table1_long, paper_table2_long,
+                    side_by_side, table2)
+from .runs import Runs, gather_runs, load_runs, parse_seeds
+from .schema import BGD_BASE, KEYS, METHOD_ORDER, METRIC_ORDER, UNLEARN_METHODS
+from .stats import Estimate, ci_column, format_ci, summarise
+from .tables import (IMAGE_DIRECTIONS, INTERFERENCE_CELLS, interference_matrix, interference_table, leaderboard,
+                     paired_image_level, scope_table, simultaneous_vs_single, wide_ci)
+from .verdicts import (FINDINGS, INCONCLUSIVE, MIXED, NOT_REPRODUCED, REPRODUCED, TESTS, combine_verdicts, finding_tests,
+                       findings, findings_markdown)
+
+__all__ = [
+    "KEYS", "UNLEARN_METHODS", "BGD_BASE", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_COLUMNS",
+    "FINDINGS", "TESTS", "INTERFERENCE_CELLS", "Estimate", "Runs", "parse_seeds", "gather_runs", "ci_column", "likelihood_race",
+    "load_runs", "summarise", "sequences_per_step", "step_costs",
+    "format_ci", "wide_ci", "leaderboard", "table2", "simultaneous_vs_single", "interference_table",
+    "interference_matrix", "scope_table", "paired_image_level", "paper_table1_long",
+    "paper_table2_long", "side_by_side", "event_scorers", "finding_tests", "findings",
+    "findings_markdown",
+    # exposed before without being listed here
+    "METRIC_ORDER", "METHOD_ORDER", "IMAGE_DIRECTIONS", "REPRODUCED", "NOT_REPRODUCED", "MIXED", "INCONCLUSIVE",
+    "combine_verdicts",
+]

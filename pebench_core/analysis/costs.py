@@ -1,0 +1,72 @@
+"""What a method costs: the sequences one unlearning step runs through the model, the measured
+seconds per step (read from the trajectories the unlearning wrote), and the likelihood race
+between the true answer and the refusal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .runs import Runs
+
+__all__ = ["sequences_per_step", "step_costs", "likelihood_race"]
+
+
+def sequences_per_step(method: str, batch_size: int, retain_weight: float = 1.0) -> tuple[int, int]:
+    """``(sequences, answers)``: the sequences one step of ``method`` runs through the model
+    (all with gradient) and the answers it scores on them, read from what its loss needs
+    (:meth:`~pebench_core.losses.LossSpec.required_inputs`).
+
+    A forget item's true answer and its refusal share one sequence (one prompt, two answers:
+    :func:`~pebench_core.unlearn.pack_batch`), and every reference output is computed once
+    before training, so no step runs the reference model.
+    """
+    from ..losses import get_loss
+
+    need = set(get_loss(method).required_inputs(retain_weight))
+    forget = int("forget_logp_sum" in need) + int("refusal_logp_sum" in need)
+    retain = int(bool(need & {"retain_logp_sum", "retain_kl"}))
+    return (min(forget, 1) + retain) * batch_size, (forget + retain) * batch_size
+
+
+def step_costs(runs: Runs) -> pd.DataFrame:
+    """Seconds per unlearning step of every method and target that ran, from the trajectories.
+
+    One row per seed × method × target: the median time between consecutive steps (the
+    median skips the steps that also ran the trajectory's efficacy check), the sequences per
+    step (:func:`sequences_per_step`) and the ratio to GA's step on the same seed and target.
+    """
+    from ..pipeline import methods_for, unlearned_dir
+
+    rows = []
+    for s in runs.seeds:
+        cfg = runs.cfgs[s]
+        for target in cfg.unlearn.targets:
+            for method in methods_for(cfg, target):
+                f = unlearned_dir(cfg, method, target, runs.dirs[s]) / "trajectory.parquet"
+                if not f.is_file():
+                    continue
+                sec = pd.read_parquet(f, columns=["seconds"])["seconds"].diff().dropna()
+                if sec.empty:
+                    continue
+                n_seq, n_ans = sequences_per_step(method, cfg.unlearn.batch_size, cfg.unlearn.retain_weight)
+                rows.append({"seed": s, "target": target, "method": method, "s_per_step": float(sec.median()),
+                             "sequences": n_seq, "answers": n_ans})
+    out = pd.DataFrame(rows, columns=["seed", "target", "method", "s_per_step", "sequences", "answers"])
+    ga = out[out["method"] == "ga"].set_index(["seed", "target"])["s_per_step"]
+    out["x_ga"] = [row.s_per_step / ga.get((row.seed, row.target), np.nan) for row in out.itertuples()]
+    return out
+
+
+def likelihood_race(lk: pd.DataFrame) -> pd.DataFrame:
+    """Summarise :func:`pebench_core.pipeline.answer_likelihoods` per ``model`` (and
+    ``target`` where present): the mean per-token NLL of the true answer and of the
+    refusal; ``refusal_first``, the share of forget items on which the refusal's first token
+    is likelier than the true answer's (where greedy decoding turns); and
+    ``refusal_likelier``, the share on which the whole refusal is likelier than the whole
+    true answer."""
+    keys = [k for k in ("target", "model") if k in lk.columns]
+    d = lk.assign(nll_true=-lk["logp_true"] / lk["n_true"], nll_refusal=-lk["logp_refusal"] / lk["n_refusal"],
+                  refusal_first=(lk["logp_first_refusal"] > lk["logp_first_true"]).astype(float),
+                  refusal_likelier=(lk["logp_refusal"] > lk["logp_true"]).astype(float))
+    return d.groupby(keys, sort=False)[["nll_true", "nll_refusal", "refusal_first", "refusal_likelier"]].mean()

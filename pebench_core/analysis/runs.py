@@ -1,0 +1,109 @@
+"""Loading runs: the ``results`` and ``items`` tables of one run folder per seed, concatenated
+and checked (:func:`load_runs`), and :func:`gather_runs`, which builds the runs a chapter needs
+through the pipeline (training what is missing) and collects them into :class:`Runs`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..config import ConfigError
+from ..results import read_results
+from .schema import ITEM_COLUMNS, KEYS, RESULT_COLUMNS, require_columns
+
+__all__ = ["Runs", "parse_seeds", "load_runs", "gather_runs"]
+
+
+def parse_seeds(seeds: str | int | Sequence[int] | None, default: int = 0) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; empty or ``None`` → ``[default]``. Bad input: ``ConfigError``."""
+    if seeds is None or (isinstance(seeds, str) and not seeds.strip()):
+        return [int(default)]
+    if isinstance(seeds, (int, np.integer)):
+        return [int(seeds)]
+    parts = seeds.split(",") if isinstance(seeds, str) else list(seeds)
+    try:
+        out = [int(str(s).strip()) for s in parts if str(s).strip()]
+    except ValueError:
+        raise ConfigError(f"seeds must be comma-separated integers such as '0,1,2', got {seeds!r}") from None
+    if len(set(out)) != len(out) or not out:
+        raise ConfigError(f"seeds must be distinct integers, got {seeds!r}")
+    return out
+
+
+def load_runs(run_dirs: str | Path | Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenate ``<run>/results/results.parquet`` and ``<run>/results/items.parquet`` of
+    several run folders (typically one per seed) into one ``(results, items)`` pair.
+
+    A missing file is a :class:`~pebench_core.config.ConfigError` naming it; two folders that
+    hold the same (seed, target, method, concept, metric) are an error too (the same seed
+    collected twice would be counted twice).
+    """
+    if isinstance(run_dirs, (str, Path)):
+        run_dirs = [run_dirs]
+    run_dirs = list(run_dirs)
+    if not run_dirs:
+        raise ConfigError("load_runs needs at least one run folder")
+    return _concat_runs([(d, *read_results(d)) for d in run_dirs])
+
+
+def _concat_runs(frames: Sequence[tuple[str | Path, pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenate per-folder ``(run_dir, results, items)``, check the columns, and refuse a
+    seed that appears in more than one folder."""
+    results = pd.concat([r.assign(run_dir=str(d)) for d, r, _ in frames], ignore_index=True)
+    items = pd.concat([i for _, _, i in frames], ignore_index=True)
+    require_columns(results, RESULT_COLUMNS, "results")
+    require_columns(items, ITEM_COLUMNS, "items")
+    dup = results.duplicated(["seed", *KEYS], keep=False)
+    if dup.any():
+        seeds = sorted(set(results.loc[dup, "seed"].tolist()))
+        dirs = sorted(set(results.loc[dup, "run_dir"].tolist()))
+        raise ConfigError(f"seed(s) {seeds} appear in more than one run folder ({', '.join(dirs)}); "
+                          "pass one folder per seed")
+    return results, items
+
+
+@dataclass
+class Runs:
+    """The runs a chapter reads: one configuration and run folder per seed, and their tables."""
+
+    seeds: list[int]
+    cfgs: dict[int, object]
+    dirs: dict[int, Path]
+    results: pd.DataFrame
+    items: pd.DataFrame
+
+    @property
+    def cfg(self):
+        """The configuration of the first seed (every seed shares the rest of it)."""
+        return self.cfgs[self.seeds[0]]
+
+
+def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None = "",
+                run_dir: str | Path | None = "", overrides: Mapping | list[str] | None = None,
+                progress: bool = False) -> Runs:
+    """Build (if missing) and collect every run a chapter needs: for each seed, every target
+    and method of the profile via :func:`pebench_core.pipeline.collect_results`, then
+    :func:`load_runs` over the seeds' folders (see :func:`pebench_core.pipeline.seed_run_dir`
+    for the layout)."""
+    from ..config import load_config
+    from ..pipeline import collect_results, seed_run_dir
+
+    seed_list = parse_seeds(seeds, seed)
+    multi = not (seeds is None or (isinstance(seeds, str) and not seeds.strip()))
+    cfgs, dirs, frames = {}, {}, []
+    for s in seed_list:
+        cfg = load_config(profile, seed=s, overrides=overrides)
+        d = seed_run_dir(cfg, run_dir, multi)
+        if multi and run_dir and len(seed_list) == 1 and not d.exists():
+            # `pebench run --out DIR` (no --seeds) wrote the one seed straight into DIR
+            d = Path(run_dir).expanduser().absolute()
+        frames.append((d, *collect_results(cfg, d)))  # the tables it just wrote, not re-read
+        cfgs[s], dirs[s] = cfg, d
+        if progress:
+            print(f"[analysis] seed {s}: {d}")
+    results, items = _concat_runs(frames)
+    return Runs(seed_list, cfgs, dirs, results, items)

@@ -1,0 +1,339 @@
+"""The paper's five findings tested on our runs: every sub-test with its bootstrapped estimate
+and verdict (:func:`finding_tests`), one verdict and explanation per finding (:func:`findings`),
+and a discussion paragraph per finding (:func:`findings_markdown`)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .schema import BGD_BASE, ITEM_COLUMNS, UNLEARN_METHODS, require_columns
+from .stats import Estimate, bootstrap_estimate, bootstrap_wide, format_ci, named_rng, paired_block, paired_delta
+
+__all__ = ["REPRODUCED", "NOT_REPRODUCED", "MIXED", "INCONCLUSIVE", "FINDINGS", "TESTS", "combine_verdicts",
+           "finding_tests", "findings", "findings_markdown"]
+
+REPRODUCED, NOT_REPRODUCED, MIXED, INCONCLUSIVE = "reproduced", "not reproduced", "mixed", "inconclusive"
+
+FINDINGS = {
+    1: "Forgetting people reaches high efficacy and generality, at a large cost in retain.",
+    2: "Events are harder to forget than people (lower efficacy relative to goal).",
+    3: "Cross-concept interference: forgetting one concept lowers the other concept's score on the "
+       "same images (scope below finetune), least for PO.",
+    4: "Forgetting both at once lowers efficacy compared with each alone.",
+    5: "BGD recovers part of that loss.",
+}
+
+TESTS = {
+    1: "per method on target person: efficacy and generality CIs above `high`, and the retain drop "
+       "(finetune − method) CI above `large_cost`",
+    2: "per method: relative efficacy (eff_m − eff_ft)/(eff_goal − eff_ft) of people minus that of "
+       "events, CI above 0",
+    3: "per method (PO aside) and direction: scope_ft − scope_m, CI above 0 (interference); PO: its scope "
+       "change (mean of two directions) minus the best other method's, CI above 0",
+    4: "per method and concept: efficacy on the single target minus efficacy on target both, CI above 0",
+    5: "for gd and kl, per concept: efficacy of X+bgd minus X on target both, CI above 0",
+}
+
+
+def _call(est: Estimate | None, margin: float, max_nan: float = 0.05) -> str:
+    """The verdict of a one-sided claim "quantity > 0" from its interval.
+
+    * ``reproduced``: the interval lies above 0 and, with several seeds, every seed's own
+      estimate is above 0 too;
+    * ``not reproduced``: the interval lies below ``margin`` (the effect is absent, smaller
+      than ``margin``, or reversed) and every seed's estimate is below ``margin``;
+    * ``inconclusive`` otherwise (also when the quantity is undefined, or undefined in more
+      than ``max_nan`` of the bootstrap replicates).
+    """
+    if est is None or not np.isfinite(est.value) or est.nan_share > max_nan:
+        return INCONCLUSIVE
+    seeds = list(est.per_seed.values())
+    if est.lo > 0 and all(v > 0 for v in seeds):
+        return REPRODUCED
+    if est.hi < margin and all(v < margin for v in seeds):
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def combine_verdicts(verdicts: Sequence[str]) -> str:
+    """Several sub-tests → one verdict: ``mixed`` if some are reproduced and some not;
+    otherwise the called verdict if it holds for **more than half** of the sub-tests;
+    else ``inconclusive`` (also with no sub-test at all)."""
+    v = list(verdicts)
+    r, n = v.count(REPRODUCED), v.count(NOT_REPRODUCED)
+    if not v:
+        return INCONCLUSIVE
+    if r and n:
+        return MIXED
+    if r > len(v) / 2:
+        return REPRODUCED
+    if n > len(v) / 2:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def _methods_in(items: pd.DataFrame, targets: Sequence[str], pool: Sequence[str]) -> list[str]:
+    out = []
+    for m in pool:
+        if all(((items["target"] == t) & (items["method"] == m)).any() for t in targets):
+            out.append(m)
+    return out
+
+
+def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                  margin: float = 0.05, high: float = 0.8, large_cost: float = 0.2,
+                  min_gap: float = 0.05, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every sub-test of the five findings: one row per (finding, part, subject, quantity)
+    with the estimate, its interval, the per-seed estimates and the verdict of :func:`_call`.
+
+    All quantities are oriented so that the paper's claim reads "quantity > 0" and are
+    bootstrapped as :mod:`pebench_core.analysis.stats` describes (paired within a split,
+    independent across splits). With ``m`` a method, ``ft`` finetune:
+
+    1. target ``person``, per method: ``eff_m − high``, ``gen_m − high`` (margin 0) and
+       ``(ret_ft − ret_m) − large_cost`` (margin 0). A method reproduces the finding if all
+       three do; it contradicts it if any is ``not reproduced``.
+    2. per method: ``rel_P − rel_E`` with ``rel_C = (eff_m − eff_ft) / (eff_goal − eff_ft)``,
+       efficacy of concept C on its single target (person images and event images resampled
+       independently). Undefined (inconclusive) when goal and finetune differ by less than
+       ``min_gap`` on either concept.
+    3. part *interference*, per method other than PO and concept C: ``scope_ft − scope_m`` on
+       target C (paired; PO's own rows are reported as part ``interference (po)`` and judged
+       by the next part, since the paper expects PO to interfere least). Part *least for PO*:
+       ``Δ_po − max_{m≠po} Δ_m`` with ``Δ_m`` the mean over the two directions of
+       ``scope_m − scope_ft`` (margin 0), one joint bootstrap.
+    4. per method and concept C: ``eff_m(target C) − eff_m(target both)`` (paired: the forget
+       images of C are the same for both targets).
+    5. for X in gd, kl and concept C: ``eff_{X+bgd} − eff_X`` on target both (paired).
+       Reported beside it (not tested): the share of the loss of finding 4 recovered,
+       ``(eff_{X+bgd,both} − eff_{X,both}) / (eff_{X,C} − eff_{X,both})``, and the retain change.
+    """
+    require_columns(items, ITEM_COLUMNS, "items")
+    pool = list(methods) if methods is not None else list(UNLEARN_METHODS)
+    rows: list[dict] = []
+
+    def add(finding, part, subject, quantity, est, m, note="", ok=True):
+        rows.append({"finding": finding, "part": part, "subject": subject, "quantity": quantity,
+                     "estimate": est.value if est else np.nan, "lo": est.lo if est else np.nan,
+                     "hi": est.hi if est else np.nan,
+                     "per_seed": ", ".join(f"s{s}: {v:.2f}" for s, v in (est.per_seed.items() if est else [])),
+                     "margin": m, "verdict": _call(est, m) if ok else INCONCLUSIVE, "note": note})
+
+    def boots(spec_blocks: Mapping[str, Mapping[str, tuple]], key: str):
+        rng = named_rng(seed, "findings", key)
+        return {name: bootstrap_wide(paired_block(items, spec), n_boot, rng) for name, spec in spec_blocks.items()}
+
+    def point(t, m, c, k):
+        w = paired_block(items, {"v": (t, m, c, k)})
+        return float(w.groupby(level="seed")["v"].mean().mean()) if w is not None else float("nan")
+
+    # Preconditions: a concept can only be forgotten if finetune knows it and goal does not.
+    gap = {c: point(c, "goal", c, "efficacy") - point(c, "finetune", c, "efficacy") for c in ("person", "event")}
+    no_gap = {c: f"goal − finetune efficacy is {gap[c]:+.2f} (< {min_gap}) on target {c}: finetune never learned "
+                 f"what there is to forget" for c in gap if not gap[c] >= min_gap}
+
+    # ---- 1. person unlearning: high efficacy and generality, large retain cost
+    ms = _methods_in(items, ["person"], pool)
+    if ms:
+        ret_ft = point("person", "finetune", "person", "retain")
+        note1 = no_gap.get("person", "")
+        if not ret_ft >= large_cost:
+            note1 = (note1 + "; " if note1 else "") + f"finetune retain {ret_ft:.2f} < {large_cost}: no room for a large drop"
+        ok1 = not note1
+        models = ["finetune", *ms]
+        b = boots({k: {m: ("person", m, "person", k) for m in models} for k in ("efficacy", "generality", "retain")},
+                  "f1")
+        for m in ms:
+            add(1, "efficacy", m, f"efficacy − {high}",
+                bootstrap_estimate({"e": b["efficacy"]}, lambda x, m=m: x["e"][m] - high, alpha), 0.0, note1, ok1)
+            if b["generality"] is not None:
+                add(1, "generality", m, f"generality − {high}",
+                    bootstrap_estimate({"g": b["generality"]}, lambda x, m=m: x["g"][m] - high, alpha), 0.0, note1, ok1)
+            add(1, "retain cost", m, f"retain drop − {large_cost}",
+                bootstrap_estimate({"r": b["retain"]}, lambda x, m=m: x["r"]["finetune"] - x["r"][m] - large_cost, alpha), 0.0,
+                note1, ok1)
+
+    # ---- 2. events harder than people, relative to goal
+    ms = _methods_in(items, ["person", "event"], pool)
+    if ms:
+        models = ["finetune", "goal", *ms]
+        b = boots({"P": {m: ("person", m, "person", "efficacy") for m in models},
+                   "E": {m: ("event", m, "event", "efficacy") for m in models}}, "f2")
+
+        def rel(x, m):
+            gap = x["goal"] - x["finetune"]
+            return np.where(gap > 1e-9, (x[m] - x["finetune"]) / np.where(gap > 1e-9, gap, 1.0), np.nan)
+
+        note2 = "; ".join(no_gap.values())
+        for m in ms:
+            est = None if note2 else bootstrap_estimate(b, lambda x, m=m: rel(x["P"], m) - rel(x["E"], m), alpha)
+            add(2, "relative efficacy", m, "rel. efficacy people − events", est, margin,
+                note2 + ("; relative efficacy undefined" if note2 else ""), not note2)
+
+    # ---- 3. interference (scope below finetune), least for PO
+    ms = (_methods_in(items, ["person", "event"], pool) or _methods_in(items, ["person"], pool)
+          or _methods_in(items, ["event"], pool))
+    if ms:
+        models = ["finetune", *ms]
+        spec = {c: {m: (c, m, c, "scope") for m in models} for c in ("person", "event")}
+        b = {k: v for k, v in boots(spec, "f3").items() if v is not None}
+        for c, bb in b.items():
+            sc_ft = bb.point["finetune"]
+            note3 = "" if sc_ft >= margin else f"finetune scope {sc_ft:.2f} < {margin}: no room for a drop"
+            for m in ms:
+                # PO's own drop is reported but judged by the "least for PO" part, not here.
+                part = "interference" if (m != "po" or ms == ["po"]) else "interference (po)"
+                add(3, part, f"{m} ({c} target)", f"scope drop ({'event score' if c == 'person' else 'names'})",
+                    bootstrap_estimate({"s": bb}, lambda x, m=m: x["s"]["finetune"] - x["s"][m], alpha), margin, note3, not note3)
+                if part != "interference":
+                    rows[-1].update(verdict="reported", note=(note3 + "; " if note3 else "") + "judged by 'least for PO'")
+        if "po" in ms and len(ms) >= 2 and b:
+            def po_gap(x):
+                d = {m: sum(x[c][m] - x[c]["finetune"] for c in x) / len(x) for m in ms}
+                others = np.max(np.stack([np.asarray(d[m], dtype=float) for m in ms if m != "po"]), axis=0)
+                return d["po"] - others
+            add(3, "least for PO", "po vs best other", "PO scope change − best other's",
+                bootstrap_estimate(b, po_gap, alpha), 0.0)
+
+    # ---- 4. simultaneous lowers efficacy
+    ms = _methods_in(items, ["both"], pool)
+    for c in ("person", "event"):
+        mc = [m for m in ms if ((items["target"] == c) & (items["method"] == m)).any()]
+        if not mc:
+            continue
+        spec = {f"{t}:{m}": (t, m, c, "efficacy") for m in mc for t in (c, "both")}
+        b = boots({"x": spec}, f"f4-{c}")
+        for m in mc:
+            add(4, "efficacy loss", f"{m} ({c})", "efficacy single − both",
+                bootstrap_estimate(b, lambda x, m=m, c=c: x["x"][f"{c}:{m}"] - x["x"][f"both:{m}"], alpha), margin,
+                no_gap.get(c, ""), c not in no_gap)
+
+    # ---- 5. BGD recovers part of the loss
+    for bgd, base in BGD_BASE.items():
+        if not (((items["target"] == "both") & (items["method"] == bgd)).any()
+                and ((items["target"] == "both") & (items["method"] == base)).any()):
+            continue
+        for c in ("person", "event"):
+            b = boots({"x": {"bgd": ("both", bgd, c, "efficacy"), "base": ("both", base, c, "efficacy")}}, f"f5-{bgd}-{c}")
+            est = bootstrap_estimate(b, lambda x: x["x"]["bgd"] - x["x"]["base"], alpha)
+            notes = []
+            single = paired_block(items, {"s": (c, base, c, "efficacy")})
+            if est is not None and single is not None:
+                loss = float(single.groupby(level="seed")["s"].mean().mean()) - b["x"].point["base"]
+                if loss >= min_gap:
+                    notes.append(f"share of the simultaneous loss recovered {est.value / loss:.0%}")
+                else:
+                    notes.append(f"no simultaneous loss to recover ({loss:+.2f})")
+            r = paired_delta(items, ("both", bgd, c, "retain"), ("both", base, c, "retain"), n_boot, seed, alpha)
+            if r is not None:
+                notes.append(f"retain change {r.text()}")
+            if c in no_gap:
+                notes.insert(0, no_gap[c])
+            add(5, "efficacy gain", f"{bgd} vs {base} ({c})", f"efficacy {bgd} − {base}", est, margin, "; ".join(notes),
+                c not in no_gap)
+    return pd.DataFrame(rows, columns=["finding", "part", "subject", "quantity", "estimate", "lo", "hi",
+                                       "per_seed", "margin", "verdict", "note"])
+
+
+def _names(t: pd.DataFrame, verdict: str) -> str:
+    return ", ".join(t.loc[t["verdict"] == verdict, "subject"].astype(str)) or "none"
+
+
+def _count_line(t: pd.DataFrame, what: str) -> str:
+    n = len(t)
+    r, x = (t["verdict"] == REPRODUCED).sum(), (t["verdict"] == NOT_REPRODUCED).sum()
+    i = n - r - x
+    parts = [f"{r} of {n} {what} support it ({_names(t, REPRODUCED)})"]
+    if x:
+        parts.append(f"{x} contradict it ({_names(t, NOT_REPRODUCED)})")
+    if i:
+        parts.append(f"{i} are inconclusive ({_names(t, INCONCLUSIVE)})")
+    return "; ".join(parts)
+
+
+def findings(summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
+             tests: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
+    """The paper's five findings (DESIGN §11) on our runs: one row each with ``claim``,
+    ``test``, ``verdict`` (reproduced / not reproduced / mixed / inconclusive), ``evidence``
+    (the estimates with their 95 % intervals) and a one-line ``explanation`` written from
+    the numbers.
+
+    The sub-tests are those of :func:`finding_tests` (pass ``tests`` to reuse them; other
+    keywords go to it). Verdicts: findings 1, 2, 4 and 5 combine their sub-tests (per method,
+    or per method and concept) with :func:`combine_verdicts` — ``mixed`` when some sub-tests
+    reproduce and some contradict the claim, else the verdict of more than half of them,
+    else inconclusive. Finding 3 takes the verdict of its interference part (combined over
+    methods and directions), turned into ``mixed`` when that part is reproduced but PO is
+    clearly *not* the least affected method. A sub-test is "called" only when its interval
+    (and, with several seeds, every seed) lies on one side, so a finding is never called on
+    overlapping intervals.
+    """
+    t = tests if tests is not None else finding_tests(items, n_boot=n_boot, seed=seed, **kw)
+    n_seeds = int(summary["n_seeds"].max()) if "n_seeds" in summary and len(summary) else 1
+    rows = []
+    for f, claim in FINDINGS.items():
+        ft = t[t["finding"] == f]
+        ev_lines = [f"{r.subject}: {r.quantity} = {format_ci(r.estimate, r.lo, r.hi)}" + (f" ({r.note})" if r.note else "")
+                    for r in ft.itertuples()]
+        if ft.empty:
+            verdict, expl = INCONCLUSIVE, "not measured: the runs lack the targets or methods this finding needs"
+        elif f == 1:
+            per_m = ft.groupby("subject", sort=False)["verdict"].agg(
+                lambda v: NOT_REPRODUCED if NOT_REPRODUCED in set(v)
+                else (REPRODUCED if set(v) == {REPRODUCED} else INCONCLUSIVE))
+            verdict = combine_verdicts(per_m.tolist())
+            pm = per_m.rename("verdict").reset_index()
+            expl = (f"Person unlearning with efficacy and generality above {kw.get('high', 0.8)} and a retain drop above "
+                    f"{kw.get('large_cost', 0.2)}: {_count_line(pm, 'methods')}.")
+        elif f == 3:
+            inter = ft[ft["part"] == "interference"]
+            po = ft[ft["part"] == "least for PO"]
+            verdict = combine_verdicts(inter["verdict"].tolist())
+            po_v = po["verdict"].iloc[0] if len(po) else "not measured"
+            if verdict == REPRODUCED and po_v == NOT_REPRODUCED:
+                verdict = MIXED
+            mean_drop = inter["estimate"].mean() if len(inter) else np.nan
+            expl = (f"Scope below finetune: {_count_line(inter, 'method × direction tests')} "
+                    f"(mean scope drop {mean_drop:+.2f}); PO least affected: {po_v}.")
+        else:
+            verdict = combine_verdicts(ft["verdict"].tolist())
+            what = {2: "methods", 4: "method × concept tests", 5: "BGD × concept tests"}[f]
+            lead = {2: "Events harder to forget than people relative to goal",
+                    4: "Lower efficacy when both concepts are forgotten at once",
+                    5: "BGD raises efficacy on target both over its base method"}[f]
+            mean_eff = ft["estimate"].mean()
+            expl = f"{lead}: {_count_line(ft, what)}" + (f" (mean effect {mean_eff:+.2f})." if np.isfinite(mean_eff) else ".")
+        blocked = sorted({n for n in ft.loc[ft["verdict"] == INCONCLUSIVE, "note"].astype(str)
+                          if "never learned" in n or "no room" in n})
+        if blocked:
+            reasons = dict.fromkeys(x for n in blocked for x in n.split("; ") if "never" in x or "room" in x)
+            expl += " Not testable here: " + "; ".join(reasons) + "."
+        rows.append({"finding": f, "claim": claim, "test": TESTS[f], "verdict": verdict,
+                     "evidence": "; ".join(ev_lines), "explanation": expl, "n_tests": len(ft),
+                     "n_seeds": n_seeds})
+    return pd.DataFrame(rows)
+
+
+def findings_markdown(frame: pd.DataFrame, profile: str = "", scorers: Sequence[str] = ()) -> str:
+    """A discussion paragraph per finding, written from the findings frame (no fixed conclusion)."""
+    n_seeds = int(frame["n_seeds"].max()) if len(frame) else 0
+    counts = frame["verdict"].value_counts()
+    head = (f"On {n_seeds} seed{'s' if n_seeds != 1 else ''}"
+            + (f" of the `{profile}` profile" if profile else "")
+            + (f", with the `{', '.join(scorers)}` event scorer" if scorers else "") + ", "
+            + ", ".join(f"{int(counts.get(v, 0))} finding{'s' if counts.get(v, 0) != 1 else ''} {v}"
+                        for v in (REPRODUCED, MIXED, NOT_REPRODUCED, INCONCLUSIVE)) + ".")
+    lines = [head, ""]
+    for r in frame.itertuples():
+        lines.append(f"* **Finding {r.finding} — {r.verdict}.** {r.claim} {r.explanation}")
+    if int(counts.get(INCONCLUSIVE, 0)):
+        lines += ["", "An *inconclusive* finding is one whose intervals include no effect and a meaningful "
+                  "one at once; more seeds (`seeds`) or more items per metric (`eval.max_items`) narrow them."]
+    if int(counts.get(NOT_REPRODUCED, 0)) or int(counts.get(MIXED, 0)):
+        lines += ["", "A finding that is not reproduced is a result about this setting (model size, training "
+                  "budget, synthetic world, event scorer), not an error to tune away; the evidence column says "
+                  "which sub-tests disagree."]
+    return "\n".join(lines)
