@@ -18,16 +18,30 @@ import re
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping, TypeVar
 
-TARGETS = ("person", "event", "both")
-METHODS = ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd")
-SCORERS = ("keywords", "rouge_l", "embedding", "llm_judge")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-MODEL_KINDS = ("tiny", "local")
-ADAPTERS = ("lora", "full")  # how finetune/goal train a local checkpoint
-SWITCHES = ("auto", "on", "off")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+# The fixed-string fields: each Literal is the type, and the tuple next to it (its values,
+# in order) is what validate() checks and names in its errors.
+Target = Literal["person", "event", "both"]
+Scorer = Literal["keywords", "rouge_l", "embedding", "llm_judge"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+ModelKind = Literal["tiny", "local"]
+Adapter = Literal["lora", "full"]  # how finetune/goal train a local checkpoint
+Switch = Literal["auto", "on", "off"]
+
+TARGETS: tuple[Target, ...] = typing.get_args(Target)
+SCORERS: tuple[Scorer, ...] = typing.get_args(Scorer)
+DEVICES: tuple[Device, ...] = typing.get_args(Device)
+DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)
+MODEL_KINDS: tuple[ModelKind, ...] = typing.get_args(ModelKind)
+ADAPTERS: tuple[Adapter, ...] = typing.get_args(Adapter)
+SWITCHES: tuple[Switch, ...] = typing.get_args(Switch)
+# Methods are not a Literal: a reader may register a loss of their own (losses.register).
+METHODS: tuple[str, ...] = ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd")
 TINY_MAX_LENGTH = 160  # the tiny model's context: 16 image tokens + the longest QA, with room
 
 
@@ -56,10 +70,10 @@ class WorldConfig:
 class ModelConfig:
     """Which model to drive. ``tiny`` is built from configs; ``local`` loads ``path``."""
 
-    kind: str = "tiny"
+    kind: ModelKind = "tiny"
     path: str = ""  # local checkpoint folder when kind == "local"
-    device: str = "auto"
-    dtype: str = "auto"
+    device: Device = "auto"
+    dtype: Dtype = "auto"
     vocab_size: int = 1200
     vision_hidden: int = 96
     vision_layers: int = 2
@@ -102,10 +116,10 @@ class TrainConfig:
     # A local checkpoint (DESIGN §4): its base is the checkpoint; finetune and goal train LoRA
     # adapters on the language model + projector ("lora", merged when loaded) or every weight
     # but the vision tower ("full"). The tiny model is always trained whole, from scratch.
-    adapter: str = "lora"
+    adapter: Adapter = "lora"
     lora_r: int = 16
     lora_alpha: int = 32
-    gradient_checkpointing: str = "auto"  # auto = on for a local checkpoint on CUDA
+    gradient_checkpointing: Switch = "auto"  # auto = on for a local checkpoint on CUDA
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,7 @@ class UnlearnConfig:
     """The unlearning stage (DESIGN §6): the same budget for every method."""
 
     methods: tuple[str, ...] = ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd")
-    targets: tuple[str, ...] = ("person", "event", "both")
+    targets: tuple[Target, ...] = ("person", "event", "both")
     steps: int = 40
     lr: float = 1e-3
     batch_size: int = 8  # forget items per step (and as many retain items)
@@ -129,7 +143,7 @@ class UnlearnConfig:
 class EvalConfig:
     """Evaluation (DESIGN §7)."""
 
-    scorer: str = "keywords"
+    scorer: Scorer = "keywords"
     batch_size: int = 32
     max_new_tokens: int = 40
     max_items: int = 80  # items per metric split (seeded sample); 0 = all
@@ -189,6 +203,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list (or a comma-separated string), got {value!r}")
         return tuple(str(v) for v in value)
+    if origin is Literal:
+        typ = str  # a fixed-strings field reads as a string; validate() checks it is one of them
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -217,10 +233,13 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
-def _apply(section_obj: Any, updates: Mapping[str, Any], section: str) -> Any:
+_D = TypeVar("_D", bound="DataclassInstance")
+
+
+def _apply(section_obj: _D, updates: Mapping[str, Any], section: str) -> _D:
     hints = typing.get_type_hints(type(section_obj))
     names = [f.name for f in fields(section_obj)]
-    changes = {}
+    changes: dict[str, Any] = {}
     for key, value in updates.items():
         if key not in names:
             raise ConfigError(
@@ -232,7 +251,7 @@ def _apply(section_obj: Any, updates: Mapping[str, Any], section: str) -> Any:
 
 def _merge(cfg: RunConfig, updates: Mapping[str, Any]) -> RunConfig:
     sections = _section_types()
-    top = {}
+    top: dict[str, Any] = {}
     for key, value in updates.items():
         if key in sections:
             if not isinstance(value, Mapping):
@@ -287,7 +306,7 @@ def notebook_overrides(device: str = "auto", dtype: str = "auto", model_path: st
 
 
 def load_config(profile: str | Path = "tiny", seed: int | None = None,
-                overrides: Mapping[str, Any] | list[str] | None = None) -> RunConfig:
+                overrides: Mapping[str, Any] | list[str] | tuple[str, ...] | None = None) -> RunConfig:
     """Build and validate a run configuration.
 
     ``profile`` is a profile name (``tiny``, ``smoke``, ``paper``) or the path of a YAML file
@@ -401,10 +420,10 @@ def forget_count(n: int, share: float) -> int:
     return max(1, int(round(n * share)))
 
 
-def config_hash(*parts: Any, length: int = 12) -> str:
+def config_hash(*parts: object, length: int = 12) -> str:
     """A stable short hash of dataclasses / dicts / scalars, used to key cached stages."""
 
-    def norm(x: Any) -> Any:
+    def norm(x: object) -> Any:
         if dataclasses.is_dataclass(x) and not isinstance(x, type):
             return {k: norm(v) for k, v in dataclasses.asdict(x).items()}
         if isinstance(x, Mapping):

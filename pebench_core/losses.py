@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Literal, Mapping, Protocol, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -277,6 +277,19 @@ class BGDState:
 # ---------------------------------------------------------------------------------------
 # Helpers
 
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None, method: str, name: str) -> _T:
+    """``value``, which must not be ``None``: narrows an optional :class:`LossInputs` field.
+
+    Called after :meth:`LossInputs.require` has checked the same field, so in practice it
+    never raises; if it did, the message would be the one ``require`` gives for ``name``.
+    """
+    if value is None:
+        raise ValueError(f"loss '{method}' needs input(s) {name} but they are None")
+    return value
+
 
 def _vec(x: torch.Tensor, name: str) -> torch.Tensor:
     if x.dim() != 1 or x.numel() == 0:
@@ -306,7 +319,8 @@ def _f(x: torch.Tensor) -> float:
 
 def _retain_nll(inp: LossInputs, method: str) -> torch.Tensor:
     inp.require(method, "retain_logp_sum", "retain_n_tokens")
-    return sequence_nll(inp.retain_logp_sum, inp.retain_n_tokens, "retain_logp_sum").mean()
+    return sequence_nll(_given(inp.retain_logp_sum, method, "retain_logp_sum"),
+                        _given(inp.retain_n_tokens, method, "retain_n_tokens"), "retain_logp_sum").mean()
 
 
 def _with_retain(method: str, forget_term: torch.Tensor, inp: LossInputs, retain_weight: float,
@@ -324,7 +338,8 @@ def _with_retain(method: str, forget_term: torch.Tensor, inp: LossInputs, retain
 
 def _forget_nll(inp: LossInputs, method: str) -> torch.Tensor:
     inp.require(method, "forget_logp_sum", "forget_n_tokens")
-    return sequence_nll(inp.forget_logp_sum, inp.forget_n_tokens, "forget_logp_sum")
+    return sequence_nll(_given(inp.forget_logp_sum, method, "forget_logp_sum"),
+                        _given(inp.forget_n_tokens, method, "forget_n_tokens"), "forget_logp_sum")
 
 
 # ---------------------------------------------------------------------------------------
@@ -354,7 +369,7 @@ def kl_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
     parts = {"forget_loss": _f(-nll_f), "forget_nll": _f(nll_f)}
     if retain_weight != 0:
         inp.require("kl", "retain_kl")
-        kl = _vec(inp.retain_kl, "retain_kl").mean()
+        kl = _vec(_given(inp.retain_kl, "kl", "retain_kl"), "retain_kl").mean()
         loss = loss + retain_weight * kl
         parts["retain_loss"] = _f(kl)
     parts["loss"] = _f(loss)
@@ -365,7 +380,8 @@ def po_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
             state: BGDState | None = None) -> LossOutput:
     """Preference optimisation toward a refusal: ``NLL(refusal | D_f) + λ·NLL_r``."""
     inp.require("po", "refusal_logp_sum", "refusal_n_tokens")
-    nll_refusal = sequence_nll(inp.refusal_logp_sum, inp.refusal_n_tokens, "refusal_logp_sum").mean()
+    nll_refusal = sequence_nll(_given(inp.refusal_logp_sum, "po", "refusal_logp_sum"),
+                               _given(inp.refusal_n_tokens, "po", "refusal_n_tokens"), "refusal_logp_sum").mean()
     return _with_retain("po", nll_refusal, inp, retain_weight, {"refusal_nll": _f(nll_refusal)})
 
 
@@ -378,8 +394,10 @@ def dpo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
     Equals ``log 2`` (+ retain term) when θ = ref.
     """
     inp.require("dpo", "forget_logp_sum", "forget_ref_logp_sum", "refusal_logp_sum", "refusal_ref_logp_sum")
-    lw, lw_ref = _vec(inp.refusal_logp_sum, "refusal_logp_sum"), inp.refusal_ref_logp_sum.detach()
-    ll, ll_ref = _vec(inp.forget_logp_sum, "forget_logp_sum"), inp.forget_ref_logp_sum.detach()
+    lw = _vec(_given(inp.refusal_logp_sum, "dpo", "refusal_logp_sum"), "refusal_logp_sum")
+    lw_ref = _given(inp.refusal_ref_logp_sum, "dpo", "refusal_ref_logp_sum").detach()
+    ll = _vec(_given(inp.forget_logp_sum, "dpo", "forget_logp_sum"), "forget_logp_sum")
+    ll_ref = _given(inp.forget_ref_logp_sum, "dpo", "forget_ref_logp_sum").detach()
     _same_len(lw, lw_ref, "refusal_logp_sum", "refusal_ref_logp_sum")
     _same_len(ll, ll_ref, "forget_logp_sum", "forget_ref_logp_sum")
     _same_len(lw, ll, "refusal_logp_sum", "forget_logp_sum")
@@ -397,7 +415,8 @@ def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
     Equals ``(2/β) · log 2`` (+ retain term) when θ = ref.
     """
     inp.require("npo", "forget_logp_sum", "forget_ref_logp_sum")
-    lp, lp_ref = _vec(inp.forget_logp_sum, "forget_logp_sum"), inp.forget_ref_logp_sum.detach()
+    lp = _vec(_given(inp.forget_logp_sum, "npo", "forget_logp_sum"), "forget_logp_sum")
+    lp_ref = _given(inp.forget_ref_logp_sum, "npo", "forget_ref_logp_sum").detach()
     _same_len(lp, lp_ref, "forget_logp_sum", "forget_ref_logp_sum")
     ratio = lp - lp_ref
     forget_term = ((2.0 / beta) * F.softplus(beta * ratio)).mean()
@@ -418,7 +437,7 @@ def _concept_groups(labels: Sequence[str], n: int, name: str) -> dict[str, torch
     return {c: torch.tensor(idx, dtype=torch.long) for c, idx in sorted(out.items())}
 
 
-def bgd_loss(inp: LossInputs, *, retain: str, retain_weight: float = 1.0,
+def bgd_loss(inp: LossInputs, *, retain: Literal["nll", "kl"], retain_weight: float = 1.0,
              state: BGDState | None = None, method: str = "bgd") -> LossOutput:
     """Balanced gradient difference (our reconstruction; the paper gives no formula).
 
@@ -444,8 +463,9 @@ def bgd_loss(inp: LossInputs, *, retain: str, retain_weight: float = 1.0,
     """
     state = state if state is not None else BGDState()
     inp.require(method, "forget_logp_sum", "forget_n_tokens", "forget_concepts")
-    nll = sequence_nll(inp.forget_logp_sum, inp.forget_n_tokens, "forget_logp_sum")
-    groups = _concept_groups(inp.forget_concepts, nll.shape[0], "forget_concepts")
+    nll = sequence_nll(_given(inp.forget_logp_sum, method, "forget_logp_sum"),
+                       _given(inp.forget_n_tokens, method, "forget_n_tokens"), "forget_logp_sum")
+    groups = _concept_groups(_given(inp.forget_concepts, method, "forget_concepts"), nll.shape[0], "forget_concepts")
     terms = {c: -nll[idx.to(nll.device)].mean() for c, idx in groups.items()}
     new_state = state.updated({c: _f(t) for c, t in terms.items()})
     k = len(terms)
@@ -463,11 +483,13 @@ def bgd_loss(inp: LossInputs, *, retain: str, retain_weight: float = 1.0,
     if retain_weight != 0:
         if retain == "nll":
             inp.require(method, "retain_logp_sum", "retain_n_tokens", "retain_concepts")
-            per_seq = sequence_nll(inp.retain_logp_sum, inp.retain_n_tokens, "retain_logp_sum")
+            per_seq = sequence_nll(_given(inp.retain_logp_sum, method, "retain_logp_sum"),
+                                   _given(inp.retain_n_tokens, method, "retain_n_tokens"), "retain_logp_sum")
         else:
             inp.require(method, "retain_kl", "retain_concepts")
-            per_seq = _vec(inp.retain_kl, "retain_kl")
-        rgroups = _concept_groups(inp.retain_concepts, per_seq.shape[0], "retain_concepts")
+            per_seq = _vec(_given(inp.retain_kl, method, "retain_kl"), "retain_kl")
+        rgroups = _concept_groups(_given(inp.retain_concepts, method, "retain_concepts"), per_seq.shape[0],
+                                  "retain_concepts")
         rterms = {c: per_seq[idx.to(per_seq.device)].mean() for c, idx in rgroups.items()}
         r = torch.stack(list(rterms.values())).mean()
         for c, t in rterms.items():
@@ -494,6 +516,13 @@ def kl_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.
 # Registry
 
 
+class LossFn(Protocol):
+    """The signature of every registered objective (see the module docstring)."""
+
+    def __call__(self, inp: LossInputs, /, *, retain_weight: float = ..., beta: float = ...,
+                 state: BGDState | None = ...) -> LossOutput: ...
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """A registered objective: ``fn(inputs, retain_weight=, beta=, state=) -> LossOutput``.
@@ -508,7 +537,7 @@ class LossSpec:
     """
 
     name: str
-    fn: Callable[..., LossOutput]
+    fn: LossFn
     description: str
     formula: str  # LaTeX, without surrounding $
     needs_forget: bool = True

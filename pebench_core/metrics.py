@@ -35,9 +35,13 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "EventLike",
@@ -173,8 +177,8 @@ class MetricResult:
     concept: str
     value: float
     n: int
-    per_item: np.ndarray
-    item_ids: list
+    per_item: npt.NDArray[np.float64]
+    item_ids: list[Any]
     direction: str = DIRECTION
     scorer: str | None = None
 
@@ -197,7 +201,7 @@ class MetricResult:
 
 
 def _check(key: str, answers: Sequence[str], refs: Sequence[Any], ref_name: str,
-           ids: Sequence[Any] | None) -> list:
+           ids: Sequence[Any] | None) -> list[Any]:
     if answers is None or refs is None:
         raise ValueError(f"{key}: answers and {ref_name} must be given (got None)")
     na, nr = len(answers), len(refs)
@@ -213,7 +217,7 @@ def _check(key: str, answers: Sequence[str], refs: Sequence[Any], ref_name: str,
     return ids
 
 
-def _result(key: str, per_item: Iterable[float], ids: list, scorer: str | None) -> MetricResult:
+def _result(key: str, per_item: Iterable[float], ids: list[Any], scorer: str | None) -> MetricResult:
     concept, name = key.split("/", 1)
     arr = np.asarray(list(per_item), dtype=np.float64)
     if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
@@ -223,15 +227,16 @@ def _result(key: str, per_item: Iterable[float], ids: list, scorer: str | None) 
                         item_ids=ids, scorer=scorer)
 
 
-def _names(key: str, answers, names, ids, invert: bool) -> MetricResult:
-    ids = _check(key, answers, names, "names", ids)
+def _names(key: str, answers: Sequence[str], names: Sequence[str], ids: Sequence[Any] | None,
+           invert: bool) -> MetricResult:
+    item_ids = _check(key, answers, names, "names", ids)
     vals = [float(name_match(a, n)) for a, n in zip(answers, names)]
     if invert:
         vals = [1.0 - v for v in vals]
-    return _result(key, vals, ids, None)
+    return _result(key, vals, item_ids, None)
 
 
-def _scorer_name(scorer: Any) -> str:
+def _scorer_name(scorer: object) -> str:
     name = getattr(scorer, "name", None)
     if not isinstance(name, str) or not hasattr(scorer, "score"):
         raise TypeError("scorer must have a .name (str) and a .score(answers, events) method; "
@@ -239,14 +244,15 @@ def _scorer_name(scorer: Any) -> str:
     return name
 
 
-def _events(key: str, answers, events, scorer, ids, invert: bool) -> MetricResult:
-    ids = _check(key, answers, events, "events", ids)
+def _events(key: str, answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike,
+            ids: Sequence[Any] | None, invert: bool) -> MetricResult:
+    item_ids = _check(key, answers, events, "events", ids)
     sname = _scorer_name(scorer)
     scores = np.asarray(scorer.score(list(answers), list(events)), dtype=np.float64)
     if scores.shape != (len(answers),):
         raise ValueError(f"{key}: scorer {sname!r} returned {scores.shape} scores for {len(answers)} answers")
     vals = 1.0 - scores if invert else scores
-    return _result(key, vals, ids, sname)
+    return _result(key, vals, item_ids, sname)
 
 
 # ---------------------------------------------------------------------------------------
@@ -385,6 +391,9 @@ def bootstrap_ci(per_item: Sequence[float] | np.ndarray, n_boot: int = 1000, alp
 # The table of DESIGN §7
 
 
+Measure = Literal["name match", "event score", "POPE"]
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     """How a metric is defined: for the book's metric table and for result rows."""
@@ -394,12 +403,12 @@ class MetricInfo:
     metric: str
     split: str
     formula: str
-    measure: str  # "name match", "event score" or "POPE"
+    measure: Measure
     uses_scorer: bool
     function: str
 
 
-def _info(key, split, formula, measure, function) -> MetricInfo:
+def _info(key: str, split: str, formula: str, measure: Measure, function: str) -> MetricInfo:
     concept, metric = key.split("/", 1)
     return MetricInfo(key, concept, metric, split, formula, measure, measure == "event score", function)
 
@@ -437,7 +446,7 @@ PAPER_METRIC_ORDER = ("efficacy", "generality", "retain", "scope", "real", "worl
 METRIC_ORDER = ("efficacy", "generality", "retain", "scope", "scope_retain", "real", "world_fact")
 
 
-def metrics_table():
+def metrics_table() -> pd.DataFrame:
     """:data:`METRICS` as a pandas DataFrame (one row per metric key), for the book."""
     import pandas as pd
 
