@@ -9,8 +9,11 @@ that stage depends on::
     runs/tiny-s0/results/                 results.parquet and items.parquet
 
 Chapters call the ``get_*`` functions: the first call builds a stage, later calls (and
-later chapters) load it. Changing any input changes the hash, so a stale artifact is
-never reused; every write is atomic, so an interrupted run resumes where it stopped.
+later chapters) load it. A key covers the stage's settings, its parent stage's key and the
+code the stage runs (:func:`stage_code`: the functions reachable from it, not whole files,
+so a fixed comment keeps the cache and an edited loss re-runs only its own method).
+Changing any input changes the hash, so a stale artifact is never reused; every write is
+atomic, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -48,10 +51,20 @@ def seed_run_dir(cfg: RunConfig, run_dir: str | Path | None, multi: bool) -> Pat
     return base / f"s{cfg.seed}" if multi else base
 
 
+def stage_code(*entries) -> str:
+    """The hash of the code a stage runs (:func:`pebench_core.code_keys.code_key`). The method
+    registry is left out, so that an unlearning run depends on its own loss only: the
+    unlearning key adds the one entry it uses; no other stage calls a loss."""
+    from .code_keys import code_key
+    from .losses import LOSSES
+
+    return code_key(*entries, opaque=(LOSSES,))
+
+
 def world_key(cfg: RunConfig) -> str:
     from .world import GENERATOR_VERSION
 
-    return config_hash(cfg.world, cfg.seed, GENERATOR_VERSION)
+    return config_hash(cfg.world, cfg.seed, GENERATOR_VERSION, stage_code(get_world))
 
 
 def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool = True) -> Dataset:
@@ -93,9 +106,7 @@ def checkpoint_fingerprint(path: str | Path) -> str:
 
 def model_key(cfg: RunConfig, stage: str, target: str | None = None) -> str:
     """The hash of everything a model stage depends on, its parent stage's key included."""
-    from . import models, train
-
-    code = config_hash(Path(train.__file__).read_text(), Path(models.__file__).read_text())
+    code = stage_code(get_model)
     if stage == "init":
         if cfg.model.kind == "local":
             return config_hash("init-local", checkpoint_fingerprint(cfg.model.path), cfg.model)
@@ -203,25 +214,19 @@ def stage_info(cfg: RunConfig, stage: str, target: str | None = None, run_dir=No
 
 # ---------------------------------------------------------------------------------------
 # Evaluation of reference models (finetune, goal) and unlearning runs
-def _code(*modules) -> str:
-    return config_hash(*(Path(m.__file__).read_text() for m in modules))
-
-
 def eval_key(cfg: RunConfig, model: str, target: str) -> str:
-    from . import evaluate, metrics, scorers
-
     parent = model_key(cfg, model, target if model == "goal" else None)
-    return config_hash("eval", parent, cfg.eval, target, _code(evaluate, metrics, scorers))
+    return config_hash("eval", parent, cfg.eval, target, stage_code(get_eval))
 
 
 def unlearn_key(cfg: RunConfig, method: str, target: str) -> str:
     import dataclasses
 
-    from . import evaluate, losses, metrics, scorers, unlearn
+    from .losses import get_loss
 
     u = dataclasses.replace(cfg.unlearn, methods=(), targets=())  # one run depends on its own method only
     return config_hash("unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target,
-                       _code(unlearn, losses, evaluate, metrics, scorers))
+                       stage_code(get_unlearned, get_loss(method)))
 
 
 def _write_eval(folder: Path, cfg: RunConfig, ev, method: str, target: str, key: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .code_keys import state
 from .config import ConfigError
 from .metrics import EventLike, normalise
 
@@ -160,7 +161,7 @@ class RougeLScorer:
         return np.array([rouge_l(a, e.description) for a, e in zip(answers, events)], dtype=np.float64)
 
 
-_EMBED_CACHE: dict[tuple[str, str], Any] = {}
+_EMBED_CACHE: dict[tuple[str, str], Any] = state({})
 _EMBED_LOCK = threading.Lock()
 
 

@@ -625,14 +625,16 @@ def _concept_loss(outs: list[torch.Tensor], labels: torch.Tensor, objects: torch
 
 def _vision_key(bundle: ModelBundle, events: Sequence, cfg, seed: int, image_size: int) -> str:
     """Everything a vision pre-training depends on: the tower's initial weights, the settings,
-    the scenes, the seed, the image size and this module's source."""
+    the scenes, the seed, the image size and the code it runs."""
+    from .code_keys import code_key
+
     h = hashlib.sha256()
     for k, v in sorted(_vision_tower(bundle.model).state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().float().cpu().numpy().tobytes())
     fields = {f: getattr(cfg, f) for f in ("vision_images", "vision_epochs", "vision_lr", "vision_batch_size")}
     h.update(repr((sorted(fields.items()), [e.name for e in events], seed, image_size)).encode())
-    h.update(Path(__file__).read_bytes())
+    h.update(code_key(pretrain_vision).encode())
     return h.hexdigest()[:16]
 
 

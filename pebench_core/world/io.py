@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from PIL import Image
 
+from ..code_keys import state
 from ..config import ConfigError
 from .catalogue import LAYOUT_LOOKALIKES, LOOKALIKES, OBJECTS, POPE_TEMPLATE, World
 from .drawing import render
@@ -96,7 +97,7 @@ def _pope_rows(world: World, jobs: list[_Job], objects: Mapping[str, tuple[str, 
 
 
 # Worker state for the optional process pool (set by the initializer, one per process).
-_WORKER: dict[str, Any] = {}
+_WORKER: dict[str, Any] = state({})
 
 
 def _init_worker(world_dict: dict[str, Any], root: str) -> None:

@@ -1,0 +1,141 @@
+"""Stage keys cover the code a stage runs: an edited comment or an unrelated function keeps
+the cache; an edited loss, training helper or data loader re-keys exactly the stages that
+run it. Each case edits a copy of the package and computes the keys in a fresh process."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pebench_core import code_keys, pipeline
+
+PACKAGE = Path(pipeline.__file__).resolve().parent
+
+KEYS = """
+import json
+from pebench_core import pipeline as P
+from pebench_core.config import load_config
+cfg = load_config("smoke", seed=0)
+print(json.dumps({
+    "world": P.world_key(cfg),
+    "base": P.model_key(cfg, "base"),
+    "finetune": P.model_key(cfg, "finetune"),
+    "goal": P.model_key(cfg, "goal", "person"),
+    "eval": P.eval_key(cfg, "finetune", "person"),
+    "ga": P.unlearn_key(cfg, "ga", "person"),
+    "npo": P.unlearn_key(cfg, "npo", "person"),
+}))
+"""
+
+
+def _keys(root: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", KEYS], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _function(path: Path, name: str) -> ast.FunctionDef:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node
+    raise AssertionError(f"no function {name} in {path}")
+
+
+def _insert(path: Path, line: int, text: str) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    indent = lines[line - 1][: len(lines[line - 1]) - len(lines[line - 1].lstrip())]
+    lines.insert(line - 1, indent + text + "\n")
+    path.write_text("".join(lines))
+
+
+def edit_comment(path: Path, name: str) -> None:
+    """A new comment line and a reworded docstring: the syntax tree is unchanged."""
+    fn = _function(path, name)
+    _insert(path, fn.body[-1].lineno, "# a comment a contributor fixed")
+    first = fn.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        lines = path.read_text().splitlines(keepends=True)
+        lines[first.lineno - 1] = lines[first.lineno - 1].replace('"""', '"""Reworded. ', 1)
+        path.write_text("".join(lines))
+
+
+def edit_code(path: Path, name: str) -> None:
+    """A real change to what the function runs."""
+    fn = _function(path, name)
+    _insert(path, fn.body[-1].lineno, "_edited = 0")
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """One copy of the package that every case starts from (the checkout may be edited meanwhile)."""
+    root = tmp_path_factory.mktemp("pristine")
+    shutil.copytree(PACKAGE, root / "pebench_core", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def baseline(pristine) -> dict[str, str]:
+    return _keys(pristine)
+
+
+@pytest.fixture
+def edited(pristine, tmp_path):
+    def make(edits, folder: str = "copy") -> dict[str, str]:
+        root = tmp_path / folder
+        shutil.copytree(pristine / "pebench_core", root / "pebench_core", ignore=shutil.ignore_patterns("__pycache__"))
+        for edit, module, name in edits:
+            edit(root / "pebench_core" / module, name)
+        return _keys(root)
+    return make
+
+
+def _changed(a: dict, b: dict) -> set[str]:
+    return {k for k in a if a[k] != b[k]}
+
+
+def test_a_comment_or_an_unrelated_function_keeps_every_key(baseline, edited):
+    keys = edited([(edit_comment, "train.py", "train_model"),
+                              (edit_comment, "losses.py", "ga_loss"),
+                              (edit_code, "pipeline.py", "answers_side_by_side"),
+                              (edit_code, "plots.py", next(n.name for n in ast.parse(
+                                  (PACKAGE / "plots.py").read_text()).body if isinstance(n, ast.FunctionDef)))])
+    assert _changed(baseline, keys) == set()
+
+
+def test_an_edited_loss_reruns_its_own_method_only(baseline, edited):
+    keys = edited([(edit_code, "losses.py", "ga_loss")])
+    assert _changed(baseline, keys) == {"ga"}
+
+
+def test_an_edited_training_helper_or_data_loader_retrains(baseline, edited):
+    for edit in [("train.py", "train_model"), ("data.py", "training_examples")]:
+        keys = edited([(edit_code, *edit)], folder=edit[1])
+        # base does not read the training examples of the finetune stage, but it runs the
+        # same stage code (get_model -> inject), so it is re-keyed too: the conservative side.
+        assert _changed(baseline, keys) == {"base", "finetune", "goal", "eval", "ga", "npo"}, edit
+
+
+def test_a_key_does_not_depend_on_what_ran_before():
+    """Caches a process fills (code_keys.state) and the walker's own memo are not code."""
+    from pebench_core.config import load_config
+
+    cfg = load_config("smoke", seed=0)
+    first = code_keys.code_key(pipeline.get_unlearned)
+    pipeline.world_key(cfg), pipeline.eval_key(cfg, "finetune", "person")
+    assert code_keys.code_key(pipeline.get_unlearned, length=16)[:12] == first
+
+
+def test_reachable_follows_calls_across_modules_and_stops_at_the_package():
+    names = code_keys.reachable(pipeline.get_model)
+    assert "pebench_core.train.train_model" in names  # pipeline -> train.inject -> ...
+    assert "pebench_core.data.training_examples" in names
+    assert not any(n.startswith("pebench_core.plots.") for n in names)
+    assert not any(n.startswith("torch") for n in names)
