@@ -31,10 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -426,23 +423,6 @@ def build_tiny(cfg: ModelConfig, texts: Sequence[str], image_size: int, seed: in
 # Saving and loading
 
 
-def _atomic_dir(path: Path) -> tuple[Path, Path]:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    return path, tmp
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    old = None
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def save_bundle(bundle: ModelBundle, path: str | Path, state_dict: dict | None = None) -> Path:
     """Write model (safetensors) + processor to ``path`` with ``save_pretrained``, atomically.
 
@@ -454,18 +434,15 @@ def save_bundle(bundle: ModelBundle, path: str | Path, state_dict: dict | None =
     if _unwrap(model) is not model:
         raise ConfigError("save_bundle got a model with LoRA adapters; save them with save_adapter(), "
                           "or merge them first (model.merge_and_unload())")
-    path, tmp = _atomic_dir(Path(path))
-    try:
-        with _quiet():
-            # state_dict: the whole weights of a model sharded over processes (gathered on rank 0)
-            model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
-            bundle.processor.save_pretrained(tmp)
+    from .storage import atomic_dir
+
+    path = Path(path)
+    with atomic_dir(path) as tmp, _quiet():
+        # state_dict: the whole weights of a model sharded over processes (gathered on rank 0)
+        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
+        bundle.processor.save_pretrained(tmp)
         if bundle.meta:
             (tmp / _PEBENCH_META).write_text(json.dumps(bundle.meta, indent=2, sort_keys=True))
-        _swap_in(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -1052,14 +1029,11 @@ def save_adapter(peft_model, path: str | Path) -> Path:
     """Save only the LoRA adapter (``adapter_model.safetensors`` + config), atomically."""
     if _unwrap(peft_model) is peft_model:
         raise ConfigError(f"save_adapter needs a model with a LoRA adapter, got {type(peft_model).__name__}")
-    path, tmp = _atomic_dir(Path(path))
-    try:
-        with _quiet():
-            peft_model.save_pretrained(tmp, safe_serialization=True)
-        _swap_in(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    from .storage import atomic_dir
+
+    path = Path(path)
+    with atomic_dir(path) as tmp, _quiet():
+        peft_model.save_pretrained(tmp, safe_serialization=True)
     return path
 
 

@@ -74,8 +74,10 @@ def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool 
         return load_pebench_folder(cfg.world.data_dir, seed=cfg.seed, forget_share=cfg.world.forget_share)
     from .world import generate_world, write_world
 
+    from .storage import is_complete
+
     out = resolve_run_dir(cfg, run_dir) / "world" / world_key(cfg)
-    if not (out / "world.json").is_file():
+    if not is_complete(out):
         if D.is_main():  # under a multi-process launch one process writes, the others wait
             t0 = time.perf_counter()
             write_world(generate_world(cfg.world, cfg.seed), out, progress=progress)
@@ -130,7 +132,6 @@ def model_dir(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
     return resolve_run_dir(cfg, run_dir) / "models" / name / model_key(cfg, stage, target)
 
 
-_STAGE_MARKER = "pebench_stage.json"
 _ADAPTER = "adapter"
 
 
@@ -153,11 +154,10 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
     itself; ``finetune`` and ``goal`` store a LoRA adapter (``train.adapter = lora``) or the
     whole fine-tuned model (``full``).
     """
-    import json
-
     from . import train
     from .data import world_texts
     from .models import build_tiny, load_bundle, save_adapter, save_bundle, unwrap
+    from .results import StageCache
 
     if cfg.model.kind == "local":
         if not cfg.model.path:
@@ -167,49 +167,47 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
         if stage in ("init", "base"):
             return load_bundle(cfg.model.path, cfg.model.device, cfg.model.dtype)
     out = model_dir(cfg, stage, target, run_dir)
-    if (out / _STAGE_MARKER).is_file():
-        return _load_stage(cfg, out)
-    ds = get_world(cfg, run_dir, progress=progress)
-    t0 = time.perf_counter()
-    if stage == "init":
-        bundle = build_tiny(cfg.model, world_texts(ds), cfg.world.image_size, cfg.seed)
-        info = {}
-    else:
-        parent = ("init", None) if stage == "base" else ("base", target)
-        bundle = get_model(cfg, parent[0], parent[1], run_dir, progress)
-        from .memory import check_stage
+    label = stage if target is None else f"{stage}({target})"
 
-        check_stage(cfg, bundle, stage, ds)
-        # Both bases share one vision pre-training (the same scenes): stored once on disk.
-        info = train.inject(bundle, ds, stage, target, cfg, progress=progress,
-                            vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision")
-    info = {"stage": stage, "target": target, "key": model_key(cfg, stage, target),
-            "seconds": round(time.perf_counter() - t0, 2), "processes": D.world_size(), **(info or {})}
-    full = D.full_state_dict(bundle.model)  # FSDP shards gathered (collective); None otherwise
-    if D.is_main():  # every process trained the same weights; one writes them
-        if unwrap(bundle.model) is not bundle.model:
-            save_adapter(bundle.model, out / _ADAPTER)
+    def build(tmp: Path) -> dict:
+        ds = get_world(cfg, run_dir, progress=progress)
+        if stage == "init":
+            bundle = build_tiny(cfg.model, world_texts(ds), cfg.world.image_size, cfg.seed)
+            info = {}
         else:
-            save_bundle(bundle, out, state_dict=full)
-        # The marker goes last: a folder without it is an interrupted build and is rebuilt.
-        from .results import atomic_write_json
+            parent = ("init", None) if stage == "base" else ("base", target)
+            bundle = get_model(cfg, parent[0], parent[1], run_dir, progress)
+            from .memory import check_stage
 
-        atomic_write_json(out / _STAGE_MARKER, json.loads(json.dumps(info, default=str)))
-        label = stage if target is None else f"{stage}({target})"
-        print(f"[models] {label} built in {info['seconds']:.1f}s -> {out}")
-    D.barrier()
+            check_stage(cfg, bundle, stage, ds)
+            # Both bases share one vision pre-training (the same scenes): stored once on disk.
+            info = train.inject(bundle, ds, stage, target, cfg, progress=progress,
+                                vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision")
+        full = D.full_state_dict(bundle.model)  # FSDP shards gathered (collective); None otherwise
+        if D.is_main():  # every process trained the same weights; one writes them
+            if unwrap(bundle.model) is not bundle.model:
+                save_adapter(bundle.model, tmp / _ADAPTER)
+            else:
+                save_bundle(bundle, tmp, state_dict=full)
+        return {"stage": stage, "target": target, **(info or {})}
+
+    cache = StageCache(out.parent.parent)  # <run>/models/<stage>/<key>
+    if not cache.has(out.parent.name, out.name):
+        cache.get_or_build(out.parent.name, out.name, build, log=None)
+        if progress and D.is_main():
+            print(f"[models] {label} built in {stage_info(cfg, stage, target, run_dir)['seconds']:.1f}s -> {out}")
     return _load_stage(cfg, out)
 
 
 def stage_info(cfg: RunConfig, stage: str, target: str | None = None, run_dir=None) -> dict:
     """The metadata a model stage stored (times, training history). A local checkpoint's
     ``init`` and ``base`` are the checkpoint itself: nothing was trained, and the info says so."""
-    import json
+    from .storage import read_marker
 
     if cfg.model.kind == "local" and stage in ("init", "base"):
         return {"stage": stage, "target": target, "checkpoint": str(cfg.model.path), "seconds": 0.0,
                 "examples": 0, "epochs": 0, "history": [], "note": "the local checkpoint itself"}
-    return json.loads((model_dir(cfg, stage, target, run_dir) / _STAGE_MARKER).read_text())
+    return read_marker(model_dir(cfg, stage, target, run_dir))
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,35 +7,39 @@ Every number the book shows comes from two long-format parquet tables in a run f
 * ``items.parquet`` — the per-item values behind each row, so any aggregate, interval or
   paired comparison can be recomputed.
 
-Stages write through :func:`atomic_dir` / :func:`atomic_write_bytes`: the artifact appears
-under its final name only once complete, so an interrupted run never leaves a
-half-written file that a later stage would read, and simply resumes.
+Stages write through :mod:`pebench_core.storage` (one atomic folder write and one
+completion marker for every artifact): the artifact appears under its final name only once
+complete, so an interrupted run never leaves a half-written file that a later stage would
+read, and simply resumes. Those helpers are re-exported here for older imports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
 import platform
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable
 
 import pandas as pd
 
 from .config import ConfigError
+from .storage import (MARKER, atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_parquet,
+                      ensure_writable_dir, is_complete, mark_complete, read_marker)
+
+__all__ = ["RESULT_COLUMNS", "ITEM_COLUMNS", "DONE_MARKER", "git_commit", "versions", "StageCache", "result_rows",
+           "read_results", "atomic_dir", "atomic_write_bytes", "atomic_write_json", "atomic_write_parquet",
+           "ensure_writable_dir"]
 
 RESULT_COLUMNS = [
     "run_id", "profile", "seed", "target", "method", "concept", "metric", "value", "n",
     "scorer", "config_hash", "git_commit", "versions",
 ]
 ITEM_COLUMNS = ["run_id", "seed", "target", "method", "concept", "metric", "item_id", "value"]
-DONE_MARKER = ".complete.json"
+DONE_MARKER = MARKER  # the name older code used
 
 
 # ------------------------------------------------------------------ provenance
@@ -67,79 +71,6 @@ def versions() -> str:
     return json.dumps(out, sort_keys=True, separators=(",", ":"))
 
 
-# ------------------------------------------------------------------ atomic writes
-def ensure_writable_dir(path: Path, what: str = "output folder") -> Path:
-    """Create ``path`` (and parents) or stop with a message naming it."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{what} {path} exists and is not a folder; choose another path")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{what} {path} cannot be written: {exc.strerror or exc}") from None
-    return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_json(path: Path, obj: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def atomic_write_parquet(path: Path, df: pd.DataFrame) -> Path:
-    path = Path(path)
-    ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success rename it to ``final``.
-
-    On any error the temporary folder is removed, so ``final`` either exists complete
-    or does not exist at all.
-    """
-    final = Path(final)
-    ensure_writable_dir(final.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 # ------------------------------------------------------------------ stage cache
 class StageCache:
     """Artifacts keyed by ``<stage>/<config hash>`` under a run folder.
@@ -155,10 +86,10 @@ class StageCache:
         return self.root / stage / key
 
     def has(self, stage: str, key: str) -> bool:
-        return (self.path(stage, key) / DONE_MARKER).is_file()
+        return is_complete(self.path(stage, key))
 
     def meta(self, stage: str, key: str) -> dict:
-        return json.loads((self.path(stage, key) / DONE_MARKER).read_text())
+        return read_marker(self.path(stage, key))
 
     def get_or_build(self, stage: str, key: str, build: Callable[[Path], dict | None],
                      log: Callable[[str], None] | None = print) -> Path:
@@ -187,7 +118,7 @@ class StageCache:
             meta = {"stage": stage, "key": key, "seconds": round(time.perf_counter() - t0, 3),
                     "git_commit": git_commit(), "versions": json.loads(versions()),
                     "processes": D.world_size(), **meta}
-            (tmp / DONE_MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+            mark_complete(tmp, meta)
         D.barrier()
         if log:
             log(f"[{stage}] built in {meta['seconds']:.1f}s ({key})")

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import random
 import time
@@ -641,20 +640,21 @@ def _vision_key(bundle: ModelBundle, events: Sequence, cfg, seed: int, image_siz
 def _load_vision_cache(folder: Path):
     from safetensors.torch import load_file
 
-    if not (folder / "vision.json").is_file():
+    from .storage import is_complete, read_marker
+
+    if not is_complete(folder):
         return None
-    return load_file(str(folder / "vision.safetensors")), json.loads((folder / "vision.json").read_text())
+    return load_file(str(folder / "vision.safetensors")), read_marker(folder)["history"]
 
 
 def _save_vision_cache(folder: Path, state: dict, history: list) -> None:
-    """Write the tower and its history to ``folder`` atomically (:func:`~pebench_core.results.atomic_dir`)."""
+    """Write the tower and its history to ``folder`` atomically, the history in the marker."""
     from safetensors.torch import save_file
 
-    from .results import atomic_dir
+    from .storage import atomic_dir
 
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, marker={"artifact": "vision pre-training", "history": history}) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "vision.safetensors"))
-        (tmp / "vision.json").write_text(json.dumps(history))  # the marker, written last
 
 
 def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events: Sequence[str] = (),

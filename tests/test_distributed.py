@@ -130,7 +130,7 @@ def test_full_fine_tuning_sharded_with_fsdp(tmp_path, smoke_world_dir):
                        "unlearn: {methods: [ga], targets: [person]}\n")
     one, two = _run_both(profile, tmp_path)
     _compare(one, two, ("models/finetune", "unlearn/ga-person"))
-    info = json.loads(next((two / "models" / "finetune").glob("*/pebench_stage.json")).read_text())
+    info = json.loads(next((two / "models" / "finetune").glob("*/.complete.json")).read_text())
     assert info["fsdp"] == 2 and info["processes"] == 2
     # the fine-tune changed the language model and left the vision tower as it was
     from safetensors.torch import load_file

@@ -146,7 +146,7 @@ def test_pretrain_vision_trains_only_the_tower_deterministically(ds, tmp_path):
     b = _bundle(ds)
     T.pretrain_vision(b, ds, tcfg, seed=0, progress=False, cache=tmp_path)
     (folder,) = list(tmp_path.iterdir())
-    assert sorted(p.name for p in folder.iterdir()) == ["vision.json", "vision.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [".complete.json", "vision.safetensors"]
     b2 = _bundle(ds)
     h2 = T.pretrain_vision(b2, ds, tcfg, seed=0, progress=False, cache=tmp_path)
     assert h2[-1].get("cached") and all(torch.equal(states[0][k], b2.model.state_dict()[k]) for k in states[0])

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +183,7 @@ def test_write_layout_and_contents(smoke_world_dir: Path):
     assert len(rows) == counts["images"]
     for role in ("train", "heldout", "pretrain", "pretrain_eval"):
         assert sum(r["role"] == role for r in rows) == counts[role]
-    assert _files(root) == {"world.json", "manifest.jsonl", "pope.jsonl"} | {r["path"] for r in rows}
+    assert _files(root) == {"world.json", "manifest.jsonl", "pope.jsonl", ".complete.json"} | {r["path"] for r in rows}
     for r in rows:
         with Image.open(root / r["path"]) as im:
             assert im.size == (SMOKE.image_size, SMOKE.image_size) and im.mode == "RGB"
@@ -261,7 +262,7 @@ def test_out_dir_unwritable_simulated(tmp_path: Path, monkeypatch: pytest.Monkey
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(world_io.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
     with pytest.raises(ConfigError, match=str(tmp_path / "w")):
         write_world(generate_world(SMOKE, 0), tmp_path / "w", progress=False)
 

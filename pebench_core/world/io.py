@@ -7,15 +7,12 @@ The layout written by :func:`write_world` is read back by
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,7 +21,8 @@ from PIL import Image
 
 from ..code_keys import state
 from ..config import ConfigError
-from .catalogue import LAYOUT_LOOKALIKES, LOOKALIKES, OBJECTS, POPE_TEMPLATE, World
+from ..storage import is_complete, mark_complete, temp_dir_for
+from .catalogue import GENERATOR_VERSION, LAYOUT_LOOKALIKES, LOOKALIKES, OBJECTS, POPE_TEMPLATE, World
 from .drawing import render
 from .scenes import objects_in
 
@@ -128,32 +126,13 @@ def _world_complete(out: Path, world_json: str) -> bool | None:
     if not same:
         return False
     man = out / "manifest.jsonl"
-    if not man.is_file() or not (out / "pope.jsonl").is_file():
+    if not man.is_file() or not (out / "pope.jsonl").is_file() or not is_complete(out):
         return False
     try:
         with man.open(encoding="utf-8") as f:
             return all((out / json.loads(line)["path"]).is_file() for line in f if line.strip())
     except (OSError, ValueError, KeyError):
         return False
-
-
-def _remove_stale_temps(out: Path) -> None:
-    """Delete temp folders of earlier writes of ``out`` whose process is gone (killed
-    hard, so its own clean-up never ran). Folders of live processes are left alone."""
-    for p in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
-        m = re.match(r"\.tmp-(\d+)-", p.name[len(out.name) + 1:])
-        if not m or not p.is_dir():
-            continue
-        pid = int(m.group(1))
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except OSError:  # exists but not ours (EPERM): treat as alive
-            alive = True
-        if not alive:
-            shutil.rmtree(p, ignore_errors=True)
 
 
 def _auto_workers(n_images: int, size: int) -> int:
@@ -192,12 +171,7 @@ def write_world(world: World, out_dir: str | Path, progress: bool = True, worker
                 f"{out} already holds a different or incomplete world (or other files); "
                 f"choose another --out or delete that folder")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(out)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the world should not be
+        tmp = temp_dir_for(out)
     except OSError as exc:
         raise ConfigError(f"cannot write the world to {out}: {exc.strerror or exc}") from None
 
@@ -234,8 +208,9 @@ def write_world(world: World, out_dir: str | Path, progress: bool = True, worker
         with (tmp / "pope.jsonl").open("w", encoding="utf-8", newline="\n") as f:
             for row in _pope_rows(world, jobs, objects):
                 f.write(_dumps(row) + "\n")
-        # world.json last: its presence marks a finished folder.
         (tmp / "world.json").write_text(world_json, encoding="utf-8")
+        # The marker last: only a folder that has it is a finished world.
+        mark_complete(tmp, {"artifact": "world", "generator": GENERATOR_VERSION, "images": len(jobs)})
         try:
             os.rename(tmp, out)  # atomic; also replaces an empty folder
         except OSError:

@@ -1,0 +1,174 @@
+"""Atomic writes and the one completion marker every artifact folder carries.
+
+Every artifact a run keeps (the world, model checkpoints and adapters, the vision
+pre-training cache, evaluation and unlearning folders) is written the same way:
+
+1. into a temporary sibling folder named ``.<name>.tmp-<pid>-<random>``
+   (:func:`temp_dir_for`, which first sweeps the temporary folders of processes that are
+   gone: a run killed with ``kill -9`` never cleans up after itself);
+2. the completion marker :data:`MARKER` written last inside it (:func:`mark_complete`);
+3. swapped in under its final name (:func:`swap_in`).
+
+So a folder either holds a finished artifact with its marker, or is treated as absent and
+rebuilt (:func:`is_complete`), and an interrupted run resumes cleanly. Single files go
+through :func:`atomic_write_bytes` (a temporary file and a rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import pandas as pd
+
+from .config import ConfigError
+
+MARKER = ".complete.json"
+
+
+def ensure_writable_dir(path: Path, what: str = "output folder") -> Path:
+    """Create ``path`` (and parents) or stop with a message naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} exists and is not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be written: {exc.strerror or exc}") from None
+    return path
+
+
+# ------------------------------------------------------------------ single files
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> Path:
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------ folders
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is not ours (EPERM)
+        return True
+    return True
+
+
+def sweep_temps(final: Path) -> list[Path]:
+    """Delete the temporary (and set-aside) folders of earlier writes of ``final`` whose
+    process is gone; folders of live processes are left alone. Returns what was removed."""
+    final = Path(final)
+    removed = []
+    for p in final.parent.glob(f".{glob.escape(final.name)}.*-*-*"):
+        m = re.match(r"\.(?:tmp|old)-(\d+)-", p.name[len(final.name) + 1:])
+        if m and p.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def temp_dir_for(final: Path) -> Path:
+    """A new temporary sibling folder for building ``final`` (stale ones swept first)."""
+    final = Path(final)
+    ensure_writable_dir(final.parent)
+    sweep_temps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an artifact should not be
+    return tmp
+
+
+def swap_in(tmp: Path, final: Path) -> None:
+    """Put the finished folder ``tmp`` under the name ``final``, replacing what is there:
+    the old folder is renamed aside first, so ``final`` is never missing a finished artifact
+    halfway through a delete."""
+    final = Path(final)
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, marker: Mapping[str, Any] | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success write ``marker`` (if given) into it as
+    the completion marker and swap it in as ``final``. On any error the temporary folder is
+    removed, so ``final`` either holds the new artifact complete or is left as it was."""
+    tmp = temp_dir_for(final)
+    try:
+        yield tmp
+        if marker is not None:
+            mark_complete(tmp, marker)
+        swap_in(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------ the marker
+def mark_complete(folder: Path, meta: Mapping[str, Any]) -> Path:
+    """Write the completion marker (the artifact's metadata) into ``folder``: last, always."""
+    return atomic_write_json(Path(folder) / MARKER, json.loads(json.dumps(dict(meta), default=str)))
+
+
+def is_complete(folder: Path) -> bool:
+    return (Path(folder) / MARKER).is_file()
+
+
+def read_marker(folder: Path) -> dict:
+    """The metadata stored with a finished artifact (a missing marker is a clear error)."""
+    path = Path(folder) / MARKER
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder} is not a finished artifact: {MARKER} is missing") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is malformed: {exc}") from None
