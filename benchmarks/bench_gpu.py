@@ -50,7 +50,8 @@ def main() -> None:
     from pebench_core import memory, models, unlearn
     from pebench_core.config import load_config
     from pebench_core.data import event_qa, load_dataset, person_qa, world_texts
-    from pebench_core.train import encode_qa, gradient_checkpointing, train_model
+    from pebench_core.encoding import encode_qa
+    from pebench_core.trainer import gradient_checkpointing, train_model
     from pebench_core.world import generate_world, write_world
 
     cuda = args.shape == "7b"

@@ -32,7 +32,7 @@ from model_families import FAMILIES, build_checkpoint  # noqa: E402
 from pebench_core import memory, models  # noqa: E402
 from pebench_core.config import load_config  # noqa: E402
 from pebench_core.data import load_dataset, person_qa, event_qa, world_texts  # noqa: E402
-from pebench_core.train import collate, encode_qa  # noqa: E402
+from pebench_core.encoding import collate, encode_qa  # noqa: E402
 from pebench_core.world import generate_world, write_world  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def measure(family: str, ckpt: Path, ds, cfg) -> dict:
     peft.train()
     params = [p for p in peft.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    from pebench_core.train import answer_logits
+    from pebench_core.forward import answer_logits
 
     def loss():
         logits, targets, _ = answer_logits(peft, models.move_batch(batch, b.device, b.dtype))

@@ -180,7 +180,7 @@ def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: in
     act = bp
     t, u, e = cfg.train, cfg.unlearn, cfg.eval
     weights = shape.total * bp
-    from .train import checkpointing_on
+    from .trainer import checkpointing_on
 
     ckpt = checkpointing_on(t, cfg.model.kind == "local", device)
     fixed = CUDA_CONTEXT if device == "cuda" else 0.0

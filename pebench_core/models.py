@@ -11,7 +11,7 @@ few functions here, whatever the checkpoint is:
   the tested path; :func:`load_bundle` also takes any local HF image-text-to-text folder
   (LLaVA-1.5/1.6, Qwen2-VL, …). Safetensors only; ``trust_remote_code`` is never set.
 * :func:`encode_train` turns (image, question, answer) triples into a right-padded batch whose
-  ``labels`` keep only the answer tokens; :func:`sequence_logprobs` returns the per-sequence
+  ``labels`` keep only the answer tokens; :func:`~pebench_core.forward.sequence_logprobs` returns the per-sequence
   sum of answer-token log-probabilities that every unlearning loss is built on;
   :func:`generate` is batched greedy decoding with a KV cache whose answers do not depend on
   the batch size or the order of the items.
@@ -57,7 +57,6 @@ __all__ = [
     "encode_prompts",
     "encode_train",
     "to_device",
-    "sequence_logprobs",
     "generate",
     "lora_target_regex",
     "add_lora",
@@ -74,7 +73,6 @@ __all__ = [
     "stack_vision",
     "move_batch",
     "answer_ids",
-    "full_answer_logits",
     "context_length",
     "check_length",
     "load_processor",
@@ -163,7 +161,7 @@ class ModelBundle:
         """Every token that ends an answer: the tokenizer's end of sequence and the model's
         generation config's (a chat model's end-of-turn marker, e.g. ``<|im_end|>``)."""
         ids = [self.eos_token_id]
-        gen = getattr(_unwrap(self.model), "generation_config", None)
+        gen = getattr(unwrap(self.model), "generation_config", None)
         extra = getattr(gen, "eos_token_id", None)
         for i in (extra if isinstance(extra, (list, tuple)) else [extra]):
             if i is not None and int(i) not in ids:
@@ -178,7 +176,7 @@ class ModelBundle:
     @property
     def base_model(self) -> torch.nn.Module:
         """The HF model underneath any peft wrapper."""
-        return _unwrap(self.model)
+        return unwrap(self.model)
 
     def with_model(self, model: torch.nn.Module) -> "ModelBundle":
         """The same processor/tokenizer around another model (e.g. the ``PeftModel``)."""
@@ -195,6 +193,8 @@ class ModelBundle:
         return generate(self, images, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
     def sequence_logprobs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        from .forward import sequence_logprobs  # the model protocol stands on this module
+
         return sequence_logprobs(self, batch)
 
     def describe(self):
@@ -219,7 +219,6 @@ def _quiet() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-_unwrap = unwrap
 
 
 # ---------------------------------------------------------------------------------------
@@ -431,7 +430,7 @@ def save_bundle(bundle: ModelBundle, path: str | Path, state_dict: dict | None =
     refused (merge or save the adapter with :func:`save_adapter`).
     """
     model = bundle.model
-    if _unwrap(model) is not model:
+    if unwrap(model) is not model:
         raise ConfigError("save_bundle got a model with LoRA adapters; save them with save_adapter(), "
                           "or merge them first (model.merge_and_unload())")
     from .storage import atomic_dir
@@ -752,7 +751,7 @@ def context_length(bundle: ModelBundle, max_length: int = 0) -> int:
         return int(max_length)
     if bundle.meta.get("kind") == "tiny":
         return TINY_MAX_LENGTH
-    cfg = _unwrap(bundle.model).config
+    cfg = unwrap(bundle.model).config
     text = getattr(cfg, "text_config", None) or cfg
     n = getattr(text, "max_position_embeddings", None)
     if not n:
@@ -824,53 +823,9 @@ def move_batch(batch: dict, device, dtype: torch.dtype) -> dict:
     return out
 
 
-def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters())
     return p.device, p.dtype
-
-
-def answer_window(labels: torch.Tensor) -> torch.Tensor:
-    """The sequence positions whose logits predict an answer token of some row: one
-    contiguous range from the earliest to the latest, the model's ``logits_to_keep``. The
-    vocabulary projection then costs what the answers cost, not the image and prompt tokens
-    (a real model's 151k-word head over 600 positions is most of a step's memory)."""
-    hit = (labels[:, 1:] != -100).any(dim=0).nonzero().flatten()
-    if not len(hit):
-        return torch.zeros(0, dtype=torch.long)
-    return torch.arange(int(hit[0]), int(hit[-1]) + 1)
-
-
-def full_answer_logits(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The model's own forward pass on a padded batch (every input the processor returned),
-    cut to the answer positions: ``(logits [N, V] float32, targets [N], rows [N])`` in
-    row-major order, one row per answer token with the token it predicts and its batch row.
-
-    This is the path of every family; :func:`pebench_core.train.answer_logits` takes a
-    packed shortcut only where it is proven equal to this one.
-    """
-    device, dtype = _model_device_dtype(model)
-    labels = batch["labels"].to(device)
-    inputs = move_batch({k: v for k, v in batch.items() if k != "labels"}, device, dtype)
-    window = answer_window(labels)
-    out = model(**inputs, use_cache=False, logits_to_keep=window.to(device))
-    target = labels[:, 1:][:, window]
-    sel = target != -100
-    return out.logits[sel].float(), target[sel], sel.nonzero(as_tuple=True)[0]
-
-
-def sequence_logprobs(bundle_or_model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence sum of answer-token log-probabilities, in one forward pass.
-
-    ``batch`` is what :func:`encode_train` returns. Returns ``(logp_sum [B], n_tokens [B])``
-    (float32, on the model's device); the logits at position ``t`` score the label at
-    ``t + 1`` (causal shift). Gradients flow when called outside ``torch.no_grad()``. The mean
-    answer-token NLL of item ``i`` is ``-logp_sum[i] / n_tokens[i]``.
-    """
-    from .losses import packed_answer_logprobs
-
-    model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
-    logp_sum, n_tokens = packed_answer_logprobs(*full_answer_logits(model, batch), batch["labels"].shape[0])
-    return logp_sum, n_tokens.long()
 
 
 @torch.no_grad()
@@ -902,7 +857,7 @@ def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], ma
     model = bundle.model
     was_training = model.training
     model.eval()
-    device, mdtype = _model_device_dtype(model)
+    device, mdtype = model_device_dtype(model)
     tok = bundle.tokenizer
     pad_id, eos_id = bundle.pad_token_id, bundle.eos_token_ids
     # Order by (prompt length, original index): a deterministic grouping that does not
@@ -945,7 +900,7 @@ def _is_linear(m: torch.nn.Module) -> bool:
 
 def lora_targets(model: torch.nn.Module, projector: bool) -> list[str]:
     """The names of the linear layers LoRA adapts (see :func:`lora_target_regex`)."""
-    model = _unwrap(model)
+    model = unwrap(model)
     fam = family_of(model)
     lm = fam.language_model
     names = {n: m for n, m in model.named_modules()
@@ -993,7 +948,7 @@ def add_lora(bundle: ModelBundle, r: int = 8, alpha: int = 16, projector: bool =
 
     if r < 1 or alpha < 1:
         raise ConfigError(f"LoRA rank and alpha must be at least 1, got r={r}, alpha={alpha}")
-    base = _unwrap(bundle.model)
+    base = unwrap(bundle.model)
     if base is not bundle.model:
         raise ConfigError("add_lora: the bundle's model already carries LoRA adapters; call remove_lora first")
     config = LoraConfig(r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout), bias="none",
@@ -1018,7 +973,7 @@ def reference_mode(model) -> Iterator[torch.nn.Module]:
     copy of the weights in memory. ``model`` may also be a bundle holding a ``PeftModel``.
     """
     m = model.model if isinstance(model, ModelBundle) else model
-    if not hasattr(m, "disable_adapter") or _unwrap(m) is m:
+    if not hasattr(m, "disable_adapter") or unwrap(m) is m:
         raise ConfigError("reference_mode needs a model with a LoRA adapter (from add_lora); "
                           f"got {type(m).__name__}")
     with m.disable_adapter():
@@ -1027,7 +982,7 @@ def reference_mode(model) -> Iterator[torch.nn.Module]:
 
 def save_adapter(peft_model, path: str | Path) -> Path:
     """Save only the LoRA adapter (``adapter_model.safetensors`` + config), atomically."""
-    if _unwrap(peft_model) is peft_model:
+    if unwrap(peft_model) is peft_model:
         raise ConfigError(f"save_adapter needs a model with a LoRA adapter, got {type(peft_model).__name__}")
     from .storage import atomic_dir
 
@@ -1048,7 +1003,7 @@ def load_adapter(bundle: ModelBundle, path: str | Path, trainable: bool = False)
     if not (path / "adapter_model.safetensors").is_file() or not (path / "adapter_config.json").is_file():
         raise ConfigError(f"adapter path {path} holds no adapter_config.json + adapter_model.safetensors; "
                           "only safetensors adapters are loaded")
-    base = _unwrap(bundle.model)
+    base = unwrap(bundle.model)
     if base is not bundle.model:
         raise ConfigError("load_adapter: the bundle's model already carries LoRA adapters; call remove_lora first")
     with _quiet():
@@ -1114,7 +1069,7 @@ def model_card(bundle: ModelBundle, image_size: int) -> dict:
     """The facts a chapter prints about a model, whatever its family: its parts' depth and
     width, how many tokens an image of ``image_size`` px becomes, the vocabulary, device and
     dtype."""
-    cfg = _unwrap(bundle.model).config
+    cfg = unwrap(bundle.model).config
     text = getattr(cfg, "text_config", None) or cfg
     vision = getattr(cfg, "vision_config", None)
     prompt, image = prompt_tokens(bundle, image_size)
@@ -1147,7 +1102,7 @@ def describe(bundle_or_model):
     import pandas as pd
 
     model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
-    base = _unwrap(model)
+    base = unwrap(model)
     emb_ids = set()
     for getter in ("get_input_embeddings", "get_output_embeddings"):
         mod = getattr(base, getter)() if hasattr(base, getter) else None

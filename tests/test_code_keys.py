@@ -102,7 +102,7 @@ def _changed(a: dict, b: dict) -> set[str]:
 
 
 def test_a_comment_or_an_unrelated_function_keeps_every_key(baseline, edited):
-    keys = edited([(edit_comment, "train.py", "train_model"),
+    keys = edited([(edit_comment, "trainer.py", "train_model"),
                               (edit_comment, "losses.py", "ga_loss"),
                               (edit_code, "pipeline.py", "answers_side_by_side"),
                               (edit_code, "plots.py", next(n.name for n in ast.parse(
@@ -116,7 +116,7 @@ def test_an_edited_loss_reruns_its_own_method_only(baseline, edited):
 
 
 def test_an_edited_training_helper_or_data_loader_retrains(baseline, edited):
-    for edit in [("train.py", "train_model"), ("data.py", "training_examples")]:
+    for edit in [("trainer.py", "train_model"), ("data.py", "training_examples")]:
         keys = edited([(edit_code, *edit)], folder=edit[1])
         # base does not read the training examples of the finetune stage, but it runs the
         # same stage code (get_model -> inject), so it is re-keyed too: the conservative side.
@@ -135,7 +135,7 @@ def test_a_key_does_not_depend_on_what_ran_before():
 
 def test_reachable_follows_calls_across_modules_and_stops_at_the_package():
     names = code_keys.reachable(pipeline.get_model)
-    assert "pebench_core.train.train_model" in names  # pipeline -> train.inject -> ...
+    assert "pebench_core.trainer.train_model" in names  # pipeline -> train.inject -> trainer
     assert "pebench_core.data.training_examples" in names
     assert not any(n.startswith("pebench_core.plots.") for n in names)
     assert not any(n.startswith("torch") for n in names)

@@ -24,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from model_families import FAMILIES as FIXTURE_FAMILIES  # noqa: E402
 from model_families import build_checkpoint  # noqa: E402
 
+from pebench_core import forward as F  # noqa: E402
 from pebench_core import models as M  # noqa: E402
 from pebench_core.config import ConfigError  # noqa: E402
 from pebench_core.data import load_dataset, world_texts  # noqa: E402
@@ -87,12 +88,12 @@ def test_padded_path_is_the_models_own_loss_and_ignores_padding(checkpoints, ds,
     batch = M.encode_train(b, imgs, [q.question for q in qa], [q.answer for q in qa])
     with torch.no_grad():
         own = b.model(**batch).loss
-        lp, n = M.sequence_logprobs(b, batch)
+        lp, n = F.sequence_logprobs(b, batch)
     assert torch.allclose(-lp.sum() / n.sum(), own, atol=1e-5)
     for i in (0, len(qa) - 1):
         one = M.encode_train(b, imgs[i:i + 1], [qa[i].question], [qa[i].answer])
         with torch.no_grad():
-            lp1, _ = M.sequence_logprobs(b, one)
+            lp1, _ = F.sequence_logprobs(b, one)
         assert torch.allclose(lp1[0], lp[i], atol=1e-4), (family, i, float(lp1[0]), float(lp[i]))
 
 
@@ -108,8 +109,9 @@ def test_generation_does_not_depend_on_the_batch(checkpoints, ds, family):
 
 def test_llava_packed_path_equals_the_full_forward(checkpoints, ds):
     """The packed shortcut is used for LLaVA-1.5 only because it gives the model's own numbers."""
-    from pebench_core.train import collate, encode_qa, image_features
-    from pebench_core.unlearn import answer_pass
+    from pebench_core.encoding import collate, encode_qa
+    from pebench_core.forward import image_features
+    from pebench_core.forward import answer_pass
 
     b = _bundle(checkpoints, "llava")
     qa = _qa(ds)
@@ -121,7 +123,7 @@ def test_llava_packed_path_equals_the_full_forward(checkpoints, ds):
     with torch.no_grad():
         packed = answer_pass(b.model, [(enc, idx), (refusal, idx)], b.pad_token_id, b.device, b.dtype, {1: 0})
         for e, (lg, tg, rw, _) in zip((enc, refusal), packed):
-            full, tf, rf = M.full_answer_logits(b.model, collate(e, idx, b.pad_token_id))
+            full, tf, rf = F.full_answer_logits(b.model, collate(e, idx, b.pad_token_id))
             assert torch.equal(tg, tf) and torch.equal(rw, rf)
             assert torch.allclose(lg, full, atol=1e-4)
 
@@ -154,7 +156,7 @@ def test_unsupported_architecture_and_missing_template_are_clear_errors(checkpoi
 
 
 def test_an_image_too_large_for_max_length_stops_before_training(checkpoints, ds):
-    from pebench_core.train import encode_qa
+    from pebench_core.encoding import encode_qa
 
     b = _bundle(checkpoints, "llava")
     with pytest.raises(ConfigError, match="model.max_length is 20"):

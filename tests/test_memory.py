@@ -75,7 +75,8 @@ def test_the_activation_estimate_is_near_what_autograd_keeps(ds, tmp_path):
     ckpt = build_checkpoint("llava", tmp_path / "llava", world_texts(ds), image_size=ds.image_size)
     b = models.load_bundle(ckpt, device="cpu", dtype="float32")
     qa = person_qa(ds.items_where(role="train")[:4], ds) + event_qa(ds.items_where(role="train")[4:8], ds)
-    from pebench_core.train import answer_logits, collate, encode_qa
+    from pebench_core.encoding import collate, encode_qa
+    from pebench_core.forward import answer_logits
 
     enc = encode_qa(b, qa, lambda q: ds.image(q.item_id))
     idx = list(range(len(enc)))

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pebench_core import forward as F
 from pebench_core import models as M
 from pebench_core.config import ConfigError, load_config
 
@@ -217,7 +218,7 @@ def test_sequence_logprobs_matches_unpadded_loss(bundle):
     ans = [NAMES[0], DESCRIPTIONS[1], "Bo"]
     batch = M.encode_train(bundle, imgs, qs, ans)
     with torch.no_grad():
-        logp, n = M.sequence_logprobs(bundle, batch)
+        logp, n = F.sequence_logprobs(bundle, batch)
     assert logp.shape == (3,) and n.tolist() == (batch["labels"] != -100).sum(1).tolist()
     for i in range(3):  # one item at a time, no padding: HF's mean loss over the same tokens
         one = M.encode_train(bundle, imgs[i:i + 1], qs[i:i + 1], ans[i:i + 1])
@@ -225,7 +226,7 @@ def test_sequence_logprobs_matches_unpadded_loss(bundle):
             loss = bundle.model(**one).loss
         torch.testing.assert_close(-logp[i] / n[i], loss, rtol=1e-5, atol=1e-5)
     # gradients flow when asked for
-    lp, _ = M.sequence_logprobs(bundle, batch)
+    lp, _ = F.sequence_logprobs(bundle, batch)
     lp.sum().backward()
     assert bundle.model.lm_head.weight.grad is not None
     bundle.model.zero_grad(set_to_none=True)
@@ -257,7 +258,7 @@ def test_training_and_generation_agree():
     opt = torch.optim.AdamW(b.model.parameters(), lr=1e-2)
     b.model.train()
     for _ in range(80):
-        lp, n = M.sequence_logprobs(b, batch)
+        lp, n = F.sequence_logprobs(b, batch)
         loss = -(lp / n).mean()
         loss.backward()
         opt.step()
@@ -302,7 +303,7 @@ def test_reference_mode_is_the_base_model_and_adapter_round_trip(tmp_path):
     b = M.build_tiny(_cfg(), TEXTS, IMAGE_SIZE, seed=0)
     batch = M.encode_train(b, _images(3), [QUESTIONS[0]] * 3, NAMES[:3])
     with torch.no_grad():
-        base_lp, _ = M.sequence_logprobs(b, batch)
+        base_lp, _ = F.sequence_logprobs(b, batch)
         base_logits = _forward_logits(b, batch)
     with pytest.raises(ConfigError):
         with M.reference_mode(b.model):
@@ -310,17 +311,17 @@ def test_reference_mode_is_the_base_model_and_adapter_round_trip(tmp_path):
     pm = M.add_lora(b, r=4, alpha=8, projector=True, seed=0)
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=5e-2)
     pm.train()
-    lp, n = M.sequence_logprobs(pm, batch)
+    lp, n = F.sequence_logprobs(pm, batch)
     (-(lp / n).mean()).backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     pm.eval()
     with torch.no_grad():
-        tuned_lp, _ = M.sequence_logprobs(pm, batch)
+        tuned_lp, _ = F.sequence_logprobs(pm, batch)
         with M.reference_mode(pm):
-            ref_lp, _ = M.sequence_logprobs(pm, batch)
+            ref_lp, _ = F.sequence_logprobs(pm, batch)
             ref_logits = _forward_logits(b.with_model(pm), batch)
-        after_lp, _ = M.sequence_logprobs(pm, batch)
+        after_lp, _ = F.sequence_logprobs(pm, batch)
     assert not torch.allclose(tuned_lp, base_lp)  # the adapter changed the model ...
     assert torch.equal(ref_lp, base_lp)  # ... and the reference is exactly the base model
     assert torch.equal(ref_logits, base_logits)
@@ -332,7 +333,7 @@ def test_reference_mode_is_the_base_model_and_adapter_round_trip(tmp_path):
     base = M.remove_lora(pm)
     loaded = M.load_adapter(b.with_model(base), tmp_path / "adapter")
     with torch.no_grad():
-        again, _ = M.sequence_logprobs(loaded, batch)
+        again, _ = F.sequence_logprobs(loaded, batch)
     assert torch.equal(again, tuned_lp)
     with pytest.raises(ConfigError, match="adapter path"):
         M.load_adapter(b.with_model(M.remove_lora(loaded)), tmp_path / "missing")

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from pebench_core import train as T
+from pebench_core import trainer as TR
+from pebench_core import vision_pretraining as VP
 from pebench_core.config import load_config
 from pebench_core.data import load_dataset, training_examples, world_texts
 from pebench_core.models import build_tiny, encode_train
@@ -47,7 +49,7 @@ def _state(model):
 
 def test_encode_qa_collate_round_trip(ds, qa):
     b = _bundle(ds)
-    load = T._image_loader(ds)
+    load = T.image_loader(ds)
     enc = T.encode_qa(b, qa, load, chunk=5)  # chunks that split items of one image
     assert len(enc) == len(qa)
     # each distinct image is stored once; items of the same image share its row
@@ -64,21 +66,21 @@ def test_encode_qa_collate_round_trip(ds, qa):
 
 def test_fast_loss_equals_model_loss(ds, qa):
     b = _bundle(ds)
-    enc = T.encode_qa(b, qa, T._image_loader(ds))
+    enc = T.encode_qa(b, qa, T.image_loader(ds))
     batch = T.collate(enc, list(range(len(qa))), b.pad_token_id)
     with torch.no_grad():
         ref = b.model(**batch).loss
-        full = T._answer_loss(b.model, batch, None)
+        full = TR.answer_loss(b.model, batch, None)
         feats = T.image_features(b, enc.pixel_values)[enc.rows(range(len(qa)))]
-        cached = T._answer_loss(b.model, batch, feats)
-        per_seq = T._answer_loss(b.model, batch, feats, per_sequence=True)
+        cached = TR.answer_loss(b.model, batch, feats)
+        per_seq = TR.answer_loss(b.model, batch, feats, per_sequence=True)
     assert torch.allclose(full, ref, atol=1e-5) and torch.allclose(cached, ref, atol=1e-5)
     assert torch.isfinite(per_seq) and not torch.allclose(per_seq, ref)
 
 
 def test_loss_decreases_and_vision_frozen(ds, qa):
     b = _bundle(ds)
-    enc = T.encode_qa(b, qa, T._image_loader(ds))
+    enc = T.encode_qa(b, qa, T.image_loader(ds))
     before = _state(b.model)
     T.set_vision_trainable(b, False)
     assert not T.vision_trainable(b)
@@ -107,18 +109,18 @@ def test_same_seed_same_weights(ds, qa):
     runs = []
     for _ in range(2):
         b = _bundle(ds)
-        enc = T.encode_qa(b, qa, T._image_loader(ds))
+        enc = T.encode_qa(b, qa, T.image_loader(ds))
         T.train_model(b, enc, epochs=1, lr=3e-3, batch_size=4, seed=5, progress=False)
         runs.append(b.model.state_dict())
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     b = _bundle(ds)
-    enc = T.encode_qa(b, qa, T._image_loader(ds))
+    enc = T.encode_qa(b, qa, T.image_loader(ds))
     T.train_model(b, enc, epochs=1, lr=3e-3, batch_size=4, seed=6, progress=False)
     assert any(not torch.equal(runs[0][k], b.model.state_dict()[k]) for k in runs[0])
 
 
 def test_render_crowd_is_seeded_and_general(ds):
-    events = T._scene_events(ds, exclude_events=[ds.events[0].id])
+    events = VP.scene_events(ds, exclude_events=[ds.events[0].id])
     assert ds.events[0].name not in [e.name for e in events] and len(events) == len(ds.events) - 1
     a = T.render_crowd(events, 12, 32, seed=3)
     b = T.render_crowd(events, 12, 32, seed=3)
@@ -212,7 +214,7 @@ def test_micro_batches_add_up_to_the_batch_gradient(ds, qa):
     the code before micro-batches were distributed too)."""
     b = _bundle(ds)
     T.set_vision_trainable(b, False)
-    enc = T.encode_qa(b, qa, T._image_loader(ds))
+    enc = T.encode_qa(b, qa, T.image_loader(ds))
     feats = T.image_features(b, enc.pixel_values)
     idx = list(range(8))
     total = float(sum(int((enc.labels[i] != -100).sum()) for i in idx))
@@ -220,7 +222,7 @@ def test_micro_batches_add_up_to_the_batch_gradient(ds, qa):
     for groups in ([idx], [idx[:3], idx[3:6], idx[6:]]):
         b.model.zero_grad(set_to_none=True)
         for g in groups:
-            T._answer_loss(b.model, T.collate(enc, g, b.pad_token_id), feats[enc.rows(g)], total=total).backward()
+            TR.answer_loss(b.model, T.collate(enc, g, b.pad_token_id), feats[enc.rows(g)], total=total).backward()
         grads.append({n: p.grad.clone() for n, p in b.model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5) for n in grads[0])
@@ -229,7 +231,7 @@ def test_micro_batches_add_up_to_the_batch_gradient(ds, qa):
     for mb in (1, 3):
         b = _bundle(ds)
         T.set_vision_trainable(b, False)
-        enc = T.encode_qa(b, qa, T._image_loader(ds))
+        enc = T.encode_qa(b, qa, T.image_loader(ds))
         T.train_model(b, enc, epochs=2, lr=3e-3, batch_size=8, seed=0, progress=False, micro_batches=mb)
         states.append(_state(b.model))
     assert all(torch.allclose(states[0][k], states[1][k], atol=1e-4) for k in states[0])

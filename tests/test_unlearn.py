@@ -10,7 +10,7 @@ from pebench_core.config import METHODS, ConfigError, load_config
 from pebench_core.data import load_dataset, world_texts
 from pebench_core.losses import answer_logprobs
 from pebench_core.models import build_tiny, remove_lora
-from pebench_core.train import collate, encode_qa
+from pebench_core.encoding import collate, encode_qa
 from pebench_core.unlearn import run_unlearning, unlearn_sets
 
 
@@ -122,8 +122,8 @@ def test_packed_pass_equals_the_full_model(setup):
     answer positions only, refusals sharing the forget items' prompts) gives each set's
     log-likelihoods as the full model on that set alone."""
     from pebench_core.losses import packed_answer_logprobs
-    from pebench_core.train import image_features
-    from pebench_core.unlearn import answer_pass
+    from pebench_core.forward import image_features
+    from pebench_core.forward import answer_pass
 
     cfg, ds, bundle = setup
     sets = unlearn_sets(ds, "both")
@@ -151,7 +151,7 @@ def test_packed_pass_equals_the_full_model(setup):
 
 def _toy_enc(rows):
     """An EncodedQA of ``(prompt ids, answer ids)`` pairs, one image per item."""
-    from pebench_core.train import EncodedQA
+    from pebench_core.encoding import EncodedQA
 
     ids = [torch.tensor(p + a) for p, a in rows]
     labels = [torch.tensor([-100] * len(p) + a) for p, a in rows]
@@ -161,7 +161,7 @@ def _toy_enc(rows):
 def test_pack_batch_by_hand():
     """Positions restart per sequence, a branch answer sees the shared prompt but not the
     other answer, and each target is predicted from the token before it in its own chain."""
-    from pebench_core.unlearn import pack_batch
+    from pebench_core.forward import pack_batch
 
     true = _toy_enc([([1, 2], [7, 8]), ([3], [9])])
     refusal = _toy_enc([([1, 2], [5]), ([3], [6, 6])])
