@@ -93,13 +93,11 @@ def answer_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: in
         raise ValueError(f"answer_logprobs: logits must be [B, T, V] and labels [B, T]; "
                          f"got {tuple(logits.shape)} and {tuple(labels.shape)}")
     b, t, _ = logits.shape
-    shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
     mask = shift_labels != ignore_index
-    safe = torch.where(mask, shift_labels, torch.zeros_like(shift_labels))
-    picked = shift_logits.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-    tok = picked - torch.logsumexp(shift_logits, dim=-1)
-    tok = torch.where(mask, tok, torch.zeros_like(tok))
+    # the answer positions only, through the one per-token function every path uses
+    tok = torch.zeros(b, t - 1, dtype=torch.float32, device=logits.device)
+    tok[mask] = packed_token_logprobs(logits[:, :-1, :][mask], shift_labels[mask])
     token_logp = torch.cat([tok.new_zeros(b, 1), tok], dim=1)
     return token_logp.sum(dim=1), mask.sum(dim=1).to(tok.dtype), token_logp
 
