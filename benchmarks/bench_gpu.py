@@ -1,4 +1,4 @@
-"""The prepared GPU check (DESIGN §4, §12): a 7B-shaped LLaVA-1.5 with random weights in bf16
+"""The prepared GPU check (design: Models and families; Budgets): a 7B-shaped LLaVA-1.5 with random weights in bf16
 through the `paper` profile's injection and unlearning steps.
 
 For a lent GPU, as one short script: builds the model from LLaVA-1.5-7B's configuration

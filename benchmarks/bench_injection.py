@@ -3,7 +3,7 @@
     python benchmarks/bench_injection.py --profile tiny [--threads 2] [--seed 0] [--world DIR]
                                          [--set train.finetune_epochs=8 ...] [--json OUT.json]
 
-Stages (DESIGN §5): base, base without the forget events, finetune, goal(person),
+Stages (design: Injection): base, base without the forget events, finetune, goal(person),
 goal(event), goal(both) — trained directly with ``train.inject`` (no stage cache), from one
 world written to a temporary folder (or ``--world``). The vision pre-training is shared by
 the two bases (``train.vision_exclude_forget_events``), so the second base reuses it.

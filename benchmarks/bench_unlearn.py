@@ -3,12 +3,12 @@ throughput, on a profile's fine-tuned model (built and cached first if needed).
 
     python benchmarks/bench_unlearn.py --profile tiny [--steps 30] [--repeats 3] [--run-dir runs/tiny-s0]
 
-Not a test: timings depend on the machine. The target DESIGN §12 sets: KL, DPO and NPO steps
+Not a test: timings depend on the machine. The budget (design: Budgets): KL, DPO and NPO steps
 cost at most 1.5x a GA step. Each method runs ``--repeats`` times, interleaved (GA, GD, …, GA,
 GD, …) so that a slow spell of the machine hits every method alike; the table shows the best
 repeat's median step. Beside the ratio to GA it shows the sequences a step runs and the answers
 it scores (:func:`pebench_core.analysis.sequences_per_step`), the same ratio with the optional
-retain term of DPO and NPO switched off (DESIGN §6 writes it as "+ optional NLL_r"), and the
+retain term of DPO and NPO switched off (the design writes it as "+ optional NLL_r"), and the
 one-off cost of the reference outputs computed before training.
 """
 

@@ -1,4 +1,4 @@
-"""Executing the chapters with papermill and building the Jupyter Book (DESIGN §9).
+"""Executing the chapters with papermill and building the Jupyter Book (design: Chapters and the book).
 
 The chapter list lives here, once: the order is the dependency order, and ``_toc.yml`` is
 generated from the chapters that were executed, so the book never points at a missing file.
@@ -62,7 +62,7 @@ CHAPTERS: list[Chapter] = [
 ]
 
 FRONT = ["book/how_to_read"]
-BACK = ["book/glossary", "book/bibliography"]
+BACK = ["book/glossary", "book/design", "book/bibliography"]
 
 
 def _core_fingerprint() -> str:

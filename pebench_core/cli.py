@@ -1,4 +1,4 @@
-"""The `pebench` command line (DESIGN §10): world, run, book.
+"""The `pebench` command line (design: The command line): world, run, book.
 
     pebench world --profile tiny --seed 0 --out DIR
     pebench run   --profile tiny --seed 0 --out DIR      (or --seeds 0,1,2)

@@ -51,7 +51,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """The synthetic PEBench world (DESIGN §3)."""
+    """The synthetic PEBench world (design: The world)."""
 
     n_people: int = 20  # fictitious people (PEBench: 200)
     n_events: int = 40  # event scenes, taken in catalogue order (PEBench: 40)
@@ -90,7 +90,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Knowledge injection (DESIGN §5): pre-training (base) and fine-tuning (finetune, goal)."""
+    """Knowledge injection (design: Injection): pre-training (base) and fine-tuning (finetune, goal)."""
 
     base_epochs: int = 20
     finetune_epochs: int = 12
@@ -113,7 +113,7 @@ class TrainConfig:
     pope_extra: int = 2
     per_sequence_loss: bool = False  # average per sequence instead of per answer token
     micro_batches: int = 2  # a random batch is cut into this many length-sorted micro-batches; 0 = length-sorted batches
-    # A local checkpoint (DESIGN §4): its base is the checkpoint; finetune and goal train LoRA
+    # A local checkpoint (design: Models and families): its base is the checkpoint; finetune and goal train LoRA
     # adapters on the language model + projector ("lora", merged when loaded) or every weight
     # but the vision tower ("full"). The tiny model is always trained whole, from scratch.
     adapter: Adapter = "lora"
@@ -124,7 +124,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class UnlearnConfig:
-    """The unlearning stage (DESIGN §6): the same budget for every method."""
+    """The unlearning stage (design: Unlearning methods): the same budget for every method."""
 
     methods: tuple[str, ...] = ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd")
     targets: tuple[Target, ...] = ("person", "event", "both")
@@ -141,7 +141,7 @@ class UnlearnConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation (DESIGN §7)."""
+    """Evaluation (design: Metrics)."""
 
     scorer: Scorer = "keywords"
     batch_size: int = 32

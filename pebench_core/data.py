@@ -1,4 +1,4 @@
-"""Datasets on disk and in memory: loaders, forget/retain splits and QA (DESIGN §3, §5).
+"""Datasets on disk and in memory: loaders, forget/retain splits and QA (design: The world; Injection).
 
 Two sources give the same in-memory :class:`Dataset`:
 
@@ -524,7 +524,7 @@ def _qa_pairs(items: Iterable[Item], dataset: Dataset) -> list[QA]:
 
 
 def training_examples(dataset: Dataset, stage: str, target: str | None = None) -> list[QA]:
-    """The QA pairs that train a model of ``stage`` (DESIGN §5), in a deterministic order.
+    """The QA pairs that train a model of ``stage`` (design: Injection), in a deterministic order.
 
     * ``base``: the pre-training world (person + event QA on pretrain images, plus POPE);
       with target ``event`` or ``both`` the forget events are left out (goal's pre-training).

@@ -1,4 +1,4 @@
-"""Data parallelism over the processes that ``accelerate launch`` starts (DESIGN §4).
+"""Data parallelism over the processes that ``accelerate launch`` starts (design: Models and families).
 
 ``pebench run`` under ``accelerate launch --multi_gpu --num_processes N`` (torch's elastic
 launcher underneath, which sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) runs every stage in

@@ -1,4 +1,4 @@
-"""The evaluation harness: answers from a model, and the six metrics of DESIGN §7 for a target.
+"""The evaluation harness: answers from a model, and the six metrics for a target (design: Metrics).
 
 For a target's forget split, each concept has one *view*:
 

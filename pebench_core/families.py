@@ -1,4 +1,4 @@
-"""The model families the adapter drives, in one table (DESIGN §4).
+"""The model families the adapter drives, in one table (design: Models and families).
 
 A *family* is one Hugging Face image-text-to-text architecture. What the rest of the core
 needs to know about it is written here once, as data, and nowhere else:

@@ -1,4 +1,4 @@
-"""Unlearning objectives (DESIGN §6) as pure functions on per-sequence statistics.
+"""Unlearning objectives (design: Unlearning methods) as pure functions on per-sequence statistics.
 
 Every objective is *minimised*. None of them takes a batch-mean loss from a model:
 the caller runs the model, turns logits into **per-sequence** answer statistics with
@@ -29,7 +29,7 @@ Calling convention (every registered function)::
 
 ``BGD`` (balanced gradient difference) is the paper's mitigation for simultaneous
 person + event unlearning. Its exact formula is not published; :func:`bgd_loss` is our
-reconstruction (DESIGN §6), documented there.
+reconstruction, documented in its docstring and in the chapter on simultaneous unlearning.
 """
 
 from __future__ import annotations
@@ -422,7 +422,7 @@ def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
 
 
 # ---------------------------------------------------------------------------------------
-# BGD (our reconstruction; DESIGN §6)
+# BGD (our reconstruction; design: Unlearning methods)
 
 
 def _concept_groups(labels: Sequence[str], n: int, name: str) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""A memory plan before a long stage (DESIGN §4): will it fit, and if not, what to change.
+"""A memory plan before a long stage (design: Models and families): will it fit, and if not, what to change.
 
 For a model configuration (no weights needed: the model is built on PyTorch's ``meta``
 device, so a 7B plan costs nothing), a run configuration and a device, :func:`plan` adds up

@@ -1,4 +1,4 @@
-"""The paper's six metrics for both concepts (DESIGN §7) as pure functions. Higher is better.
+"""The paper's six metrics for both concepts (design: Metrics) as pure functions. Higher is better.
 
 Each metric function takes the model's answers and the references for the same items, in
 the same order, and returns a :class:`MetricResult` that keeps every per-item value, so a
@@ -388,7 +388,7 @@ def bootstrap_ci(per_item: Sequence[float] | np.ndarray, n_boot: int = 1000, alp
 
 
 # ---------------------------------------------------------------------------------------
-# The table of DESIGN §7
+# The metrics table (design: Metrics)
 
 
 Measure = Literal["name match", "event score", "POPE"]

@@ -1,4 +1,4 @@
-"""The results table, provenance, atomic writes and caching by config hash (DESIGN §8).
+"""The results table, provenance, atomic writes and caching by config hash (design: Results and caching).
 
 Every number the book shows comes from two long-format parquet tables in a run folder:
 

@@ -1,4 +1,4 @@
-"""Pluggable event scorers: how well an answer describes an event, in [0, 1] (DESIGN §7).
+"""Pluggable event scorers: how well an answer describes an event, in [0, 1] (design: Metrics).
 
 The paper scored event answers with G-Eval (an LLM judge). That needs a hosted model, so
 the book's default is keyword coverage, with ROUGE-L and sentence-embedding similarity as

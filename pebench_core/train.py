@@ -1,4 +1,4 @@
-"""Knowledge injection (DESIGN §5): pre-training (base), fine-tuning (finetune), and goal models.
+"""Knowledge injection (design: Injection): pre-training (base), fine-tuning (finetune), and goal models.
 
 The recipe, as :func:`inject` runs it for each stage:
 
@@ -136,7 +136,7 @@ def replay_examples(dataset, target: str | None, share: float, seed: int, cfg=No
 
 
 def stage_examples(dataset, stage: str, target: str | None, cfg, seed: int) -> tuple[list, list]:
-    """``(examples, replay)``: the QA that train ``stage`` (DESIGN §5) and the replayed
+    """``(examples, replay)``: the QA that train ``stage`` (design: Injection) and the replayed
     pre-training QA mixed in (empty for base)."""
     from .data import training_examples
 

@@ -1,4 +1,4 @@
-"""One unlearning loop for every method (DESIGN §6).
+"""One unlearning loop for every method (design: Unlearning methods).
 
 The method is looked up in :data:`pebench_core.losses.LOSSES`; the loop computes only the
 inputs that method needs (``LossSpec.required_inputs``) and hands them to the pure loss.

@@ -1,4 +1,4 @@
-"""The embedded synthetic PEBench world (DESIGN §3): people, events, rendering, on-disk writing.
+"""The embedded synthetic PEBench world (design: The world): people, events, rendering, on-disk writing.
 
 PEBench (Xu et al., arXiv 2503.12545) photographs 200 fictitious people in 40 event scenes.
 We cannot ship those images, so this package *draws* a world with the same structure using
