@@ -125,7 +125,7 @@ def answer_logits(model: torch.nn.Module, batch: dict, feats: torch.Tensor | Non
     On the packed path (LLaVA-1.5, proven equal to the model's forward) the encoder, the
     projector and the decoder are run by hand, and with ``feats`` (the frozen encoder's
     output per item, see :func:`image_features`) the vision tower is skipped. Every other
-    family runs its own forward pass (:func:`~pebench_core.models.full_answer_logits`).
+    family runs its own forward pass (:func:`full_answer_logits`).
     """
     parts = packed_parts(model)
     if parts is None:
