@@ -1,4 +1,4 @@
-"""Stages in order, each cached under its config hash (DESIGN §8, §10).
+"""Stages in order, each cached under its config hash (design: Results and caching; Stage keys).
 
 A run folder holds one sub-folder per stage, keyed by the hash of exactly the inputs
 that stage depends on::
@@ -14,12 +14,21 @@ code the stage runs (:func:`stage_code`: the functions reachable from it, not wh
 so a fixed comment keeps the cache and an edited loss re-runs only its own method).
 Changing any input changes the hash, so a stale artifact is never reused; every write is
 atomic, so an interrupted run resumes where it stopped.
+
+Chapters hold a :class:`Run` (one configuration and its run folder) rather than calling the
+``get_*`` functions themselves: ``run.evaluation("finetune", "person").results``,
+``run.unlearned("ga", "event").trajectory``. The handle reads through the same functions
+(so the keys and the cache are the same), and the folder layout (file names, the completion
+marker) stays in this module and :mod:`pebench_core.storage`. :meth:`Run.for_seeds` builds
+and collects every run of a profile over several seeds for the analysis chapters.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from . import distributed as D
 from .config import RunConfig, config_hash
@@ -325,8 +334,8 @@ def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
         folders += [get_eval(cfg, "finetune", target, out, progress=False),
                     get_eval(cfg, "goal", target, out, progress=False)]
         folders += [get_unlearned(cfg, m, target, out, progress=False) for m in methods_for(cfg, target, methods)]
-    res = pd.concat([pd.read_parquet(f / "results.parquet") for f in folders], ignore_index=True)
-    items = pd.concat([pd.read_parquet(f / "items.parquet") for f in folders], ignore_index=True)
+    res = pd.concat([_tables(f).results for f in folders], ignore_index=True)
+    items = pd.concat([_tables(f).items for f in folders], ignore_index=True)
     if D.is_main():
         atomic_write_parquet(out / "results" / "results.parquet", res)
         atomic_write_parquet(out / "results" / "items.parquet", items)
@@ -369,7 +378,7 @@ def comparison(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
     folders = [get_eval(cfg, "finetune", target, run_dir, progress),
                get_unlearned(cfg, method, target, run_dir, progress),
                get_eval(cfg, "goal", target, run_dir, progress)]
-    return pd.concat([pd.read_parquet(f / "results.parquet") for f in folders], ignore_index=True)
+    return pd.concat([_tables(f).results for f in folders], ignore_index=True)
 
 
 def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
@@ -393,13 +402,198 @@ def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
 
 def answers_side_by_side(cfg: RunConfig, method: str, target: str, run_dir=None):
     """Every evaluated question with the finetune, ``method`` and goal answers side by side."""
-    import pandas as pd
-
     frames = {"finetune": get_eval(cfg, "finetune", target, run_dir, False),
               method: get_unlearned(cfg, method, target, run_dir, False),
               "goal": get_eval(cfg, "goal", target, run_dir, False)}
     out = None
     for name, folder in frames.items():
-        a = pd.read_parquet(folder / "answers.parquet").rename(columns={"answer": name})
+        a = _tables(folder).answers.rename(columns={"answer": name})
         out = a if out is None else out.merge(a, on=["item_id", "question"], how="outer")
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# What a chapter holds: a run handle and the outcomes it reads
+RESULTS_FILE, ITEMS_FILE, ANSWERS_FILE = "results.parquet", "items.parquet", "answers.parquet"
+TRAJECTORY_FILE = "trajectory.parquet"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An evaluated model of a run: the folder :func:`get_eval` (or :func:`get_unlearned`)
+    returned, and its tables, read from disk on each access (they are small, and a caller
+    may change the frame it gets without touching anyone else's).
+
+    ``model`` is ``finetune``, ``goal`` or the unlearning method; ``target`` the target it
+    was evaluated on.
+    """
+
+    folder: Path
+    model: str
+    target: str
+
+    def _read(self, name: str):
+        import pandas as pd
+
+        return pd.read_parquet(self.folder / name)
+
+    @property
+    def results(self):
+        """The long results rows (one per concept × metric, with provenance)."""
+        return self._read(RESULTS_FILE)
+
+    @property
+    def items(self):
+        """The per-item values behind :attr:`results`."""
+        return self._read(ITEMS_FILE)
+
+    @property
+    def answers(self):
+        """Every evaluated question with the generated answer (``item_id``, ``question``, ``answer``)."""
+        return self._read(ANSWERS_FILE)
+
+    @property
+    def meta(self) -> dict:
+        """The metadata the stage stored with its completion marker (times, counts, status)."""
+        from .storage import read_marker
+
+        return read_marker(self.folder)
+
+
+@dataclass(frozen=True)
+class UnlearningOutcome(Outcome):
+    """An unlearning run: its evaluation tables, its trajectory and the run's metadata."""
+
+    @property
+    def trajectory(self):
+        """The loss terms at every step and, every few steps, the efficacy on a forget subset."""
+        return self._read(TRAJECTORY_FILE)
+
+    @property
+    def hparams(self) -> dict:
+        """The hyper-parameters the run used."""
+        return dict(self.meta.get("hparams") or {})
+
+    @property
+    def status(self) -> str:
+        """``ok``, or why the run stopped early."""
+        return str(self.meta.get("status"))
+
+
+def _tables(folder: Path) -> Outcome:
+    """The tables of an evaluation folder, for the helpers that only have its path."""
+    return Outcome(Path(folder), "", "")
+
+
+class Run:
+    """One configuration and its run folder: what a chapter reads its models and tables through.
+
+    ``run_dir`` is resolved once (``""`` and ``None`` mean the default, ``runs/<profile>-s<seed>``).
+    Every accessor goes through the ``get_*`` functions of this module, so a stage that is
+    missing is built on first access and a built one is loaded; ``progress`` (default: the
+    handle's) decides whether a build prints its log and progress bars.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None, progress: bool = False):
+        self.cfg = cfg
+        self.dir = resolve_run_dir(cfg, run_dir)
+        self.progress = progress
+        self._world: Dataset | None = None
+
+    def __repr__(self) -> str:
+        return f"Run(profile={str(self.cfg.profile)!r}, seed={self.cfg.seed}, dir={str(self.dir)!r})"
+
+    def _progress(self, progress: bool | None) -> bool:
+        return self.progress if progress is None else progress
+
+    # -- the world and the models
+    @property
+    def world(self) -> Dataset:
+        """The run's dataset (:func:`get_world`), written on first use and kept by the handle."""
+        if self._world is None:
+            self._world = get_world(self.cfg, self.dir, progress=self.progress)
+        return self._world
+
+    def model(self, stage: str, target: str | None = None, progress: bool | None = None):
+        """The :class:`~pebench_core.models.ModelBundle` of ``stage`` (:func:`get_model`)."""
+        return get_model(self.cfg, stage, target, self.dir, progress=self._progress(progress))
+
+    def stage_info(self, stage: str, target: str | None = None) -> dict:
+        """What a built model stage stored (:func:`stage_info`): times, training history."""
+        return stage_info(self.cfg, stage, target, self.dir)
+
+    def unlearned_model(self, method: str, target: str):
+        """The finetune model with ``method``'s adapter for ``target`` on (:func:`load_unlearned_model`)."""
+        return load_unlearned_model(self.cfg, method, target, self.dir)
+
+    # -- evaluations and unlearning runs
+    def evaluation(self, model: str, target: str, progress: bool | None = None) -> Outcome:
+        """``finetune`` or ``goal`` evaluated on ``target`` (:func:`get_eval`)."""
+        return Outcome(get_eval(self.cfg, model, target, self.dir, progress=self._progress(progress)), model, target)
+
+    def unlearned(self, method: str, target: str, progress: bool | None = None) -> UnlearningOutcome:
+        """``method`` run on ``target`` and evaluated (:func:`get_unlearned`)."""
+        folder = get_unlearned(self.cfg, method, target, self.dir, progress=self._progress(progress))
+        return UnlearningOutcome(folder, method, target)
+
+    def methods_for(self, target: str, methods=None) -> list[str]:
+        """The methods run on ``target`` (:func:`methods_for`)."""
+        return methods_for(self.cfg, target, methods)
+
+    def comparison(self, method: str, target: str):
+        """Result rows of finetune, ``method`` and goal on ``target`` (:func:`comparison`)."""
+        return comparison(self.cfg, method, target, self.dir, progress=False)
+
+    def answers_side_by_side(self, method: str, target: str):
+        """Every evaluated question with the three models' answers (:func:`answers_side_by_side`)."""
+        return answers_side_by_side(self.cfg, method, target, self.dir)
+
+    def answer_likelihoods(self, method: str, target: str):
+        """The true answer's and the refusal's likelihoods before and after ``method`` (:func:`answer_likelihoods`)."""
+        return answer_likelihoods(self.cfg, method, target, self.dir)
+
+    def collect(self, methods=None, targets=None):
+        """Every evaluation gathered into ``<run>/results/``: ``(results, items)`` (:func:`collect_results`)."""
+        return collect_results(self.cfg, self.dir, methods, targets)
+
+    # -- several seeds
+    @classmethod
+    def for_seeds(cls, profile: str, seed: int = 0, seeds: str | Sequence[int] | None = "",
+                  run_dir: str | Path | None = "", overrides: Mapping | list[str] | None = None,
+                  progress: bool = False):
+        """Build (if missing) and collect every run a chapter needs: for each seed, every target
+        and method of the profile via :func:`collect_results`, then the seeds' tables
+        concatenated and checked as :func:`pebench_core.analysis.load_runs` does. Returns a
+        :class:`pebench_core.analysis.Runs`; see :func:`seed_run_dir` for where each seed lives.
+
+        ``seeds`` empty: the one seed ``seed``, in ``run_dir`` itself. Given (``"0,1,2"``): one
+        folder ``<run_dir>/s<seed>`` per seed, except that a single seed whose ``s<seed>``
+        folder is absent is read from ``run_dir`` itself (what ``pebench run --out DIR``
+        without ``--seeds`` wrote).
+        """
+        from .analysis.runs import Runs, concat_runs, parse_seeds
+        from .config import load_config
+
+        seed_list = parse_seeds(seeds, seed)
+        multi = not (seeds is None or (isinstance(seeds, str) and not seeds.strip()))
+        cfgs: dict[int, Any] = {}
+        dirs: dict[int, Path] = {}
+        frames = []
+        for s in seed_list:
+            cfg = load_config(profile, seed=s, overrides=overrides)
+            d = seed_run_dir(cfg, run_dir, multi)
+            if multi and run_dir and len(seed_list) == 1 and not d.exists():
+                # `pebench run --out DIR` (no --seeds) wrote the one seed straight into DIR
+                d = Path(run_dir).expanduser().absolute()
+            frames.append((d, *collect_results(cfg, d)))  # the tables it just wrote, not re-read
+            cfgs[s], dirs[s] = cfg, d
+            if progress:
+                print(f"[analysis] seed {s}: {d}")
+        results, items = concat_runs(frames)
+        return Runs(seed_list, cfgs, dirs, results, items)
+
+    @classmethod
+    def of_seed(cls, runs, seed: int | None = None, progress: bool = False) -> "Run":
+        """The handle of one seed (default: the first) of what :meth:`for_seeds` returned."""
+        s = runs.seeds[0] if seed is None else seed
+        return cls(runs.cfgs[s], runs.dirs[s], progress=progress)

@@ -29,3 +29,26 @@ def test_notebook_is_committed_clean_with_one_parameters_cell(path):
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, f"{path.name}: {len(params)} cells tagged 'parameters'"
     assert "overrides = []" in "".join(params[0]["source"])
+
+
+def _design_sections() -> set[str]:
+    text = (ROOT / "book" / "design.md").read_text(encoding="utf-8")
+    return {line.lstrip("#").strip() for line in text.splitlines() if line.startswith("##")}
+
+
+def test_code_cites_the_design_page_by_sections_that_exist():
+    """Comments cite book/design.md as "(design: Section; Other section)", never a file that
+    is not in the repository."""
+    import re
+
+    sections = _design_sections()
+    cited: dict[str, str] = {}
+    for path in [*(ROOT / "pebench_core").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        assert "DESIGN §" not in text, f"{path.relative_to(ROOT)} cites DESIGN §N, which is not in the repository"
+        for m in re.finditer(r"design: ([^)\n]+)\)", text):
+            for name in m.group(1).split("; "):
+                cited[name.strip()] = str(path.relative_to(ROOT))
+    assert cited, "no citation of the design page found"
+    missing = {name: where for name, where in cited.items() if name not in sections}
+    assert not missing, f"cited sections not in book/design.md: {missing}"

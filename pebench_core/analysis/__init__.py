@@ -9,7 +9,7 @@ it: ``runs`` and ``stats`` read ``schema``; ``costs`` reads ``runs``; ``tables``
   unlearning methods and their BGD variants, and the order methods and metrics are shown in.
 * :mod:`~pebench_core.analysis.runs` — loading one run folder per seed into one
   ``(results, items)`` pair (:func:`load_runs`, :func:`parse_seeds`, :class:`Runs`), and
-  :func:`gather_runs`.
+  :func:`gather_runs`, a thin wrapper around :meth:`pebench_core.pipeline.Run.for_seeds`.
 * :mod:`~pebench_core.analysis.stats` — the item bootstrap and the seed interval,
   :class:`Estimate`, :func:`summarise`, :func:`format_ci`; its docstring states the conventions
   every number of the analysis follows (higher is better, means over seeds, paired comparisons).
@@ -22,11 +22,12 @@ it: ``runs`` and ``stats`` read ``schema``; ``costs`` reads ``runs``; ``tables``
 * :mod:`~pebench_core.analysis.verdicts` — the paper's five findings tested on our runs, with a
   verdict and an explanation each.
 
-Only :func:`gather_runs` touches models: it builds the runs that are missing through
-:mod:`pebench_core.pipeline`, which trains and evaluates them. Everything else reads tables
-and files: :func:`step_costs` reads the trajectories the unlearning wrote (found through the
-pipeline's folder layout) and :func:`sequences_per_step` asks :mod:`pebench_core.losses` which
-inputs a method's loss needs; neither loads a model.
+Nothing here trains, evaluates or loads a model: building the runs that are missing is the
+pipeline's job (:meth:`pebench_core.pipeline.Run.for_seeds`; :func:`gather_runs` only forwards
+to it, importing the pipeline inside the call). The analysis reads tables and files:
+:func:`step_costs` reads the trajectories the unlearning wrote (found through the pipeline's
+folder layout) and :func:`sequences_per_step` asks :mod:`pebench_core.losses` which inputs a
+method's loss needs.
 
 Every public name is importable from here. Patch a function in the module that defines it
 (e.g. ``pebench_core.analysis.stats.summarise``): the modules import each other's functions

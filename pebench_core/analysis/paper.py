@@ -14,7 +14,7 @@ from .stats import paired_delta, summary_row
 __all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "PAPER_COLUMNS", "paper_table1_long", "paper_table2_long", "table2",
            "side_by_side", "event_scorers"]
 
-#: Table 1 of the paper as transcribed in DESIGN §11 (v1 of arXiv 2503.12545, LLaVA-class
+#: Table 1 of the paper as transcribed from the paper (v1 of arXiv 2503.12545, LLaVA-class
 #: model), numbers exactly as printed: person columns in %, event efficacy / generality /
 #: retain as G-Eval scores in [0, 1], P-scope and E-real as ROUGE-L in [0, 1], E-scope as
 #: name precision in %, POPE accuracy in % after the person run and after the event run.
@@ -32,8 +32,8 @@ PAPER_TABLE1 = pd.DataFrame(
              "E-scope (name %)", "E-real (ROUGE-L)", "POPE (after person run)", "POPE (after event run)"],
 ).set_index("model")
 
-#: Table 2 of the paper (target both) as given in DESIGN §11: person efficacy in %, event
-#: efficacy (G-Eval) in [0, 1]. DESIGN gives no retain numbers ("retain falls somewhat with BGD").
+#: Table 2 of the paper (target both) as given in the paper: person efficacy in %, event
+#: efficacy (G-Eval) in [0, 1]. The paper gives no retain numbers ("retain falls somewhat with BGD").
 PAPER_TABLE2 = pd.DataFrame(
     [["gd", 55.0, 0.36], ["gd+bgd", 63.5, 0.47], ["kl", 36.4, 0.34], ["kl+bgd", 48.1, 0.42]],
     columns=["model", "P-eff", "E-eff"],

@@ -1,6 +1,9 @@
 """Loading runs: the ``results`` and ``items`` tables of one run folder per seed, concatenated
-and checked (:func:`load_runs`), and :func:`gather_runs`, which builds the runs a chapter needs
-through the pipeline (training what is missing) and collects them into :class:`Runs`."""
+and checked (:func:`load_runs`), into :class:`Runs`.
+
+Building the runs a chapter needs (training what is missing) is the pipeline's job:
+:meth:`pebench_core.pipeline.Run.for_seeds`. :func:`gather_runs` is kept here as a thin
+wrapper around it that imports the pipeline only when called."""
 
 from __future__ import annotations
 
@@ -47,10 +50,10 @@ def load_runs(run_dirs: str | Path | Sequence[str | Path]) -> tuple[pd.DataFrame
     run_dirs = list(run_dirs)
     if not run_dirs:
         raise ConfigError("load_runs needs at least one run folder")
-    return _concat_runs([(d, *read_results(d)) for d in run_dirs])
+    return concat_runs([(d, *read_results(d)) for d in run_dirs])
 
 
-def _concat_runs(frames: Sequence[tuple[str | Path, pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def concat_runs(frames: Sequence[tuple[str | Path, pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Concatenate per-folder ``(run_dir, results, items)``, check the columns, and refuse a
     seed that appears in more than one folder."""
     results = pd.concat([r.assign(run_dir=str(d)) for d, r, _ in frames], ignore_index=True)
@@ -85,25 +88,9 @@ class Runs:
 def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None = "",
                 run_dir: str | Path | None = "", overrides: Mapping | list[str] | None = None,
                 progress: bool = False) -> Runs:
-    """Build (if missing) and collect every run a chapter needs: for each seed, every target
-    and method of the profile via :func:`pebench_core.pipeline.collect_results`, then
-    :func:`load_runs` over the seeds' folders (see :func:`pebench_core.pipeline.seed_run_dir`
-    for the layout)."""
-    from ..config import load_config
-    from ..pipeline import collect_results, seed_run_dir
+    """:meth:`pebench_core.pipeline.Run.for_seeds` (build what is missing, collect every seed),
+    under its older name. The pipeline is imported here, in the call, so that importing the
+    analysis package never imports torch."""
+    from ..pipeline import Run
 
-    seed_list = parse_seeds(seeds, seed)
-    multi = not (seeds is None or (isinstance(seeds, str) and not seeds.strip()))
-    cfgs, dirs, frames = {}, {}, []
-    for s in seed_list:
-        cfg = load_config(profile, seed=s, overrides=overrides)
-        d = seed_run_dir(cfg, run_dir, multi)
-        if multi and run_dir and len(seed_list) == 1 and not d.exists():
-            # `pebench run --out DIR` (no --seeds) wrote the one seed straight into DIR
-            d = Path(run_dir).expanduser().absolute()
-        frames.append((d, *collect_results(cfg, d)))  # the tables it just wrote, not re-read
-        cfgs[s], dirs[s] = cfg, d
-        if progress:
-            print(f"[analysis] seed {s}: {d}")
-    results, items = _concat_runs(frames)
-    return Runs(seed_list, cfgs, dirs, results, items)
+    return Run.for_seeds(profile, seed=seed, seeds=seeds, run_dir=run_dir, overrides=overrides, progress=progress)

@@ -3,7 +3,7 @@ the formatting of intervals.
 
 Conventions, followed by every table and finding of :mod:`pebench_core.analysis`:
 
-* **Every metric is higher-is-better** (DESIGN §7), so a *delta* ``a − b`` is an improvement
+* **Every metric is higher-is-better** (design: Metrics), so a *delta* ``a − b`` is an improvement
   of ``a`` over ``b``.
 * **Seeds.** A run folder holds one seed. A point estimate is the **mean over seeds** of the
   per-seed value, and the per-seed value is the mean over that seed's items (exactly the

@@ -256,7 +256,7 @@ def _count_line(t: pd.DataFrame, what: str) -> str:
 
 def findings(summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
              tests: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
-    """The paper's five findings (DESIGN §11) on our runs: one row each with ``claim``,
+    """The paper's five findings (design: The paper's numbers) on our runs: one row each with ``claim``,
     ``test``, ``verdict`` (reproduced / not reproduced / mixed / inconclusive), ``evidence``
     (the estimates with their 95 % intervals) and a one-line ``explanation`` written from
     the numbers.

@@ -1,0 +1,186 @@
+"""The chapters' generated discussion: Markdown written from the tables above it.
+
+A chapter that states its result in words ("forgetting both concepts at once lowered efficacy
+for 3 of 12 pairs …") writes those words from its numbers, so that the text follows the data
+when the chapter is re-run on other seeds, settings or a real model. Each function here takes
+the frames a chapter already shows and returns one Markdown string; none reads a file or
+loads a model, so each can be tested on a hand-made frame.
+
+* chapter 4 (one method): :func:`likelihood_race_markdown`, :func:`method_result_markdown`;
+* chapter 5 (simultaneous targets): :func:`bgd_retain_markdown`, :func:`simultaneous_markdown`;
+* chapter 6 (interference): :func:`interference_markdown`;
+* chapter 7 (leaderboard): :func:`run_overview_markdown`, :func:`step_cost_markdown` (its
+  discussion is :func:`pebench_core.analysis.findings_markdown`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .analysis.schema import UNLEARN_METHODS
+from .analysis.stats import format_ci
+
+__all__ = ["likelihood_race_markdown", "method_result_markdown", "bgd_retain_markdown", "simultaneous_markdown",
+           "interference_markdown", "run_overview_markdown", "step_cost_markdown"]
+
+
+# ------------------------------------------------------------------ chapter 4
+def likelihood_race_markdown(race: pd.DataFrame, method: str, trajectories: Mapping[str, pd.DataFrame]) -> str:
+    """One bullet per target: where the loss ended (and DPO/NPO's margin, when logged), and
+    how the true answer's and the refusal's per-token NLL and the refusal's first-token wins
+    moved from finetune to ``method``.
+
+    ``race`` is :func:`pebench_core.analysis.likelihood_race` indexed by ``(target, model)``;
+    ``trajectories`` maps each target, in the order to report, to its unlearning trajectory
+    (its last row is read).
+    """
+    lines = []
+    for t, traj in trajectories.items():
+        f, m = race.loc[(t, "finetune")], race.loc[(t, method)]
+        last = traj.iloc[-1]
+        margin = (f", a margin of {last['margin']:.1f} nats over the reference"
+                  if "margin" in last and pd.notna(last["margin"]) else "")
+        lines.append(f"* **{t}**: the loss ended at {last['loss']:.3g}{margin}. The true answer went from "
+                     f"{f.nll_true:.2f} to {m.nll_true:.2f} nats per token and the refusal from {f.nll_refusal:.2f} "
+                     f"to {m.nll_refusal:.2f}; the refusal's first token now wins on {m.refusal_first:.0%} of the forget "
+                     f"questions (finetune {f.refusal_first:.0%}).")
+    return "\n".join(lines)
+
+
+def _value(res: pd.DataFrame, target: str, model: str, concept: str, metric: str) -> float:
+    s = res[(res.target == target) & (res.method == model) & (res.concept == concept) & (res.metric == metric)]["value"]
+    return float(s.iloc[0]) if len(s) else float("nan")
+
+
+def method_result_markdown(res: pd.DataFrame, method: str, targets: Sequence[str]) -> str:
+    """One bullet per target: ``method``'s efficacy (against finetune and goal), retain and
+    scope (against finetune) on the target's own concept.
+
+    ``res`` holds result rows (``target``, ``method``, ``concept``, ``metric``, ``value``) of
+    finetune, ``method`` and goal, as :meth:`pebench_core.pipeline.Run.comparison` returns them;
+    a missing number reads ``nan``.
+    """
+    lines = []
+    for t in targets:
+        c = "person" if t == "person" else "event"
+        v = {(model, metric): _value(res, t, model, c, metric)
+             for model in ("finetune", method, "goal") for metric in ("efficacy", "retain", "scope")}
+        lines.append(f"* **{t}**: efficacy {v[method, 'efficacy']:.2f} (finetune {v['finetune', 'efficacy']:.2f}, goal "
+                     f"{v['goal', 'efficacy']:.2f}); retain {v[method, 'retain']:.2f} (finetune {v['finetune', 'retain']:.2f}); "
+                     f"scope {v[method, 'scope']:.2f} (finetune {v['finetune', 'scope']:.2f}).")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ chapter 5
+def _bgd_rows(t2: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The BGD rows (those with a base method) of :func:`pebench_core.analysis.table2` for ``metric``."""
+    return t2[(t2["metric"] == metric) & (t2["base"] != "")]
+
+
+def bgd_retain_markdown(t2: pd.DataFrame) -> str:
+    """One bullet per BGD run and concept: its retain change against the base method, with the
+    paired interval and what the interval says. ``t2`` is :func:`pebench_core.analysis.table2`."""
+    lines = []
+    for r in _bgd_rows(t2, "retain").itertuples():
+        if np.isfinite(r.delta_lo) and r.delta_hi < 0:
+            verdict = "lower retain (interval below 0)"
+        elif np.isfinite(r.delta_lo) and r.delta_lo > 0:
+            verdict = "higher retain (interval above 0)"
+        elif r.delta_lo == r.delta_hi == 0:
+            verdict = "no change at all on these images"
+        else:
+            verdict = "no change distinguishable from zero"
+        change = format_ci(r.delta, r.delta_lo, r.delta_hi)
+        lines.append(f"* **{r.method}** vs {r.base}, {r.concept} retain: {change} — {verdict}.")
+    return "\n".join(lines) or "No BGD runs in this configuration."
+
+
+def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int) -> str:
+    """Chapter 5's reading: for how many method × concept pairs forgetting both concepts at
+    once lowered (or raised) efficacy beyond noise, then one bullet per BGD run on whether it
+    gained efficacy over its base method.
+
+    ``svs`` is :func:`pebench_core.analysis.simultaneous_vs_single` (``method``, ``concept``,
+    ``delta`` with ``delta_lo``/``delta_hi``; only the base methods count), ``t2``
+    :func:`pebench_core.analysis.table2`.
+    """
+    base = svs[svs["method"].isin(UNLEARN_METHODS)]
+    down = base[base["delta_hi"] < 0]
+    up = base[base["delta_lo"] > 0]
+    same = base.drop(down.index.union(up.index))
+
+    def names(d: pd.DataFrame) -> str:
+        return ", ".join(f"{m} ({c}, {x:+.2f})" for m, c, x in zip(d["method"], d["concept"], d["delta"])) or "none"
+
+    text = [f"Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for "
+            f"{len(down)} of {len(base)} method × concept pairs: {names(down)}. It **raised** it for {len(up)}: "
+            f"{names(up)}; the remaining {len(same)} are within noise."]
+    for r in _bgd_rows(t2, "efficacy").itertuples():
+        word = "gained" if r.delta_lo > 0 else ("lost" if r.delta_hi < 0 else "changed by an amount we cannot tell from zero:")
+        text.append(f"* {r.method} against {r.base}, {r.concept} efficacy: {word} {format_ci(r.delta, r.delta_lo, r.delta_hi)}.")
+    text.append(f"\n({n_seeds} seed(s); intervals are 95 % item bootstraps. The leaderboard chapter tests the "
+                "paper's findings 4 and 5 formally.)")
+    return "\n".join(text)
+
+
+# ------------------------------------------------------------------ chapter 6
+def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seeds: int) -> str:
+    """Chapter 6's reading: per interference cell (a target × the *other* concept), how many
+    methods lowered or raised the score against finetune beyond the paired interval and which
+    was least affected; then how many image-level tests found the other concept hurt more on
+    the forget images than on the retain images (interval below 0 and p < 0.05).
+
+    ``cells`` is :func:`pebench_core.analysis.interference_table` of every method (``role``,
+    ``target``, ``measured``, ``images``, ``finetune``, ``method``, ``delta`` with
+    ``delta_lo``/``delta_hi``), ``image_tests`` the stacked summaries of
+    :func:`pebench_core.analysis.paired_image_level` (``method``, ``direction``, ``ci_hi``, ``p_value``).
+    """
+    inter = cells[cells["role"] == "interference"]
+    lines = []
+    for _, g in inter.groupby(["target", "measured"], sort=False):
+        below = g[g["delta_hi"] < 0]
+        above = g[g["delta_lo"] > 0]
+        top = g[g["delta"] == g["delta"].max()]
+        if top.empty:  # no method has a finite change here
+            least = "none (no change could be computed)"
+        else:
+            least = ("all methods tie" if len(top) == len(g) else ", ".join(top["method"])) + f" ({top['delta'].iloc[0]:+.2f})"
+        lines.append(f"* **{g['images'].iloc[0]}** (finetune {g['finetune'].iloc[0]:.2f}): lower than finetune, with a "
+                     f"paired interval below 0, for {len(below)} of {len(g)} methods ({', '.join(below['method']) or 'none'}); "
+                     f"higher for {len(above)}; least affected: {least}.")
+    sig = image_tests[(image_tests["ci_hi"] < 0) & (image_tests["p_value"] < 0.05)]
+    which = ": " + ", ".join(f"{r.method} ({r.direction})" for r in sig.itertuples()) if len(sig) else ""
+    lines.append(f"* **Image level**: the other concept suffered significantly more on the forget images than on "
+                 f"the retain images (interval below 0 and p < 0.05) in {len(sig)} of {len(image_tests)} method × "
+                 f"direction tests{which}.")
+    lines.append(f"\n({n_seeds} seed(s). The leaderboard chapter turns this into a verdict on the paper's finding 3.)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ chapter 7
+def run_overview_markdown(summary: pd.DataFrame, seeds: Sequence[int], profile: str, scorers: Sequence[str]) -> str:
+    """What stands behind the leaderboard: the seeds and profile, the event scorer, how many
+    images each number rests on (``summary['n_items']``, summed over seeds) and what the
+    intervals cover. ``summary`` is :func:`pebench_core.analysis.summarise`."""
+    return (f"* **seeds**: {len(seeds)} ({', '.join(map(str, seeds))}); profile `{profile}`\n"
+            f"* **event scorer**: {', '.join(scorers) or 'none'}; names are matched exactly (full name, normalised)\n"
+            f"* **images per number** (summed over seeds): {int(summary['n_items'].min())} to {int(summary['n_items'].max())}\n"
+            f"* **intervals**: 95 % bootstrap over images (resampled within each seed)"
+            + ("; with several seeds, a t-interval over seeds is shown too" if len(seeds) > 1 else
+               "; with one seed they say nothing about seed-to-seed variation"))
+
+
+def step_cost_markdown(costs: pd.DataFrame) -> str:
+    """Whether the sequences a step runs explain its cost: the range of seconds per sequence
+    over methods, and the factor between its ends (at most 1.5: the sequences explain it).
+    ``costs`` has one row per method with ``s_per_step`` and ``sequences`` (chapter 7's table
+    of :func:`pebench_core.analysis.step_costs`, medians over targets and seeds)."""
+    per_seq = (costs["s_per_step"] / costs["sequences"]).round(4)
+    spread = per_seq.max() / per_seq.min()
+    return (f"Seconds per sequence range from {per_seq.min():.4f} to {per_seq.max():.4f}, a factor of {spread:.2f}: "
+            + ("the sequences a step runs explain most of its cost, not the method's arithmetic."
+               if spread <= 1.5 else "more than the sequences alone explain; the loss's own arithmetic matters here.")
+            + " (Wall-clock times on the machine that built the runs, medians over targets and seeds.)")
