@@ -2,7 +2,7 @@
 #
 #   make book                 # set up .venv, run every chapter (tiny profile), build the book
 #   make test                 # set up .venv, run the test suite (what CI runs)
-#   make lint                 # ruff over the code, tests and benchmarks; mypy over the pure modules
+#   make lint                 # ruff (lint + format check) over the code, tests, benchmarks; mypy
 #   make run PROFILE=smoke SEED=3
 #
 # PROFILE is a profile name (tiny, smoke, paper) or a YAML file; SEED an integer.
@@ -54,6 +54,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check pebench_core tests benchmarks
+	$(BIN)/ruff format --check pebench_core tests benchmarks
 	$(BIN)/mypy
 
 clean:

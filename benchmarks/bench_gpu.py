@@ -60,30 +60,48 @@ def main() -> None:
     smoke = load_config("smoke")
     ds = load_dataset(write_world(generate_world(smoke.world, 0), tmp / "world", progress=False))
     texts = world_texts(ds)
-    folder = (build_llava_7b_config_folder(tmp / "llava-7b", texts) if cuda
-              else build_checkpoint("llava", tmp / "llava", texts, image_size=ds.image_size))
-    cfg = load_config("paper", overrides=[f"model.path={folder}", f"model.device={device.type}",
-                                          f"model.dtype={'bfloat16' if cuda else 'float32'}",
-                                          f"world.image_size={512 if cuda else ds.image_size}"])
+    folder = (
+        build_llava_7b_config_folder(tmp / "llava-7b", texts)
+        if cuda
+        else build_checkpoint("llava", tmp / "llava", texts, image_size=ds.image_size)
+    )
+    cfg = load_config(
+        "paper",
+        overrides=[
+            f"model.path={folder}",
+            f"model.device={device.type}",
+            f"model.dtype={'bfloat16' if cuda else 'float32'}",
+            f"world.image_size={512 if cuda else ds.image_size}",
+        ],
+    )
     skeleton = models.load_skeleton(folder, device.type, dtype)
     t0 = time.perf_counter()
     with torch.device(device):
         torch.manual_seed(0)
         model = AutoModelForImageTextToText.from_config(skeleton.base_model.config, dtype=dtype)
     model.eval()
-    bundle = models.ModelBundle(model, skeleton.processor, skeleton.tokenizer, device, dtype,
-                                {"kind": "local", "path": str(folder)})
+    bundle = models.ModelBundle(
+        model, skeleton.processor, skeleton.tokenizer, device, dtype, {"kind": "local", "path": str(folder)}
+    )
     print(f"model built on {device} in {time.perf_counter() - t0:.1f}s")
     plans = {p.stage.split()[0]: p for p in memory.stage_plans(cfg, bundle)}
     n_lm = sum(p.numel() for n, p in model.named_parameters() if bundle.family.role_of(n) == "language model")
-    report = {"device": torch.cuda.get_device_name() if cuda else "cpu", "parameters": memory.model_shape(
-        model.config, dtype).total, "rows": []}
+    report = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "parameters": memory.model_shape(model.config, dtype).total,
+        "rows": [],
+    }
 
     def row(stage, seconds, tokens, plan):
         peak = torch.cuda.max_memory_allocated() if cuda else float("nan")
-        r = {"stage": stage, "s/step": seconds, "tokens/s": tokens / seconds,
-             "MFU": 6 * n_lm * tokens / seconds / (args.peak_tflops * 1e12),
-             "peak GiB": peak / memory.GiB, "plan GiB": plan.total / memory.GiB}
+        r = {
+            "stage": stage,
+            "s/step": seconds,
+            "tokens/s": tokens / seconds,
+            "MFU": 6 * n_lm * tokens / seconds / (args.peak_tflops * 1e12),
+            "peak GiB": peak / memory.GiB,
+            "plan GiB": plan.total / memory.GiB,
+        }
         report["rows"].append(r)
         print("  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()), flush=True)
 
@@ -96,8 +114,16 @@ def main() -> None:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     with gradient_checkpointing(bundle, cuda):
-        h = train_model(bundle, enc, epochs=1, lr=cfg.train.lr, batch_size=cfg.train.batch_size, seed=0,
-                        progress=False, micro_batches=cfg.train.micro_batches)
+        h = train_model(
+            bundle,
+            enc,
+            epochs=1,
+            lr=cfg.train.lr,
+            batch_size=cfg.train.batch_size,
+            seed=0,
+            progress=False,
+            micro_batches=cfg.train.micro_batches,
+        )
     row("inject (LoRA)", h[-1]["seconds"] / len(h), tokens, plans["inject"])
     bundle.model = models.remove_lora(bundle.model)
 

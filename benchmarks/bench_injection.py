@@ -87,13 +87,11 @@ def knowledge(bundle, ds, sets, batch_size: int = 64) -> dict[str, float]:
         if not items:
             continue
         qas = items if kind == "pope" else (person_qa(items, ds) if kind == "person" else event_qa(items, ds))
-        ans = generate(bundle, [img(q.item_id) for q in qas], [q.question for q in qas], max_new_tokens=40,
-                       batch_size=batch_size)
+        ans = generate(bundle, [img(q.item_id) for q in qas], [q.question for q in qas], max_new_tokens=40, batch_size=batch_size)
         if kind == "person":
             vals = [name_match(a, ds.person(q.person).name) for a, q in zip(ans, qas)]
         elif kind == "event":
-            vals = [keyword_score(a, ds.event(q.event).keywords, ds.description(ds.item(q.item_id)))
-                    for a, q in zip(ans, qas)]
+            vals = [keyword_score(a, ds.event(q.event).keywords, ds.description(ds.item(q.item_id))) for a, q in zip(ans, qas)]
         else:
             vals = [parse_yes_no(a) == q.answer.lower().startswith("yes") for a, q in zip(ans, qas)]
         out[name] = sum(map(float, vals)) / len(vals)
@@ -119,13 +117,16 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     ap.add_argument("--items", type=int, default=160, help="questions per probe (seeded sample)")
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
-    ap.add_argument("--stages", default=None,
-                    help="comma-separated stage labels to run (their parents are added), e.g. base,finetune")
+    ap.add_argument(
+        "--stages", default=None, help="comma-separated stage labels to run (their parents are added), e.g. base,finetune"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.profile, seed=args.seed, overrides=parse_overrides(args.set))
-    print(f"profile {cfg.profile}, seed {cfg.seed}, torch threads {torch.get_num_threads()}, "
-          f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"profile {cfg.profile}, seed {cfg.seed}, torch threads {torch.get_num_threads()}, "
+        f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"train: {cfg.train}")
     tmp = tempfile.TemporaryDirectory(prefix="bench-injection-")
     t0 = time.perf_counter()
@@ -135,8 +136,7 @@ def main() -> None:
         from pebench_core.world import generate_world, write_world
 
         ds = load_dataset(write_world(generate_world(cfg.world, cfg.seed), Path(tmp.name) / "world", progress=False))
-    print(f"world: {len(ds.people)} people x {len(ds.events)} events, {ds.image_size} px "
-          f"({time.perf_counter() - t0:.1f}s)")
+    print(f"world: {len(ds.people)} people x {len(ds.events)} events, {ds.image_size} px ({time.perf_counter() - t0:.1f}s)")
 
     models = {"init": build_tiny(cfg.model, world_texts(ds), cfg.world.image_size, cfg.seed)}
     parts = describe(models["init"])
@@ -161,14 +161,26 @@ def main() -> None:
         models[label] = b
         infos[label] = {k: v for k, v in info.items() if k != "history"}
         v = info.get("vision", {})
-        rows.append({"stage": label, "wall_s": wall, "cpu_s": cpu, "load": f"{load0:.1f}->{os.getloadavg()[0]:.1f}",
-                     "vision_s": (v.get("seconds") or 0.0) if not v.get("cached") else 0.0,
-                     "llava_s": info.get("seconds_llava") or 0.0, "steps": info["steps"],
-                     "examples": info["examples"] + info["replay"], "final_loss": info["final_loss"]})
-        print(f"  {label:15s} {wall:6.1f}s wall  {cpu:6.1f}s cpu  "
-              f"(vision {rows[-1]['vision_s']:.1f}s{' shared' if v.get('cached') else ''}, llava {rows[-1]['llava_s']:.1f}s, "
-              f"{info['steps']} steps on {rows[-1]['examples']} QA)  loss {info['final_loss']:.4f}  "
-              f"load {rows[-1]['load']}", flush=True)
+        rows.append(
+            {
+                "stage": label,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "load": f"{load0:.1f}->{os.getloadavg()[0]:.1f}",
+                "vision_s": (v.get("seconds") or 0.0) if not v.get("cached") else 0.0,
+                "llava_s": info.get("seconds_llava") or 0.0,
+                "steps": info["steps"],
+                "examples": info["examples"] + info["replay"],
+                "final_loss": info["final_loss"],
+            }
+        )
+        print(
+            f"  {label:15s} {wall:6.1f}s wall  {cpu:6.1f}s cpu  "
+            f"(vision {rows[-1]['vision_s']:.1f}s{' shared' if v.get('cached') else ''}, llava {rows[-1]['llava_s']:.1f}s, "
+            f"{info['steps']} steps on {rows[-1]['examples']} QA)  loss {info['final_loss']:.4f}  "
+            f"load {rows[-1]['load']}",
+            flush=True,
+        )
     total = sum(r["wall_s"] for r in rows)
     print(f"{len(stages)} stage(s): {total:.1f}s wall, {sum(r['cpu_s'] for r in rows):.1f}s cpu")
     if "vision" in infos["base"]:
@@ -177,8 +189,7 @@ def main() -> None:
     sets = probes(ds, args.items, cfg.seed)
     t1 = time.perf_counter()
     know = {label: knowledge(models[label], ds, sets) for label, *_ in stages}
-    print(f"\nwhat each model knows ({args.items} questions per probe at most; evaluation "
-          f"{time.perf_counter() - t1:.1f}s)")
+    print(f"\nwhat each model knows ({args.items} questions per probe at most; evaluation {time.perf_counter() - t1:.1f}s)")
     labels = [s[0] for s in stages]
     print(f"{'probe':34s}" + "".join(f"{x:>16s}" for x in labels))
     for p in sets:
@@ -193,16 +204,29 @@ def main() -> None:
         met += ok
         print(f"  {model:13s} {probe:30s} {v:6.3f} {op} {bar:.2f}  {'met' if ok else 'MISSED'}")
     n_bars = sum(m in know for m, *_ in BARS)
-    print(f"  {met} of {n_bars} met; injection time {total:.0f}s"
-          + (" (budget 480s)" if len(stages) == len(STAGES) else f" ({len(stages)} of {len(STAGES)} stages)"))
+    print(
+        f"  {met} of {n_bars} met; injection time {total:.0f}s"
+        + (" (budget 480s)" if len(stages) == len(STAGES) else f" ({len(stages)} of {len(STAGES)} stages)")
+    )
     print("\nparameters:")
     print(parts.to_string(index=False))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss:.0f} MiB")
     if args.json:
-        Path(args.json).write_text(json.dumps({"stages": rows, "knowledge": know, "infos": infos,
-                                               "parameters": parts.to_dict("records"), "peak_rss_mib": rss,
-                                               "total_s": total}, indent=1, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "stages": rows,
+                    "knowledge": know,
+                    "infos": infos,
+                    "parameters": parts.to_dict("records"),
+                    "peak_rss_mib": rss,
+                    "total_s": total,
+                },
+                indent=1,
+                default=str,
+            )
+        )
     tmp.cleanup()
 
 

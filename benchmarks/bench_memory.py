@@ -75,17 +75,25 @@ def measure(family: str, ckpt: Path, ds, cfg) -> dict:
     lo.backward()
     opt.step()
     state = sum(p.numel() * p.element_size() * 2 for p in params)  # parameter + gradient
-    state += sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values() if torch.is_tensor(t)
-                 and t.ndim > 0)
+    state += sum(
+        t.numel() * t.element_size() for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.ndim > 0
+    )
     shape = memory.model_shape(b.base_model.config, torch.float32)
     seq = max(len(enc.input_ids[i]) for i in idx)
     est_act = memory.activation_bytes(shape, len(idx), seq, False, 4) + memory.logit_bytes(
-        shape, int(sum((enc.labels[i] != -100).sum() for i in idx)))
+        shape, int(sum((enc.labels[i] != -100).sum() for i in idx))
+    )
     est_state = 16.0 * shape.lora(cfg.train.lora_r)
-    return {"family": family, "weights MiB": weights / 2**20, "plan weights MiB": shape.total * 4 / 2**20,
-            "state KiB": state / 1024, "plan state KiB": est_state / 1024,
-            "activations KiB": act / 1024, "plan activations KiB": est_act / 1024,
-            "plan / measured": round(est_act / act, 2)}
+    return {
+        "family": family,
+        "weights MiB": weights / 2**20,
+        "plan weights MiB": shape.total * 4 / 2**20,
+        "state KiB": state / 1024,
+        "plan state KiB": est_state / 1024,
+        "activations KiB": act / 1024,
+        "plan activations KiB": est_act / 1024,
+        "plan / measured": round(est_act / act, 2),
+    }
 
 
 def main() -> None:
@@ -95,12 +103,9 @@ def main() -> None:
     cfg = load_config("smoke", overrides=["train.lora_r=8", "train.lora_alpha=16"])
     tmp = Path(tempfile.mkdtemp())
     ds = load_dataset(write_world(generate_world(cfg.world, 0), tmp / "world", progress=False))
-    rows = [measure(f, build_checkpoint(f, tmp / f, world_texts(ds), image_size=ds.image_size), ds, cfg)
-            for f in FAMILIES]
+    rows = [measure(f, build_checkpoint(f, tmp / f, world_texts(ds), image_size=ds.image_size), ds, cfg) for f in FAMILIES]
     with pd.option_context("display.width", 200, "display.float_format", "{:.1f}".format):
         print(pd.DataFrame(rows).to_string(index=False))
-
-
 
     from model_families import build_llava_7b_config_folder
 
@@ -109,8 +114,10 @@ def main() -> None:
     b = models.load_skeleton(folder, device="cpu", dtype="bfloat16")
     prompt, image = models.prompt_tokens(b, paper.world.image_size)
     shape = memory.model_shape(b.base_model.config, torch.bfloat16)
-    print(f"\n7B-shaped LLaVA-1.5 (paper profile): {shape.total / 1e9:.2f} B parameters, prompt {prompt} tokens "
-          f"({image} image tokens)")
+    print(
+        f"\n7B-shaped LLaVA-1.5 (paper profile): {shape.total / 1e9:.2f} B parameters, prompt {prompt} tokens "
+        f"({image} image tokens)"
+    )
     for p in memory.plan(paper, shape, prompt, image, 80 * memory.GiB, "cuda"):
         print("  " + p.describe())
 

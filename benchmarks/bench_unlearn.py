@@ -44,19 +44,22 @@ def main() -> None:
     cfg = load_config(args.profile, seed=args.seed)
     bundle = get_model(cfg, "finetune", run_dir=args.run_dir)
     ds = get_world(cfg, args.run_dir, progress=False)
-    print(f"profile {cfg.profile}, target {args.target}, {args.steps} steps, batch {cfg.unlearn.batch_size} "
-          f"forget + {cfg.unlearn.batch_size} retain, device {bundle.device}, threads {torch.get_num_threads()}")
+    print(
+        f"profile {cfg.profile}, target {args.target}, {args.steps} steps, batch {cfg.unlearn.batch_size} "
+        f"forget + {cfg.unlearn.batch_size} retain, device {bundle.device}, threads {torch.get_num_threads()}"
+    )
     runs: dict[str, list[tuple[float, float]]] = {}
     no_retain = dataclasses.replace(cfg.unlearn, retain_weight=0.0)
     for _ in range(args.repeats):
         for m in METHODS:
             target = "both" if m.endswith("+bgd") else args.target
-            runs.setdefault(m, []).append(step_cost(bundle, ds, target, m, cfg.unlearn, cfg.eval, steps=args.steps,
-                                                    seed=cfg.seed, with_setup=True))
+            runs.setdefault(m, []).append(
+                step_cost(bundle, ds, target, m, cfg.unlearn, cfg.eval, steps=args.steps, seed=cfg.seed, with_setup=True)
+            )
             if m in ("dpo", "npo"):
                 runs.setdefault(f"{m} (λ=0)", []).append(
-                    step_cost(bundle, ds, target, m, no_retain, cfg.eval, steps=args.steps, seed=cfg.seed,
-                              with_setup=True))
+                    step_cost(bundle, ds, target, m, no_retain, cfg.eval, steps=args.steps, seed=cfg.seed, with_setup=True)
+                )
     best = {m: min(v) for m, v in runs.items()}  # (seconds per step, set-up seconds) of the fastest repeat
     ga = best["ga"][0]
     print(f"{'method':10s} {'s/step':>8s} {'x GA':>6s} {'seqs':>5s} {'answers':>8s} {'ref set-up s':>13s}  repeats (ms)")
@@ -70,8 +73,10 @@ def main() -> None:
     t0 = time.perf_counter()
     ev = evaluate(bundle, ds, args.target, cfg.eval, cfg.seed)
     total = time.perf_counter() - t0
-    print(f"evaluation: {ev.n_questions} questions, generation {ev.seconds:.1f}s "
-          f"({ev.n_questions / ev.seconds:.1f} items/s), with metrics {total:.1f}s")
+    print(
+        f"evaluation: {ev.n_questions} questions, generation {ev.seconds:.1f}s "
+        f"({ev.n_questions / ev.seconds:.1f} items/s), with metrics {total:.1f}s"
+    )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

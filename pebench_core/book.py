@@ -54,8 +54,7 @@ CHAPTERS: list[Chapter] = [
     Chapter("01_world.ipynb", "01_world", "The world and the model"),
     Chapter("02_injection.ipynb", "02_injection", "The world and the model"),
     Chapter("03_measuring.ipynb", "03_measuring", "Measuring forgetting"),
-    *[Chapter("04_method.ipynb", f"04_{m}", "Unlearning methods", {"method": m}, title)
-      for m, title in METHOD_TITLES.items()],
+    *[Chapter("04_method.ipynb", f"04_{m}", "Unlearning methods", {"method": m}, title) for m, title in METHOD_TITLES.items()],
     Chapter("05_simultaneous.ipynb", "05_simultaneous", "Interference"),
     Chapter("06_interference.ipynb", "06_interference", "Interference"),
     Chapter("07_leaderboard.ipynb", "07_leaderboard", "Results"),
@@ -88,10 +87,17 @@ def _stored_key(path: Path) -> str | None:
         return None
 
 
-def execute_chapters(profile: str = "tiny", seed: int = 0, run_dir: str | None = None,
-                     only: list[str] | None = None, force: bool = False,
-                     extra: dict[str, Any] | None = None, out_dir: Path | None = None,
-                     log=print, overrides: list[str] | None = None) -> list[Chapter]:
+def execute_chapters(
+    profile: str = "tiny",
+    seed: int = 0,
+    run_dir: str | None = None,
+    only: list[str] | None = None,
+    force: bool = False,
+    extra: dict[str, Any] | None = None,
+    out_dir: Path | None = None,
+    log=print,
+    overrides: list[str] | None = None,
+) -> list[Chapter]:
     """Run every chapter's notebook with papermill into ``book/chapters/``; return the chapters run.
 
     ``overrides`` (``key=value`` strings, as ``pebench --set`` takes them) reach every chapter
@@ -129,9 +135,15 @@ def execute_chapters(profile: str = "tiny", seed: int = 0, run_dir: str | None =
         t0 = time.perf_counter()
         tmp = target.with_name(f".{target.name}.tmp.ipynb")
         try:
-            pm.execute_notebook(str(ROOT / "notebooks" / ch.source), str(tmp), parameters=params,
-                                kernel_name="python3", cwd=str(ROOT / "notebooks"),
-                                progress_bar=False, log_output=False)
+            pm.execute_notebook(
+                str(ROOT / "notebooks" / ch.source),
+                str(tmp),
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(ROOT / "notebooks"),
+                progress_bar=False,
+                log_output=False,
+            )
         except Exception:
             log(f"[book] {ch.output}: FAILED; the partly executed notebook is at {tmp}")
             raise
@@ -186,8 +198,7 @@ def build_html(root: Path = ROOT, log=print) -> Path:
     if toc.is_file():
         cmd += ["--toc", str(toc)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         raise BookBuildError(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")

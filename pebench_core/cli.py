@@ -29,8 +29,14 @@ def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--profile", default="tiny", help="tiny, smoke, paper, or a YAML file (default: tiny)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="world, model and forget-set seed (default: 0)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field, e.g. --set world.forget_share=0.2 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set world.forget_share=0.2 (repeatable)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,12 +54,18 @@ def _parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="the memory plan of every long stage for the configured model")
     _common(pl)
-    pl.add_argument("--memory-gb", type=float, default=None,
-                    help="the device memory to plan for, in GiB (default: the configured device's, which "
-                         "this machine must then have)")
-    pl.add_argument("--processes", type=int, default=1,
-                    help="devices the run is launched on (accelerate launch --num_processes); a full fine-tune "
-                         "is then sharded with FSDP")
+    pl.add_argument(
+        "--memory-gb",
+        type=float,
+        default=None,
+        help="the device memory to plan for, in GiB (default: the configured device's, which this machine must then have)",
+    )
+    pl.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="devices the run is launched on (accelerate launch --num_processes); a full fine-tune is then sharded with FSDP",
+    )
 
     b = sub.add_parser("book", help="execute every chapter with papermill, then build the HTML book")
     _common(b)
@@ -71,8 +83,10 @@ def _cmd_world(args) -> None:
     world = generate_world(cfg.world, cfg.seed)
     path = write_world(world, args.out)
     n = sum(1 for _ in (Path(path) / "images").iterdir())
-    print(f"[world] {len(world.people)} people x {len(world.events)} events, {n} images "
-          f"in {time.perf_counter() - t0:.1f}s -> {path}")
+    print(
+        f"[world] {len(world.people)} people x {len(world.events)} events, {n} images "
+        f"in {time.perf_counter() - t0:.1f}s -> {path}"
+    )
 
 
 def _cmd_run(args) -> None:
@@ -116,8 +130,10 @@ def _cmd_plan(args) -> None:
     else:
         bundle = get_model(cfg, "init")
     plans = plan_for(cfg, bundle, budget, device, args.processes)
-    print(f"memory plan for {cfg.model.path or 'the tiny model'} on {args.processes} x {device} "
-          f"({budget / GiB:.1f} GiB each, {dtype}):")
+    print(
+        f"memory plan for {cfg.model.path or 'the tiny model'} on {args.processes} x {device} "
+        f"({budget / GiB:.1f} GiB each, {dtype}):"
+    )
     for p in plans:
         print(p.describe())
         for note in p.notes:
@@ -133,8 +149,7 @@ def _cmd_book(args) -> None:
     cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)  # bad settings stop here
     only = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
     t0 = time.perf_counter()
-    chapters = execute_chapters(profile=str(args.profile), seed=cfg.seed, only=only, force=args.force,
-                                overrides=args.overrides)
+    chapters = execute_chapters(profile=str(args.profile), seed=cfg.seed, only=only, force=args.force, overrides=args.overrides)
     if only:
         from .book import CHAPTERS
 

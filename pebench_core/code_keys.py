@@ -92,8 +92,12 @@ class _StripDocstrings(ast.NodeTransformer):
     def _strip(self, node):
         self.generic_visit(node)
         body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
         return node
 
@@ -150,8 +154,11 @@ def _parsed(obj: Any) -> tuple[str, tuple[tuple[str, ...], ...], tuple[tuple[str
         elif isinstance(node, ast.Name):
             chains.add((node.id,))
         elif isinstance(node, ast.ImportFrom):
-            module = importlib.util.resolve_name("." * node.level + (node.module or ""), package) \
-                if node.level else (node.module or "")
+            module = (
+                importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                if node.level
+                else (node.module or "")
+            )
             for a in node.names:
                 imports.add((a.asname or a.name, module, a.name))
         elif isinstance(node, ast.Import):
@@ -228,19 +235,31 @@ class _Walk:
                 return self.code(base)
             return f"<{getattr(base, '__module__', '?')}.{getattr(base, '__qualname__', type(base).__name__)}>"
         if isinstance(obj, functools.partial):
-            return f"partial({self.value(obj.func, label, depth + 1)},{self.value(obj.args, label, depth + 1)}," \
-                   f"{self.value(obj.keywords, label, depth + 1)})"
+            return (
+                f"partial({self.value(obj.func, label, depth + 1)},{self.value(obj.args, label, depth + 1)},"
+                f"{self.value(obj.keywords, label, depth + 1)})"
+            )
         if isinstance(obj, dict):
-            return "{" + ",".join(f"{self.value(k, label, depth + 1)}:{self.value(v, label, depth + 1)}"
-                                  for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0]))) + "}"
+            return (
+                "{"
+                + ",".join(
+                    f"{self.value(k, label, depth + 1)}:{self.value(v, label, depth + 1)}"
+                    for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0]))
+                )
+                + "}"
+            )
         if isinstance(obj, (list, tuple)):
             return "[" + ",".join(self.value(v, label, depth + 1) for v in obj) + "]"
         if isinstance(obj, (set, frozenset)):
             return "{" + ",".join(sorted(self.value(v, label, depth + 1) for v in obj)) + "}"
         if dataclasses.is_dataclass(obj):
             cls = self.value(type(obj), label, depth + 1)
-            return cls + "(" + ",".join(f"{f.name}={self.value(getattr(obj, f.name), label, depth + 1)}"
-                                        for f in dataclasses.fields(obj)) + ")"
+            return (
+                cls
+                + "("
+                + ",".join(f"{f.name}={self.value(getattr(obj, f.name), label, depth + 1)}" for f in dataclasses.fields(obj))
+                + ")"
+            )
         if isinstance(obj, re.Pattern):
             return repr(obj)
         if isinstance(obj, Path):  # a location (the checkout's root), not code

@@ -169,10 +169,17 @@ class RunConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {},
     "smoke": {
-        "world": {"n_people": 10, "n_events": 10, "n_real_people": 3, "image_size": 32,
-                  "forget_share": 0.2},
-        "model": {"vocab_size": 700, "patch_size": 8, "vision_hidden": 32, "text_hidden": 48, "vision_layers": 1,
-                  "text_layers": 1, "vision_heads": 2, "text_heads": 2},
+        "world": {"n_people": 10, "n_events": 10, "n_real_people": 3, "image_size": 32, "forget_share": 0.2},
+        "model": {
+            "vocab_size": 700,
+            "patch_size": 8,
+            "vision_hidden": 32,
+            "text_hidden": 48,
+            "vision_layers": 1,
+            "text_layers": 1,
+            "vision_heads": 2,
+            "text_heads": 2,
+        },
         "train": {"base_epochs": 2, "finetune_epochs": 2, "vision_images": 256, "vision_epochs": 1},
         "unlearn": {"steps": 4, "eval_every": 2, "batch_size": 4},
         "eval": {"max_items": 12, "max_new_tokens": 24, "batch_size": 16},
@@ -242,9 +249,7 @@ def _apply(section_obj: _D, updates: Mapping[str, Any], section: str) -> _D:
     changes: dict[str, Any] = {}
     for key, value in updates.items():
         if key not in names:
-            raise ConfigError(
-                f"unknown field {section}.{key!s}; allowed fields of '{section}': {', '.join(names)}"
-            )
+            raise ConfigError(f"unknown field {section}.{key!s}; allowed fields of '{section}': {', '.join(names)}")
         changes[key] = _coerce(value, hints[key], f"{section}.{key}")
     return replace(section_obj, **changes)
 
@@ -282,8 +287,13 @@ def parse_overrides(pairs: list[str] | tuple[str, ...] | None) -> dict[str, Any]
     return out
 
 
-def notebook_overrides(device: str = "auto", dtype: str = "auto", model_path: str = "", data_dir: str = "",
-                       overrides: str | list[str] | tuple[str, ...] | None = ()) -> list[str]:
+def notebook_overrides(
+    device: str = "auto",
+    dtype: str = "auto",
+    model_path: str = "",
+    data_dir: str = "",
+    overrides: str | list[str] | tuple[str, ...] | None = (),
+) -> list[str]:
     """A chapter's parameters as ``key=value`` settings, the same strings ``pebench --set``
     takes: the device and dtype, a local checkpoint (``model_path``) instead of the tiny model,
     a real PEBench folder (``data_dir``) instead of the synthetic world, then the chapter's
@@ -300,13 +310,17 @@ def notebook_overrides(device: str = "auto", dtype: str = "auto", model_path: st
     extra = [overrides] if isinstance(overrides, str) else list(overrides or ())
     for item in extra:
         if not isinstance(item, str) or "=" not in item:
-            raise ConfigError(f"overrides must be key=value strings such as 'unlearn.steps=80' (what pebench --set "
-                              f"takes), got {item!r}")
+            raise ConfigError(
+                f"overrides must be key=value strings such as 'unlearn.steps=80' (what pebench --set takes), got {item!r}"
+            )
     return out + extra
 
 
-def load_config(profile: str | Path = "tiny", seed: int | None = None,
-                overrides: Mapping[str, Any] | list[str] | tuple[str, ...] | None = None) -> RunConfig:
+def load_config(
+    profile: str | Path = "tiny",
+    seed: int | None = None,
+    overrides: Mapping[str, Any] | list[str] | tuple[str, ...] | None = None,
+) -> RunConfig:
     """Build and validate a run configuration.
 
     ``profile`` is a profile name (``tiny``, ``smoke``, ``paper``) or the path of a YAML file
@@ -362,49 +376,68 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(16 <= w.image_size <= 1024, f"world.image_size must be between 16 and 1024 pixels, got {w.image_size}")
     for name in ("train_renders", "heldout_renders", "pretrain_renders", "pretrain_eval_renders"):
         _require(getattr(w, name) >= 1, f"world.{name} must be at least 1, got {getattr(w, name)}")
-    _require(w.pope_questions >= 0 and w.pope_questions % 2 == 0,
-             f"world.pope_questions must be a non-negative even number (half yes, half no), got {w.pope_questions}")
+    _require(
+        w.pope_questions >= 0 and w.pope_questions % 2 == 0,
+        f"world.pope_questions must be a non-negative even number (half yes, half no), got {w.pope_questions}",
+    )
     n_forget_people = forget_count(w.n_people, w.forget_share)
     n_forget_events = forget_count(w.n_events, w.forget_share)
-    _require(n_forget_people < w.n_people and n_forget_events < w.n_events,
-             f"world.forget_share={w.forget_share} would forget every person or every event; lower it")
+    _require(
+        n_forget_people < w.n_people and n_forget_events < w.n_events,
+        f"world.forget_share={w.forget_share} would forget every person or every event; lower it",
+    )
     _require(m.kind in MODEL_KINDS, f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
     _require(m.device in DEVICES, f"model.device must be one of {', '.join(DEVICES)}, got {m.device!r}")
     _require(m.dtype in DTYPES, f"model.dtype must be one of {', '.join(DTYPES)}, got {m.dtype!r}")
     if m.kind == "tiny":
-        _require(w.image_size % m.patch_size == 0,
-                 f"world.image_size ({w.image_size}) must be a multiple of model.patch_size ({m.patch_size})")
+        _require(
+            w.image_size % m.patch_size == 0,
+            f"world.image_size ({w.image_size}) must be a multiple of model.patch_size ({m.patch_size})",
+        )
         for hid, heads, name in ((m.vision_hidden, m.vision_heads, "vision"), (m.text_hidden, m.text_heads, "text")):
-            _require(hid > 0 and heads > 0 and hid % heads == 0,
-                     f"model.{name}_hidden ({hid}) must be a positive multiple of model.{name}_heads ({heads})")
+            _require(
+                hid > 0 and heads > 0 and hid % heads == 0,
+                f"model.{name}_hidden ({hid}) must be a positive multiple of model.{name}_heads ({heads})",
+            )
         _require(m.vocab_size >= 300, f"model.vocab_size must be at least 300, got {m.vocab_size}")
     for name in ("base_epochs", "finetune_epochs", "batch_size"):
         _require(getattr(t, name) >= 1, f"train.{name} must be at least 1, got {getattr(t, name)}")
     _require(t.lr > 0, f"train.lr must be positive, got {t.lr}")
-    _require(t.vision_epochs >= 0 and t.vision_images >= 1 and t.vision_batch_size >= 1,
-             "train.vision_epochs must be >= 0 and train.vision_images, train.vision_batch_size >= 1")
+    _require(
+        t.vision_epochs >= 0 and t.vision_images >= 1 and t.vision_batch_size >= 1,
+        "train.vision_epochs must be >= 0 and train.vision_images, train.vision_batch_size >= 1",
+    )
     _require(t.vision_lr > 0, f"train.vision_lr must be positive, got {t.vision_lr}")
     _require(0.0 <= t.replay_share <= 1.0, f"train.replay_share must be between 0 and 1, got {t.replay_share}")
     _require(t.pope_extra >= 0, f"train.pope_extra must be non-negative, got {t.pope_extra}")
     _require(t.micro_batches >= 0, f"train.micro_batches must be non-negative, got {t.micro_batches}")
     _require(t.adapter in ADAPTERS, f"train.adapter must be one of {', '.join(ADAPTERS)}, got {t.adapter!r}")
-    _require(t.lora_r >= 1 and t.lora_alpha >= 1,
-             f"train.lora_r and train.lora_alpha must be at least 1, got {t.lora_r} and {t.lora_alpha}")
-    _require(t.gradient_checkpointing in SWITCHES,
-             f"train.gradient_checkpointing must be one of {', '.join(SWITCHES)}, got {t.gradient_checkpointing!r}")
-    _require(m.max_length >= 0, f"model.max_length must be 0 (from the model) or a positive number of tokens, "
-                                f"got {m.max_length}")
+    _require(
+        t.lora_r >= 1 and t.lora_alpha >= 1,
+        f"train.lora_r and train.lora_alpha must be at least 1, got {t.lora_r} and {t.lora_alpha}",
+    )
+    _require(
+        t.gradient_checkpointing in SWITCHES,
+        f"train.gradient_checkpointing must be one of {', '.join(SWITCHES)}, got {t.gradient_checkpointing!r}",
+    )
+    _require(m.max_length >= 0, f"model.max_length must be 0 (from the model) or a positive number of tokens, got {m.max_length}")
     unknown = [x for x in u.methods if x not in METHODS]
-    _require(not unknown and len(u.methods) > 0,
-             f"unlearn.methods has unknown method(s) {unknown or '(empty)'}; allowed: {', '.join(METHODS)}")
+    _require(
+        not unknown and len(u.methods) > 0,
+        f"unlearn.methods has unknown method(s) {unknown or '(empty)'}; allowed: {', '.join(METHODS)}",
+    )
     bad_t = [x for x in u.targets if x not in TARGETS]
-    _require(not bad_t and len(u.targets) > 0,
-             f"unlearn.targets has unknown target(s) {bad_t or '(empty)'}; allowed: {', '.join(TARGETS)}")
+    _require(
+        not bad_t and len(u.targets) > 0,
+        f"unlearn.targets has unknown target(s) {bad_t or '(empty)'}; allowed: {', '.join(TARGETS)}",
+    )
     _require(u.steps >= 1, f"unlearn.steps must be at least 1, got {u.steps}")
     _require(u.lr > 0, f"unlearn.lr must be positive, got {u.lr}")
     _require(u.batch_size >= 1, f"unlearn.batch_size must be at least 1, got {u.batch_size}")
-    _require(u.lora_r >= 1 and u.lora_alpha >= 1,
-             f"unlearn.lora_r and unlearn.lora_alpha must be at least 1, got {u.lora_r} and {u.lora_alpha}")
+    _require(
+        u.lora_r >= 1 and u.lora_alpha >= 1,
+        f"unlearn.lora_r and unlearn.lora_alpha must be at least 1, got {u.lora_r} and {u.lora_alpha}",
+    )
     _require(u.retain_weight >= 0, f"unlearn.retain_weight must be non-negative, got {u.retain_weight}")
     _require(u.beta > 0, f"unlearn.beta must be positive, got {u.beta}")
     _require(u.eval_every >= 1, f"unlearn.eval_every must be at least 1, got {u.eval_every}")

@@ -31,8 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from PIL import Image, UnidentifiedImageError
 
 from .config import TARGETS, ConfigError
-from .world import (EVENTS, OBJECTS, POPE_ANSWERS, POPE_TEMPLATE, QUESTIONS, REFUSALS, Event,
-                    Person, make_splits)
+from .world import EVENTS, OBJECTS, POPE_ANSWERS, POPE_TEMPLATE, QUESTIONS, REFUSALS, Event, Person, make_splits
 
 ROLES = ("train", "heldout", "pretrain", "pretrain_eval")
 QA_KINDS = ("person", "event", "pope")
@@ -112,15 +111,18 @@ class Dataset:
     def item(self, item_id: str) -> Item:
         return self._lookup()["item"][item_id]
 
-    def items_where(self, role: str | Iterable[str] | None = None, people: Iterable[str] | None = None,
-                    events: Iterable[str] | None = None) -> list[Item]:
+    def items_where(
+        self, role: str | Iterable[str] | None = None, people: Iterable[str] | None = None, events: Iterable[str] | None = None
+    ) -> list[Item]:
         """Items matching every given filter (None = no filter), in dataset order."""
         roles = {role} if isinstance(role, str) else (set(role) if role is not None else None)
         ps = set(people) if people is not None else None
         es = set(events) if events is not None else None
-        return [i for i in self.items
-                if (roles is None or i.role in roles) and (ps is None or i.person in ps)
-                and (es is None or i.event in es)]
+        return [
+            i
+            for i in self.items
+            if (roles is None or i.role in roles) and (ps is None or i.person in ps) and (es is None or i.event in es)
+        ]
 
     def image(self, item: Item | str) -> Image.Image:
         """The item's picture as an RGB image; an unreadable file is a ConfigError."""
@@ -200,20 +202,37 @@ def load_dataset(path: str | Path, check_images: bool = True) -> Dataset:
         p = root / rel
         if check_images and not p.is_file():
             raise ConfigError(f"image {p} listed in {man} is missing; write the world again")
-        items.append(Item(id=row["id"], path=p, person=row["person"], event=row["event"], role=row["role"],
-                          render_seed=int(row["render_seed"]), objects=tuple(row.get("objects", ()))))
+        items.append(
+            Item(
+                id=row["id"],
+                path=p,
+                person=row["person"],
+                event=row["event"],
+                role=row["role"],
+                render_seed=int(row["render_seed"]),
+                objects=tuple(row.get("objects", ())),
+            )
+        )
     pj = root / "pope.jsonl"
     pope = _read_jsonl(pj, ("id", "image", "object", "answer")) if pj.is_file() else []
-    ds = Dataset(root=root, people=people, real_people=real, events=events,
-                 splits={t: {k: list(v) for k, v in s.items()} for t, s in world["splits"].items()},
-                 items=items, pope=pope, source="synthetic",
-                 has_heldout=any(i.role == "heldout" for i in items),
-                 image_size=world["config"].get("image_size"), seed=int(world["seed"]), meta=world)
+    ds = Dataset(
+        root=root,
+        people=people,
+        real_people=real,
+        events=events,
+        splits={t: {k: list(v) for k, v in s.items()} for t, s in world["splits"].items()},
+        items=items,
+        pope=pope,
+        source="synthetic",
+        has_heldout=any(i.role == "heldout" for i in items),
+        image_size=world["config"].get("image_size"),
+        seed=int(world["seed"]),
+        meta=world,
+    )
     known_p, known_e = {p.id for p in people + real}, {e.id for e in events}
     bad = next((i for i in items if i.person not in known_p or i.event not in known_e), None)
     if bad is not None:
-        raise ConfigError(f"{man}: image {bad.id} names a person or event ({bad.person}, {bad.event}) "
-                          f"that {wj} does not define")
+        raise ConfigError(f"{man}: image {bad.id} names a person or event ({bad.person}, {bad.event}) that {wj} does not define")
     return ds
 
 
@@ -234,7 +253,8 @@ OPTIONAL_ALIASES: dict[str, tuple[str, ...]] = {
     "region": ("region", "continent"),
     "keywords": ("keywords", "event_keywords"),
 }
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a an the and or but of in on at to from with without for by as is are was were be been being
 this that these those it its their his her they them he she we you i while during into onto
 over under near beside behind before after up down out off through along across around among
@@ -242,7 +262,8 @@ some any each every all both several many much more most few other such very so 
 there here where when which who whom whose what how also just only not no nor can could will
 would should may might must has have had do does did doing one two three about against
 between per via toward towards upon within
-""".split())
+""".split()
+)
 
 
 def _norm_col(name: str) -> str:
@@ -275,9 +296,14 @@ def _find_csv(root: Path, csv: str | Path | None) -> Path:
     return found[0]
 
 
-def load_pebench_folder(path: str | Path, csv: str | Path | None = None, seed: int = 0,
-                        forget_share: float = 0.1, heldout_share: float = 0.2,
-                        verify_images: bool = True) -> Dataset:
+def load_pebench_folder(
+    path: str | Path,
+    csv: str | Path | None = None,
+    seed: int = 0,
+    forget_share: float = 0.1,
+    heldout_share: float = 0.2,
+    verify_images: bool = True,
+) -> Dataset:
     """Read a local copy of the real PEBench release into a :class:`Dataset`.
 
     Expected layout (we cannot download the release here, so this is the contract)::
@@ -324,8 +350,10 @@ def load_pebench_folder(path: str | Path, csv: str | Path | None = None, seed: i
     for key, aliases in COLUMN_ALIASES.items():
         hit = next((cols[a] for a in aliases if a in cols), None)
         if hit is None:
-            raise ConfigError(f"annotation CSV {csv_path} has no '{key}' column; accepted names: "
-                              f"{', '.join(aliases)} (found: {', '.join(header) or 'no header'})")
+            raise ConfigError(
+                f"annotation CSV {csv_path} has no '{key}' column; accepted names: "
+                f"{', '.join(aliases)} (found: {', '.join(header) or 'no header'})"
+            )
         chosen[key] = hit
     for key, aliases in OPTIONAL_ALIASES.items():
         hit = next((cols[a] for a in aliases if a in cols and cols[a] not in chosen.values()), None)
@@ -350,27 +378,34 @@ def load_pebench_folder(path: str | Path, csv: str | Path | None = None, seed: i
     # People, sorted by name; events in catalogue order where the name matches.
     catalogue = {e.name: i for i, e in enumerate(EVENTS)}
     person_names = sorted({r["person"] for r in records})
-    event_names = sorted({r["event"] for r in records},
-                         key=lambda name: (catalogue.get(name.lower(), len(EVENTS)), name))
+    event_names = sorted({r["event"] for r in records}, key=lambda name: (catalogue.get(name.lower(), len(EVENTS)), name))
     pid = {name: f"p{i:03d}" for i, name in enumerate(person_names)}
     eid = {name: f"e{i:02d}" for i, name in enumerate(event_names)}
     people = []
     for name in person_names:
         first = next(r for r in records if r["person"] == name)
         age = first.get("age", "")
-        people.append(Person(id=pid[name], name=name, age=int(float(age)) if re.fullmatch(r"\d+(\.0*)?", age) else None,
-                             gender=first.get("gender") or None, profession=first.get("profession") or None,
-                             occupation_category=first.get("occupation_category") or None,
-                             birthplace=first.get("birthplace") or None, region=first.get("region") or None,
-                             traits={}, real=False))
+        people.append(
+            Person(
+                id=pid[name],
+                name=name,
+                age=int(float(age)) if re.fullmatch(r"\d+(\.0*)?", age) else None,
+                gender=first.get("gender") or None,
+                profession=first.get("profession") or None,
+                occupation_category=first.get("occupation_category") or None,
+                birthplace=first.get("birthplace") or None,
+                region=first.get("region") or None,
+                traits={},
+                real=False,
+            )
+        )
     events = []
     for name in event_names:
         descs = [r["description"] for r in records if r["event"] == name]
         desc = Counter(descs).most_common(1)[0][0]  # ties: the first seen
         kw_text = next((r.get("keywords", "") for r in records if r["event"] == name and r.get("keywords")), "")
         keywords = tuple(k.strip().lower() for k in kw_text.split(";") if k.strip()) or derive_keywords(desc)
-        events.append(Event(id=eid[name], name=name, description=desc, keywords=keywords, props=(),
-                            palette={}, layout=""))
+        events.append(Event(id=eid[name], name=name, description=desc, keywords=keywords, props=(), palette={}, layout=""))
 
     # Items, with a seeded held-out share where a pair has several images.
     by_pair: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -385,27 +420,43 @@ def load_pebench_folder(path: str | Path, csv: str | Path | None = None, seed: i
             held = set(rng.sample(range(len(recs)), k))
         for j, r in enumerate(recs):
             role = "heldout" if j in held else "train"
-            items.append(Item(id=f"{role}-{p}-{e}-{j}", path=r["file"], person=p, event=e, role=role,
-                              render_seed=-1, description=r["description"]))
+            items.append(
+                Item(
+                    id=f"{role}-{p}-{e}-{j}",
+                    path=r["file"],
+                    person=p,
+                    event=e,
+                    role=role,
+                    render_seed=-1,
+                    description=r["description"],
+                )
+            )
     if verify_images:
         for it in items:
             _verify_image(it.path)
-    splits = make_splits([p.id for p in people], [e.id for e in events], forget_share,
-                         random.Random(f"pebench-splits:{seed}"))
-    return Dataset(root=root, people=people, real_people=[], events=events, splits=splits, items=items,
-                   pope=[], source="pebench", has_heldout=any(i.role == "heldout" for i in items),
-                   image_size=None, seed=seed,
-                   meta={"csv": str(csv_path), "columns": chosen, "forget_share": forget_share,
-                         "heldout_share": heldout_share})
+    splits = make_splits([p.id for p in people], [e.id for e in events], forget_share, random.Random(f"pebench-splits:{seed}"))
+    return Dataset(
+        root=root,
+        people=people,
+        real_people=[],
+        events=events,
+        splits=splits,
+        items=items,
+        pope=[],
+        source="pebench",
+        has_heldout=any(i.role == "heldout" for i in items),
+        image_size=None,
+        seed=seed,
+        meta={"csv": str(csv_path), "columns": chosen, "forget_share": forget_share, "heldout_share": heldout_share},
+    )
 
 
 def _resolve_image(root: Path, value: str, person: str, csv_path: Path, line: int) -> Path:
     p = Path(value)
-    for cand in ([p] if p.is_absolute() else [root / p, root / person / p]):
+    for cand in [p] if p.is_absolute() else [root / p, root / person / p]:
         if cand.is_file():
             return cand
-    raise ConfigError(f"annotation CSV {csv_path} line {line}: image {value!r} not found "
-                      f"(looked in {root} and {root / person})")
+    raise ConfigError(f"annotation CSV {csv_path} line {line}: image {value!r} not found (looked in {root} and {root / person})")
 
 
 def _verify_image(path: Path) -> None:
@@ -462,10 +513,15 @@ def split_sets(dataset: Dataset, target: str) -> SplitSets:
     train = dataset.items_where(role="train")
     held = dataset.items_where(role="heldout")
     return SplitSets(
-        target=target, forget_people=sorted(fp), forget_events=sorted(fe),
-        forget=[i for i in train if is_forget(i)], retain=[i for i in train if not is_forget(i)],
-        forget_heldout=[i for i in held if is_forget(i)], retain_heldout=[i for i in held if not is_forget(i)],
-        pretrain=dataset.items_where(role="pretrain"), pretrain_eval=dataset.items_where(role="pretrain_eval"),
+        target=target,
+        forget_people=sorted(fp),
+        forget_events=sorted(fe),
+        forget=[i for i in train if is_forget(i)],
+        retain=[i for i in train if not is_forget(i)],
+        forget_heldout=[i for i in held if is_forget(i)],
+        retain_heldout=[i for i in held if not is_forget(i)],
+        pretrain=dataset.items_where(role="pretrain"),
+        pretrain_eval=dataset.items_where(role="pretrain_eval"),
     )
 
 
@@ -476,14 +532,13 @@ def person_answer(name: str) -> str:
 
 
 def person_qa(items: Iterable[Item], dataset: Dataset) -> list[QA]:
-    """"Who is the person in the image?" → "<Full Name>." for each item."""
+    """ "Who is the person in the image?" → "<Full Name>." for each item."""
     q = QUESTIONS["person"]
-    return [QA(i.id, i.path, q, person_answer(dataset.person(i.person).name), "person", i.person, i.event)
-            for i in items]
+    return [QA(i.id, i.path, q, person_answer(dataset.person(i.person).name), "person", i.person, i.event) for i in items]
 
 
 def event_qa(items: Iterable[Item], dataset: Dataset) -> list[QA]:
-    """"What is happening in the image?" → the event description for each item."""
+    """ "What is happening in the image?" → the event description for each item."""
     q = QUESTIONS["event"]
     return [QA(i.id, i.path, q, dataset.description(i), "event", i.person, i.event) for i in items]
 
@@ -495,8 +550,18 @@ def pope_qa(dataset: Dataset, role: str | None = "pretrain_eval") -> list[QA]:
         it = dataset.item(row["image"])
         if role is not None and it.role != role:
             continue
-        out.append(QA(it.id, it.path, row.get("question") or POPE_TEMPLATE.format(obj=row["object"]),
-                      POPE_ANSWERS[row["answer"]], "pope", it.person, it.event, row["object"]))
+        out.append(
+            QA(
+                it.id,
+                it.path,
+                row.get("question") or POPE_TEMPLATE.format(obj=row["object"]),
+                POPE_ANSWERS[row["answer"]],
+                "pope",
+                it.person,
+                it.event,
+                row["object"],
+            )
+        )
     return out
 
 

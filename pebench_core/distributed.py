@@ -30,9 +30,22 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["world_size", "rank", "is_main", "barrier", "init", "all_reduce_grads", "all_reduce_sum",
-           "all_gather_objects", "gather_cat", "shard_slice", "device_for_rank", "shard_model", "is_sharded",
-           "full_state_dict"]
+__all__ = [
+    "world_size",
+    "rank",
+    "is_main",
+    "barrier",
+    "init",
+    "all_reduce_grads",
+    "all_reduce_sum",
+    "all_gather_objects",
+    "gather_cat",
+    "shard_slice",
+    "device_for_rank",
+    "shard_model",
+    "is_sharded",
+    "full_state_dict",
+]
 
 
 def world_size() -> int:
@@ -85,7 +98,7 @@ def all_reduce_grads(params: Sequence[torch.nn.Parameter]) -> None:
     off = 0
     for p, g in zip(params, grads):
         n = g.numel()
-        p.grad = flat[off:off + n].view_as(p).to(p.dtype)
+        p.grad = flat[off : off + n].view_as(p).to(p.dtype)
         off += n
 
 

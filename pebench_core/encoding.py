@@ -72,17 +72,24 @@ class EncodedQA:
     def subset(self, idx: Sequence[int]) -> "EncodedQA":
         """The items ``idx`` (sharing the image inputs)."""
         idx = list(idx)
-        return EncodedQA([self.input_ids[i] for i in idx], [self.labels[i] for i in idx], self.vision,
-                         [self.qa[i] for i in idx], self.rows(idx), self.features,
-                         [self.tokens[i] for i in idx])
+        return EncodedQA(
+            [self.input_ids[i] for i in idx],
+            [self.labels[i] for i in idx],
+            self.vision,
+            [self.qa[i] for i in idx],
+            self.rows(idx),
+            self.features,
+            [self.tokens[i] for i in idx],
+        )
 
 
 def _image_key(q: Any) -> Any:
     return getattr(q, "image_path", None) or getattr(q, "item_id", None) or id(q)
 
 
-def encode_qa(bundle: ModelBundle, qa: Sequence, load_image: Callable, max_length: int | None = None,
-              chunk: int = 128) -> EncodedQA:
+def encode_qa(
+    bundle: ModelBundle, qa: Sequence, load_image: Callable, max_length: int | None = None, chunk: int = 128
+) -> EncodedQA:
     """Encode ``qa`` (objects with ``image``/``image_path``, ``question``, ``answer``) through the
     model's processor.
 
@@ -101,7 +108,7 @@ def encode_qa(bundle: ModelBundle, qa: Sequence, load_image: Callable, max_lengt
     vision: list[dict | None] = [None] * len(first)
     decoded: dict[Any, Any] = {}
     for start in range(0, len(qa), chunk):
-        part = qa[start:start + chunk]
+        part = qa[start : start + chunk]
         # load_image runs once per distinct image; the processor still needs one per prompt.
         imgs = []
         for j, q in enumerate(part):
@@ -127,9 +134,14 @@ def collate(enc: EncodedQA, idx: Sequence[int], pad_id: int) -> dict:
     the per-token inputs and the image inputs), as :func:`~pebench_core.models.encode_train`
     would build it."""
     idx = list(idx)
-    return pad_batch([enc.input_ids[i] for i in idx], [enc.tokens[i] for i in idx],
-                     [enc.vision[int(r)] for r in enc.rows(idx)], pad_id, "right",
-                     [enc.labels[i] for i in idx])
+    return pad_batch(
+        [enc.input_ids[i] for i in idx],
+        [enc.tokens[i] for i in idx],
+        [enc.vision[int(r)] for r in enc.rows(idx)],
+        pad_id,
+        "right",
+        [enc.labels[i] for i in idx],
+    )
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -142,8 +154,8 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> 
     window = batch_size * 50
     batches = []
     for s in range(0, len(order), window):
-        chunk = sorted(order[s:s + window], key=lambda i: lengths[i])
-        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+        chunk = sorted(order[s : s + window], key=lambda i: lengths[i])
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
 

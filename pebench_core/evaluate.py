@@ -101,17 +101,18 @@ def plan(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> EvalPlan:
     return EvalPlan(target, sets)
 
 
-def answer_all(bundle: ModelBundle, ds: Dataset, qas: Sequence[QA], cfg: EvalConfig,
-               load_image: Callable | None = None) -> dict[tuple[str, str], str]:
+def answer_all(
+    bundle: ModelBundle, ds: Dataset, qas: Sequence[QA], cfg: EvalConfig, load_image: Callable | None = None
+) -> dict[tuple[str, str], str]:
     """Generate an answer to every question; keyed by (item id, question)."""
     load = load_image or (lambda q: ds.image(q.item_id))
-    answers = generate(bundle, [load(q) for q in qas], [q.question for q in qas],
-                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+    answers = generate(
+        bundle, [load(q) for q in qas], [q.question for q in qas], max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size
+    )
     return {(q.item_id, q.question): a for q, a in zip(qas, answers)}
 
 
-def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str], str],
-                         scorer) -> list[M.MetricResult]:
+def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str], str], scorer) -> list[M.MetricResult]:
     """The metric results of plan ``p`` from a table of answers (pure: no model involved)."""
     out: list[M.MetricResult] = []
 
@@ -120,10 +121,12 @@ def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str]
 
     for concept in CONCEPTS_OF[p.target]:
         other = "event" if concept == "person" else "person"
-        for split, fn_p, fn_e in (("forget", M.person_efficacy, M.event_efficacy),
-                                  ("heldout", M.person_generality, M.event_generality),
-                                  ("retain", M.person_retain, M.event_retain),
-                                  ("real", M.person_real, M.event_real)):
+        for split, fn_p, fn_e in (
+            ("forget", M.person_efficacy, M.event_efficacy),
+            ("heldout", M.person_generality, M.event_generality),
+            ("retain", M.person_retain, M.event_retain),
+            ("real", M.person_real, M.event_real),
+        ):
             items = p.sets.get(f"{concept}:{split}")
             if not items:
                 continue
@@ -144,8 +147,14 @@ def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str]
             out.append(dataclasses.replace(r, name=name))
         if "pope" in p.sets:
             qas = p.sets["pope"]
-            out.append(M.world_fact(ans(qas), [q.answer.lower().startswith("yes") for q in qas],
-                                    [f"{q.item_id}:{q.object}" for q in qas], concept=concept))
+            out.append(
+                M.world_fact(
+                    ans(qas),
+                    [q.answer.lower().startswith("yes") for q in qas],
+                    [f"{q.item_id}:{q.object}" for q in qas],
+                    concept=concept,
+                )
+            )
     return out
 
 
@@ -166,12 +175,17 @@ class Evaluation:
     n_questions: int
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"concept": r.concept, "metric": r.name, "value": r.value, "n": r.n,
-                              "scorer": r.scorer or "name_match"} for r in self.results])
+        return pd.DataFrame(
+            [
+                {"concept": r.concept, "metric": r.name, "value": r.value, "n": r.n, "scorer": r.scorer or "name_match"}
+                for r in self.results
+            ]
+        )
 
 
-def evaluate(bundle: ModelBundle, ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0,
-             scorer=None, load_image: Callable | None = None) -> Evaluation:
+def evaluate(
+    bundle: ModelBundle, ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0, scorer=None, load_image: Callable | None = None
+) -> Evaluation:
     """Every metric of ``target`` for one model (the adapter, if any, is on)."""
     p = plan(ds, target, cfg, seed)
     qas = p.questions(ds)
@@ -184,8 +198,9 @@ def evaluate(bundle: ModelBundle, ds: Dataset, target: str, cfg: EvalConfig, see
     return Evaluation(target, results, table, secs, len(qas))
 
 
-def knowledge_report(bundle: ModelBundle, ds: Dataset, cfg: EvalConfig, seed: int = 0,
-                     forget_target: str = "person", scorer=None) -> pd.DataFrame:
+def knowledge_report(
+    bundle: ModelBundle, ds: Dataset, cfg: EvalConfig, seed: int = 0, forget_target: str = "person", scorer=None
+) -> pd.DataFrame:
     """What a model knows, question by question (chapter 2's table): one row per probe with
     the share answered right (names: exact full-name match; events: the event score).
 
@@ -220,11 +235,15 @@ def knowledge_report(bundle: ModelBundle, ds: Dataset, cfg: EvalConfig, seed: in
             vals = [float(M.name_match(x, ds.person(i.person).name)) for x, i in zip(a, items)]
         else:
             vals = list(scorer.score(a, [_event_ref(ds, i) for i in items]))
-        rows.append({"probe": name, "score": sum(vals) / len(vals), "n": len(vals),
-                     "measure": "name match" if kind == "person" else f"event score ({scorer.name})"})
+        rows.append(
+            {
+                "probe": name,
+                "score": sum(vals) / len(vals),
+                "n": len(vals),
+                "measure": "name match" if kind == "person" else f"event score ({scorer.name})",
+            }
+        )
     if pope:
-        r = M.world_fact([answers[(q.item_id, q.question)] for q in pope],
-                         [q.answer.lower().startswith("yes") for q in pope])
-        rows.append({"probe": "POPE yes/no objects (pre-training world)", "score": r.value, "n": r.n,
-                     "measure": "accuracy"})
+        r = M.world_fact([answers[(q.item_id, q.question)] for q in pope], [q.answer.lower().startswith("yes") for q in pope])
+        rows.append({"probe": "POPE yes/no objects (pre-training world)", "score": r.value, "n": r.n, "measure": "accuracy"})
     return pd.DataFrame(rows)

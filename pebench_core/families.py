@@ -57,8 +57,10 @@ class Family:
         for part in path.split("."):
             m = getattr(m, part, None)
             if m is None:
-                raise ConfigError(f"a {self.title} model ({type(unwrap(model)).__name__}) has no module {path!r}; "
-                                  "the family table in pebench_core/families.py does not match this checkpoint")
+                raise ConfigError(
+                    f"a {self.title} model ({type(unwrap(model)).__name__}) has no module {path!r}; "
+                    "the family table in pebench_core/families.py does not match this checkpoint"
+                )
         return m
 
     def language_model_of(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -69,8 +71,11 @@ class Family:
         of the unwrapped model (the longest matching path wins: Qwen2-VL's merger is the
         projector although it sits inside the vision tower)."""
         best, role = "", "language model"
-        for r, paths in (("vision tower", self.vision_tower), ("projector", self.projector),
-                         ("language model", (self.language_model,))):
+        for r, paths in (
+            ("vision tower", self.vision_tower),
+            ("projector", self.projector),
+            ("language model", (self.language_model,)),
+        ):
             for p in paths:
                 if (name == p or name.startswith(p + ".")) and len(p) > len(best):
                     best, role = p, r
@@ -90,20 +95,45 @@ class Family:
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("llava", "LLaVA-1.5", ("llava",), "model.language_model", ("model.vision_tower",),
-           ("model.multi_modal_projector",), packed=True),
-    Family("llava_next", "LLaVA-NeXT", ("llava_next",), "model.language_model", ("model.vision_tower",),
-           ("model.multi_modal_projector", "model.image_newline")),
-    Family("qwen2_vl", "Qwen2-VL", ("qwen2_vl",), "model.language_model", ("model.visual",),
-           ("model.visual.merger",), flat_vision=(("pixel_values", "image_grid_thw"),),
-           image_only_processor=("<|image_pad|>", "<|video_pad|>")),
-    Family("qwen2_5_vl", "Qwen2.5-VL", ("qwen2_5_vl",), "model.language_model", ("model.visual",),
-           ("model.visual.merger",), flat_vision=(("pixel_values", "image_grid_thw"),),
-           image_only_processor=("<|image_pad|>", "<|video_pad|>")),
-    Family("idefics3", "Idefics3 / SmolVLM", ("idefics3",), "model.text_model", ("model.vision_model",),
-           ("model.connector",)),
-    Family("gemma3", "Gemma 3", ("gemma3",), "model.language_model", ("model.vision_tower",),
-           ("model.multi_modal_projector",)),
+    Family(
+        "llava",
+        "LLaVA-1.5",
+        ("llava",),
+        "model.language_model",
+        ("model.vision_tower",),
+        ("model.multi_modal_projector",),
+        packed=True,
+    ),
+    Family(
+        "llava_next",
+        "LLaVA-NeXT",
+        ("llava_next",),
+        "model.language_model",
+        ("model.vision_tower",),
+        ("model.multi_modal_projector", "model.image_newline"),
+    ),
+    Family(
+        "qwen2_vl",
+        "Qwen2-VL",
+        ("qwen2_vl",),
+        "model.language_model",
+        ("model.visual",),
+        ("model.visual.merger",),
+        flat_vision=(("pixel_values", "image_grid_thw"),),
+        image_only_processor=("<|image_pad|>", "<|video_pad|>"),
+    ),
+    Family(
+        "qwen2_5_vl",
+        "Qwen2.5-VL",
+        ("qwen2_5_vl",),
+        "model.language_model",
+        ("model.visual",),
+        ("model.visual.merger",),
+        flat_vision=(("pixel_values", "image_grid_thw"),),
+        image_only_processor=("<|image_pad|>", "<|video_pad|>"),
+    ),
+    Family("idefics3", "Idefics3 / SmolVLM", ("idefics3",), "model.text_model", ("model.vision_model",), ("model.connector",)),
+    Family("gemma3", "Gemma 3", ("gemma3",), "model.language_model", ("model.vision_tower",), ("model.multi_modal_projector",)),
 )
 
 _BY_TYPE = {t: f for f in FAMILIES for t in f.model_types}
@@ -120,15 +150,18 @@ def family_for_type(model_type: str | None, architectures: Any = None, where: st
     fam = _BY_TYPE.get(str(model_type))
     if fam is None:
         arch = ", ".join(architectures or []) or "unknown architecture"
-        raise ConfigError(f"{where} is a '{model_type}' model ({arch}), which the adapter cannot drive; "
-                          f"supported families: {supported_families()}")
+        raise ConfigError(
+            f"{where} is a '{model_type}' model ({arch}), which the adapter cannot drive; "
+            f"supported families: {supported_families()}"
+        )
     return fam
 
 
 def family_of(model: torch.nn.Module) -> Family:
     cfg = unwrap(model).config
-    return family_for_type(getattr(cfg, "model_type", None), getattr(cfg, "architectures", None),
-                           f"the model {type(unwrap(model)).__name__}")
+    return family_for_type(
+        getattr(cfg, "model_type", None), getattr(cfg, "architectures", None), f"the model {type(unwrap(model)).__name__}"
+    )
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -30,11 +30,30 @@ from .encoding import EncodedQA
 from .families import family_of
 from .models import ModelBundle, model_device_dtype, move_batch, pad_batch
 
-__all__ = ["packed_parts", "vision_tower_of", "vision_trainable", "set_vision_trainable", "vision_state",
-           "load_vision_state", "vision_hidden", "image_features", "merged_embeddings", "answer_logits",
-           "answer_positions", "FEATURE_CACHE_BYTES", "feature_cache_fits", "answer_window", "full_answer_logits",
-           "sequence_logprobs", "padded_batch", "PackedBatch", "pack_batch", "packed_logits", "encoder_output",
-           "answer_pass"]
+__all__ = [
+    "packed_parts",
+    "vision_tower_of",
+    "vision_trainable",
+    "set_vision_trainable",
+    "vision_state",
+    "load_vision_state",
+    "vision_hidden",
+    "image_features",
+    "merged_embeddings",
+    "answer_logits",
+    "answer_positions",
+    "FEATURE_CACHE_BYTES",
+    "feature_cache_fits",
+    "answer_window",
+    "full_answer_logits",
+    "sequence_logprobs",
+    "padded_batch",
+    "PackedBatch",
+    "pack_batch",
+    "packed_logits",
+    "encoder_output",
+    "answer_pass",
+]
 
 
 def packed_parts(model: torch.nn.Module):
@@ -89,15 +108,16 @@ def image_features(bundle: ModelBundle, pixel_values: torch.Tensor, batch_size: 
     """The frozen encoder's output for ``pixel_values`` (``[N, tokens, dim]``, CPU, float32)."""
     parts = packed_parts(bundle.model)
     if parts is None:
-        raise ValueError(f"image_features runs on the packed path only; a {bundle.family.title} model runs its own "
-                         "forward pass")
+        raise ValueError(f"image_features runs on the packed path only; a {bundle.family.title} model runs its own forward pass")
     inner = parts[1]
     tower = inner.vision_tower
     was = tower.training
     tower.eval()
     try:
-        out = [vision_hidden(inner, pixel_values[s:s + batch_size].to(bundle.device, bundle.dtype)).float().cpu()
-               for s in range(0, len(pixel_values), batch_size)]
+        out = [
+            vision_hidden(inner, pixel_values[s : s + batch_size].to(bundle.device, bundle.dtype)).float().cpu()
+            for s in range(0, len(pixel_values), batch_size)
+        ]
     finally:
         tower.train(was)
     return torch.cat(out)
@@ -113,8 +133,9 @@ def merged_embeddings(inner, input_ids: torch.Tensor, feats: torch.Tensor) -> to
     return embeds.masked_scatter(mask, img.reshape(-1, img.shape[-1]).to(embeds.dtype))
 
 
-def answer_logits(model: torch.nn.Module, batch: dict, feats: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def answer_logits(
+    model: torch.nn.Module, batch: dict, feats: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The output head on the answer positions of a batch only.
 
     Returns ``(logits [N, V] float32, targets [N], rows [N])``: one row per answer token of
@@ -255,8 +276,7 @@ def _answer_start(labels: torch.Tensor) -> int:
     return int(hit[0]) if len(hit) else len(labels)
 
 
-def pack_batch(parts: list[tuple[EncodedQA, list[int]]], branch_of: dict[int, int] | None = None,
-             pad_id: int = 0) -> PackedBatch:
+def pack_batch(parts: list[tuple[EncodedQA, list[int]]], branch_of: dict[int, int] | None = None, pad_id: int = 0) -> PackedBatch:
     """Pack the items ``idx`` of each encoded set into one :class:`PackedBatch`, a row per
     prompt, right-padded with ``pad_id``.
 
@@ -266,8 +286,9 @@ def pack_batch(parts: list[tuple[EncodedQA, list[int]]], branch_of: dict[int, in
     branch_of = dict(branch_of or {})
     for j, i in branch_of.items():
         if not (0 <= i < j < len(parts)) or i in branch_of or list(parts[i][1]) != list(parts[j][1]):
-            raise ValueError(f"pack_batch: set {j} can only be a branch of an earlier, non-branch set "
-                             f"with the same items (got {i})")
+            raise ValueError(
+                f"pack_batch: set {j} can only be a branch of an earlier, non-branch set with the same items (got {i})"
+            )
     branches = {i: j for j, i in branch_of.items()}
     # Per row: (token ids, positions, branch per token, [(set, item, answer offset, labels)])
     layout = []
@@ -327,8 +348,9 @@ def packed_logits(model, row: PackedBatch, feats: torch.Tensor, device, dtype) -
     # An additive mask works with every attention implementation (eager adds it; SDPA takes it).
     bias = torch.zeros(row.mask.shape, dtype=embeds.dtype, device=device)
     bias.masked_fill_(~row.mask.to(device), torch.finfo(embeds.dtype).min)
-    hidden = inner.language_model(inputs_embeds=embeds, attention_mask=bias, position_ids=row.position_ids.to(device),
-                                  use_cache=False).last_hidden_state
+    hidden = inner.language_model(
+        inputs_embeds=embeds, attention_mask=bias, position_ids=row.position_ids.to(device), use_cache=False
+    ).last_hidden_state
     return base.lm_head(hidden.reshape(-1, hidden.shape[-1])[row.pred.to(device)]).float()
 
 
@@ -340,9 +362,9 @@ def encoder_output(inner, e: EncodedQA, rows: list[int], device, dtype) -> torch
         return vision_hidden(inner, pixels.to(device, dtype))
 
 
-def answer_pass(model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, device, dtype,
-                branch_of: dict[int, int] | None = None
-                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+def answer_pass(
+    model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, device, dtype, branch_of: dict[int, int] | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
     """One forward pass over the ``parts``; per part ``(logits [N, V], targets [N], rows [N],
     n_items)`` on its answer positions only (rows counted within the part).
 

@@ -19,8 +19,7 @@ from .unlearn import answer_pass, unlearn_sets
 
 
 @torch.no_grad()
-def answer_likelihoods(bundle: ModelBundle, ds: Dataset, target: str, seed: int = 0,
-                       batch_size: int = 32) -> pd.DataFrame:
+def answer_likelihoods(bundle: ModelBundle, ds: Dataset, target: str, seed: int = 0, batch_size: int = 32) -> pd.DataFrame:
     """What ``bundle``'s model thinks of each forget question's two candidate answers: the
     true one and the refusal the preference methods train towards.
 
@@ -53,5 +52,11 @@ def answer_likelihoods(bundle: ModelBundle, ds: Dataset, target: str, seed: int 
                 cols[f"logp_first_{a}"] += first_lp.cpu().tolist()
     finally:
         model.train(was)
-    return pd.DataFrame({"item_id": [q.item_id for q in sets.forget], "question": [q.question for q in sets.forget],
-                         "concept": sets.forget_concepts, **cols})
+    return pd.DataFrame(
+        {
+            "item_id": [q.item_id for q in sets.forget],
+            "question": [q.question for q in sets.forget],
+            "concept": sets.forget_concepts,
+            **cols,
+        }
+    )

@@ -75,8 +75,9 @@ __all__ = [
 # Per-sequence statistics from logits
 
 
-def answer_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def answer_logprobs(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sequence answer log-likelihood of a causal LM.
 
     ``logits`` ``[B, T, V]`` and ``labels`` ``[B, T]`` are aligned the Hugging Face way
@@ -90,8 +91,9 @@ def answer_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: in
     positions carry ``ignore_index``. Computed in float32. ``n_tokens`` is a float tensor.
     """
     if logits.dim() != 3 or labels.dim() != 2 or logits.shape[:2] != labels.shape:
-        raise ValueError(f"answer_logprobs: logits must be [B, T, V] and labels [B, T]; "
-                         f"got {tuple(logits.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"answer_logprobs: logits must be [B, T, V] and labels [B, T]; got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
     b, t, _ = logits.shape
     shift_labels = labels[:, 1:]
     mask = shift_labels != ignore_index
@@ -111,8 +113,7 @@ def shifted_answer_mask(labels: torch.Tensor, ignore_index: int = -100) -> torch
     return mask
 
 
-def kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor,
-                    answer_mask: torch.Tensor) -> torch.Tensor:
+def kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
     """Per-sequence ``KL(ref ‖ θ)`` averaged over answer tokens, shape ``[B]``.
 
     For each position ``t`` with ``answer_mask[b, t]`` true (the mask is aligned with the
@@ -126,8 +127,10 @@ def kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor,
     A sequence without answer positions is an error.
     """
     if logits_theta.shape != logits_ref.shape or logits_theta.shape[:2] != answer_mask.shape:
-        raise ValueError(f"kl_per_sequence: logits_theta {tuple(logits_theta.shape)}, logits_ref "
-                         f"{tuple(logits_ref.shape)} and answer_mask {tuple(answer_mask.shape)} disagree")
+        raise ValueError(
+            f"kl_per_sequence: logits_theta {tuple(logits_theta.shape)}, logits_ref "
+            f"{tuple(logits_ref.shape)} and answer_mask {tuple(answer_mask.shape)} disagree"
+        )
     mask = answer_mask.bool()
     counts = mask.sum(dim=1)
     if bool((counts == 0).any()):
@@ -145,8 +148,9 @@ def packed_token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.
     return lf.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
 
 
-def packed_answer_logprobs(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
-                           n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+def packed_answer_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, n_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`answer_logprobs` for logits kept on answer positions only.
 
     ``logits`` ``[N, V]`` holds one row per answer token, ``targets`` ``[N]`` the token it
@@ -156,24 +160,30 @@ def packed_answer_logprobs(logits: torch.Tensor, targets: torch.Tensor, rows: to
     gets ``0`` and ``0``.
     """
     if logits.dim() != 2 or targets.shape != logits.shape[:1] or rows.shape != targets.shape:
-        raise ValueError(f"packed_answer_logprobs: logits must be [N, V] with targets and rows [N]; got "
-                         f"{tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(rows.shape)}")
+        raise ValueError(
+            f"packed_answer_logprobs: logits must be [N, V] with targets and rows [N]; got "
+            f"{tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(rows.shape)}"
+        )
     tok = packed_token_logprobs(logits, targets)
     logp = tok.new_zeros(n_rows).index_add(0, rows, tok)
     n = tok.new_zeros(n_rows).index_add(0, rows, torch.ones_like(tok))
     return logp, n
 
 
-def packed_kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor, rows: torch.Tensor,
-                           n_rows: int) -> torch.Tensor:
+def packed_kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """:func:`kl_per_sequence` for logits kept on answer positions only (``[N, V]`` each,
     ``rows`` ``[N]`` as in :func:`packed_answer_logprobs`): ``[n_rows]``, the mean over each
     sequence's answer tokens of ``KL(ref ‖ θ)``. A sequence with no answer token is an error."""
     if logits_theta.shape != logits_ref.shape or logits_theta.dim() != 2 or rows.shape != logits_theta.shape[:1]:
-        raise ValueError(f"packed_kl_per_sequence: logits_theta {tuple(logits_theta.shape)}, logits_ref "
-                         f"{tuple(logits_ref.shape)} and rows {tuple(rows.shape)} disagree")
-    per_tok = kl_per_sequence(logits_theta.unsqueeze(1), logits_ref.unsqueeze(1),
-                              torch.ones(logits_theta.shape[0], 1, dtype=torch.bool, device=logits_theta.device))
+        raise ValueError(
+            f"packed_kl_per_sequence: logits_theta {tuple(logits_theta.shape)}, logits_ref "
+            f"{tuple(logits_ref.shape)} and rows {tuple(rows.shape)} disagree"
+        )
+    per_tok = kl_per_sequence(
+        logits_theta.unsqueeze(1),
+        logits_ref.unsqueeze(1),
+        torch.ones(logits_theta.shape[0], 1, dtype=torch.bool, device=logits_theta.device),
+    )
     tot = per_tok.new_zeros(n_rows).index_add(0, rows, per_tok)
     n = per_tok.new_zeros(n_rows).index_add(0, rows, torch.ones_like(per_tok))
     if bool((n == 0).any()):
@@ -186,10 +196,17 @@ def packed_kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor,
 
 
 INPUT_FIELDS = (
-    "forget_logp_sum", "forget_n_tokens", "forget_ref_logp_sum",
-    "refusal_logp_sum", "refusal_n_tokens", "refusal_ref_logp_sum",
-    "retain_logp_sum", "retain_n_tokens", "retain_kl",
-    "forget_concepts", "retain_concepts",
+    "forget_logp_sum",
+    "forget_n_tokens",
+    "forget_ref_logp_sum",
+    "refusal_logp_sum",
+    "refusal_n_tokens",
+    "refusal_ref_logp_sum",
+    "retain_logp_sum",
+    "retain_n_tokens",
+    "retain_kl",
+    "forget_concepts",
+    "retain_concepts",
 )
 
 
@@ -317,12 +334,16 @@ def _f(x: torch.Tensor) -> float:
 
 def _retain_nll(inp: LossInputs, method: str) -> torch.Tensor:
     inp.require(method, "retain_logp_sum", "retain_n_tokens")
-    return sequence_nll(_given(inp.retain_logp_sum, method, "retain_logp_sum"),
-                        _given(inp.retain_n_tokens, method, "retain_n_tokens"), "retain_logp_sum").mean()
+    return sequence_nll(
+        _given(inp.retain_logp_sum, method, "retain_logp_sum"),
+        _given(inp.retain_n_tokens, method, "retain_n_tokens"),
+        "retain_logp_sum",
+    ).mean()
 
 
-def _with_retain(method: str, forget_term: torch.Tensor, inp: LossInputs, retain_weight: float,
-                 parts: dict[str, float]) -> LossOutput:
+def _with_retain(
+    method: str, forget_term: torch.Tensor, inp: LossInputs, retain_weight: float, parts: dict[str, float]
+) -> LossOutput:
     """``forget_term + λ·NLL_r``; with ``λ = 0`` the retain inputs may be ``None``."""
     loss = forget_term
     parts["forget_loss"] = _f(forget_term)
@@ -336,31 +357,31 @@ def _with_retain(method: str, forget_term: torch.Tensor, inp: LossInputs, retain
 
 def _forget_nll(inp: LossInputs, method: str) -> torch.Tensor:
     inp.require(method, "forget_logp_sum", "forget_n_tokens")
-    return sequence_nll(_given(inp.forget_logp_sum, method, "forget_logp_sum"),
-                        _given(inp.forget_n_tokens, method, "forget_n_tokens"), "forget_logp_sum")
+    return sequence_nll(
+        _given(inp.forget_logp_sum, method, "forget_logp_sum"),
+        _given(inp.forget_n_tokens, method, "forget_n_tokens"),
+        "forget_logp_sum",
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # The objectives (all minimised)
 
 
-def ga_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-            state: BGDState | None = None) -> LossOutput:
+def ga_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
     """Gradient ascent: ``−NLL_f``. ``retain_weight``/``beta`` are ignored."""
     nll_f = _forget_nll(inp, "ga").mean()
     loss = -nll_f
     return LossOutput(loss=loss, parts={"forget_loss": _f(loss), "forget_nll": _f(nll_f), "loss": _f(loss)})
 
 
-def gd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-            state: BGDState | None = None) -> LossOutput:
+def gd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
     """Gradient difference: ``−NLL_f + λ·NLL_r``."""
     nll_f = _forget_nll(inp, "gd").mean()
     return _with_retain("gd", -nll_f, inp, retain_weight, {"forget_nll": _f(nll_f)})
 
 
-def kl_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-            state: BGDState | None = None) -> LossOutput:
+def kl_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
     """``−NLL_f + λ·mean_i KL_i(ref ‖ θ)`` on the retain answer tokens (``retain_kl``)."""
     nll_f = _forget_nll(inp, "kl").mean()
     loss = -nll_f
@@ -374,17 +395,18 @@ def kl_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
     return LossOutput(loss=loss, parts=parts)
 
 
-def po_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-            state: BGDState | None = None) -> LossOutput:
+def po_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
     """Preference optimisation toward a refusal: ``NLL(refusal | D_f) + λ·NLL_r``."""
     inp.require("po", "refusal_logp_sum", "refusal_n_tokens")
-    nll_refusal = sequence_nll(_given(inp.refusal_logp_sum, "po", "refusal_logp_sum"),
-                               _given(inp.refusal_n_tokens, "po", "refusal_n_tokens"), "refusal_logp_sum").mean()
+    nll_refusal = sequence_nll(
+        _given(inp.refusal_logp_sum, "po", "refusal_logp_sum"),
+        _given(inp.refusal_n_tokens, "po", "refusal_n_tokens"),
+        "refusal_logp_sum",
+    ).mean()
     return _with_retain("po", nll_refusal, inp, retain_weight, {"refusal_nll": _f(nll_refusal)})
 
 
-def dpo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-             state: BGDState | None = None) -> LossOutput:
+def dpo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
     """DPO with ``y_w`` = refusal, ``y_l`` = true answer, plus ``λ·NLL_r``::
 
         mean_i −log σ(β[(ℓθ(y_w) − ℓref(y_w)) − (ℓθ(y_l) − ℓref(y_l))])
@@ -404,8 +426,7 @@ def dpo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
     return _with_retain("dpo", forget_term, inp, retain_weight, {"margin": _f(margin.mean())})
 
 
-def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-             state: BGDState | None = None) -> LossOutput:
+def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
     """Negative preference optimisation plus ``λ·NLL_r``::
 
         mean_i (2/β) · log(1 + exp(β · (ℓθ(y) − ℓref(y))))   =  (2/β) · softplus(β · log-ratio)
@@ -435,8 +456,14 @@ def _concept_groups(labels: Sequence[str], n: int, name: str) -> dict[str, torch
     return {c: torch.tensor(idx, dtype=torch.long) for c, idx in sorted(out.items())}
 
 
-def bgd_loss(inp: LossInputs, *, retain: Literal["nll", "kl"], retain_weight: float = 1.0,
-             state: BGDState | None = None, method: str = "bgd") -> LossOutput:
+def bgd_loss(
+    inp: LossInputs,
+    *,
+    retain: Literal["nll", "kl"],
+    retain_weight: float = 1.0,
+    state: BGDState | None = None,
+    method: str = "bgd",
+) -> LossOutput:
     """Balanced gradient difference (our reconstruction; the paper gives no formula).
 
     For each concept ``c`` present in ``forget_concepts``:
@@ -461,8 +488,11 @@ def bgd_loss(inp: LossInputs, *, retain: Literal["nll", "kl"], retain_weight: fl
     """
     state = state if state is not None else BGDState()
     inp.require(method, "forget_logp_sum", "forget_n_tokens", "forget_concepts")
-    nll = sequence_nll(_given(inp.forget_logp_sum, method, "forget_logp_sum"),
-                       _given(inp.forget_n_tokens, method, "forget_n_tokens"), "forget_logp_sum")
+    nll = sequence_nll(
+        _given(inp.forget_logp_sum, method, "forget_logp_sum"),
+        _given(inp.forget_n_tokens, method, "forget_n_tokens"),
+        "forget_logp_sum",
+    )
     groups = _concept_groups(_given(inp.forget_concepts, method, "forget_concepts"), nll.shape[0], "forget_concepts")
     terms = {c: -nll[idx.to(nll.device)].mean() for c, idx in groups.items()}
     new_state = state.updated({c: _f(t) for c, t in terms.items()})
@@ -481,13 +511,15 @@ def bgd_loss(inp: LossInputs, *, retain: Literal["nll", "kl"], retain_weight: fl
     if retain_weight != 0:
         if retain == "nll":
             inp.require(method, "retain_logp_sum", "retain_n_tokens", "retain_concepts")
-            per_seq = sequence_nll(_given(inp.retain_logp_sum, method, "retain_logp_sum"),
-                                   _given(inp.retain_n_tokens, method, "retain_n_tokens"), "retain_logp_sum")
+            per_seq = sequence_nll(
+                _given(inp.retain_logp_sum, method, "retain_logp_sum"),
+                _given(inp.retain_n_tokens, method, "retain_n_tokens"),
+                "retain_logp_sum",
+            )
         else:
             inp.require(method, "retain_kl", "retain_concepts")
             per_seq = _vec(_given(inp.retain_kl, method, "retain_kl"), "retain_kl")
-        rgroups = _concept_groups(_given(inp.retain_concepts, method, "retain_concepts"), per_seq.shape[0],
-                                  "retain_concepts")
+        rgroups = _concept_groups(_given(inp.retain_concepts, method, "retain_concepts"), per_seq.shape[0], "retain_concepts")
         rterms = {c: per_seq[idx.to(per_seq.device)].mean() for c, idx in rgroups.items()}
         r = torch.stack(list(rterms.values())).mean()
         for c, t in rterms.items():
@@ -498,14 +530,12 @@ def bgd_loss(inp: LossInputs, *, retain: Literal["nll", "kl"], retain_weight: fl
     return LossOutput(loss=loss, parts=parts, state=new_state)
 
 
-def gd_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-                state: BGDState | None = None) -> LossOutput:
+def gd_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
     """GD with BGD balancing (see :func:`bgd_loss`): retain term = mean over concepts of ``NLL_r(c)``."""
     return bgd_loss(inp, retain="nll", retain_weight=retain_weight, state=state, method="gd+bgd")
 
 
-def kl_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-                state: BGDState | None = None) -> LossOutput:
+def kl_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
     """KL with BGD balancing (see :func:`bgd_loss`): retain term = mean over concepts of mean ``KL_i``."""
     return bgd_loss(inp, retain="kl", retain_weight=retain_weight, state=state, method="kl+bgd")
 
@@ -517,8 +547,9 @@ def kl_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.
 class LossFn(Protocol):
     """The signature of every registered objective (see the module docstring)."""
 
-    def __call__(self, inp: LossInputs, /, *, retain_weight: float = ..., beta: float = ...,
-                 state: BGDState | None = ...) -> LossOutput: ...
+    def __call__(
+        self, inp: LossInputs, /, *, retain_weight: float = ..., beta: float = ..., state: BGDState | None = ...
+    ) -> LossOutput: ...
 
 
 @dataclass(frozen=True)
@@ -569,51 +600,80 @@ class LossSpec:
                 req += ["retain_concepts"]
         return tuple(req)
 
-    def __call__(self, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-                 state: BGDState | None = None) -> LossOutput:
+    def __call__(
+        self, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None
+    ) -> LossOutput:
         return self.fn(inputs, retain_weight=retain_weight, beta=beta, state=state)
 
 
 _NLLR = r"\lambda\,\mathrm{NLL}_r"
 LOSSES: dict[str, LossSpec] = {
-    "ga": LossSpec(
-        "ga", ga_loss, "Gradient ascent on the forget answers",
-        r"\mathcal{L} = -\mathrm{NLL}_f"),
+    "ga": LossSpec("ga", ga_loss, "Gradient ascent on the forget answers", r"\mathcal{L} = -\mathrm{NLL}_f"),
     "gd": LossSpec(
-        "gd", gd_loss, "Gradient difference: ascend on forget, descend on retain",
-        r"\mathcal{L} = -\mathrm{NLL}_f + " + _NLLR, needs_retain=True),
+        "gd",
+        gd_loss,
+        "Gradient difference: ascend on forget, descend on retain",
+        r"\mathcal{L} = -\mathrm{NLL}_f + " + _NLLR,
+        needs_retain=True,
+    ),
     "kl": LossSpec(
-        "kl", kl_loss, "Gradient ascent on forget + KL to the reference model on retain answers",
+        "kl",
+        kl_loss,
+        "Gradient ascent on forget + KL to the reference model on retain answers",
         r"\mathcal{L} = -\mathrm{NLL}_f + \lambda\,\mathbb{E}_{D_r}\!\left[\mathrm{KL}(p_\mathrm{ref}\,\|\,p_\theta)\right]",
-        needs_kl=True),
+        needs_kl=True,
+    ),
     "po": LossSpec(
-        "po", po_loss, "Preference optimisation: learn a refusal on the forget images, keep retain",
+        "po",
+        po_loss,
+        "Preference optimisation: learn a refusal on the forget images, keep retain",
         r"\mathcal{L} = \mathrm{NLL}(y_\mathrm{refusal} \mid D_f) + " + _NLLR,
-        needs_forget=False, needs_refusal=True, needs_retain=True),
+        needs_forget=False,
+        needs_refusal=True,
+        needs_retain=True,
+    ),
     "dpo": LossSpec(
-        "dpo", dpo_loss, "DPO with the refusal preferred over the true answer",
+        "dpo",
+        dpo_loss,
+        "DPO with the refusal preferred over the true answer",
         r"\mathcal{L} = -\mathbb{E}_{D_f}\log\sigma\!\Big(\beta\big[(\ell_\theta(y_w)-\ell_\mathrm{ref}(y_w))"
         r" - (\ell_\theta(y_l)-\ell_\mathrm{ref}(y_l))\big]\Big) + " + _NLLR,
-        needs_ref_forget=True, needs_refusal=True, needs_ref_refusal=True, needs_retain=True),
+        needs_ref_forget=True,
+        needs_refusal=True,
+        needs_ref_refusal=True,
+        needs_retain=True,
+    ),
     "npo": LossSpec(
-        "npo", npo_loss, "Negative preference optimisation on the forget answers",
+        "npo",
+        npo_loss,
+        "Negative preference optimisation on the forget answers",
         r"\mathcal{L} = \mathbb{E}_{D_f}\tfrac{2}{\beta}\log\!\Big(1 + e^{\beta(\ell_\theta(y)-\ell_\mathrm{ref}(y))}\Big) + "
         + _NLLR,
-        needs_ref_forget=True, needs_retain=True),
+        needs_ref_forget=True,
+        needs_retain=True,
+    ),
     "gd+bgd": LossSpec(
-        "gd+bgd", gd_bgd_loss,
+        "gd+bgd",
+        gd_bgd_loss,
         "GD with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
         r"\mathcal{L} = \frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon} "
         r"+ \lambda\,\frac{1}{K_r}\sum_c \mathrm{NLL}_r(c),"
         r"\quad m_c \leftarrow \mu\,m_c + (1-\mu)\,\lvert\mathrm{NLL}_f(c)\rvert",
-        needs_retain=True, needs_concepts=True, stateful=True),
+        needs_retain=True,
+        needs_concepts=True,
+        stateful=True,
+    ),
     "kl+bgd": LossSpec(
-        "kl+bgd", kl_bgd_loss,
+        "kl+bgd",
+        kl_bgd_loss,
         "KL with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
         r"\mathcal{L} = \frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon} + \lambda\,\frac{1}{K_r}\sum_c"
         r" \mathbb{E}_{D_r(c)}\!\left[\mathrm{KL}(p_\mathrm{ref}\,\|\,p_\theta)\right],"
         r"\quad m_c \leftarrow \mu\,m_c + (1-\mu)\,\lvert\mathrm{NLL}_f(c)\rvert",
-        needs_kl=True, needs_concepts=True, stateful=True),
+        needs_kl=True,
+        needs_concepts=True,
+        stateful=True,
+    ),
 }
 
 
@@ -625,8 +685,9 @@ def get_loss(name: str) -> LossSpec:
         raise ConfigError(f"unknown unlearning method {name!r}; allowed: {', '.join(LOSSES)}") from None
 
 
-def compute_loss(name: str, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1,
-                 state: BGDState | None = None) -> LossOutput:
+def compute_loss(
+    name: str, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None
+) -> LossOutput:
     """Shorthand for ``get_loss(name)(inputs, retain_weight=..., beta=..., state=...)``."""
     if beta <= 0 or not math.isfinite(beta):
         raise ConfigError(f"beta must be a positive number, got {beta}")

@@ -36,8 +36,20 @@ import torch
 from .config import ConfigError, RunConfig
 from .families import family_of
 
-__all__ = ["ModelShape", "StagePlan", "model_shape", "plan", "plan_for", "stage_plans", "check_stage", "device_memory",
-           "activation_bytes", "logit_bytes", "sequences_per_step", "GiB"]
+__all__ = [
+    "ModelShape",
+    "StagePlan",
+    "model_shape",
+    "plan",
+    "plan_for",
+    "stage_plans",
+    "check_stage",
+    "device_memory",
+    "activation_bytes",
+    "logit_bytes",
+    "sequences_per_step",
+    "GiB",
+]
 
 GiB = 1024**3
 # The allocator's slack, the CUDA context and the kernels' workspaces: measured peaks of
@@ -132,12 +144,18 @@ def model_shape(config, dtype: torch.dtype = torch.bfloat16) -> ModelShape:
     heads = getattr(t, "num_attention_heads", 1)
     head_dim = getattr(t, "head_dim", None) or t.hidden_size // heads
     return ModelShape(
-        family=fam.name, parameters=params, lora_per_rank=per_rank,
-        layers=t.num_hidden_layers, hidden=t.hidden_size, intermediate=getattr(t, "intermediate_size", 4 * t.hidden_size),
-        kv_width=getattr(t, "num_key_value_heads", heads) * head_dim, vocab=t.vocab_size,
+        family=fam.name,
+        parameters=params,
+        lora_per_rank=per_rank,
+        layers=t.num_hidden_layers,
+        hidden=t.hidden_size,
+        intermediate=getattr(t, "intermediate_size", 4 * t.hidden_size),
+        kv_width=getattr(t, "num_key_value_heads", heads) * head_dim,
+        vocab=t.vocab_size,
         vision_layers=getattr(v, "num_hidden_layers", getattr(v, "depth", 0)) if v is not None else 0,
         vision_hidden=getattr(v, "hidden_size", getattr(v, "embed_dim", 0)) if v is not None else 0,
-        bytes_per_param=torch.finfo(dtype).bits // 8)
+        bytes_per_param=torch.finfo(dtype).bits // 8,
+    )
 
 
 def activation_bytes(s: ModelShape, sequences: int, tokens: int, checkpointing: bool, act_bytes: int) -> float:
@@ -169,8 +187,15 @@ def sequences_per_step(cfg: RunConfig) -> int:
     return most * cfg.unlearn.batch_size
 
 
-def plan(cfg: RunConfig, shape: ModelShape, prompt_tokens: int, image_tokens: int, budget: float,
-         device: str = "cuda", processes: int = 1) -> list[StagePlan]:
+def plan(
+    cfg: RunConfig,
+    shape: ModelShape,
+    prompt_tokens: int,
+    image_tokens: int,
+    budget: float,
+    device: str = "cuda",
+    processes: int = 1,
+) -> list[StagePlan]:
     """The peak of each long stage (``inject``: finetune and goal; ``unlearn``; ``eval``) for a
     model of ``shape`` whose prompts are ``prompt_tokens`` long (``image_tokens`` of them the
     image's), under ``cfg``; ``budget`` is one device's memory in bytes. With several
@@ -267,5 +292,6 @@ def check_stage(cfg: RunConfig, bundle, stage: str, ds=None) -> StagePlan | None
             f"the {stage} stage needs about {p.total / GiB:.1f} GiB but {bundle.device} has "
             f"{p.budget / GiB:.1f} GiB ({'; '.join(p.notes)}); lower train.batch_size / unlearn.batch_size, "
             "raise train.micro_batches, set train.gradient_checkpointing=on, use train.adapter=lora, "
-            "or run on a larger device (pebench plan shows every stage)")
+            "or run on a larger device (pebench plan shows every stage)"
+        )
     return p

@@ -115,13 +115,36 @@ def normalise(text: str) -> str:
 
 #: Phrases (already normalised) that make an answer a refusal. Matched as whole words.
 REFUSAL_PHRASES: tuple[str, ...] = (
-    "dont know", "do not know",
-    "not able to identify", "unable to identify", "not able to tell", "unable to tell",
-    "not able to recognize", "not able to recognise", "unable to recognize", "unable to recognise",
-    "cant tell", "can not tell", "cannot", "cant identify", "cant say", "cant recognize",
-    "cant recognise", "dont recognize", "do not recognize", "dont recognise", "do not recognise",
-    "not sure", "no idea", "im unable", "i am unable", "im not able", "i am not able",
-    "unknown person", "not possible to identify", "sorry",
+    "dont know",
+    "do not know",
+    "not able to identify",
+    "unable to identify",
+    "not able to tell",
+    "unable to tell",
+    "not able to recognize",
+    "not able to recognise",
+    "unable to recognize",
+    "unable to recognise",
+    "cant tell",
+    "can not tell",
+    "cannot",
+    "cant identify",
+    "cant say",
+    "cant recognize",
+    "cant recognise",
+    "dont recognize",
+    "do not recognize",
+    "dont recognise",
+    "do not recognise",
+    "not sure",
+    "no idea",
+    "im unable",
+    "i am unable",
+    "im not able",
+    "i am not able",
+    "unknown person",
+    "not possible to identify",
+    "sorry",
 )
 
 
@@ -191,17 +214,22 @@ class MetricResult:
         return bootstrap_ci(self.per_item, n_boot=n_boot, alpha=alpha, seed=seed)
 
     def to_dict(self, per_item: bool = False) -> dict[str, Any]:
-        d: dict[str, Any] = {"metric": self.name, "concept": self.concept, "key": self.key,
-                             "value": self.value, "n": self.n, "direction": self.direction,
-                             "scorer": self.scorer}
+        d: dict[str, Any] = {
+            "metric": self.name,
+            "concept": self.concept,
+            "key": self.key,
+            "value": self.value,
+            "n": self.n,
+            "direction": self.direction,
+            "scorer": self.scorer,
+        }
         if per_item:
             d["per_item"] = [float(x) for x in self.per_item]
             d["item_ids"] = list(self.item_ids)
         return d
 
 
-def _check(key: str, answers: Sequence[str], refs: Sequence[Any], ref_name: str,
-           ids: Sequence[Any] | None) -> list[Any]:
+def _check(key: str, answers: Sequence[str], refs: Sequence[Any], ref_name: str, ids: Sequence[Any] | None) -> list[Any]:
     if answers is None or refs is None:
         raise ValueError(f"{key}: answers and {ref_name} must be given (got None)")
     na, nr = len(answers), len(refs)
@@ -223,12 +251,10 @@ def _result(key: str, per_item: Iterable[float], ids: list[Any], scorer: str | N
     if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
         raise ValueError(f"{key}: per-item values must be finite numbers in [0, 1]")
     value = math.fsum(arr.tolist()) / arr.size  # exact: independent of order and batching
-    return MetricResult(name=name, concept=concept, value=value, n=int(arr.size), per_item=arr,
-                        item_ids=ids, scorer=scorer)
+    return MetricResult(name=name, concept=concept, value=value, n=int(arr.size), per_item=arr, item_ids=ids, scorer=scorer)
 
 
-def _names(key: str, answers: Sequence[str], names: Sequence[str], ids: Sequence[Any] | None,
-           invert: bool) -> MetricResult:
+def _names(key: str, answers: Sequence[str], names: Sequence[str], ids: Sequence[Any] | None, invert: bool) -> MetricResult:
     item_ids = _check(key, answers, names, "names", ids)
     vals = [float(name_match(a, n)) for a, n in zip(answers, names)]
     if invert:
@@ -239,13 +265,15 @@ def _names(key: str, answers: Sequence[str], names: Sequence[str], ids: Sequence
 def _scorer_name(scorer: object) -> str:
     name = getattr(scorer, "name", None)
     if not isinstance(name, str) or not hasattr(scorer, "score"):
-        raise TypeError("scorer must have a .name (str) and a .score(answers, events) method; "
-                        "use pebench_core.scorers.get_scorer(...)")
+        raise TypeError(
+            "scorer must have a .name (str) and a .score(answers, events) method; use pebench_core.scorers.get_scorer(...)"
+        )
     return name
 
 
-def _events(key: str, answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike,
-            ids: Sequence[Any] | None, invert: bool) -> MetricResult:
+def _events(
+    key: str, answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike, ids: Sequence[Any] | None, invert: bool
+) -> MetricResult:
     item_ids = _check(key, answers, events, "events", ids)
     sname = _scorer_name(scorer)
     scores = np.asarray(scorer.score(list(answers), list(events)), dtype=np.float64)
@@ -283,8 +311,9 @@ def person_real(answers: Sequence[str], names: Sequence[str], ids: Sequence[Any]
     return _names("person/real", answers, names, ids, invert=False)
 
 
-def person_scope(answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike,
-                 ids: Sequence[Any] | None = None) -> MetricResult:
+def person_scope(
+    answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike, ids: Sequence[Any] | None = None
+) -> MetricResult:
     """Scope of **person** unlearning: ``person/scope = mean_i score(answer_i, event_i)`` — the
     event score (the other concept) on the person-forget images. Higher is better: forgetting
     who is in the image should not forget what is happening in it."""
@@ -295,28 +324,32 @@ def person_scope(answers: Sequence[str], events: Sequence[EventLike], scorer: Sc
 # Event metrics
 
 
-def event_efficacy(answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike,
-                   ids: Sequence[Any] | None = None) -> MetricResult:
+def event_efficacy(
+    answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike, ids: Sequence[Any] | None = None
+) -> MetricResult:
     """``event/efficacy = mean_i (1 − score(answer_i, event_i))`` on the event-forget images.
     Higher is better."""
     return _events("event/efficacy", answers, events, scorer, ids, invert=True)
 
 
-def event_generality(answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike,
-                     ids: Sequence[Any] | None = None) -> MetricResult:
+def event_generality(
+    answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike, ids: Sequence[Any] | None = None
+) -> MetricResult:
     """``event/generality = mean_i (1 − score)`` on held-out renders of the forget events.
     Higher is better."""
     return _events("event/generality", answers, events, scorer, ids, invert=True)
 
 
-def event_retain(answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike,
-                 ids: Sequence[Any] | None = None) -> MetricResult:
+def event_retain(
+    answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike, ids: Sequence[Any] | None = None
+) -> MetricResult:
     """``event/retain = mean_i score`` on the retain images (the other events). Higher is better."""
     return _events("event/retain", answers, events, scorer, ids, invert=False)
 
 
-def event_real(answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike,
-               ids: Sequence[Any] | None = None) -> MetricResult:
+def event_real(
+    answers: Sequence[str], events: Sequence[EventLike], scorer: ScorerLike, ids: Sequence[Any] | None = None
+) -> MetricResult:
     """``event/real = mean_i score`` on pre-training-world scenes. Higher is better."""
     return _events("event/real", answers, events, scorer, ids, invert=False)
 
@@ -331,8 +364,9 @@ def event_scope(answers: Sequence[str], names: Sequence[str], ids: Sequence[Any]
 # World fact (POPE)
 
 
-def world_fact(answers: Sequence[str], yes_no_truth: Sequence[bool | str], ids: Sequence[Any] | None = None,
-               concept: str = "person") -> MetricResult:
+def world_fact(
+    answers: Sequence[str], yes_no_truth: Sequence[bool | str], ids: Sequence[Any] | None = None, concept: str = "person"
+) -> MetricResult:
     """POPE accuracy: ``mean_i [parse_yes_no(answer_i) == truth_i]``. Higher is better.
 
     The answer's first normalised word must be ``yes`` or ``no``; anything else is wrong.
@@ -361,8 +395,9 @@ def world_fact(answers: Sequence[str], yes_no_truth: Sequence[bool | str], ids: 
 # Uncertainty
 
 
-def bootstrap_ci(per_item: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    per_item: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float]:
     """Seeded percentile bootstrap ``(lo, hi)`` of the mean of ``per_item``.
 
     Draws ``n_boot`` resamples of size ``n`` with replacement
@@ -413,32 +448,77 @@ def _info(key: str, split: str, formula: str, measure: Measure, function: str) -
     return MetricInfo(key, concept, metric, split, formula, measure, measure == "event score", function)
 
 
-METRICS: dict[str, MetricInfo] = {m.key: m for m in (
-    _info("person/efficacy", "forget images (forget people, training renders)",
-          "mean(1 − name_match)", "name match", "person_efficacy"),
-    _info("person/generality", "held-out renders of the forget people",
-          "mean(1 − name_match)", "name match", "person_generality"),
-    _info("person/retain", "retain images (the other people)",
-          "mean(name_match)  (name precision)", "name match", "person_retain"),
-    _info("person/scope", "forget images (forget people)",
-          "mean(event score)  (the other concept)", "event score", "person_scope"),
-    _info("person/real", "pre-training world's people (held-out renders)",
-          "mean(name_match)", "name match", "person_real"),
-    _info("person/world_fact", "POPE yes/no questions on pre-training renders",
-          "mean(parsed yes/no == truth)", "POPE", "world_fact"),
-    _info("event/efficacy", "forget images (forget events, training renders)",
-          "mean(1 − event score)", "event score", "event_efficacy"),
-    _info("event/generality", "held-out renders of the forget events",
-          "mean(1 − event score)", "event score", "event_generality"),
-    _info("event/retain", "retain images (the other events)",
-          "mean(event score)", "event score", "event_retain"),
-    _info("event/scope", "forget images (forget events)",
-          "mean(name_match)  (name precision, the other concept)", "name match", "event_scope"),
-    _info("event/real", "pre-training-world scenes (held-out renders)",
-          "mean(event score)", "event score", "event_real"),
-    _info("event/world_fact", "POPE yes/no questions on pre-training renders",
-          "mean(parsed yes/no == truth)", "POPE", "world_fact"),
-)}
+METRICS: dict[str, MetricInfo] = {
+    m.key: m
+    for m in (
+        _info(
+            "person/efficacy",
+            "forget images (forget people, training renders)",
+            "mean(1 − name_match)",
+            "name match",
+            "person_efficacy",
+        ),
+        _info(
+            "person/generality",
+            "held-out renders of the forget people",
+            "mean(1 − name_match)",
+            "name match",
+            "person_generality",
+        ),
+        _info(
+            "person/retain",
+            "retain images (the other people)",
+            "mean(name_match)  (name precision)",
+            "name match",
+            "person_retain",
+        ),
+        _info(
+            "person/scope",
+            "forget images (forget people)",
+            "mean(event score)  (the other concept)",
+            "event score",
+            "person_scope",
+        ),
+        _info("person/real", "pre-training world's people (held-out renders)", "mean(name_match)", "name match", "person_real"),
+        _info(
+            "person/world_fact",
+            "POPE yes/no questions on pre-training renders",
+            "mean(parsed yes/no == truth)",
+            "POPE",
+            "world_fact",
+        ),
+        _info(
+            "event/efficacy",
+            "forget images (forget events, training renders)",
+            "mean(1 − event score)",
+            "event score",
+            "event_efficacy",
+        ),
+        _info(
+            "event/generality",
+            "held-out renders of the forget events",
+            "mean(1 − event score)",
+            "event score",
+            "event_generality",
+        ),
+        _info("event/retain", "retain images (the other events)", "mean(event score)", "event score", "event_retain"),
+        _info(
+            "event/scope",
+            "forget images (forget events)",
+            "mean(name_match)  (name precision, the other concept)",
+            "name match",
+            "event_scope",
+        ),
+        _info("event/real", "pre-training-world scenes (held-out renders)", "mean(event score)", "event score", "event_real"),
+        _info(
+            "event/world_fact",
+            "POPE yes/no questions on pre-training renders",
+            "mean(parsed yes/no == truth)",
+            "POPE",
+            "world_fact",
+        ),
+    )
+}
 
 
 # The paper's six metrics in the paper's order, and with our control (chapter 3) after scope.
@@ -450,6 +530,16 @@ def metrics_table() -> pd.DataFrame:
     """:data:`METRICS` as a pandas DataFrame (one row per metric key), for the book."""
     import pandas as pd
 
-    rows = [{"key": m.key, "concept": m.concept, "metric": m.metric, "split": m.split,
-             "formula": m.formula, "measure": m.measure, "direction": DIRECTION} for m in METRICS.values()]
+    rows = [
+        {
+            "key": m.key,
+            "concept": m.concept,
+            "metric": m.metric,
+            "split": m.split,
+            "formula": m.formula,
+            "measure": m.measure,
+            "direction": DIRECTION,
+        }
+        for m in METRICS.values()
+    ]
     return pd.DataFrame(rows)

@@ -23,8 +23,15 @@ import pandas as pd
 from .analysis.schema import UNLEARN_METHODS
 from .analysis.stats import format_ci
 
-__all__ = ["likelihood_race_markdown", "method_result_markdown", "bgd_retain_markdown", "simultaneous_markdown",
-           "interference_markdown", "run_overview_markdown", "step_cost_markdown"]
+__all__ = [
+    "likelihood_race_markdown",
+    "method_result_markdown",
+    "bgd_retain_markdown",
+    "simultaneous_markdown",
+    "interference_markdown",
+    "run_overview_markdown",
+    "step_cost_markdown",
+]
 
 
 # ------------------------------------------------------------------ chapter 4
@@ -41,12 +48,15 @@ def likelihood_race_markdown(race: pd.DataFrame, method: str, trajectories: Mapp
     for t, traj in trajectories.items():
         f, m = race.loc[(t, "finetune")], race.loc[(t, method)]
         last = traj.iloc[-1]
-        margin = (f", a margin of {last['margin']:.1f} nats over the reference"
-                  if "margin" in last and pd.notna(last["margin"]) else "")
-        lines.append(f"* **{t}**: the loss ended at {last['loss']:.3g}{margin}. The true answer went from "
-                     f"{f.nll_true:.2f} to {m.nll_true:.2f} nats per token and the refusal from {f.nll_refusal:.2f} "
-                     f"to {m.nll_refusal:.2f}; the refusal's first token now wins on {m.refusal_first:.0%} of the forget "
-                     f"questions (finetune {f.refusal_first:.0%}).")
+        margin = (
+            f", a margin of {last['margin']:.1f} nats over the reference" if "margin" in last and pd.notna(last["margin"]) else ""
+        )
+        lines.append(
+            f"* **{t}**: the loss ended at {last['loss']:.3g}{margin}. The true answer went from "
+            f"{f.nll_true:.2f} to {m.nll_true:.2f} nats per token and the refusal from {f.nll_refusal:.2f} "
+            f"to {m.nll_refusal:.2f}; the refusal's first token now wins on {m.refusal_first:.0%} of the forget "
+            f"questions (finetune {f.refusal_first:.0%})."
+        )
     return "\n".join(lines)
 
 
@@ -66,11 +76,16 @@ def method_result_markdown(res: pd.DataFrame, method: str, targets: Sequence[str
     lines = []
     for t in targets:
         c = "person" if t == "person" else "event"
-        v = {(model, metric): _value(res, t, model, c, metric)
-             for model in ("finetune", method, "goal") for metric in ("efficacy", "retain", "scope")}
-        lines.append(f"* **{t}**: efficacy {v[method, 'efficacy']:.2f} (finetune {v['finetune', 'efficacy']:.2f}, goal "
-                     f"{v['goal', 'efficacy']:.2f}); retain {v[method, 'retain']:.2f} (finetune {v['finetune', 'retain']:.2f}); "
-                     f"scope {v[method, 'scope']:.2f} (finetune {v['finetune', 'scope']:.2f}).")
+        v = {
+            (model, metric): _value(res, t, model, c, metric)
+            for model in ("finetune", method, "goal")
+            for metric in ("efficacy", "retain", "scope")
+        }
+        lines.append(
+            f"* **{t}**: efficacy {v[method, 'efficacy']:.2f} (finetune {v['finetune', 'efficacy']:.2f}, goal "
+            f"{v['goal', 'efficacy']:.2f}); retain {v[method, 'retain']:.2f} (finetune {v['finetune', 'retain']:.2f}); "
+            f"scope {v[method, 'scope']:.2f} (finetune {v['finetune', 'scope']:.2f})."
+        )
     return "\n".join(lines)
 
 
@@ -115,14 +130,18 @@ def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int) -> 
     def names(d: pd.DataFrame) -> str:
         return ", ".join(f"{m} ({c}, {x:+.2f})" for m, c, x in zip(d["method"], d["concept"], d["delta"])) or "none"
 
-    text = [f"Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for "
-            f"{len(down)} of {len(base)} method × concept pairs: {names(down)}. It **raised** it for {len(up)}: "
-            f"{names(up)}; the remaining {len(same)} are within noise."]
+    text = [
+        f"Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for "
+        f"{len(down)} of {len(base)} method × concept pairs: {names(down)}. It **raised** it for {len(up)}: "
+        f"{names(up)}; the remaining {len(same)} are within noise."
+    ]
     for r in _bgd_rows(t2, "efficacy").itertuples():
         word = "gained" if r.delta_lo > 0 else ("lost" if r.delta_hi < 0 else "changed by an amount we cannot tell from zero:")
         text.append(f"* {r.method} against {r.base}, {r.concept} efficacy: {word} {format_ci(r.delta, r.delta_lo, r.delta_hi)}.")
-    text.append(f"\n({n_seeds} seed(s); intervals are 95 % item bootstraps. The leaderboard chapter tests the "
-                "paper's findings 4 and 5 formally.)")
+    text.append(
+        f"\n({n_seeds} seed(s); intervals are 95 % item bootstraps. The leaderboard chapter tests the "
+        "paper's findings 4 and 5 formally.)"
+    )
     return "\n".join(text)
 
 
@@ -148,14 +167,18 @@ def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seed
             least = "none (no change could be computed)"
         else:
             least = ("all methods tie" if len(top) == len(g) else ", ".join(top["method"])) + f" ({top['delta'].iloc[0]:+.2f})"
-        lines.append(f"* **{g['images'].iloc[0]}** (finetune {g['finetune'].iloc[0]:.2f}): lower than finetune, with a "
-                     f"paired interval below 0, for {len(below)} of {len(g)} methods ({', '.join(below['method']) or 'none'}); "
-                     f"higher for {len(above)}; least affected: {least}.")
+        lines.append(
+            f"* **{g['images'].iloc[0]}** (finetune {g['finetune'].iloc[0]:.2f}): lower than finetune, with a "
+            f"paired interval below 0, for {len(below)} of {len(g)} methods ({', '.join(below['method']) or 'none'}); "
+            f"higher for {len(above)}; least affected: {least}."
+        )
     sig = image_tests[(image_tests["ci_hi"] < 0) & (image_tests["p_value"] < 0.05)]
     which = ": " + ", ".join(f"{r.method} ({r.direction})" for r in sig.itertuples()) if len(sig) else ""
-    lines.append(f"* **Image level**: the other concept suffered significantly more on the forget images than on "
-                 f"the retain images (interval below 0 and p < 0.05) in {len(sig)} of {len(image_tests)} method × "
-                 f"direction tests{which}.")
+    lines.append(
+        f"* **Image level**: the other concept suffered significantly more on the forget images than on "
+        f"the retain images (interval below 0 and p < 0.05) in {len(sig)} of {len(image_tests)} method × "
+        f"direction tests{which}."
+    )
     lines.append(f"\n({n_seeds} seed(s). The leaderboard chapter turns this into a verdict on the paper's finding 3.)")
     return "\n".join(lines)
 
@@ -165,12 +188,17 @@ def run_overview_markdown(summary: pd.DataFrame, seeds: Sequence[int], profile: 
     """What stands behind the leaderboard: the seeds and profile, the event scorer, how many
     images each number rests on (``summary['n_items']``, summed over seeds) and what the
     intervals cover. ``summary`` is :func:`pebench_core.analysis.summarise`."""
-    return (f"* **seeds**: {len(seeds)} ({', '.join(map(str, seeds))}); profile `{profile}`\n"
-            f"* **event scorer**: {', '.join(scorers) or 'none'}; names are matched exactly (full name, normalised)\n"
-            f"* **images per number** (summed over seeds): {int(summary['n_items'].min())} to {int(summary['n_items'].max())}\n"
-            f"* **intervals**: 95 % bootstrap over images (resampled within each seed)"
-            + ("; with several seeds, a t-interval over seeds is shown too" if len(seeds) > 1 else
-               "; with one seed they say nothing about seed-to-seed variation"))
+    return (
+        f"* **seeds**: {len(seeds)} ({', '.join(map(str, seeds))}); profile `{profile}`\n"
+        f"* **event scorer**: {', '.join(scorers) or 'none'}; names are matched exactly (full name, normalised)\n"
+        f"* **images per number** (summed over seeds): {int(summary['n_items'].min())} to {int(summary['n_items'].max())}\n"
+        f"* **intervals**: 95 % bootstrap over images (resampled within each seed)"
+        + (
+            "; with several seeds, a t-interval over seeds is shown too"
+            if len(seeds) > 1
+            else "; with one seed they say nothing about seed-to-seed variation"
+        )
+    )
 
 
 def step_cost_markdown(costs: pd.DataFrame) -> str:
@@ -180,7 +208,12 @@ def step_cost_markdown(costs: pd.DataFrame) -> str:
     of :func:`pebench_core.analysis.step_costs`, medians over targets and seeds)."""
     per_seq = (costs["s_per_step"] / costs["sequences"]).round(4)
     spread = per_seq.max() / per_seq.min()
-    return (f"Seconds per sequence range from {per_seq.min():.4f} to {per_seq.max():.4f}, a factor of {spread:.2f}: "
-            + ("the sequences a step runs explain most of its cost, not the method's arithmetic."
-               if spread <= 1.5 else "more than the sequences alone explain; the loss's own arithmetic matters here.")
-            + " (Wall-clock times on the machine that built the runs, medians over targets and seeds.)")
+    return (
+        f"Seconds per sequence range from {per_seq.min():.4f} to {per_seq.max():.4f}, a factor of {spread:.2f}: "
+        + (
+            "the sequences a step runs explain most of its cost, not the method's arithmetic."
+            if spread <= 1.5
+            else "more than the sequences alone explain; the loss's own arithmetic matters here."
+        )
+        + " (Wall-clock times on the machine that built the runs, medians over targets and seeds.)"
+    )

@@ -111,8 +111,11 @@ def checkpoint_fingerprint(path: str | Path) -> str:
     more than the stages it guards)."""
     path = Path(path).expanduser()
     files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.json"))
-    return config_hash(str(path.absolute()), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
-                       (path / "config.json").read_text() if (path / "config.json").is_file() else "")
+    return config_hash(
+        str(path.absolute()),
+        [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+        (path / "config.json").read_text() if (path / "config.json").is_file() else "",
+    )
 
 
 def model_key(cfg: RunConfig, stage: str, target: str | None = None) -> str:
@@ -136,8 +139,7 @@ def model_key(cfg: RunConfig, stage: str, target: str | None = None) -> str:
 
 
 def model_dir(cfg: RunConfig, stage: str, target: str | None = None, run_dir=None) -> Path:
-    name = stage if stage in ("init", "finetune") else (
-        f"base-{_base_variant(target)}" if stage == "base" else f"goal-{target}")
+    name = stage if stage in ("init", "finetune") else (f"base-{_base_variant(target)}" if stage == "base" else f"goal-{target}")
     return resolve_run_dir(cfg, run_dir) / "models" / name / model_key(cfg, stage, target)
 
 
@@ -190,8 +192,15 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
 
             check_stage(cfg, bundle, stage, ds)
             # Both bases share one vision pre-training (the same scenes): stored once on disk.
-            info = train.inject(bundle, ds, stage, target, cfg, progress=progress,
-                                vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision")
+            info = train.inject(
+                bundle,
+                ds,
+                stage,
+                target,
+                cfg,
+                progress=progress,
+                vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision",
+            )
         full = D.full_state_dict(bundle.model)  # FSDP shards gathered (collective); None otherwise
         if D.is_main():  # every process trained the same weights; one writes them
             if unwrap(bundle.model) is not bundle.model:
@@ -214,8 +223,16 @@ def stage_info(cfg: RunConfig, stage: str, target: str | None = None, run_dir=No
     from .storage import read_marker
 
     if cfg.model.kind == "local" and stage in ("init", "base"):
-        return {"stage": stage, "target": target, "checkpoint": str(cfg.model.path), "seconds": 0.0,
-                "examples": 0, "epochs": 0, "history": [], "note": "the local checkpoint itself"}
+        return {
+            "stage": stage,
+            "target": target,
+            "checkpoint": str(cfg.model.path),
+            "seconds": 0.0,
+            "examples": 0,
+            "epochs": 0,
+            "history": [],
+            "note": "the local checkpoint itself",
+        }
     return read_marker(model_dir(cfg, stage, target, run_dir))
 
 
@@ -232,16 +249,23 @@ def unlearn_key(cfg: RunConfig, method: str, target: str) -> str:
     from .losses import get_loss
 
     u = dataclasses.replace(cfg.unlearn, methods=(), targets=())  # one run depends on its own method only
-    return config_hash("unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target,
-                       stage_code(get_unlearned, get_loss(method)))
+    return config_hash(
+        "unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target, stage_code(get_unlearned, get_loss(method))
+    )
 
 
 def _write_eval(folder: Path, cfg: RunConfig, ev, method: str, target: str, key: str) -> None:
     from .results import atomic_write_parquet, result_rows
 
-    rows, items = result_rows(ev.results, run_id=f"{Path(str(cfg.profile)).stem}-s{cfg.seed}",
-                              profile=str(cfg.profile), seed=cfg.seed, target=target, method=method,
-                              config_hash=key)
+    rows, items = result_rows(
+        ev.results,
+        run_id=f"{Path(str(cfg.profile)).stem}-s{cfg.seed}",
+        profile=str(cfg.profile),
+        seed=cfg.seed,
+        target=target,
+        method=method,
+        config_hash=key,
+    )
     atomic_write_parquet(folder / "results.parquet", rows)
     atomic_write_parquet(folder / "items.parquet", items)
     atomic_write_parquet(folder / "answers.parquet", ev.answers)
@@ -263,8 +287,11 @@ def get_eval(cfg: RunConfig, model: str, target: str, run_dir=None, progress: bo
         ds = get_world(cfg, run_dir, progress=False)
         ev = evaluate(bundle, ds, target, cfg.eval, cfg.seed)
         _write_eval(tmp, cfg, ev, model, target, key)
-        return {"seconds_generation": round(ev.seconds, 2), "questions": ev.n_questions,
-                "items_per_second": round(ev.n_questions / max(ev.seconds, 1e-9), 1)}
+        return {
+            "seconds_generation": round(ev.seconds, 2),
+            "questions": ev.n_questions,
+            "items_per_second": round(ev.n_questions / max(ev.seconds, 1e-9), 1),
+        }
 
     return cache.get_or_build(f"{model}-{target}", key, build, log=print if progress else None)
 
@@ -290,15 +317,29 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
         bundle = get_model(cfg, "finetune", None, run_dir, progress)
         ds = get_world(cfg, run_dir, progress=False)
         check_stage(cfg, bundle, "unlearn")
-        run = run_unlearning(bundle, ds, target, method, cfg.unlearn, cfg.eval, seed=cfg.seed,
-                             progress=progress, log=print if progress else (lambda *_: None))
+        run = run_unlearning(
+            bundle,
+            ds,
+            target,
+            method,
+            cfg.unlearn,
+            cfg.eval,
+            seed=cfg.seed,
+            progress=progress,
+            log=print if progress else (lambda *_: None),
+        )
         save_adapter(run.model, tmp / "adapter")
         atomic_write_parquet(tmp / "trajectory.parquet", run.trajectory)
         ev = evaluate(bundle.with_model(run.model), ds, target, cfg.eval, cfg.seed)
         _write_eval(tmp, cfg, ev, method, target, key)
-        return {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2),
-                "seconds_reference": round(run.setup_seconds, 2),
-                "seconds_generation": round(ev.seconds, 2), "hparams": run.hparams}
+        return {
+            "status": run.status,
+            "steps_done": run.steps_done,
+            "seconds_unlearn": round(run.seconds, 2),
+            "seconds_reference": round(run.setup_seconds, 2),
+            "seconds_generation": round(ev.seconds, 2),
+            "hparams": run.hparams,
+        }
 
     return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
 
@@ -308,8 +349,9 @@ def unlearned_dir(cfg: RunConfig, method: str, target: str, run_dir=None) -> Pat
     from .config import safe_name
     from .results import StageCache
 
-    return StageCache(resolve_run_dir(cfg, run_dir) / "unlearn").path(f"{safe_name(method)}-{target}",
-                                                                       unlearn_key(cfg, method, target))
+    return StageCache(resolve_run_dir(cfg, run_dir) / "unlearn").path(
+        f"{safe_name(method)}-{target}", unlearn_key(cfg, method, target)
+    )
 
 
 def load_unlearned_model(cfg: RunConfig, method: str, target: str, run_dir=None):
@@ -331,8 +373,7 @@ def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
     out = resolve_run_dir(cfg, run_dir)
     folders = []
     for target in targets or cfg.unlearn.targets:
-        folders += [get_eval(cfg, "finetune", target, out, progress=False),
-                    get_eval(cfg, "goal", target, out, progress=False)]
+        folders += [get_eval(cfg, "finetune", target, out, progress=False), get_eval(cfg, "goal", target, out, progress=False)]
         folders += [get_unlearned(cfg, m, target, out, progress=False) for m in methods_for(cfg, target, methods)]
     res = pd.concat([_tables(f).results for f in folders], ignore_index=True)
     items = pd.concat([_tables(f).items for f in folders], ignore_index=True)
@@ -375,9 +416,11 @@ def comparison(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
     """Result rows of finetune (lower bound), ``method`` and goal (upper bound) on ``target``."""
     import pandas as pd
 
-    folders = [get_eval(cfg, "finetune", target, run_dir, progress),
-               get_unlearned(cfg, method, target, run_dir, progress),
-               get_eval(cfg, "goal", target, run_dir, progress)]
+    folders = [
+        get_eval(cfg, "finetune", target, run_dir, progress),
+        get_unlearned(cfg, method, target, run_dir, progress),
+        get_eval(cfg, "goal", target, run_dir, progress),
+    ]
     return pd.concat([_tables(f).results for f in folders], ignore_index=True)
 
 
@@ -402,9 +445,11 @@ def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
 
 def answers_side_by_side(cfg: RunConfig, method: str, target: str, run_dir=None):
     """Every evaluated question with the finetune, ``method`` and goal answers side by side."""
-    frames = {"finetune": get_eval(cfg, "finetune", target, run_dir, False),
-              method: get_unlearned(cfg, method, target, run_dir, False),
-              "goal": get_eval(cfg, "goal", target, run_dir, False)}
+    frames = {
+        "finetune": get_eval(cfg, "finetune", target, run_dir, False),
+        method: get_unlearned(cfg, method, target, run_dir, False),
+        "goal": get_eval(cfg, "goal", target, run_dir, False),
+    }
     out = None
     for name, folder in frames.items():
         a = _tables(folder).answers.rename(columns={"answer": name})
@@ -558,9 +603,15 @@ class Run:
 
     # -- several seeds
     @classmethod
-    def for_seeds(cls, profile: str, seed: int = 0, seeds: str | Sequence[int] | None = "",
-                  run_dir: str | Path | None = "", overrides: Mapping | list[str] | None = None,
-                  progress: bool = False):
+    def for_seeds(
+        cls,
+        profile: str,
+        seed: int = 0,
+        seeds: str | Sequence[int] | None = "",
+        run_dir: str | Path | None = "",
+        overrides: Mapping | list[str] | None = None,
+        progress: bool = False,
+    ):
         """Build (if missing) and collect every run a chapter needs: for each seed, every target
         and method of the profile via :func:`collect_results`, then the seeds' tables
         concatenated and checked as :func:`pebench_core.analysis.load_runs` does. Returns a

@@ -16,8 +16,14 @@ from .metrics import PAPER_METRIC_ORDER
 sns.set_theme(context="notebook", style="whitegrid")
 
 
-def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 8,
-               size: float = 1.6, title: str | None = None, fontsize: int = 7):
+def image_grid(
+    images: Sequence,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    size: float = 1.6,
+    title: str | None = None,
+    fontsize: int = 7,
+):
     """A grid of images with a small caption under each."""
     n = len(images)
     nrows = max(1, -(-n // ncols))
@@ -34,8 +40,15 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
     return fig
 
 
-def count_bars(df: pd.DataFrame, column: str, hue: str | None = None, title: str = "", ax=None,
-               order: Sequence[str] | None = None, horizontal: bool = True):
+def count_bars(
+    df: pd.DataFrame,
+    column: str,
+    hue: str | None = None,
+    title: str = "",
+    ax=None,
+    order: Sequence[str] | None = None,
+    horizontal: bool = True,
+):
     """Counts of the values of ``column`` (optionally split by ``hue``) as a bar chart."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, max(2.5, 0.28 * df[column].nunique())))
@@ -67,8 +80,16 @@ def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | No
     fig, axes = plt.subplots(1, len(concepts), figsize=(6.5 * len(concepts), 3.6), squeeze=False)
     for ax, concept in zip(axes.flat, concepts):
         d = df[df["concept"] == concept]
-        sns.barplot(data=d, x="metric", y="value", hue="method", order=[m for m in METRIC_ORDER if m in set(d["metric"])],
-                    hue_order=hue_order, ax=ax, errorbar=None)
+        sns.barplot(
+            data=d,
+            x="metric",
+            y="value",
+            hue="method",
+            order=[m for m in METRIC_ORDER if m in set(d["metric"])],
+            hue_order=hue_order,
+            ax=ax,
+            errorbar=None,
+        )
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{concept} unlearning" if concept else "")
         ax.set_xlabel("")
@@ -108,8 +129,15 @@ def _errorbars(ax, x, y, lo, hi, color="0.2"):
     y, lo, hi = (np.asarray(v, dtype=float) for v in (y, lo, hi))
     ok = np.isfinite(lo) & np.isfinite(hi)
     if ok.any():
-        ax.errorbar(np.asarray(x, dtype=float)[ok], y[ok], yerr=[(y - lo)[ok].clip(min=0), (hi - y)[ok].clip(min=0)],
-                    fmt="none", ecolor=color, elinewidth=1, capsize=2)
+        ax.errorbar(
+            np.asarray(x, dtype=float)[ok],
+            y[ok],
+            yerr=[(y - lo)[ok].clip(min=0), (hi - y)[ok].clip(min=0)],
+            fmt="none",
+            ecolor=color,
+            elinewidth=1,
+            capsize=2,
+        )
 
 
 def single_vs_both(svs: pd.DataFrame, title: str = ""):
@@ -175,9 +203,20 @@ def interference_heatmaps(matrices: dict, title: str = "", vmax: float = 1.0, nc
     for ax in axes.flat[n:]:
         ax.axis("off")
     for k, (ax, (method, m)) in enumerate(zip(axes.flat, matrices.items())):
-        sns.heatmap(m.astype(float), ax=ax, cmap="RdBu", vmin=-vmax, vmax=vmax, center=0, annot=True, fmt="+.2f",
-                    cbar=(k % ncols == ncols - 1 or k == n - 1), square=True, linewidths=0.5,
-                    annot_kws={"fontsize": 8})
+        sns.heatmap(
+            m.astype(float),
+            ax=ax,
+            cmap="RdBu",
+            vmin=-vmax,
+            vmax=vmax,
+            center=0,
+            annot=True,
+            fmt="+.2f",
+            cbar=(k % ncols == ncols - 1 or k == n - 1),
+            square=True,
+            linewidths=0.5,
+            annot_kws={"fontsize": 8},
+        )
         ax.set_title(method, fontsize=10)
         ax.set_xlabel("measured concept" if k // ncols == nrows - 1 else "")
         ax.set_ylabel("target" if k % ncols == 0 else "")
@@ -198,8 +237,20 @@ def paired_deltas(per_item: pd.DataFrame, title: str = ""):
         sub = per_item[per_item["direction"] == d]
         order = [x for x in ("forget", "retain") if x in set(sub["images"])]
         sns.boxplot(data=sub, x="images", y="delta", order=order, ax=ax, color="0.9", fliersize=0, width=0.5)
-        sns.stripplot(data=sub, x="images", y="delta", order=order, ax=ax, hue="images", hue_order=order,
-                      palette="deep", size=4, jitter=0.2, alpha=0.7, legend=False)
+        sns.stripplot(
+            data=sub,
+            x="images",
+            y="delta",
+            order=order,
+            ax=ax,
+            hue="images",
+            hue_order=order,
+            palette="deep",
+            size=4,
+            jitter=0.2,
+            alpha=0.7,
+            legend=False,
+        )
         ax.axhline(0, color="0.4", lw=0.8, ls="--")
         ax.set_title(d, fontsize=10)
         ax.set_xlabel("")
@@ -210,8 +261,16 @@ def paired_deltas(per_item: pd.DataFrame, title: str = ""):
     return fig
 
 
-def estimate_forest(frame: pd.DataFrame, label: str = "subject", value: str = "estimate", lo: str = "lo",
-                    hi: str = "hi", group: str | None = "finding", title: str = "", zero: float = 0.0):
+def estimate_forest(
+    frame: pd.DataFrame,
+    label: str = "subject",
+    value: str = "estimate",
+    lo: str = "lo",
+    hi: str = "hi",
+    group: str | None = "finding",
+    title: str = "",
+    zero: float = 0.0,
+):
     """A forest plot: one row per estimate with its interval, a line at ``zero`` (e.g. the
     sub-tests of ``analysis.finding_tests``; colour by ``verdict`` when the frame has one)."""
     import numpy as np
@@ -238,8 +297,7 @@ def estimate_forest(frame: pd.DataFrame, label: str = "subject", value: str = "e
         from matplotlib.lines import Line2D
 
         seen = [k for k in colours if k in set(d["verdict"])]
-        ax.legend([Line2D([], [], marker="o", ls="", color=colours[k]) for k in seen], seen, fontsize=7,
-                  loc="lower right")
+        ax.legend([Line2D([], [], marker="o", ls="", color=colours[k]) for k in seen], seen, fontsize=7, loc="lower right")
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -263,8 +321,16 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
         sub = d[d["concept"] == c]
         for (metric, table, same), g in sub.groupby(["metric", "table", "same_measure"]):
             col = colour[metric]
-            ax.scatter(g["paper"], g["ours"], s=42, marker=marker.get(table, "o"), edgecolors=[col],
-                       facecolors=[col] if same else "none", linewidths=1.4, zorder=3)
+            ax.scatter(
+                g["paper"],
+                g["ours"],
+                s=42,
+                marker=marker.get(table, "o"),
+                edgecolors=[col],
+                facecolors=[col] if same else "none",
+                linewidths=1.4,
+                zorder=3,
+            )
         ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
         ax.set_xlim(-0.04, 1.04)
         ax.set_ylim(-0.04, 1.04)

@@ -27,16 +27,48 @@ from typing import Callable
 import pandas as pd
 
 from .config import ConfigError
-from .storage import (MARKER, atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_parquet,
-                      ensure_writable_dir, is_complete, mark_complete, read_marker)
+from .storage import (
+    MARKER,
+    atomic_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    ensure_writable_dir,
+    is_complete,
+    mark_complete,
+    read_marker,
+)
 
-__all__ = ["RESULT_COLUMNS", "ITEM_COLUMNS", "DONE_MARKER", "git_commit", "versions", "StageCache", "result_rows",
-           "read_results", "atomic_dir", "atomic_write_bytes", "atomic_write_json", "atomic_write_parquet",
-           "ensure_writable_dir"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "ITEM_COLUMNS",
+    "DONE_MARKER",
+    "git_commit",
+    "versions",
+    "StageCache",
+    "result_rows",
+    "read_results",
+    "atomic_dir",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_parquet",
+    "ensure_writable_dir",
+]
 
 RESULT_COLUMNS = [
-    "run_id", "profile", "seed", "target", "method", "concept", "metric", "value", "n",
-    "scorer", "config_hash", "git_commit", "versions",
+    "run_id",
+    "profile",
+    "seed",
+    "target",
+    "method",
+    "concept",
+    "metric",
+    "value",
+    "n",
+    "scorer",
+    "config_hash",
+    "git_commit",
+    "versions",
 ]
 ITEM_COLUMNS = ["run_id", "seed", "target", "method", "concept", "metric", "item_id", "value"]
 DONE_MARKER = MARKER  # the name older code used
@@ -48,10 +80,12 @@ def git_commit() -> str:
     """The checkout's commit (with ``-dirty`` if it has uncommitted changes), or ``unknown``."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         return sha[:12] + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -91,8 +125,9 @@ class StageCache:
     def meta(self, stage: str, key: str) -> dict:
         return read_marker(self.path(stage, key))
 
-    def get_or_build(self, stage: str, key: str, build: Callable[[Path], dict | None],
-                     log: Callable[[str], None] | None = print) -> Path:
+    def get_or_build(
+        self, stage: str, key: str, build: Callable[[Path], dict | None], log: Callable[[str], None] | None = print
+    ) -> Path:
         """Return the stage folder, building it with ``build(tmp_dir)`` if it is not cached.
 
         ``build`` writes its files into the temporary folder and may return a dict of
@@ -115,9 +150,15 @@ class StageCache:
             return final
         with atomic_dir(final) as tmp:
             meta = build(tmp) or {}
-            meta = {"stage": stage, "key": key, "seconds": round(time.perf_counter() - t0, 3),
-                    "git_commit": git_commit(), "versions": json.loads(versions()),
-                    "processes": D.world_size(), **meta}
+            meta = {
+                "stage": stage,
+                "key": key,
+                "seconds": round(time.perf_counter() - t0, 3),
+                "git_commit": git_commit(),
+                "versions": json.loads(versions()),
+                "processes": D.world_size(),
+                **meta,
+            }
             mark_complete(tmp, meta)
         D.barrier()
         if log:
@@ -126,21 +167,42 @@ class StageCache:
 
 
 # ------------------------------------------------------------------ result tables
-def result_rows(metric_results: list, *, run_id: str, profile: str, seed: int, target: str,
-                method: str, config_hash: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def result_rows(
+    metric_results: list, *, run_id: str, profile: str, seed: int, target: str, method: str, config_hash: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn a list of ``metrics.MetricResult`` into one long results frame and one items frame."""
     rows, items = [], []
     for r in metric_results:
-        rows.append({
-            "run_id": run_id, "profile": profile, "seed": int(seed), "target": target,
-            "method": method, "concept": r.concept, "metric": r.name, "value": float(r.value),
-            "n": int(r.n), "scorer": r.scorer or "name_match", "config_hash": config_hash,
-            "git_commit": git_commit(), "versions": versions(),
-        })
+        rows.append(
+            {
+                "run_id": run_id,
+                "profile": profile,
+                "seed": int(seed),
+                "target": target,
+                "method": method,
+                "concept": r.concept,
+                "metric": r.name,
+                "value": float(r.value),
+                "n": int(r.n),
+                "scorer": r.scorer or "name_match",
+                "config_hash": config_hash,
+                "git_commit": git_commit(),
+                "versions": versions(),
+            }
+        )
         for item_id, v in zip(r.item_ids, r.per_item):
-            items.append({"run_id": run_id, "seed": int(seed), "target": target, "method": method,
-                          "concept": r.concept, "metric": r.name, "item_id": str(item_id),
-                          "value": float(v)})
+            items.append(
+                {
+                    "run_id": run_id,
+                    "seed": int(seed),
+                    "target": target,
+                    "method": method,
+                    "concept": r.concept,
+                    "metric": r.name,
+                    "item_id": str(item_id),
+                    "value": float(v),
+                }
+            )
     return (pd.DataFrame(rows, columns=RESULT_COLUMNS), pd.DataFrame(items, columns=ITEM_COLUMNS))
 
 
@@ -150,6 +212,5 @@ def read_results(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     rp, ip = res / "results.parquet", res / "items.parquet"
     for f in (rp, ip):
         if not f.is_file():
-            raise ConfigError(f"{f} is missing; run `pebench run --out {run_dir}` "
-                              "(or any chapter that collects results) first")
+            raise ConfigError(f"{f} is missing; run `pebench run --out {run_dir}` (or any chapter that collects results) first")
     return pd.read_parquet(rp), pd.read_parquet(ip)

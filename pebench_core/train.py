@@ -53,20 +53,49 @@ import numpy as np
 from . import distributed as D
 from .config import ConfigError
 from .encoding import EncodedQA, collate, encode_qa, image_loader, length_batches
-from .forward import (answer_logits, answer_positions, image_features, load_vision_state, merged_embeddings,
-                      packed_parts, set_vision_trainable, vision_state, vision_trainable)
+from .forward import (
+    answer_logits,
+    answer_positions,
+    image_features,
+    load_vision_state,
+    merged_embeddings,
+    packed_parts,
+    set_vision_trainable,
+    vision_state,
+    vision_trainable,
+)
 from .models import ModelBundle, add_lora, context_length
 from .trainer import checkpointing_on, gradient_checkpointing, mixed_batches, train_model
 from .vision_pretraining import CrowdSet, pretrain_vision, render_crowd
 
 __all__ = [
     # the stages
-    "pope_examples", "base_examples", "replay_examples", "stage_examples", "inject",
+    "pope_examples",
+    "base_examples",
+    "replay_examples",
+    "stage_examples",
+    "inject",
     # re-exported from the rooms below
-    "EncodedQA", "encode_qa", "collate", "length_batches", "image_loader", "mixed_batches", "train_model",
-    "checkpointing_on", "gradient_checkpointing", "CrowdSet", "render_crowd", "pretrain_vision",
-    "set_vision_trainable", "vision_trainable", "vision_state", "load_vision_state", "image_features",
-    "answer_logits", "answer_positions", "merged_embeddings",
+    "EncodedQA",
+    "encode_qa",
+    "collate",
+    "length_batches",
+    "image_loader",
+    "mixed_batches",
+    "train_model",
+    "checkpointing_on",
+    "gradient_checkpointing",
+    "CrowdSet",
+    "render_crowd",
+    "pretrain_vision",
+    "set_vision_trainable",
+    "vision_trainable",
+    "vision_state",
+    "load_vision_state",
+    "image_features",
+    "answer_logits",
+    "answer_positions",
+    "merged_embeddings",
 ]
 
 
@@ -101,8 +130,7 @@ def pope_examples(dataset, items: Sequence, per_image: int, seed: int) -> list:
         yes = rng.sample(present, min(len(present), (per_image + 1) // 2))
         no = rng.sample(absent, min(len(absent), per_image - len(yes)))
         for obj, ans in [(o, "yes") for o in yes] + [(o, "no") for o in no]:
-            out.append(QA(it.id, it.path, POPE_TEMPLATE.format(obj=obj), POPE_ANSWERS[ans], "pope",
-                          it.person, it.event, obj))
+            out.append(QA(it.id, it.path, POPE_TEMPLATE.format(obj=obj), POPE_ANSWERS[ans], "pope", it.person, it.event, obj))
     return out
 
 
@@ -160,8 +188,17 @@ def _configs(cfg):
     return cfg, None, None
 
 
-def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, seed: int | None = None,
-           progress: bool = True, load_image: Callable | None = None, vision_cache: str | Path | None = None) -> dict:
+def inject(
+    bundle: ModelBundle,
+    dataset,
+    stage: str,
+    target: str | None,
+    cfg,
+    seed: int | None = None,
+    progress: bool = True,
+    load_image: Callable | None = None,
+    vision_cache: str | Path | None = None,
+) -> dict:
     """Run one knowledge-injection stage on ``bundle`` in place; return what it did.
 
     * ``base`` (``bundle`` = the freshly built model): vision pre-training on a generic crowd
@@ -193,15 +230,19 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
         exclude: list[str] = []
         if tcfg.vision_exclude_forget_events or target in ("event", "both"):
             exclude = list(dataset.splits.get("event", {}).get("forget_events", []))
-        vh = pretrain_vision(bundle, dataset, tcfg, seed, exclude_events=exclude, progress=progress,
-                             cache=vision_cache)
+        vh = pretrain_vision(bundle, dataset, tcfg, seed, exclude_events=exclude, progress=progress, cache=vision_cache)
         last = vh[-1]
-        info["vision"] = {"seconds": last.get("seconds"), "seconds_render": last.get("seconds_render"),
-                          "images": tcfg.vision_images, "epochs": tcfg.vision_epochs, "steps": len(vh),
-                          "excluded_events": exclude, "cached": bool(last.get("cached")),
-                          "heldout_accuracy": last.get("heldout_accuracy")}
-        history += [{"phase": "vision", "step": h["step"], "epoch": h["epoch"], "loss": h["loss"],
-                     "lr": h["lr"]} for h in vh]
+        info["vision"] = {
+            "seconds": last.get("seconds"),
+            "seconds_render": last.get("seconds_render"),
+            "images": tcfg.vision_images,
+            "epochs": tcfg.vision_epochs,
+            "steps": len(vh),
+            "excluded_events": exclude,
+            "cached": bool(last.get("cached")),
+            "heldout_accuracy": last.get("heldout_accuracy"),
+        }
+        history += [{"phase": "vision", "step": h["step"], "epoch": h["epoch"], "loss": h["loss"], "lr": h["lr"]} for h in vh]
     examples, replay = stage_examples(dataset, stage, target, tcfg, seed)
     load = load_image or image_loader(dataset)
     t1 = time.perf_counter()
@@ -222,19 +263,33 @@ def inject(bundle: ModelBundle, dataset, stage: str, target: str | None, cfg, se
         info["fsdp"] = D.world_size()
     try:
         with gradient_checkpointing(bundle, checkpointing_on(tcfg, not tiny, bundle.device.type)):
-            h = train_model(bundle, enc, epochs=epochs, lr=tcfg.lr, batch_size=tcfg.batch_size,
-                            seed=seed + {"base": 0, "finetune": 1, "goal": 2}[stage],
-                            weight_decay=tcfg.weight_decay, warmup_share=tcfg.warmup_share,
-                            desc=stage if target is None else f"{stage}({target})", progress=progress,
-                            per_sequence=tcfg.per_sequence_loss, micro_batches=tcfg.micro_batches)
+            h = train_model(
+                bundle,
+                enc,
+                epochs=epochs,
+                lr=tcfg.lr,
+                batch_size=tcfg.batch_size,
+                seed=seed + {"base": 0, "finetune": 1, "goal": 2}[stage],
+                weight_decay=tcfg.weight_decay,
+                warmup_share=tcfg.warmup_share,
+                desc=stage if target is None else f"{stage}({target})",
+                progress=progress,
+                per_sequence=tcfg.per_sequence_loss,
+                micro_batches=tcfg.micro_batches,
+            )
     finally:
         set_vision_trainable(bundle, was_trainable)
     info["seconds_llava"] = h[-1].get("seconds")
-    history += [{"phase": "llava", "step": r["step"], "epoch": r["epoch"], "loss": r["loss"], "lr": r["lr"]}
-                for r in h]
-    info.update({"examples": len(examples), "replay": len(replay), "epochs": epochs,
-                 "steps": len(h), "final_loss": round(float(np.mean([r["loss"] for r in h[-10:]])), 5),
-                 "seconds": round(time.perf_counter() - t0, 3), "history": history})
+    history += [{"phase": "llava", "step": r["step"], "epoch": r["epoch"], "loss": r["loss"], "lr": r["lr"]} for r in h]
+    info.update(
+        {
+            "examples": len(examples),
+            "replay": len(replay),
+            "epochs": epochs,
+            "steps": len(h),
+            "final_loss": round(float(np.mean([r["loss"] for r in h[-10:]])), 5),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "history": history,
+        }
+    )
     return info
-
-

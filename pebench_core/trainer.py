@@ -24,12 +24,12 @@ from .encoding import EncodedQA, collate, length_batches
 from .forward import answer_logits, feature_cache_fits, image_features, packed_parts, vision_trainable
 from .models import ModelBundle, move_batch
 
-__all__ = ["answer_loss", "mixed_batches", "optimizer_step", "train_model", "checkpointing_on",
-           "gradient_checkpointing"]
+__all__ = ["answer_loss", "mixed_batches", "optimizer_step", "train_model", "checkpointing_on", "gradient_checkpointing"]
 
 
-def answer_loss(model: torch.nn.Module, batch: dict, feats: torch.Tensor | None,
-                 per_sequence: bool = False, total: float | None = None) -> torch.Tensor:
+def answer_loss(
+    model: torch.nn.Module, batch: dict, feats: torch.Tensor | None, per_sequence: bool = False, total: float | None = None
+) -> torch.Tensor:
     """Mean answer-token NLL of a LLaVA batch, computing the output head on answer positions only.
 
     With ``feats`` (frozen encoder output per item) the vision tower is skipped; the result
@@ -63,10 +63,10 @@ def mixed_batches(lengths: np.ndarray, batch_size: int, micro_batches: int, rng:
     rng.shuffle(order)
     out = []
     for k in range(0, len(order), batch_size):
-        b = sorted(order[k:k + batch_size], key=lambda i: (lengths[i], i))
+        b = sorted(order[k : k + batch_size], key=lambda i: (lengths[i], i))
         m = max(1, min(micro_batches, len(b)))
         size = math.ceil(len(b) / m)
-        out.append([b[j:j + size] for j in range(0, len(b), size)])
+        out.append([b[j : j + size] for j in range(0, len(b), size)])
     return out
 
 
@@ -88,9 +88,21 @@ def optimizer_step(params: list, opt, sched, history: list[dict], bar, epoch: in
         bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-20:]]):.3f}")
 
 
-def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, batch_size: int, seed: int,
-                weight_decay: float = 0.0, warmup_share: float = 0.05, desc: str = "train",
-                progress: bool = True, per_sequence: bool = False, micro_batches: int = 2) -> list[dict]:
+def train_model(
+    bundle: ModelBundle,
+    enc: EncodedQA,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.0,
+    warmup_share: float = 0.05,
+    desc: str = "train",
+    progress: bool = True,
+    per_sequence: bool = False,
+    micro_batches: int = 2,
+) -> list[dict]:
     """Train ``bundle.model`` in place on ``enc``; return the per-step history (step, epoch, loss, lr).
 
     Each step takes a random batch of ``batch_size`` items, cut into ``micro_batches``
@@ -158,7 +170,7 @@ def train_model(bundle: ModelBundle, enc: EncodedQA, *, epochs: int, lr: float, 
                 # scaled by the whole step's count, so the summed gradients are the step's.
                 # FSDP averages over the processes where all_reduce_grads sums: scale by their number.
                 scale = float(D.world_size()) if sharded else 1.0
-                mine = [(idx, scale) for idx in groups[D.rank()::D.world_size()]]
+                mine = [(idx, scale) for idx in groups[D.rank() :: D.world_size()]]
                 if sharded:  # FSDP's collectives need as many passes everywhere: pad with no-weight ones
                     mine += [(groups[0], 0.0)] * (math.ceil(len(groups) / D.world_size()) - len(mine))
                 for idx, weight in mine:

@@ -73,8 +73,9 @@ def unlearn_sets(ds: Dataset, target: str, seed: int = 0) -> UnlearnSets:
         retain += r
         rc += [concept] * len(r)
     if not forget:
-        raise ConfigError(f"target {target!r} has no forget items in {ds.root}; "
-                          "raise world.forget_share or check the dataset's splits")
+        raise ConfigError(
+            f"target {target!r} has no forget items in {ds.root}; raise world.forget_share or check the dataset's splits"
+        )
     if not retain:
         raise ConfigError(f"target {target!r} has no retain items in {ds.root}; lower world.forget_share")
     rng = random.Random(seed)
@@ -120,7 +121,7 @@ class BatchStream:
             if self.pos[g] >= len(self.order[g]):
                 self.order[g], self.pos[g] = self._shuffled(g), 0
             k = min(n - len(out), len(self.order[g]) - self.pos[g])
-            out += self.order[g][self.pos[g]:self.pos[g] + k]
+            out += self.order[g][self.pos[g] : self.pos[g] + k]
             self.pos[g] += k
         return out
 
@@ -130,15 +131,19 @@ class BatchStream:
         return [i for g, n in zip(gs, per) for i in self._take(g, max(1, n))]
 
 
-def quick_efficacy(bundle: ModelBundle, sets: UnlearnSets, ds: Dataset, idx: list[int],
-                   eval_cfg: EvalConfig) -> dict[str, float]:
+def quick_efficacy(bundle: ModelBundle, sets: UnlearnSets, ds: Dataset, idx: list[int], eval_cfg: EvalConfig) -> dict[str, float]:
     """Efficacy on a fixed subset of the forget items (the trajectory's check), per concept."""
     from . import metrics as M
     from .scorers import get_scorer
 
     qas = [sets.forget[i] for i in idx]
-    answers = generate(bundle, [ds.image(q.item_id) for q in qas], [q.question for q in qas],
-                       max_new_tokens=eval_cfg.max_new_tokens, batch_size=eval_cfg.batch_size)
+    answers = generate(
+        bundle,
+        [ds.image(q.item_id) for q in qas],
+        [q.question for q in qas],
+        max_new_tokens=eval_cfg.max_new_tokens,
+        batch_size=eval_cfg.batch_size,
+    )
     out = {}
     scorer = get_scorer("keywords")
     for concept in sorted(set(sets.forget_concepts[i] for i in idx)):
@@ -152,9 +157,18 @@ def quick_efficacy(bundle: ModelBundle, sets: UnlearnSets, ds: Dataset, idx: lis
     return out
 
 
-def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, cfg: UnlearnConfig,
-                   eval_cfg: EvalConfig, seed: int = 0, progress: bool = True,
-                   encoded: dict | None = None, log: Callable[[str], None] = print) -> UnlearnRun:
+def run_unlearning(
+    bundle: ModelBundle,
+    ds: Dataset,
+    target: str,
+    method: str,
+    cfg: UnlearnConfig,
+    eval_cfg: EvalConfig,
+    seed: int = 0,
+    progress: bool = True,
+    encoded: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> UnlearnRun:
     """Unlearn ``target`` from ``bundle`` (a fine-tuned model) with ``method``; LoRA is added here.
 
     ``encoded`` may carry pre-encoded sets (``forget``/``refusal``/``retain``) to share
@@ -167,8 +181,10 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     if not cfg.lr > 0:
         raise ConfigError(f"unlearn.lr must be positive, got {cfg.lr}")
     if cfg.batch_size % D.world_size():
-        raise ConfigError(f"unlearn.batch_size ({cfg.batch_size}) must be a multiple of the number of processes "
-                          f"({D.world_size()}): each process takes an equal share of every batch")
+        raise ConfigError(
+            f"unlearn.batch_size ({cfg.batch_size}) must be a multiple of the number of processes "
+            f"({D.world_size()}): each process takes an equal share of every batch"
+        )
     sets = unlearn_sets(ds, target, seed)
     need = set(spec.required_inputs(cfg.retain_weight))
     load = lambda q: ds.image(q.item_id)  # noqa: E731
@@ -206,7 +222,7 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     t_setup = time.perf_counter()
     ref: dict[str, torch.Tensor] = {}
     ref_retain: dict[int, torch.Tensor] = {}
-    chunks = lambda idx: [idx[s:s + 32] for s in range(0, len(idx), 32)]  # noqa: E731
+    chunks = lambda idx: [idx[s : s + 32] for s in range(0, len(idx), 32)]  # noqa: E731
     with torch.no_grad(), reference_mode(model):
         for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
             if key in need:
@@ -240,10 +256,15 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
         inp: dict = {}
         # Every set this method trains on in one forward pass; the refusals share their
         # prompt (image and question) with the true forget answers when both are needed.
-        parts = [(name, e, idx) for name, e, idx, keys in (
-            ("forget", enc.get("forget"), mine_f, {"forget_logp_sum"}),
-            ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum"}),
-            ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl"})) if keys & need]
+        parts = [
+            (name, e, idx)
+            for name, e, idx, keys in (
+                ("forget", enc.get("forget"), mine_f, {"forget_logp_sum"}),
+                ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum"}),
+                ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl"}),
+            )
+            if keys & need
+        ]
         names = [p[0] for p in parts]
         branch = {names.index("refusal"): 0} if names[:2] == ["forget", "refusal"] else None
         outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch)))
@@ -264,8 +285,10 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
             inp["retain_concepts"] = [sets.retain_concepts[i] for i in ri]
         out = spec(LossInputs(**inp), retain_weight=cfg.retain_weight, beta=cfg.beta, state=state)
         if not torch.isfinite(out.loss):
-            status = (f"stopped at step {step}: the {method} loss became {float(out.loss.detach())}; "
-                      f"kept the adapter of step {step - 1} (lower unlearn.lr to go further)")
+            status = (
+                f"stopped at step {step}: the {method} loss became {float(out.loss.detach())}; "
+                f"kept the adapter of step {step - 1} (lower unlearn.lr to go further)"
+            )
             warnings.warn(status)
             model.load_state_dict(good, strict=False)
             break
@@ -287,16 +310,37 @@ def run_unlearning(bundle: ModelBundle, ds: Dataset, target: str, method: str, c
     model.eval()
     secs = time.perf_counter() - t0
     traj = pd.DataFrame(rows)
-    hp = {"method": method, "target": target, "steps": cfg.steps, "lr": cfg.lr, "batch_size": cfg.batch_size,
-          "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_projector": cfg.lora_projector,
-          "retain_weight": cfg.retain_weight, "beta": cfg.beta, "selection": "fixed budget: the last step"}
-    log(f"[unlearn] {method}/{target}: {steps_done} steps in {secs:.1f}s after {setup_seconds:.1f}s of "
-        f"reference outputs ({status})")
+    hp = {
+        "method": method,
+        "target": target,
+        "steps": cfg.steps,
+        "lr": cfg.lr,
+        "batch_size": cfg.batch_size,
+        "lora_r": cfg.lora_r,
+        "lora_alpha": cfg.lora_alpha,
+        "lora_projector": cfg.lora_projector,
+        "retain_weight": cfg.retain_weight,
+        "beta": cfg.beta,
+        "selection": "fixed budget: the last step",
+    }
+    log(
+        f"[unlearn] {method}/{target}: {steps_done} steps in {secs:.1f}s after {setup_seconds:.1f}s of "
+        f"reference outputs ({status})"
+    )
     return UnlearnRun(method, target, model, traj, secs, status, steps_done, hp, setup_seconds)
 
 
-def step_cost(bundle: ModelBundle, ds: Dataset, target: str, method: str, cfg: UnlearnConfig,
-              eval_cfg: EvalConfig, steps: int = 5, seed: int = 0, with_setup: bool = False):
+def step_cost(
+    bundle: ModelBundle,
+    ds: Dataset,
+    target: str,
+    method: str,
+    cfg: UnlearnConfig,
+    eval_cfg: EvalConfig,
+    steps: int = 5,
+    seed: int = 0,
+    with_setup: bool = False,
+):
     """Median seconds per unlearning step of ``method`` (no trajectory evaluation), for
     benchmarks; with ``with_setup`` also the seconds spent on reference outputs before training."""
     from .models import remove_lora

@@ -26,8 +26,15 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .forward import (load_vision_state, packed_parts, set_vision_trainable, vision_hidden, vision_state,
-                      vision_tower_of, vision_trainable)
+from .forward import (
+    load_vision_state,
+    packed_parts,
+    set_vision_trainable,
+    vision_hidden,
+    vision_state,
+    vision_tower_of,
+    vision_trainable,
+)
 from .models import ModelBundle
 from .trainer import optimizer_step
 
@@ -65,15 +72,15 @@ def scene_events(dataset, exclude_events: Sequence[str] = ()) -> list:
     drawable = [e for e in events if e.layout and e.palette]
     if len(drawable) < len(events) or not drawable:
         names = {e.name.lower() for e in events}
-        drawable = [e for e in EVENTS if e.name in names] or \
-                   [e for e in EVENTS if e.name not in {x.name for x in dataset.events if x.id in excl}]
+        drawable = [e for e in EVENTS if e.name in names] or [
+            e for e in EVENTS if e.name not in {x.name for x in dataset.events if x.id in excl}
+        ]
     if not drawable:
         raise ValueError("pretrain_vision: no event scene left to render")
     return drawable
 
 
-def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor=None,
-                 progress: bool = False) -> CrowdSet:
+def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor=None, progress: bool = False) -> CrowdSet:
     """``n`` renders of random people (random trait combinations, never the PEBench people)
     into ``events`` (cycled, so every scene is equally frequent), seeded.
 
@@ -93,8 +100,17 @@ def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor
         traits = random_traits(rng, gender)
         ei = k % len(events)
         rs = rng.getrandbits(31)
-        person = Person(id="crowd", name="", age=None, gender=gender, profession=None,
-                        occupation_category=None, birthplace=None, region=None, traits=traits)
+        person = Person(
+            id="crowd",
+            name="",
+            age=None,
+            gender=gender,
+            profession=None,
+            occupation_category=None,
+            birthplace=None,
+            region=None,
+            traits=traits,
+        )
         images.append(render(None, person, events[ei], rs, size=image_size))
         labels[k, :-1] = [TRAIT_VALUES[t].index(traits[t]) for t in SALIENT_TRAITS]
         labels[k, -1] = ei
@@ -106,8 +122,9 @@ def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor
     else:
         pix = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255
     classes = tuple(len(TRAIT_VALUES[t]) for t in SALIENT_TRAITS) + (len(events),)
-    return CrowdSet(pix, torch.from_numpy(labels), torch.from_numpy(objects), tasks, classes,
-                    tuple(OBJECTS), tuple(e.name for e in events))
+    return CrowdSet(
+        pix, torch.from_numpy(labels), torch.from_numpy(objects), tasks, classes, tuple(OBJECTS), tuple(e.name for e in events)
+    )
 
 
 class ConceptHeads(torch.nn.Module):
@@ -133,8 +150,9 @@ class ConceptHeads(torch.nn.Module):
         return [lin(pooled[:, k]) for k, lin in enumerate(self.out)]
 
 
-def _concept_loss(outs: list[torch.Tensor], labels: torch.Tensor, objects: torch.Tensor,
-                  object_weight: float = 4.0) -> tuple[torch.Tensor, list[float]]:
+def _concept_loss(
+    outs: list[torch.Tensor], labels: torch.Tensor, objects: torch.Tensor, object_weight: float = 4.0
+) -> tuple[torch.Tensor, list[float]]:
     """Sum of the concepts' cross-entropies + ``object_weight`` × mean binary cross-entropy of
     the objects; also each concept's accuracy (objects: per-object accuracy)."""
     loss = outs[-1].new_zeros(())
@@ -183,8 +201,15 @@ def _save_vision_cache(folder: Path, state: dict, history: list) -> None:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "vision.safetensors"))
 
 
-def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events: Sequence[str] = (),
-                    progress: bool = True, cache: str | Path | None = None) -> list[dict]:
+def pretrain_vision(
+    bundle: ModelBundle,
+    dataset,
+    cfg,
+    seed: int,
+    exclude_events: Sequence[str] = (),
+    progress: bool = True,
+    cache: str | Path | None = None,
+) -> list[dict]:
     """Pre-train the vision tower on general visual concepts (in place); return the history.
 
     ``cfg`` is a :class:`~pebench_core.config.TrainConfig` (``vision_images`` renders of a
@@ -221,9 +246,12 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
     tower = inner.vision_tower
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        heads = ConceptHeads(tower.config.hidden_size * (1 if isinstance(inner.config.vision_feature_layer, int)
-                                                         else len(inner.config.vision_feature_layer)),
-                             crowd.classes, len(crowd.object_names)).to(bundle.device, bundle.dtype)
+        heads = ConceptHeads(
+            tower.config.hidden_size
+            * (1 if isinstance(inner.config.vision_feature_layer, int) else len(inner.config.vision_feature_layer)),
+            crowd.classes,
+            len(crowd.object_names),
+        ).to(bundle.device, bundle.dtype)
     g = torch.Generator().manual_seed(seed)
     trainable = vision_trainable(bundle)
     set_vision_trainable(bundle, True)
@@ -234,8 +262,9 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
     opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = max(1, int(0.1 * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm
-        else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        opt,
+        lambda s: (s + 1) / warm if s < warm else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))),
+    )
     history: list[dict] = []
     tower.train()
     heads.train()
@@ -244,7 +273,7 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
         for epoch in range(int(cfg.vision_epochs)):
             perm = torch.randperm(n, generator=g)
             for s in range(0, n, bs):
-                i = perm[s:s + bs]
+                i = perm[s : s + bs]
                 x = crowd.pixel_values[i].to(bundle.device, bundle.dtype)
                 outs = heads(vision_hidden(inner, x))
                 loss, acc = _concept_loss(outs, crowd.labels[i].to(bundle.device), crowd.objects[i].to(bundle.device))
@@ -256,12 +285,19 @@ def pretrain_vision(bundle: ModelBundle, dataset, cfg, seed: int, exclude_events
         tower.eval()
         set_vision_trainable(bundle, trainable)
     with torch.no_grad():
-        outs = [heads(vision_hidden(inner, val.pixel_values[s:s + 256].to(bundle.device, bundle.dtype)))
-                for s in range(0, len(val), 256)]
+        outs = [
+            heads(vision_hidden(inner, val.pixel_values[s : s + 256].to(bundle.device, bundle.dtype)))
+            for s in range(0, len(val), 256)
+        ]
         outs = [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
         _, acc = _concept_loss(outs, val.labels.to(bundle.device), val.objects.to(bundle.device))
-    history[-1].update({"seconds": round(time.perf_counter() - t0, 3), "seconds_render": round(t_render, 3),
-                        "heldout_accuracy": dict(zip([*crowd.tasks, "objects"], [round(a, 4) for a in acc]))})
+    history[-1].update(
+        {
+            "seconds": round(time.perf_counter() - t0, 3),
+            "seconds_render": round(t_render, 3),
+            "heldout_accuracy": dict(zip([*crowd.tasks, "objects"], [round(a, 4) for a in acc])),
+        }
+    )
     if folder is not None and D.is_main():  # every process trained the same tower; one writes it
         _save_vision_cache(folder, vision_state(bundle), history)
     return history

@@ -57,8 +57,13 @@ DEFAULT_VOCAB_SIZE = 600
 # Shared helpers
 
 
-def train_tokenizer(texts: Sequence[str], special_tokens: Sequence[str], template_text: Sequence[str],
-                    vocab_size: int = DEFAULT_VOCAB_SIZE, **tokenizer_kwargs):
+def train_tokenizer(
+    texts: Sequence[str],
+    special_tokens: Sequence[str],
+    template_text: Sequence[str],
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    **tokenizer_kwargs,
+):
     """A byte-level BPE tokenizer trained on ``texts``, as a ``PreTrainedTokenizerFast``.
 
     The approach of :func:`pebench_core.models.train_tokenizer`: byte-level BPE never meets an
@@ -113,8 +118,7 @@ def _set_special_ids(model, tokenizer) -> None:
     still looks there (``model.config.pad_token_id``). Idefics3Config's top-level
     ``pad_token_id`` is a deprecated property (it warns), set through the constructor instead.
     """
-    ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
-           "eos_token_id": tokenizer.eos_token_id}
+    ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     config = model.config
     for name, value in ids.items():
         setattr(config.get_text_config(), name, value)
@@ -177,8 +181,11 @@ LLAVA_CHAT_TEMPLATE = (
     r"{{- bos_token -}}"
     r"{%- for message in messages -%}"
     r"{%- if message['role'] == 'system' -%}" + _text_only() + r"{{- ' ' -}}"
-    r"{%- elif message['role'] == 'user' -%}{{- 'USER: ' -}}" + _content(r"<image>\n") +
-    r"{%- elif message['role'] == 'assistant' -%}{{- ' ASSISTANT: ' -}}" + _text_only() + r"{{- eos_token -}}"
+    r"{%- elif message['role'] == 'user' -%}{{- 'USER: ' -}}"
+    + _content(r"<image>\n")
+    + r"{%- elif message['role'] == 'assistant' -%}{{- ' ASSISTANT: ' -}}"
+    + _text_only()
+    + r"{{- eos_token -}}"
     r"{%- endif -%}"
     r"{%- endfor -%}"
     r"{%- if add_generation_prompt -%}{{- ' ASSISTANT:' -}}{%- endif -%}"
@@ -188,8 +195,14 @@ _LLAVA_TEMPLATE_TEXT = ["USER: ASSISTANT:", "USER: <image>\n ASSISTANT: yes no Y
 
 def _llava_tokenizer(texts, vocab_size):
     return train_tokenizer(
-        texts, _LLAVA_SPECIALS, _LLAVA_TEMPLATE_TEXT, vocab_size,
-        unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        texts,
+        _LLAVA_SPECIALS,
+        _LLAVA_TEMPLATE_TEXT,
+        vocab_size,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
         extra_special_tokens={"image_token": "<image>"},
     )
 
@@ -199,8 +212,14 @@ def _clip_vision(image_size: int, patch_size: int):
 
     # 2 layers so that vision_feature_layer=-2 (the llava-hf choice) is a real layer's output.
     return CLIPVisionConfig(
-        image_size=image_size, patch_size=patch_size, num_channels=3, hidden_size=32,
-        intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, projection_dim=32,
+        image_size=image_size,
+        patch_size=patch_size,
+        num_channels=3,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        projection_dim=32,
         hidden_act="quick_gelu",
     )
 
@@ -209,10 +228,17 @@ def _llama_text(tokenizer, hidden: int = 64, tie: bool = False):
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        rms_norm_eps=1e-5, tie_word_embeddings=tie,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=tie,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
 
@@ -230,7 +256,7 @@ def _build_llava(out: Path, texts, image_size: int, seed: int, vocab_size: int) 
         image_token_id=_token_id(tokenizer, "<image>"),
         projector_hidden_act="gelu",
         vision_feature_select_strategy="default",  # drop CLS ...
-        vision_feature_layer=-2,                   # ... of the penultimate layer, as LLaVA-1.5
+        vision_feature_layer=-2,  # ... of the penultimate layer, as LLaVA-1.5
         image_seq_length=n_image,
         tie_word_embeddings=False,
     )
@@ -238,13 +264,17 @@ def _build_llava(out: Path, texts, image_size: int, seed: int, vocab_size: int) 
     _set_special_ids(model, tokenizer)
     image_processor = CLIPImageProcessorPil(
         size={"height": image_size, "width": image_size},  # plain resize to a square, no crop
-        do_center_crop=False, crop_size={"height": image_size, "width": image_size},
+        do_center_crop=False,
+        crop_size={"height": image_size, "width": image_size},
     )
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # the CLS token the "default" strategy drops
-        chat_template=LLAVA_CHAT_TEMPLATE, image_token="<image>",
+        chat_template=LLAVA_CHAT_TEMPLATE,
+        image_token="<image>",
     )
     return _save(model, processor, out)
 
@@ -257,8 +287,7 @@ def _build_llava_next(out: Path, texts, image_size: int, seed: int, vocab_size: 
     2x2 tiles + the resized whole image (``pixel_values`` [B, 5, 3, c, c]); each is 2x2 patches,
     so 4 base tokens + a 4x4 unpadded grid + 4 ``image_newline`` tokens = 24 image tokens.
     """
-    from transformers import (LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil,
-                              LlavaNextProcessor)
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil, LlavaNextProcessor
 
     tile = image_size // 2
     patch = tile // 2
@@ -278,13 +307,20 @@ def _build_llava_next(out: Path, texts, image_size: int, seed: int, vocab_size: 
     model = _seeded(seed, lambda: LlavaNextForConditionalGeneration(config))
     _set_special_ids(model, tokenizer)
     image_processor = LlavaNextImageProcessorPil(
-        size={"height": tile, "width": tile}, crop_size={"height": tile, "width": tile},
-        do_center_crop=False, image_grid_pinpoints=pinpoints, do_pad=True,
+        size={"height": tile, "width": tile},
+        crop_size={"height": tile, "width": tile},
+        do_center_crop=False,
+        image_grid_pinpoints=pinpoints,
+        do_pad=True,
     )
     processor = LlavaNextProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
-        chat_template=LLAVA_CHAT_TEMPLATE, image_token="<image>",
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+        image_token="<image>",
     )
     return _save(model, processor, out)
 
@@ -293,21 +329,28 @@ def _build_llava_next(out: Path, texts, image_size: int, seed: int, vocab_size: 
 # Qwen2-VL and Qwen2.5-VL: ViT with 2x2 patch merger -> Qwen2 with M-RoPE
 
 
-_QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                  "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+_QWEN_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 
 # Qwen2-VL-Instruct without the default system prompt:
 # "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n"
 QWEN_CHAT_TEMPLATE = (
     r"{%- for message in messages -%}"
     r"{{- '<|im_start|>' + message['role'] + '\n' -}}"
-    + _content("<|vision_start|><|image_pad|><|vision_end|>") +
-    r"{{- '<|im_end|>\n' -}}"
+    + _content("<|vision_start|><|image_pad|><|vision_end|>")
+    + r"{{- '<|im_end|>\n' -}}"
     r"{%- endfor -%}"
     r"{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
 )
-_QWEN_TEMPLATE_TEXT = ["<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\nyes no Yes No",
-                       "<|im_start|>system\n"]
+_QWEN_TEMPLATE_TEXT = ["<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\nyes no Yes No", "<|im_start|>system\n"]
 
 _QWEN_PATCH, _QWEN_MERGE, _QWEN_TEMPORAL = 4, 2, 2
 
@@ -316,10 +359,19 @@ def _qwen_tokenizer(texts, vocab_size):
     # Qwen2-VL-Instruct: eos <|im_end|>, pad <|endoftext|>; Qwen has no bos token in its
     # tokenizer but <|endoftext|> as bos_token_id in its config, which we mirror.
     return train_tokenizer(
-        texts, _QWEN_SPECIALS, _QWEN_TEMPLATE_TEXT, vocab_size,
-        bos_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                              "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"},
+        texts,
+        _QWEN_SPECIALS,
+        _QWEN_TEMPLATE_TEXT,
+        vocab_size,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
     )
 
 
@@ -327,18 +379,31 @@ def _qwen_text_kwargs(tokenizer) -> dict:
     # Width 64, 4 heads: head_dim 16. M-RoPE splits the head_dim / 2 = 8 rotary frequencies
     # between time, height and width ([16, 24, 24] of 64 in the real models).
     return dict(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, rms_norm_eps=1e-6,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1_000_000.0},
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
 
 
 def _qwen_token_ids(tokenizer) -> dict:
-    return {name: _token_id(tokenizer, token) for name, token in (
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    return {
+        name: _token_id(tokenizer, token)
+        for name, token in (
+            ("image_token_id", "<|image_pad|>"),
+            ("video_token_id", "<|video_pad|>"),
+            ("vision_start_token_id", "<|vision_start|>"),
+            ("vision_end_token_id", "<|vision_end|>"),
+        )
+    }
 
 
 def _qwen_image_processor(image_size: int):
@@ -347,7 +412,9 @@ def _qwen_image_processor(image_size: int):
     # min_pixels = max_pixels = image_size**2: every image is resized to (about) that area, so
     # an image is always (image_size / 8)**2 merged tokens whatever its own size.
     return Qwen2VLImageProcessorPil(
-        patch_size=_QWEN_PATCH, merge_size=_QWEN_MERGE, temporal_patch_size=_QWEN_TEMPORAL,
+        patch_size=_QWEN_PATCH,
+        merge_size=_QWEN_MERGE,
+        temporal_patch_size=_QWEN_TEMPORAL,
         size={"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size},
     )
 
@@ -379,10 +446,25 @@ def _save_qwen(model, processor, out: Path, processor_class: str) -> Path:
     cfg = json.loads(cfg_path.read_text())
     cfg["processor_class"] = processor_class
     image = cfg["image_processor"]
-    keys = ("patch_size", "merge_size", "temporal_patch_size", "size", "image_mean", "image_std", "do_resize",
-            "do_rescale", "do_normalize", "do_convert_rgb", "resample", "rescale_factor")
-    cfg["video_processor"] = {"video_processor_type": "Qwen2VLVideoProcessor", "do_sample_frames": False,
-                              **{k: image[k] for k in keys if k in image}}
+    keys = (
+        "patch_size",
+        "merge_size",
+        "temporal_patch_size",
+        "size",
+        "image_mean",
+        "image_std",
+        "do_resize",
+        "do_rescale",
+        "do_normalize",
+        "do_convert_rgb",
+        "resample",
+        "rescale_factor",
+    )
+    cfg["video_processor"] = {
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "do_sample_frames": False,
+        **{k: image[k] for k in keys if k in image},
+    }
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return out
 
@@ -393,12 +475,26 @@ def _build_qwen2_vl(out: Path, texts, image_size: int, seed: int, vocab_size: in
 
     tokenizer = _qwen_tokenizer(texts, vocab_size)
     vision = Qwen2VLVisionConfig(
-        depth=2, embed_dim=32, hidden_size=64,  # hidden_size: the merger's output = text width
-        num_heads=2, mlp_ratio=2, patch_size=_QWEN_PATCH, spatial_merge_size=_QWEN_MERGE,
+        depth=2,
+        embed_dim=32,
+        hidden_size=64,  # hidden_size: the merger's output = text width
+        num_heads=2,
+        mlp_ratio=2,
+        patch_size=_QWEN_PATCH,
+        spatial_merge_size=_QWEN_MERGE,
         temporal_patch_size=_QWEN_TEMPORAL,
     )
-    return _finish_qwen(out, tokenizer, vision, Qwen2VLTextConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                        "Qwen2VLProcessor", image_size, seed)
+    return _finish_qwen(
+        out,
+        tokenizer,
+        vision,
+        Qwen2VLTextConfig,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        "Qwen2VLProcessor",
+        image_size,
+        seed,
+    )
 
 
 def _build_qwen2_5_vl(out: Path, texts, image_size: int, seed: int, vocab_size: int) -> Path:
@@ -407,24 +503,45 @@ def _build_qwen2_5_vl(out: Path, texts, image_size: int, seed: int, vocab_size: 
     ``window_size`` 16 px = 2x2 merged tokens per window; block 0 is windowed and block 1 is
     a full-attention block (``fullatt_block_indexes``), so both code paths run.
     """
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLTextConfig,
-                              Qwen2_5_VLVisionConfig)
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLTextConfig, Qwen2_5_VLVisionConfig
 
     tokenizer = _qwen_tokenizer(texts, vocab_size)
     vision = Qwen2_5_VLVisionConfig(
-        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-        patch_size=_QWEN_PATCH, spatial_merge_size=_QWEN_MERGE, temporal_patch_size=_QWEN_TEMPORAL,
-        window_size=_QWEN_PATCH * _QWEN_MERGE * 2, fullatt_block_indexes=[1], tokens_per_second=2,
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=64,
+        patch_size=_QWEN_PATCH,
+        spatial_merge_size=_QWEN_MERGE,
+        temporal_patch_size=_QWEN_TEMPORAL,
+        window_size=_QWEN_PATCH * _QWEN_MERGE * 2,
+        fullatt_block_indexes=[1],
+        tokens_per_second=2,
     )
-    return _finish_qwen(out, tokenizer, vision, Qwen2_5_VLTextConfig, Qwen2_5_VLConfig,
-                        Qwen2_5_VLForConditionalGeneration, "Qwen2_5_VLProcessor", image_size, seed)
+    return _finish_qwen(
+        out,
+        tokenizer,
+        vision,
+        Qwen2_5_VLTextConfig,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        "Qwen2_5_VLProcessor",
+        image_size,
+        seed,
+    )
 
 
-def _finish_qwen(out: Path, tokenizer, vision, text_cls, config_cls, model_cls, processor_name: str,
-                 image_size: int, seed: int) -> Path:
+def _finish_qwen(
+    out: Path, tokenizer, vision, text_cls, config_cls, model_cls, processor_name: str, image_size: int, seed: int
+) -> Path:
     """The part both Qwen builders share: text config, model, special ids, processor, save."""
-    config = config_cls(vision_config=vision, text_config=text_cls(**_qwen_text_kwargs(tokenizer)),
-                        tie_word_embeddings=True, **_qwen_token_ids(tokenizer))
+    config = config_cls(
+        vision_config=vision,
+        text_config=text_cls(**_qwen_text_kwargs(tokenizer)),
+        tie_word_embeddings=True,
+        **_qwen_token_ids(tokenizer),
+    )
     model = _seeded(seed, lambda: model_cls(config))
     _set_special_ids(model, tokenizer)
     return _save_qwen(model, _qwen_processor(processor_name, image_size, tokenizer), out, processor_name)
@@ -435,8 +552,15 @@ def _finish_qwen(out: Path, tokenizer, vision, text_cls, config_cls, model_cls, 
 
 
 _IDEFICS3_ROW_COL = tuple(f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6))
-_IDEFICS3_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<fake_token_around_image>", "<image>",
-                      "<end_of_utterance>", "<global-img>") + _IDEFICS3_ROW_COL
+_IDEFICS3_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<fake_token_around_image>",
+    "<image>",
+    "<end_of_utterance>",
+    "<global-img>",
+) + _IDEFICS3_ROW_COL
 
 # SmolVLM-Instruct: "<|im_start|>User:<image>{q}<end_of_utterance>\nAssistant: {a}<end_of_utterance>\n"
 # (the role is followed by ':' when the content starts with an image, else by ': ').
@@ -445,9 +569,7 @@ IDEFICS3_CHAT_TEMPLATE = (
     r"{%- for message in messages -%}"
     r"{{- message['role'] | capitalize -}}"
     r"{%- if message['content'] is not string and message['content'] and message['content'][0]['type'] == 'image' -%}"
-    r"{{- ':' -}}{%- else -%}{{- ': ' -}}{%- endif -%}"
-    + _content("<image>") +
-    r"{{- '<end_of_utterance>\n' -}}"
+    r"{{- ':' -}}{%- else -%}{{- ': ' -}}{%- endif -%}" + _content("<image>") + r"{{- '<end_of_utterance>\n' -}}"
     r"{%- endfor -%}"
     r"{%- if add_generation_prompt -%}{{- 'Assistant:' -}}{%- endif -%}"
 )
@@ -463,32 +585,52 @@ def _build_idefics3(out: Path, texts, image_size: int, seed: int, vocab_size: in
     (``scale_factor``) into 4 tokens: 20 ``<image>`` tokens, framed by
     ``<fake_token_around_image>``, ``<row_i_col_j>`` and ``<global-img>`` markers.
     """
-    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil,
-                              Idefics3Processor, Idefics3VisionConfig)
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+    )
 
     tile = image_size // 2
     patch = tile // 4
     scale = 2
-    image_seq_len = (tile // patch) ** 2 // scale ** 2
+    image_seq_len = (tile // patch) ** 2 // scale**2
     # SmolVLM-Instruct: bos <|im_start|>, eos <end_of_utterance>, pad <|im_end|>, unk <|endoftext|>.
     tokenizer = train_tokenizer(
-        texts, _IDEFICS3_SPECIALS, _IDEFICS3_TEMPLATE_TEXT, vocab_size,
-        unk_token="<|endoftext|>", bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|im_end|>",
+        texts,
+        _IDEFICS3_SPECIALS,
+        _IDEFICS3_TEMPLATE_TEXT,
+        vocab_size,
+        unk_token="<|endoftext|>",
+        bos_token="<|im_start|>",
+        eos_token="<end_of_utterance>",
+        pad_token="<|im_end|>",
         extra_special_tokens={"image_token": "<image>"},
     )
-    vision = Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                  image_size=tile, patch_size=patch)
+    vision = Idefics3VisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=tile, patch_size=patch
+    )
     text = _llama_text(tokenizer, tie=True)
-    config = Idefics3Config(vision_config=vision, text_config=text, scale_factor=scale,
-                            image_token_id=_token_id(tokenizer, "<image>"), tie_word_embeddings=True,
-                            pad_token_id=tokenizer.pad_token_id)
+    config = Idefics3Config(
+        vision_config=vision,
+        text_config=text,
+        scale_factor=scale,
+        image_token_id=_token_id(tokenizer, "<image>"),
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = _seeded(seed, lambda: Idefics3ForConditionalGeneration(config))
     _set_special_ids(model, tokenizer)
     image_processor = Idefics3ImageProcessorPil(
-        size={"longest_edge": image_size}, max_image_size={"longest_edge": tile}, do_image_splitting=True,
+        size={"longest_edge": image_size},
+        max_image_size={"longest_edge": tile},
+        do_image_splitting=True,
     )
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=image_seq_len,
-                                  chat_template=IDEFICS3_CHAT_TEMPLATE)
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=IDEFICS3_CHAT_TEMPLATE
+    )
     return _save(model, processor, out)
 
 
@@ -496,8 +638,17 @@ def _build_idefics3(out: Path, texts, image_size: int, seed: int, vocab_size: in
 # Gemma 3: SigLIP ViT -> average pool + RMSNorm + linear -> Gemma 3 text model
 
 
-_GEMMA3_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>",  # Gemma's ids 0..3
-                    "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>")
+_GEMMA3_SPECIALS = (
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",  # Gemma's ids 0..3
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+)
 
 # Gemma 3 (its system turn, when there is one, is folded into the first user turn):
 # "<bos><start_of_turn>user\n<start_of_image>{q}<end_of_turn>\n<start_of_turn>model\n{a}<end_of_turn>\n".
@@ -514,14 +665,16 @@ GEMMA3_CHAT_TEMPLATE = (
     r"{%- else -%}"
     r"{{- '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\n' -}}"
     r"{%- if message['role'] == 'user' -%}{{- ns.system -}}{%- set ns.system = '' -%}{%- endif -%}"
-    + _content("<start_of_image>", strip=True) +
-    r"{{- '<end_of_turn>\n' -}}"
+    + _content("<start_of_image>", strip=True)
+    + r"{{- '<end_of_turn>\n' -}}"
     r"{%- endif -%}"
     r"{%- endfor -%}"
     r"{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}"
 )
-_GEMMA3_TEMPLATE_TEXT = ["<start_of_turn>user\n<end_of_turn>\n<start_of_turn>model\nyes no Yes No",
-                         "\n\n<start_of_image><end_of_image>\n\n"]
+_GEMMA3_TEMPLATE_TEXT = [
+    "<start_of_turn>user\n<end_of_turn>\n<start_of_turn>model\nyes no Yes No",
+    "\n\n<start_of_image><end_of_image>\n\n",
+]
 _GEMMA3_TOKENS_PER_IMAGE = 16
 
 
@@ -532,30 +685,68 @@ def _build_gemma3(out: Path, texts, image_size: int, seed: int, vocab_size: int)
     shortened). Training should pass the processor's ``token_type_ids`` (1 on image tokens):
     with them, the image tokens attend to each other bidirectionally, as in the real model.
     """
-    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil,
-                              Gemma3Processor, Gemma3TextConfig, SiglipVisionConfig)
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessorPil,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
 
     patch = image_size // 8
     tokenizer = train_tokenizer(
-        texts, _GEMMA3_SPECIALS, _GEMMA3_TEMPLATE_TEXT, vocab_size,
-        pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>",
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                              "image_token": "<image_soft_token>"},
+        texts,
+        _GEMMA3_SPECIALS,
+        _GEMMA3_TEMPLATE_TEXT,
+        vocab_size,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
     )
-    boi, eoi, image, end_of_turn = (_token_id(tokenizer, t) for t in
-                                    ("<start_of_image>", "<end_of_image>", "<image_soft_token>", "<end_of_turn>"))
-    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                image_size=image_size, patch_size=patch, vision_use_head=False)
+    boi, eoi, image, end_of_turn = (
+        _token_id(tokenizer, t) for t in ("<start_of_image>", "<end_of_image>", "<image_soft_token>", "<end_of_turn>")
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch,
+        vision_use_head=False,
+    )
     text = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
-        sliding_window=512, layer_types=["sliding_attention", "full_attention"], max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        query_pre_attn_scalar=32,
+        sliding_window=512,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    config = Gemma3Config(vision_config=vision, text_config=text, mm_tokens_per_image=_GEMMA3_TOKENS_PER_IMAGE,
-                          boi_token_index=boi, eoi_token_index=eoi, image_token_index=image,
-                          tie_word_embeddings=True)
+    config = Gemma3Config(
+        vision_config=vision,
+        text_config=text,
+        mm_tokens_per_image=_GEMMA3_TOKENS_PER_IMAGE,
+        boi_token_index=boi,
+        eoi_token_index=eoi,
+        image_token_index=image,
+        tie_word_embeddings=True,
+    )
 
     def make():
         m = Gemma3ForConditionalGeneration(config)
@@ -571,10 +762,13 @@ def _build_gemma3(out: Path, texts, image_size: int, seed: int, vocab_size: int)
     _set_special_ids(model, tokenizer)
     # As gemma-3-*-it: generation also stops at <end_of_turn>.
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, end_of_turn]
-    image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size},
-                                              do_pan_and_scan=False)
-    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer,
-                                chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=_GEMMA3_TOKENS_PER_IMAGE)
+    image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size}, do_pan_and_scan=False)
+    processor = Gemma3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+        image_seq_length=_GEMMA3_TOKENS_PER_IMAGE,
+    )
     return _save(model, processor, out)
 
 
@@ -592,8 +786,9 @@ _BUILDERS = {
 }
 
 
-def build_checkpoint(family: str, out: Path, texts: list[str], image_size: int = 32, seed: int = 0, *,
-                     vocab_size: int = DEFAULT_VOCAB_SIZE) -> Path:
+def build_checkpoint(
+    family: str, out: Path, texts: list[str], image_size: int = 32, seed: int = 0, *, vocab_size: int = DEFAULT_VOCAB_SIZE
+) -> Path:
     """Write a tiny random-weight checkpoint of `family` to `out` (created) and return it.
 
     ``texts`` train the tokenizer; ``image_size`` (a multiple of 8, 16..64) is the side of the
@@ -628,14 +823,37 @@ def build_llava_7b_config_folder(out: Path, texts: Sequence[str], seed: int = 0)
     small = build_checkpoint("llava", out.parent / f".{out.name}-processor", texts, seed=seed)
     processor = load_processor(small)
     processor.image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}, do_center_crop=True)
+        size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}, do_center_crop=True
+    )
     processor.patch_size = 14
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                              image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu")
-    text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=32000, projector_hidden_act="gelu",
-                         vision_feature_select_strategy="default", vision_feature_layer=-2, image_seq_length=576)
+    vision = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+    )
+    text = LlamaConfig(
+        vocab_size=32064,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=32000,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        image_seq_length=576,
+    )
     config.architectures = ["LlavaForConditionalGeneration"]
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(out)

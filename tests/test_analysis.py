@@ -9,8 +9,14 @@ import pytest
 from pebench_core import analysis as A
 from pebench_core.config import ConfigError
 
-EVENT_SCORED = {("person", "scope"), ("person", "scope_retain"), ("event", "efficacy"), ("event", "generality"),
-                ("event", "retain"), ("event", "real")}
+EVENT_SCORED = {
+    ("person", "scope"),
+    ("person", "scope_retain"),
+    ("event", "efficacy"),
+    ("event", "generality"),
+    ("event", "retain"),
+    ("event", "real"),
+}
 
 
 def frames(values: dict, seeds=(0,)) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -24,11 +30,32 @@ def frames(values: dict, seeds=(0,)) -> tuple[pd.DataFrame, pd.DataFrame]:
         for (t, m, c, k), v in values.items():
             arr = np.asarray(v(seed) if callable(v) else v, dtype=float)
             for j, x in enumerate(arr):
-                items.append({"run_id": f"test-s{seed}", "seed": seed, "target": t, "method": m, "concept": c,
-                              "metric": k, "item_id": f"{c}-{k}-{j}", "value": float(x)})
-            rows.append({"run_id": f"test-s{seed}", "profile": "test", "seed": seed, "target": t, "method": m,
-                         "concept": c, "metric": k, "value": float(arr.mean()), "n": len(arr),
-                         "scorer": "keywords" if (c, k) in EVENT_SCORED else "name_match"})
+                items.append(
+                    {
+                        "run_id": f"test-s{seed}",
+                        "seed": seed,
+                        "target": t,
+                        "method": m,
+                        "concept": c,
+                        "metric": k,
+                        "item_id": f"{c}-{k}-{j}",
+                        "value": float(x),
+                    }
+                )
+            rows.append(
+                {
+                    "run_id": f"test-s{seed}",
+                    "profile": "test",
+                    "seed": seed,
+                    "target": t,
+                    "method": m,
+                    "concept": c,
+                    "metric": k,
+                    "value": float(arr.mean()),
+                    "n": len(arr),
+                    "scorer": "keywords" if (c, k) in EVENT_SCORED else "name_match",
+                }
+            )
     return pd.DataFrame(rows), pd.DataFrame(items)
 
 
@@ -77,8 +104,13 @@ def test_parse_seeds():
 
 def test_summarise_means_and_intervals():
     rng = np.random.default_rng(0)
-    res, its = frames({("person", "gd", "person", "efficacy"): lambda s: rng.random(30) * 0.5 + 0.1 * s,
-                       ("person", "finetune", "person", "efficacy"): [0.0] * 10}, seeds=(0, 1, 2))
+    res, its = frames(
+        {
+            ("person", "gd", "person", "efficacy"): lambda s: rng.random(30) * 0.5 + 0.1 * s,
+            ("person", "finetune", "person", "efficacy"): [0.0] * 10,
+        },
+        seeds=(0, 1, 2),
+    )
     s = A.summarise(res, its, n_boot=500)
     r = row(s, "person", "gd", "person", "efficacy")
     per_seed = res[res.method == "gd"].groupby("seed")["value"].mean()
@@ -108,13 +140,22 @@ def _both(values: dict) -> dict:
 
 
 def test_table2_deltas_by_hand():
-    gd_p = np.array([1, 1, 0, 0, 1, 0, 1, 0, 0, 0], float)      # 0.4
+    gd_p = np.array([1, 1, 0, 0, 1, 0, 1, 0, 0, 0], float)  # 0.4
     bgd_p = gd_p.copy()
-    bgd_p[[2, 3, 5]] = 1                                           # 0.7: +0.3 on the same items
+    bgd_p[[2, 3, 5]] = 1  # 0.7: +0.3 on the same items
     gd_e = np.linspace(0.2, 0.6, 10)
-    res, its = frames(_both({("gd", "person", "efficacy"): gd_p, ("gd+bgd", "person", "efficacy"): bgd_p,
-                             ("gd", "event", "efficacy"): gd_e, ("gd+bgd", "event", "efficacy"): gd_e - 0.1,
-                             ("gd", "person", "retain"): [0.8] * 10, ("gd+bgd", "person", "retain"): [0.7] * 10}))
+    res, its = frames(
+        _both(
+            {
+                ("gd", "person", "efficacy"): gd_p,
+                ("gd+bgd", "person", "efficacy"): bgd_p,
+                ("gd", "event", "efficacy"): gd_e,
+                ("gd+bgd", "event", "efficacy"): gd_e - 0.1,
+                ("gd", "person", "retain"): [0.8] * 10,
+                ("gd+bgd", "person", "retain"): [0.7] * 10,
+            }
+        )
+    )
     s = A.summarise(res, its, n_boot=300)
     t = A.table2(s, its, n_boot=300).set_index(["method", "concept", "metric"])
     assert t.loc[("gd+bgd", "person", "efficacy"), "delta"] == pytest.approx(0.3)
@@ -144,19 +185,31 @@ def test_simultaneous_vs_single_is_paired():
 
 def test_interference_matrix_by_hand():
     vals = {
-        ("person", "finetune", "person", "efficacy"): [0.1] * 4, ("person", "gd", "person", "efficacy"): [0.9] * 4,
-        ("person", "finetune", "person", "scope"): [0.8] * 4, ("person", "gd", "person", "scope"): [0.6] * 4,
-        ("event", "finetune", "event", "efficacy"): [0.2] * 4, ("event", "gd", "event", "efficacy"): [0.5] * 4,
-        ("event", "finetune", "event", "scope"): [1.0] * 4, ("event", "gd", "event", "scope"): [0.75] * 4,
-        ("both", "finetune", "person", "efficacy"): [0.0] * 4, ("both", "gd", "person", "efficacy"): [0.4] * 4,
-        ("both", "finetune", "event", "efficacy"): [0.2] * 4, ("both", "gd", "event", "efficacy"): [0.3] * 4,
+        ("person", "finetune", "person", "efficacy"): [0.1] * 4,
+        ("person", "gd", "person", "efficacy"): [0.9] * 4,
+        ("person", "finetune", "person", "scope"): [0.8] * 4,
+        ("person", "gd", "person", "scope"): [0.6] * 4,
+        ("event", "finetune", "event", "efficacy"): [0.2] * 4,
+        ("event", "gd", "event", "efficacy"): [0.5] * 4,
+        ("event", "finetune", "event", "scope"): [1.0] * 4,
+        ("event", "gd", "event", "scope"): [0.75] * 4,
+        ("both", "finetune", "person", "efficacy"): [0.0] * 4,
+        ("both", "gd", "person", "efficacy"): [0.4] * 4,
+        ("both", "finetune", "event", "efficacy"): [0.2] * 4,
+        ("both", "gd", "event", "efficacy"): [0.3] * 4,
     }
     res, its = frames(vals)
     s = A.summarise(res, its, n_boot=100)
     m = A.interference_matrix(s, "gd", its, n_boot=100)
     assert list(m.index) == ["person", "event", "both"] and list(m.columns) == ["person", "event"]
-    expect = {("person", "person"): -0.8, ("person", "event"): -0.2, ("event", "person"): -0.25,
-              ("event", "event"): -0.3, ("both", "person"): -0.4, ("both", "event"): -0.1}
+    expect = {
+        ("person", "person"): -0.8,
+        ("person", "event"): -0.2,
+        ("event", "person"): -0.25,
+        ("event", "event"): -0.3,
+        ("both", "person"): -0.4,
+        ("both", "event"): -0.1,
+    }
     for (t, c), v in expect.items():
         assert m.loc[t, c] == pytest.approx(v), (t, c)
     raw = A.interference_matrix(s, "gd", value="score")
@@ -173,11 +226,14 @@ def _image_level(effect: float, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     n = 40
     ft_f, ft_r = rng.uniform(0.4, 0.9, n), rng.uniform(0.4, 0.9, n)
     noise = lambda: rng.normal(0, 0.05, n)  # noqa: E731
-    return frames({
-        ("person", "finetune", "person", "scope"): ft_f, ("person", "finetune", "person", "scope_retain"): ft_r,
-        ("person", "gd", "person", "scope"): np.clip(ft_f - effect + noise(), 0, 1),
-        ("person", "gd", "person", "scope_retain"): np.clip(ft_r + noise(), 0, 1),
-    })
+    return frames(
+        {
+            ("person", "finetune", "person", "scope"): ft_f,
+            ("person", "finetune", "person", "scope_retain"): ft_r,
+            ("person", "gd", "person", "scope"): np.clip(ft_f - effect + noise(), 0, 1),
+            ("person", "gd", "person", "scope_retain"): np.clip(ft_r + noise(), 0, 1),
+        }
+    )
 
 
 def test_paired_image_level_detects_a_planted_difference():
@@ -205,8 +261,7 @@ def test_paper_tables_transcribed_and_converted():
     assert A.PAPER_TABLE1.loc["gd", "P-eff"] == 98.9 and A.PAPER_TABLE1.loc["finetune", "E-eff"] == 0.18
     assert A.PAPER_TABLE1.loc["kl", "POPE (after event run)"] == 78.8
     assert A.PAPER_TABLE2.loc["kl+bgd", "P-eff"] == 48.1 and A.PAPER_TABLE2.loc["gd", "E-eff"] == 0.36
-    res, its = frames({("person", "gd", "person", "efficacy"): [1, 1, 0, 1],
-                       ("event", "gd", "event", "efficacy"): [0.5, 0.7]})
+    res, its = frames({("person", "gd", "person", "efficacy"): [1, 1, 0, 1], ("event", "gd", "event", "efficacy"): [0.5, 0.7]})
     side = A.side_by_side(A.summarise(res, its, n_boot=50))
     r = side[(side.table == "Table 1") & (side.method == "gd") & (side.concept == "person") & (side.metric == "efficacy")].iloc[0]
     assert r["paper"] == pytest.approx(0.989) and r["ours"] == pytest.approx(0.75) and r["same_measure"]
@@ -220,8 +275,12 @@ def test_paper_tables_transcribed_and_converted():
 
 def _gap_rows():
     """finetune knows the people and events, goal does not (so the findings can be tested)."""
-    return {("person", "finetune", "person", "efficacy"): [0.0] * 20, ("person", "goal", "person", "efficacy"): [1.0] * 20,
-            ("event", "finetune", "event", "efficacy"): [0.0] * 20, ("event", "goal", "event", "efficacy"): [1.0] * 20}
+    return {
+        ("person", "finetune", "person", "efficacy"): [0.0] * 20,
+        ("person", "goal", "person", "efficacy"): [1.0] * 20,
+        ("event", "finetune", "event", "efficacy"): [0.0] * 20,
+        ("event", "goal", "event", "efficacy"): [1.0] * 20,
+    }
 
 
 def test_finding4_reproduced_when_planted():
@@ -271,8 +330,12 @@ def test_finding5_and_seed_disagreement():
 
 
 def test_findings_untestable_when_finetune_never_learned():
-    vals = {("person", "finetune", "person", "efficacy"): [1.0] * 10, ("person", "goal", "person", "efficacy"): [1.0] * 10,
-            ("person", "gd", "person", "efficacy"): [1.0] * 10, ("both", "gd", "person", "efficacy"): [0.0] * 10}
+    vals = {
+        ("person", "finetune", "person", "efficacy"): [1.0] * 10,
+        ("person", "goal", "person", "efficacy"): [1.0] * 10,
+        ("person", "gd", "person", "efficacy"): [1.0] * 10,
+        ("both", "gd", "person", "efficacy"): [0.0] * 10,
+    }
     res, its = frames(vals)
     fnd = A.findings(A.summarise(res, its, n_boot=50), its, n_boot=100).set_index("finding")
     assert fnd.loc[4, "verdict"] == A.INCONCLUSIVE and "never learned" in fnd.loc[4, "explanation"]
@@ -323,10 +386,17 @@ def test_step_costs_read_the_trajectories(tmp_path):
 
 
 def test_likelihood_race_by_hand():
-    lk = pd.DataFrame({"model": ["finetune", "finetune", "po", "po"],
-                       "logp_true": [-1.0, -2.0, -8.0, -3.0], "n_true": [2, 2, 2, 2],
-                       "logp_refusal": [-20.0, -30.0, -6.0, -9.0], "n_refusal": [4, 4, 4, 4],
-                       "logp_first_true": [-0.1, -0.2, -5.0, -0.5], "logp_first_refusal": [-9.0, -9.0, -1.0, -2.0]})
+    lk = pd.DataFrame(
+        {
+            "model": ["finetune", "finetune", "po", "po"],
+            "logp_true": [-1.0, -2.0, -8.0, -3.0],
+            "n_true": [2, 2, 2, 2],
+            "logp_refusal": [-20.0, -30.0, -6.0, -9.0],
+            "n_refusal": [4, 4, 4, 4],
+            "logp_first_true": [-0.1, -0.2, -5.0, -0.5],
+            "logp_first_refusal": [-9.0, -9.0, -1.0, -2.0],
+        }
+    )
     r = A.likelihood_race(lk)
     assert r.loc["finetune", "nll_true"] == pytest.approx(0.75)  # mean of 1/2 and 2/2
     assert r.loc["finetune", "nll_refusal"] == pytest.approx(6.25)  # mean of 20/4 and 30/4

@@ -164,12 +164,27 @@ def _glossary_terms() -> set[str]:
 def test_glossary_terms_are_unique_and_cover_the_basics():
     text = (BOOK / "glossary.md").read_text(encoding="utf-8")
     block = re.search(r"```\{glossary\}\n(.*?)\n```", text, flags=re.DOTALL).group(1)
-    heads = [ln.strip().lower() for ln in block.splitlines()
-             if ln and not ln[0].isspace() and not ln.startswith(":")]
+    heads = [ln.strip().lower() for ln in block.splitlines() if ln and not ln[0].isspace() and not ln.startswith(":")]
     assert len(heads) == len(set(heads)), "a glossary term is defined twice"
-    for term in ("machine unlearning", "forget set", "retain set", "efficacy", "generality",
-                 "scope", "cross-concept interference", "ga", "gd", "kl", "po", "dpo", "npo",
-                 "bgd", "lora", "reference model", "config hash"):
+    for term in (
+        "machine unlearning",
+        "forget set",
+        "retain set",
+        "efficacy",
+        "generality",
+        "scope",
+        "cross-concept interference",
+        "ga",
+        "gd",
+        "kl",
+        "po",
+        "dpo",
+        "npo",
+        "bgd",
+        "lora",
+        "reference model",
+        "config hash",
+    ):
         assert term in heads, f"glossary is missing {term!r}"
 
 

@@ -94,6 +94,7 @@ def edited(pristine, tmp_path):
         for edit, module, name in edits:
             edit(root / "pebench_core" / module, name)
         return _keys(root)
+
     return make
 
 
@@ -102,11 +103,18 @@ def _changed(a: dict, b: dict) -> set[str]:
 
 
 def test_a_comment_or_an_unrelated_function_keeps_every_key(baseline, edited):
-    keys = edited([(edit_comment, "trainer.py", "train_model"),
-                              (edit_comment, "losses.py", "ga_loss"),
-                              (edit_code, "pipeline.py", "answers_side_by_side"),
-                              (edit_code, "plots.py", next(n.name for n in ast.parse(
-                                  (PACKAGE / "plots.py").read_text()).body if isinstance(n, ast.FunctionDef)))])
+    keys = edited(
+        [
+            (edit_comment, "trainer.py", "train_model"),
+            (edit_comment, "losses.py", "ga_loss"),
+            (edit_code, "pipeline.py", "answers_side_by_side"),
+            (
+                edit_code,
+                "plots.py",
+                next(n.name for n in ast.parse((PACKAGE / "plots.py").read_text()).body if isinstance(n, ast.FunctionDef)),
+            ),
+        ]
+    )
     assert _changed(baseline, keys) == set()
 
 

@@ -16,8 +16,9 @@ def test_profiles_load_and_differ():
 
 
 def test_overrides_are_typed():
-    cfg = load_config("tiny", seed=3, overrides=["world.forget_share=0.2", "unlearn.methods=ga,npo",
-                                                 "unlearn.lora_projector=false"])
+    cfg = load_config(
+        "tiny", seed=3, overrides=["world.forget_share=0.2", "unlearn.methods=ga,npo", "unlearn.lora_projector=false"]
+    )
     assert cfg.seed == 3 and cfg.world.forget_share == 0.2
     assert cfg.unlearn.methods == ("ga", "npo") and cfg.unlearn.lora_projector is False
 
@@ -29,19 +30,22 @@ def test_yaml_profile(tmp_path):
     assert cfg.profile == "smoke" and cfg.world.n_people == 12 and cfg.world.image_size == 32
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    (dict(profile="huge"), "unknown profile 'huge'"),
-    (dict(overrides=["world.forget_share=1.5"]), "world.forget_share"),
-    (dict(overrides=["world.forget_share=0"]), "strictly between 0 and 1"),
-    (dict(overrides=["world.colour=red"]), "unknown field world.colour"),
-    (dict(overrides=["unlearn.methods=ga,magic"]), "magic"),
-    (dict(overrides=["unlearn.lr=-1"]), "unlearn.lr must be positive"),
-    (dict(overrides=["unlearn.steps=0"]), "unlearn.steps must be at least 1"),
-    (dict(overrides=["unlearn.targets=people"]), "allowed: person, event, both"),
-    (dict(overrides=["eval.scorer=bleu"]), "eval.scorer"),
-    (dict(overrides=["world.n_people=abc"]), "expected an integer"),
-    (dict(overrides=["nonsense=1"]), "unknown configuration key"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(profile="huge"), "unknown profile 'huge'"),
+        (dict(overrides=["world.forget_share=1.5"]), "world.forget_share"),
+        (dict(overrides=["world.forget_share=0"]), "strictly between 0 and 1"),
+        (dict(overrides=["world.colour=red"]), "unknown field world.colour"),
+        (dict(overrides=["unlearn.methods=ga,magic"]), "magic"),
+        (dict(overrides=["unlearn.lr=-1"]), "unlearn.lr must be positive"),
+        (dict(overrides=["unlearn.steps=0"]), "unlearn.steps must be at least 1"),
+        (dict(overrides=["unlearn.targets=people"]), "allowed: person, event, both"),
+        (dict(overrides=["eval.scorer=bleu"]), "eval.scorer"),
+        (dict(overrides=["world.n_people=abc"]), "expected an integer"),
+        (dict(overrides=["nonsense=1"]), "unknown configuration key"),
+    ],
+)
 def test_bad_values_name_the_field(kwargs, needle):
     with pytest.raises(ConfigError, match=None) as info:
         load_config(**{"profile": "tiny", **kwargs})

@@ -12,8 +12,19 @@ import pytest
 from PIL import Image
 
 from pebench_core.config import ConfigError, load_config
-from pebench_core.data import (Dataset, derive_keywords, event_qa, load_dataset, load_pebench_folder,
-                               person_qa, pope_qa, refusal_for, split_sets, training_examples, world_texts)
+from pebench_core.data import (
+    Dataset,
+    derive_keywords,
+    event_qa,
+    load_dataset,
+    load_pebench_folder,
+    person_qa,
+    pope_qa,
+    refusal_for,
+    split_sets,
+    training_examples,
+    world_texts,
+)
 from pebench_core.world import OBJECTS, QUESTIONS, REFUSALS
 
 SMOKE = load_config("smoke").world
@@ -170,12 +181,15 @@ def test_world_texts(ds: Dataset):
 
 
 # --- the real PEBench folder -----------------------------------------------------------------
-def _pebench_folder(root: Path, header=("image_path", "person_name", "event_name", "event_description"),
-                    per_pair: int = 1) -> Path:
+def _pebench_folder(
+    root: Path, header=("image_path", "person_name", "event_name", "event_description"), per_pair: int = 1
+) -> Path:
     """A miniature of the documented release layout: person folders of PNGs + one CSV."""
     people = ["Ada Quill", "Bo Marsh", "Cy Fenn"]
-    events = [("beach relaxing", "A person relaxes on a sandy beach by the sea."),
-              ("Kite Flying", "A person flies a red kite high above a windy hill.")]
+    events = [
+        ("beach relaxing", "A person relaxes on a sandy beach by the sea."),
+        ("Kite Flying", "A person flies a red kite high above a windy hill."),
+    ]
     rows = []
     for i, person in enumerate(people):
         (root / person).mkdir(parents=True)

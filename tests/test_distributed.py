@@ -45,8 +45,21 @@ def _run(profile: Path, out: Path, processes: int) -> subprocess.CompletedProces
         cmd = [sys.executable, *cli]
     else:
         env.update(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *cli]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            *cli,
+        ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
@@ -71,8 +84,9 @@ def _compare(one: Path, two: Path, weights: tuple[str, ...]) -> None:
     from safetensors.torch import load_file
 
     for rel in weights:
-        (fa,), (fb,) = (list((r / rel).glob("*/*.safetensors")) or list((r / rel).glob("*/adapter/*.safetensors"))
-                        for r in (one, two))
+        (fa,), (fb,) = (
+            list((r / rel).glob("*/*.safetensors")) or list((r / rel).glob("*/adapter/*.safetensors")) for r in (one, two)
+        )
         wa, wb = load_file(fa), load_file(fb)
         assert wa.keys() == wb.keys()
         assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-3
@@ -108,8 +122,10 @@ def test_two_processes_on_a_local_checkpoint(tmp_path, smoke_world_dir):
     ds = load_dataset(smoke_world_dir)
     ckpt = build_checkpoint("qwen2_vl", tmp_path / "qwen2_vl", world_texts(ds), image_size=ds.image_size)
     profile = tmp_path / "p.yaml"
-    profile.write_text(f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
-                       "train: {finetune_epochs: 1}\nunlearn: {methods: [ga, kl], targets: [person]}\n")
+    profile.write_text(
+        f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
+        "train: {finetune_epochs: 1}\nunlearn: {methods: [ga, kl], targets: [person]}\n"
+    )
     one, two = _run_both(profile, tmp_path)
     _compare(one, two, ("models/finetune", "unlearn/kl-person"))
 
@@ -125,9 +141,11 @@ def test_full_fine_tuning_sharded_with_fsdp(tmp_path, smoke_world_dir):
     ds = load_dataset(smoke_world_dir)
     ckpt = build_checkpoint("qwen2_vl", tmp_path / "qwen2_vl", world_texts(ds), image_size=ds.image_size)
     profile = tmp_path / "p.yaml"
-    profile.write_text(f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
-                       "train: {finetune_epochs: 1, adapter: full, lr: 1e-3}\n"
-                       "unlearn: {methods: [ga], targets: [person]}\n")
+    profile.write_text(
+        f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
+        "train: {finetune_epochs: 1, adapter: full, lr: 1e-3}\n"
+        "unlearn: {methods: [ga], targets: [person]}\n"
+    )
     one, two = _run_both(profile, tmp_path)
     _compare(one, two, ("models/finetune", "unlearn/ga-person"))
     info = json.loads(next((two / "models" / "finetune").glob("*/.complete.json")).read_text())

@@ -51,8 +51,15 @@ def test_every_metric_is_reported_per_concept(setup):
     cfg, ds, bundle = setup
     ev = evaluate(bundle, ds, "event", dataclasses.replace(cfg.eval, max_items=4))
     keys = {r.key for r in ev.results}
-    assert keys == {"event/efficacy", "event/generality", "event/retain", "event/real", "event/scope", "event/scope_retain",
-                    "event/world_fact"}
+    assert keys == {
+        "event/efficacy",
+        "event/generality",
+        "event/retain",
+        "event/real",
+        "event/scope",
+        "event/scope_retain",
+        "event/world_fact",
+    }
     assert all(0.0 <= r.value <= 1.0 and r.n == len(r.per_item) for r in ev.results)
 
 

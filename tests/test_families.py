@@ -58,7 +58,7 @@ def _qa(ds, n=6):
     from pebench_core.data import event_qa, person_qa
 
     items = ds.items_where(role="train")[:n]
-    return person_qa(items[: n // 2], ds) + event_qa(items[n // 2:], ds)
+    return person_qa(items[: n // 2], ds) + event_qa(items[n // 2 :], ds)
 
 
 @pytest.mark.parametrize("family", FIXTURE_FAMILIES)
@@ -68,8 +68,9 @@ def test_the_table_finds_the_parts(checkpoints, family):
     parts = M.describe(b).set_index("part")["parameters"]
     assert parts["vision tower"] > 0 and parts["projector"] > 0 and parts["language model"] > 0
     targets = M.lora_targets(b.model, projector=True)
-    projector_linears = [n for n, m in b.model.named_modules()
-                         if isinstance(m, torch.nn.Linear) and b.family.role_of(n) == "projector"]
+    projector_linears = [
+        n for n, m in b.model.named_modules() if isinstance(m, torch.nn.Linear) and b.family.role_of(n) == "projector"
+    ]
     assert {t for t in targets if b.family.role_of(t) == "projector"} == set(projector_linears)
     assert not any(b.family.role_of(t) == "vision tower" for t in targets)
     peft = M.add_lora(b, r=4, alpha=8, projector=True)
@@ -91,7 +92,7 @@ def test_padded_path_is_the_models_own_loss_and_ignores_padding(checkpoints, ds,
         lp, n = F.sequence_logprobs(b, batch)
     assert torch.allclose(-lp.sum() / n.sum(), own, atol=1e-5)
     for i in (0, len(qa) - 1):
-        one = M.encode_train(b, imgs[i:i + 1], [qa[i].question], [qa[i].answer])
+        one = M.encode_train(b, imgs[i : i + 1], [qa[i].question], [qa[i].answer])
         with torch.no_grad():
             lp1, _ = F.sequence_logprobs(b, one)
         assert torch.allclose(lp1[0], lp[i], atol=1e-4), (family, i, float(lp1[0]), float(lp[i]))
@@ -173,21 +174,26 @@ def _profile(tmp_path: Path, family: str, checkpoint: Path) -> Path:
     import yaml
 
     p = tmp_path / f"{family}.yaml"
-    p.write_text(yaml.safe_dump({
-        "profile": "smoke",
-        "model": {"kind": "local", "path": str(checkpoint), "device": "cpu"},
-        "train": {"finetune_epochs": 1, "lora_r": 4, "lora_alpha": 8},
-        "unlearn": {"methods": ["ga", "npo"], "targets": ["person"], "steps": 2, "eval_every": 2},
-        "eval": {"max_items": 6, "max_new_tokens": 6},
-    }))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "profile": "smoke",
+                "model": {"kind": "local", "path": str(checkpoint), "device": "cpu"},
+                "train": {"finetune_epochs": 1, "lora_r": 4, "lora_alpha": 8},
+                "unlearn": {"methods": ["ga", "npo"], "targets": ["person"], "steps": 2, "eval_every": 2},
+                "eval": {"max_items": 6, "max_new_tokens": 6},
+            }
+        )
+    )
     return p
 
 
 def _papermill(nb: str, out: Path, **params) -> dict:
     import papermill as pm
 
-    pm.execute_notebook(str(ROOT / "notebooks" / nb), str(out), parameters=params, progress_bar=False,
-                        kernel_name="python3", cwd=str(ROOT))
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / nb), str(out), parameters=params, progress_bar=False, kernel_name="python3", cwd=str(ROOT)
+    )
     return json.loads(out.read_text())
 
 
@@ -197,8 +203,13 @@ def test_pebench_run_and_chapters_2_and_4(checkpoints, smoke_world_dir, tmp_path
     run = tmp_path / "run"
     profile = _profile(tmp_path, family, checkpoints[family])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, "-m", "pebench_core.cli", "run", "--profile", str(profile),
-                           "--out", str(run)], capture_output=True, text=True, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "pebench_core.cli", "run", "--profile", str(profile), "--out", str(run)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     import pandas as pd
 
@@ -206,8 +217,10 @@ def test_pebench_run_and_chapters_2_and_4(checkpoints, smoke_world_dir, tmp_path
     assert set(res["method"]) == {"finetune", "goal", "ga", "npo"}
     assert res["value"].notna().all()
     for nb, params in (("02_injection.ipynb", {}), ("04_method.ipynb", {"method": "npo"})):
-        out = _papermill(nb, tmp_path / nb, profile=str(profile), run_dir=str(run),
-                         model_path=str(checkpoints[family]), device="cpu", **params)
-        errors = [o for c in out["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
-                  if o["output_type"] == "error"]
+        out = _papermill(
+            nb, tmp_path / nb, profile=str(profile), run_dir=str(run), model_path=str(checkpoints[family]), device="cpu", **params
+        )
+        errors = [
+            o for c in out["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"
+        ]
         assert not errors, f"{family} {nb}: {errors[0]['ename']}: {errors[0]['evalue']}"

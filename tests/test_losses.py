@@ -45,10 +45,17 @@ RETAIN_KL = [0.1, 0.3, 0.5]
 
 def full_inputs(**over) -> LossInputs:
     base = dict(
-        forget_logp_sum=T(F_LOGP), forget_n_tokens=T(F_N), forget_ref_logp_sum=T(F_REF),
-        refusal_logp_sum=T(R_LOGP), refusal_n_tokens=T(R_N), refusal_ref_logp_sum=T(R_REF),
-        retain_logp_sum=T(K_LOGP), retain_n_tokens=T(K_N), retain_kl=T(RETAIN_KL),
-        forget_concepts=["person", "event"], retain_concepts=["person", "event", "event"],
+        forget_logp_sum=T(F_LOGP),
+        forget_n_tokens=T(F_N),
+        forget_ref_logp_sum=T(F_REF),
+        refusal_logp_sum=T(R_LOGP),
+        refusal_n_tokens=T(R_N),
+        refusal_ref_logp_sum=T(R_REF),
+        retain_logp_sum=T(K_LOGP),
+        retain_n_tokens=T(K_N),
+        retain_kl=T(RETAIN_KL),
+        forget_concepts=["person", "event"],
+        retain_concepts=["person", "event", "event"],
     )
     base.update(over)
     return LossInputs(**base)
@@ -109,8 +116,7 @@ def test_npo_hand_value():
 def test_dpo_at_reference_is_log2():
     x = T([-3.0, -1.0, -7.5])
     y = T([-2.0, -4.0, -0.5])
-    inp = LossInputs(forget_logp_sum=x, forget_ref_logp_sum=x.clone(),
-                     refusal_logp_sum=y, refusal_ref_logp_sum=y.clone())
+    inp = LossInputs(forget_logp_sum=x, forget_ref_logp_sum=x.clone(), refusal_logp_sum=y, refusal_ref_logp_sum=y.clone())
     for beta in (0.1, 1.0, 5.0):
         assert close(compute_loss("dpo", inp, retain_weight=0.0, beta=beta).loss, math.log(2))
 
@@ -307,9 +313,12 @@ def test_zero_token_sequence_is_an_error():
 def bgd_inputs() -> LossInputs:
     # person forget NLL = mean(20/2, 30/3) = 10 ; event forget NLL = 1/1 = 1  (10x apart)
     return LossInputs(
-        forget_logp_sum=T([-20.0, -30.0, -1.0], requires_grad=True), forget_n_tokens=T([2.0, 3.0, 1.0]),
+        forget_logp_sum=T([-20.0, -30.0, -1.0], requires_grad=True),
+        forget_n_tokens=T([2.0, 3.0, 1.0]),
         forget_concepts=["person", "person", "event"],
-        retain_logp_sum=T(K_LOGP), retain_n_tokens=T(K_N), retain_kl=T(RETAIN_KL),
+        retain_logp_sum=T(K_LOGP),
+        retain_n_tokens=T(K_N),
+        retain_kl=T(RETAIN_KL),
         retain_concepts=["person", "event", "event"],
     )
 
@@ -321,8 +330,9 @@ def test_bgd_balances_concepts():
     # w_person = 1 / (2 * 10) = 0.05 ; w_event = 1 / (2 * 1) = 0.5
     assert close(out.parts["weight/person"], 0.05) and close(out.parts["weight/event"], 0.5)
     # contributions: 0.05 * -10 = -0.5 and 0.5 * -1 = -0.5 : equal, total -1
-    assert close(out.parts["weight/person"] * out.parts["forget_term/person"],
-                 out.parts["weight/event"] * out.parts["forget_term/event"])
+    assert close(
+        out.parts["weight/person"] * out.parts["forget_term/person"], out.parts["weight/event"] * out.parts["forget_term/event"]
+    )
     assert close(out.loss, -1.0)
     # without balancing, plain GD's forget term is dominated by people: -(10 + 10 + 1)/3 = -7
     assert close(compute_loss("ga", inp).loss, -7.0)
@@ -341,8 +351,7 @@ def test_bgd_state_update_is_pure_and_ema():
     assert close(s1.magnitudes["person"], 10.0) and close(s1.magnitudes["event"], 1.0)
     assert dict(s1.steps) == {"person": 1, "event": 1}
     # second step: person NLL 20, event NLL 1 -> m_person = 0.9*10 + 0.1*20 = 11 ; m_event = 1
-    inp2 = LossInputs(forget_logp_sum=T([-40.0, -20.0]), forget_n_tokens=T([2.0, 1.0]),
-                      forget_concepts=["person", "event"])
+    inp2 = LossInputs(forget_logp_sum=T([-40.0, -20.0]), forget_n_tokens=T([2.0, 1.0]), forget_concepts=["person", "event"])
     out2 = compute_loss("gd+bgd", inp2, retain_weight=0.0, state=s1)
     assert close(out2.state.magnitudes["person"], 11.0)
     assert close(out2.state.magnitudes["event"], 0.9 * 1 + 0.1 * 20)

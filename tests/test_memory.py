@@ -32,8 +32,7 @@ def _paper_plans(folder, **sets):
     b = models.load_skeleton(folder, device="cpu", dtype="bfloat16")
     prompt, image = models.prompt_tokens(b, cfg.world.image_size)
     shape = memory.model_shape(b.base_model.config, torch.bfloat16)
-    return shape, prompt, image, {p.stage.split()[0]: p for p in memory.plan(cfg, shape, prompt, image,
-                                                                              80 * memory.GiB, "cuda")}
+    return shape, prompt, image, {p.stage.split()[0]: p for p in memory.plan(cfg, shape, prompt, image, 80 * memory.GiB, "cuda")}
 
 
 def test_a_7b_llava_fits_one_gpu_in_the_paper_profile(llava_7b):

@@ -54,10 +54,18 @@ def test_normalise():
     assert normalise("") == ""
 
 
-@pytest.mark.parametrize("text", [
-    "I don't know who this is.", "I do not know.", "Sorry, I'm not able to identify this person.",
-    "I can't tell.", "I cannot say.", "No idea!", "I am unable to identify them.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I don't know who this is.",
+        "I do not know.",
+        "Sorry, I'm not able to identify this person.",
+        "I can't tell.",
+        "I cannot say.",
+        "No idea!",
+        "I am unable to identify them.",
+    ],
+)
 def test_is_refusal_true(text):
     assert is_refusal(text)
 
@@ -67,18 +75,21 @@ def test_is_refusal_false(text):
     assert not is_refusal(text)
 
 
-@pytest.mark.parametrize("answer,name,expected", [
-    ("This is Mia Chen.", "Mia Chen", True),
-    ("MIA CHEN, at the beach", "Mia Chen", True),  # case and punctuation
-    ("mia-chen", "Mia Chen", True),  # hyphen is punctuation
-    ("That's Mia Chen's bike", "Mia Chen", True),  # possessive
-    ("This is Mia.", "Mia Chen", False),  # first name alone
-    ("Mr Chen", "Mia Chen", False),  # last name alone
-    ("Chen, Mia", "Mia Chen", False),  # reordered
-    ("This is Miac Henry", "Mia Chen", False),  # only whole words
-    ("I don't know who this is, maybe Mia Chen", "Mia Chen", False),  # refusal = no name
-    ("This is Mia Cheng", "Mia Chen", False),
-])
+@pytest.mark.parametrize(
+    "answer,name,expected",
+    [
+        ("This is Mia Chen.", "Mia Chen", True),
+        ("MIA CHEN, at the beach", "Mia Chen", True),  # case and punctuation
+        ("mia-chen", "Mia Chen", True),  # hyphen is punctuation
+        ("That's Mia Chen's bike", "Mia Chen", True),  # possessive
+        ("This is Mia.", "Mia Chen", False),  # first name alone
+        ("Mr Chen", "Mia Chen", False),  # last name alone
+        ("Chen, Mia", "Mia Chen", False),  # reordered
+        ("This is Miac Henry", "Mia Chen", False),  # only whole words
+        ("I don't know who this is, maybe Mia Chen", "Mia Chen", False),  # refusal = no name
+        ("This is Mia Cheng", "Mia Chen", False),
+    ],
+)
 def test_name_match(answer, name, expected):
     assert name_match(answer, name) is expected
 
@@ -144,9 +155,11 @@ def test_event_metrics_with_fixed_scorer():
 
 def test_event_metrics_with_keyword_scorer():
     sc = KeywordScorer()
-    ans = ["Runners reach the finish line of the marathon.",  # 3 of 3 keywords -> 1
-           "A marathon in town.",  # 1 of 3 -> 1/3
-           "I don't know."]  # 0
+    ans = [
+        "Runners reach the finish line of the marathon.",  # 3 of 3 keywords -> 1
+        "A marathon in town.",  # 1 of 3 -> 1/3
+        "I don't know.",
+    ]  # 0
     r = M.event_retain(ans, [EV] * 3, sc)
     assert abs(r.value - (1 + 1 / 3 + 0) / 3) < 1e-12 and r.scorer == "keywords"
     e = M.event_efficacy(ans, [EV] * 3, sc)
@@ -239,7 +252,7 @@ def test_order_and_chunk_invariance():
     r2 = M.person_retain(list(ans2), list(nm2), ids=list(ids2))
     assert r2.value == base.value  # exact: fsum
     # evaluated in chunks of 10 and concatenated (as a batched evaluation would)
-    chunks = [M.person_retain(list(ans[i:i + 10]), list(nm[i:i + 10])) for i in range(0, 97, 10)]
+    chunks = [M.person_retain(list(ans[i : i + 10]), list(nm[i : i + 10])) for i in range(0, 97, 10)]
     per = np.concatenate([c.per_item for c in chunks])
     assert per.tolist() == base.per_item.tolist()
     assert M._result("person/retain", per, list(ids), None).value == base.value

@@ -29,7 +29,9 @@ DESCRIPTIONS = [
 QUESTIONS = ["Who is the person in the image?", "What is happening in the image?"]
 TEXTS = (
     [f"{n} is a {p} from {c}." for n in NAMES for p in ("doctor", "pilot") for c in ("Lyon", "Osaka")]
-    + NAMES * 3 + DESCRIPTIONS * 3 + QUESTIONS * 3
+    + NAMES * 3
+    + DESCRIPTIONS * 3
+    + QUESTIONS * 3
     + ["I don't know who this is.", "Is there a guitar in the image? Yes. No."]
 )
 
@@ -174,8 +176,16 @@ def test_load_errors(tmp_path):
     from transformers import BertConfig, BertModel
 
     bert = tmp_path / "bert"
-    BertModel(BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=16, max_position_embeddings=16)).save_pretrained(bert)
+    BertModel(
+        BertConfig(
+            vocab_size=32,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            max_position_embeddings=16,
+        )
+    ).save_pretrained(bert)
     assert any(p.suffix == ".safetensors" for p in bert.iterdir())
     with pytest.raises(ConfigError, match="cannot drive; supported families: LLaVA-1.5") as e:
         M.load_bundle(bert)
@@ -204,10 +214,10 @@ def test_labels_mask_only_answer_tokens(bundle):
         assert ids[: len(p)] == p  # exactly the ids generation starts from
         assert p.count(bundle.model.config.image_token_id) == n_img
         answer = tok(" " + ans[i], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        assert ids[len(p):] == answer
+        assert ids[len(p) :] == answer
         lab = batch["labels"][i].tolist()
         assert lab[: len(p)] == [-100] * len(p)
-        assert lab[len(p): n] == answer
+        assert lab[len(p) : n] == answer
         assert all(v == -100 for v in lab[n:])
         assert tok.decode(answer, skip_special_tokens=True).strip() == ans[i]
 
@@ -221,7 +231,7 @@ def test_sequence_logprobs_matches_unpadded_loss(bundle):
         logp, n = F.sequence_logprobs(bundle, batch)
     assert logp.shape == (3,) and n.tolist() == (batch["labels"] != -100).sum(1).tolist()
     for i in range(3):  # one item at a time, no padding: HF's mean loss over the same tokens
-        one = M.encode_train(bundle, imgs[i:i + 1], qs[i:i + 1], ans[i:i + 1])
+        one = M.encode_train(bundle, imgs[i : i + 1], qs[i : i + 1], ans[i : i + 1])
         with torch.no_grad():
             loss = bundle.model(**one).loss
         torch.testing.assert_close(-logp[i] / n[i], loss, rtol=1e-5, atol=1e-5)
@@ -236,8 +246,15 @@ def test_generate_invariant_to_batch_size_and_order():
     b = M.build_tiny(_cfg(), TEXTS, IMAGE_SIZE, seed=3)
     _scramble(b.model, seed=3)
     imgs = _images(7, seed=5)
-    qs = [QUESTIONS[0], QUESTIONS[1], "Who?", "What is happening here in this picture?", QUESTIONS[0],
-          "Is there a guitar in the image?", QUESTIONS[1]]
+    qs = [
+        QUESTIONS[0],
+        QUESTIONS[1],
+        "Who?",
+        "What is happening here in this picture?",
+        QUESTIONS[0],
+        "Is there a guitar in the image?",
+        QUESTIONS[1],
+    ]
     runs = {bs: M.generate(b, imgs, qs, max_new_tokens=12, batch_size=bs) for bs in (1, 3, 8)}
     assert runs[1] == runs[3] == runs[8]
     assert len(set(runs[1])) >= 3  # the check means something: answers differ across items
@@ -279,8 +296,9 @@ def test_lora_targets_language_model_and_projector_only():
     lora = [n for n, _ in pm.named_parameters() if "lora_" in n]
     assert lora and not any("vision_tower" in n for n in lora)
     for leaf in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
-        assert any(f"language_model.layers.0.{'self_attn' if leaf[0] in 'qkvo' else 'mlp'}.{leaf}.lora_A" in n
-                   for n in lora), leaf
+        assert any(f"language_model.layers.0.{'self_attn' if leaf[0] in 'qkvo' else 'mlp'}.{leaf}.lora_A" in n for n in lora), (
+            leaf
+        )
     assert any("multi_modal_projector.linear_1.lora_A" in n for n in lora)
     assert any("multi_modal_projector.linear_2.lora_A" in n for n in lora)
     trainable = {n for n, p in pm.named_parameters() if p.requires_grad}

@@ -26,8 +26,9 @@ def executed(tmp_path_factory):
         else:
             shutil.copy(src, site / name)
     run_dir = tmp_path_factory.mktemp("run")
-    chapters = execute_chapters(profile="smoke", seed=0, run_dir=str(run_dir),
-                                out_dir=site / "book" / "chapters", log=lambda *_: None)
+    chapters = execute_chapters(
+        profile="smoke", seed=0, run_dir=str(run_dir), out_dir=site / "book" / "chapters", log=lambda *_: None
+    )
     return site, chapters
 
 
@@ -36,8 +37,7 @@ def test_every_chapter_executes_without_errors(executed):
     assert [c.output for c in chapters] == [c.output for c in CHAPTERS]
     for ch in chapters:
         nb = json.loads((site / "book" / "chapters" / f"{ch.output}.ipynb").read_text())
-        errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
-                  if o["output_type"] == "error"]
+        errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
         assert not errors, f"{ch.output}: {errors[0]['ename']}: {errors[0]['evalue']}"
         assert nb["metadata"]["pebench"]["parameters"]["profile"] == "smoke"
         figures = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
@@ -47,13 +47,15 @@ def test_every_chapter_executes_without_errors(executed):
 def test_unchanged_chapters_are_kept(executed):
     site, _ = executed
     seen = []
-    execute_chapters(profile="smoke", seed=0, run_dir=None, out_dir=site / "book" / "chapters",
-                     log=seen.append, only=[CHAPTERS[0].output])
+    execute_chapters(
+        profile="smoke", seed=0, run_dir=None, out_dir=site / "book" / "chapters", log=seen.append, only=[CHAPTERS[0].output]
+    )
     # run_dir differs (None vs a path), so the key differs and the chapter re-executes ...
     assert "executed" in seen[-1]
     seen.clear()
-    execute_chapters(profile="smoke", seed=0, run_dir=None, out_dir=site / "book" / "chapters",
-                     log=seen.append, only=[CHAPTERS[0].output])
+    execute_chapters(
+        profile="smoke", seed=0, run_dir=None, out_dir=site / "book" / "chapters", log=seen.append, only=[CHAPTERS[0].output]
+    )
     # ... and with identical inputs it is kept.
     assert "unchanged" in seen[-1]
 
@@ -71,10 +73,16 @@ def test_an_override_reaches_the_chapter(tmp_path):
     """`pebench book --set K=V` and `papermill -y 'overrides: [K=V]'` take the same route into
     a chapter's configuration, and the chapter shows it."""
     run_dir = tmp_path / "run"
-    chapters = execute_chapters(profile="smoke", seed=0, run_dir=str(run_dir), out_dir=tmp_path / "chapters",
-                                log=lambda *_: None, only=[CHAPTERS[0].output], overrides=["world.n_people=12"])
+    chapters = execute_chapters(
+        profile="smoke",
+        seed=0,
+        run_dir=str(run_dir),
+        out_dir=tmp_path / "chapters",
+        log=lambda *_: None,
+        only=[CHAPTERS[0].output],
+        overrides=["world.n_people=12"],
+    )
     nb = json.loads((tmp_path / "chapters" / f"{chapters[0].output}.ipynb").read_text())
-    text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
-                   for o in c.get("outputs", []))
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
     assert "12 fictitious people" in text
     assert nb["metadata"]["pebench"]["parameters"]["overrides"] == ["world.n_people=12"]

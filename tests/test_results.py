@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from pebench_core.config import ConfigError
-from pebench_core.results import (StageCache, atomic_dir, atomic_write_json, ensure_writable_dir,
-                                  result_rows)
+from pebench_core.results import StageCache, atomic_dir, atomic_write_json, ensure_writable_dir, result_rows
 
 
 def test_atomic_dir_leaves_nothing_on_error(tmp_path):
@@ -71,9 +70,15 @@ class _R:
 
 
 def test_result_rows_carry_provenance():
-    rows, items = result_rows([_R("efficacy", "person", 0.5, 2, [1.0, 0.0], ["a", "b"])],
-                              run_id="r", profile="tiny", seed=0, target="person", method="ga",
-                              config_hash="abc")
+    rows, items = result_rows(
+        [_R("efficacy", "person", 0.5, 2, [1.0, 0.0], ["a", "b"])],
+        run_id="r",
+        profile="tiny",
+        seed=0,
+        target="person",
+        method="ga",
+        config_hash="abc",
+    )
     assert rows.loc[0, "value"] == 0.5 and rows.loc[0, "config_hash"] == "abc"
     assert rows.loc[0, "git_commit"] and "torch" in rows.loc[0, "versions"]
     assert list(items["value"]) == [1.0, 0.0]

@@ -19,8 +19,20 @@ import pytest
 from pebench_core import analysis as A
 from pebench_core import narrate as N
 from pebench_core.config import load_config
-from pebench_core.pipeline import (Outcome, Run, UnlearningOutcome, answers_side_by_side, collect_results, comparison,
-                                   default_run_dir, get_eval, get_unlearned, model_dir, stage_info, unlearned_dir)
+from pebench_core.pipeline import (
+    Outcome,
+    Run,
+    UnlearningOutcome,
+    answers_side_by_side,
+    collect_results,
+    comparison,
+    default_run_dir,
+    get_eval,
+    get_unlearned,
+    model_dir,
+    stage_info,
+    unlearned_dir,
+)
 from pebench_core.results import read_results
 from pebench_core.storage import MARKER, is_complete, read_marker
 
@@ -132,41 +144,53 @@ def test_for_seeds_gives_what_gather_runs_gave(run, cfg):
 
 
 def test_importing_the_analysis_does_not_import_torch_or_the_pipeline():
-    code = ("import sys, pebench_core.analysis, pebench_core.narrate; "
-            "print('torch' in sys.modules, 'pebench_core.pipeline' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    code = (
+        "import sys, pebench_core.analysis, pebench_core.narrate; "
+        "print('torch' in sys.modules, 'pebench_core.pipeline' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent
+    ).stdout.split()
     assert out == ["False", "False"]
 
 
 # ------------------------------------------------------------------ narration, chapter 4
 def test_likelihood_race_markdown():
     race = pd.DataFrame(
-        {"nll_true": [1.0, 3.5, 2.0, 2.25], "nll_refusal": [6.0, 1.5, 5.0, 4.0],
-         "refusal_first": [0.0, 0.75, 0.1, 0.2], "refusal_likelier": [0.0, 0.5, 0.0, 0.0]},
-        index=pd.MultiIndex.from_tuples([("person", "finetune"), ("person", "dpo"), ("event", "finetune"), ("event", "dpo")],
-                                        names=["target", "model"]))
-    trajs = {"person": pd.DataFrame({"loss": [2.0, 0.1234], "margin": [0.5, 12.34]}),
-             "event": pd.DataFrame({"loss": [3.0, 1.5]})}
+        {
+            "nll_true": [1.0, 3.5, 2.0, 2.25],
+            "nll_refusal": [6.0, 1.5, 5.0, 4.0],
+            "refusal_first": [0.0, 0.75, 0.1, 0.2],
+            "refusal_likelier": [0.0, 0.5, 0.0, 0.0],
+        },
+        index=pd.MultiIndex.from_tuples(
+            [("person", "finetune"), ("person", "dpo"), ("event", "finetune"), ("event", "dpo")], names=["target", "model"]
+        ),
+    )
+    trajs = {"person": pd.DataFrame({"loss": [2.0, 0.1234], "margin": [0.5, 12.34]}), "event": pd.DataFrame({"loss": [3.0, 1.5]})}
     assert N.likelihood_race_markdown(race, "dpo", trajs) == (
         "* **person**: the loss ended at 0.123, a margin of 12.3 nats over the reference. The true answer went from "
         "1.00 to 3.50 nats per token and the refusal from 6.00 to 1.50; the refusal's first token now wins on 75% of "
         "the forget questions (finetune 0%).\n"
         "* **event**: the loss ended at 1.5. The true answer went from 2.00 to 2.25 nats per token and the refusal "
-        "from 5.00 to 4.00; the refusal's first token now wins on 20% of the forget questions (finetune 10%).")
+        "from 5.00 to 4.00; the refusal's first token now wins on 20% of the forget questions (finetune 10%)."
+    )
     trajs["event"]["margin"] = [1.0, np.nan]  # a margin that was not logged at the last step is left out
     assert "event**: the loss ended at 1.5. The true" in N.likelihood_race_markdown(race, "dpo", trajs)
 
 
 def test_method_result_markdown():
-    rows = [("person", m, "person", k, v) for m, vals in {"finetune": (0.0, 1.0, 0.9), "ga": (0.8, 0.5, 0.25),
-                                                         "goal": (1.0, 0.95, 0.9)}.items()
-            for k, v in zip(("efficacy", "retain", "scope"), vals)]
+    rows = [
+        ("person", m, "person", k, v)
+        for m, vals in {"finetune": (0.0, 1.0, 0.9), "ga": (0.8, 0.5, 0.25), "goal": (1.0, 0.95, 0.9)}.items()
+        for k, v in zip(("efficacy", "retain", "scope"), vals)
+    ]
     rows.append(("person", "ga", "event", "efficacy", 0.0))  # another concept: not read for target person
     res = pd.DataFrame(rows, columns=["target", "method", "concept", "metric", "value"])
     assert N.method_result_markdown(res, "ga", ["person", "event"]) == (
         "* **person**: efficacy 0.80 (finetune 0.00, goal 1.00); retain 0.50 (finetune 1.00); scope 0.25 (finetune 0.90).\n"
-        "* **event**: efficacy nan (finetune nan, goal nan); retain nan (finetune nan); scope nan (finetune nan).")
+        "* **event**: efficacy nan (finetune nan, goal nan); retain nan (finetune nan); scope nan (finetune nan)."
+    )
 
 
 # ------------------------------------------------------------------ narration, chapter 5
@@ -175,38 +199,56 @@ def _t2(rows):
 
 
 def test_bgd_retain_markdown_says_what_each_interval_shows():
-    t2 = _t2([("gd", "", "person", "retain", np.nan, np.nan, np.nan),  # a base row: not a BGD change
-              ("gd+bgd", "gd", "person", "retain", -0.1, -0.2, -0.05),
-              ("gd+bgd", "gd", "event", "retain", 0.0, 0.0, 0.0),
-              ("kl+bgd", "kl", "person", "retain", 0.1, 0.05, 0.2),
-              ("kl+bgd", "kl", "event", "retain", 0.01, -0.02, 0.03),
-              ("kl+bgd", "kl", "event", "efficacy", 0.3, 0.2, 0.4)])
+    t2 = _t2(
+        [
+            ("gd", "", "person", "retain", np.nan, np.nan, np.nan),  # a base row: not a BGD change
+            ("gd+bgd", "gd", "person", "retain", -0.1, -0.2, -0.05),
+            ("gd+bgd", "gd", "event", "retain", 0.0, 0.0, 0.0),
+            ("kl+bgd", "kl", "person", "retain", 0.1, 0.05, 0.2),
+            ("kl+bgd", "kl", "event", "retain", 0.01, -0.02, 0.03),
+            ("kl+bgd", "kl", "event", "efficacy", 0.3, 0.2, 0.4),
+        ]
+    )
     assert N.bgd_retain_markdown(t2) == (
         "* **gd+bgd** vs gd, person retain: -0.10 [-0.20, -0.05] — lower retain (interval below 0).\n"
         "* **gd+bgd** vs gd, event retain: 0.00 [0.00, 0.00] — no change at all on these images.\n"
         "* **kl+bgd** vs kl, person retain: 0.10 [0.05, 0.20] — higher retain (interval above 0).\n"
-        "* **kl+bgd** vs kl, event retain: 0.01 [-0.02, 0.03] — no change distinguishable from zero.")
+        "* **kl+bgd** vs kl, event retain: 0.01 [-0.02, 0.03] — no change distinguishable from zero."
+    )
     assert N.bgd_retain_markdown(t2[t2["base"] == ""]) == "No BGD runs in this configuration."
 
 
 def test_simultaneous_markdown():
-    svs = pd.DataFrame([("ga", "person", -0.3, -0.4, -0.2), ("ga", "event", 0.0, -0.1, 0.1),
-                        ("gd", "person", 0.2, 0.1, 0.3), ("gd+bgd", "person", -0.5, -0.6, -0.4)],  # BGD: not counted
-                       columns=["method", "concept", "delta", "delta_lo", "delta_hi"])
-    t2 = _t2([("gd+bgd", "gd", "person", "efficacy", 0.2, 0.1, 0.3),
-              ("gd+bgd", "gd", "event", "efficacy", -0.2, -0.3, -0.1),
-              ("kl+bgd", "kl", "person", "efficacy", 0.0, -0.1, 0.1),
-              ("kl+bgd", "kl", "person", "retain", 0.5, 0.4, 0.6)])
+    svs = pd.DataFrame(
+        [
+            ("ga", "person", -0.3, -0.4, -0.2),
+            ("ga", "event", 0.0, -0.1, 0.1),
+            ("gd", "person", 0.2, 0.1, 0.3),
+            ("gd+bgd", "person", -0.5, -0.6, -0.4),
+        ],  # BGD: not counted
+        columns=["method", "concept", "delta", "delta_lo", "delta_hi"],
+    )
+    t2 = _t2(
+        [
+            ("gd+bgd", "gd", "person", "efficacy", 0.2, 0.1, 0.3),
+            ("gd+bgd", "gd", "event", "efficacy", -0.2, -0.3, -0.1),
+            ("kl+bgd", "kl", "person", "efficacy", 0.0, -0.1, 0.1),
+            ("kl+bgd", "kl", "person", "retain", 0.5, 0.4, 0.6),
+        ]
+    )
     assert N.simultaneous_markdown(svs, t2, n_seeds=3) == (
         "Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for 1 of 3 method × concept "
         "pairs: ga (person, -0.30). It **raised** it for 1: gd (person, +0.20); the remaining 1 are within noise.\n"
         "* gd+bgd against gd, person efficacy: gained 0.20 [0.10, 0.30].\n"
         "* gd+bgd against gd, event efficacy: lost -0.20 [-0.30, -0.10].\n"
         "* kl+bgd against kl, person efficacy: changed by an amount we cannot tell from zero: 0.00 [-0.10, 0.10].\n"
-        "\n(3 seed(s); intervals are 95 % item bootstraps. The leaderboard chapter tests the paper's findings 4 and 5 formally.)")
+        "\n(3 seed(s); intervals are 95 % item bootstraps. The leaderboard chapter tests the paper's findings 4 and 5 formally.)"
+    )
     none = N.simultaneous_markdown(svs.iloc[1:2], t2.iloc[0:0], n_seeds=1)
-    assert none.startswith("Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for 0 of 1 "
-                           "method × concept pairs: none. It **raised** it for 0: none; the remaining 1 are within noise.\n")
+    assert none.startswith(
+        "Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for 0 of 1 "
+        "method × concept pairs: none. It **raised** it for 0: none; the remaining 1 are within noise.\n"
+    )
 
 
 # ------------------------------------------------------------------ narration, chapter 6
@@ -214,12 +256,25 @@ def test_interference_markdown():
     cols = ["method", "target", "measured", "images", "role", "finetune", "delta", "delta_lo", "delta_hi"]
     ev = ("person", "event", "event score on the person-forget images", "interference", 0.8)
     nm = ("event", "person", "name precision on the event-forget images", "interference", 0.9)
-    cells = pd.DataFrame([("ga", *ev, -0.3, -0.4, -0.2), ("gd", *ev, -0.1, -0.2, 0.05), ("po", *ev, 0.1, 0.05, 0.2),
-                          ("ga", *nm, 0.0, 0.0, 0.0), ("gd", *nm, 0.0, 0.0, 0.0),
-                          ("ga", "person", "person", "name precision on the person-forget images", "intended", 1.0,
-                           -1.0, -1.0, -1.0)], columns=cols)
-    tests = pd.DataFrame([("ga", "forget people → event answers", -0.2, 0.01), ("gd", "forget people → event answers", -0.1, 0.2),
-                          ("ga", "forget events → name answers", 0.1, 0.5)], columns=["method", "direction", "ci_hi", "p_value"])
+    cells = pd.DataFrame(
+        [
+            ("ga", *ev, -0.3, -0.4, -0.2),
+            ("gd", *ev, -0.1, -0.2, 0.05),
+            ("po", *ev, 0.1, 0.05, 0.2),
+            ("ga", *nm, 0.0, 0.0, 0.0),
+            ("gd", *nm, 0.0, 0.0, 0.0),
+            ("ga", "person", "person", "name precision on the person-forget images", "intended", 1.0, -1.0, -1.0, -1.0),
+        ],
+        columns=cols,
+    )
+    tests = pd.DataFrame(
+        [
+            ("ga", "forget people → event answers", -0.2, 0.01),
+            ("gd", "forget people → event answers", -0.1, 0.2),
+            ("ga", "forget events → name answers", 0.1, 0.5),
+        ],
+        columns=["method", "direction", "ci_hi", "p_value"],
+    )
     assert N.interference_markdown(cells, tests, n_seeds=1) == (
         "* **event score on the person-forget images** (finetune 0.80): lower than finetune, with a paired interval "
         "below 0, for 1 of 3 methods (ga); higher for 1; least affected: po (+0.10).\n"
@@ -227,7 +282,8 @@ def test_interference_markdown():
         "below 0, for 0 of 2 methods (none); higher for 0; least affected: all methods tie (+0.00).\n"
         "* **Image level**: the other concept suffered significantly more on the forget images than on the retain "
         "images (interval below 0 and p < 0.05) in 1 of 3 method × direction tests: ga (forget people → event answers).\n"
-        "\n(1 seed(s). The leaderboard chapter turns this into a verdict on the paper's finding 3.)")
+        "\n(1 seed(s). The leaderboard chapter turns this into a verdict on the paper's finding 3.)"
+    )
     no_sig = N.interference_markdown(cells, tests.iloc[1:], n_seeds=2)
     assert "in 0 of 2 method × direction tests.\n\n(2 seed(s)." in no_sig
     unmeasured = cells.assign(delta=np.nan, delta_lo=np.nan, delta_hi=np.nan)  # no finite change: no crash
@@ -242,7 +298,8 @@ def test_run_overview_markdown():
         "* **event scorer**: keywords; names are matched exactly (full name, normalised)\n"
         "* **images per number** (summed over seeds): 12 to 30\n"
         "* **intervals**: 95 % bootstrap over images (resampled within each seed); with one seed they say nothing "
-        "about seed-to-seed variation")
+        "about seed-to-seed variation"
+    )
     several = N.run_overview_markdown(summary, [0, 1, 2], "paper", [])
     assert several.startswith("* **seeds**: 3 (0, 1, 2); profile `paper`\n* **event scorer**: none;")
     assert several.endswith("; with several seeds, a t-interval over seeds is shown too")
@@ -253,7 +310,10 @@ def test_step_cost_markdown():
     assert N.step_cost_markdown(even) == (
         "Seconds per sequence range from 0.0125 to 0.0150, a factor of 1.20: the sequences a step runs explain most of "
         "its cost, not the method's arithmetic. (Wall-clock times on the machine that built the runs, medians over "
-        "targets and seeds.)")
+        "targets and seeds.)"
+    )
     uneven = even.assign(s_per_step=[0.1, 0.4])
-    assert "a factor of 2.00: more than the sequences alone explain; the loss's own arithmetic matters here." in \
-        N.step_cost_markdown(uneven)
+    assert (
+        "a factor of 2.00: more than the sequences alone explain; the loss's own arithmetic matters here."
+        in N.step_cost_markdown(uneven)
+    )

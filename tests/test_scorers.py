@@ -120,8 +120,9 @@ def test_embedding_scorer(embedder):
 
 def test_embedding_missing_package_is_config_error(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == S.EMBED_PACKAGE else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == S.EMBED_PACKAGE else real(name, *a, **k)
+    )
     with pytest.raises(ConfigError, match=r"pip install -e \.\[embed\]"):
         get_scorer("embedding")
 

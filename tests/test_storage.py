@@ -5,8 +5,7 @@ import os
 import pytest
 
 from pebench_core.config import ConfigError
-from pebench_core.storage import (MARKER, atomic_dir, is_complete, mark_complete, read_marker, swap_in,
-                                  sweep_temps, temp_dir_for)
+from pebench_core.storage import MARKER, atomic_dir, is_complete, mark_complete, read_marker, swap_in, sweep_temps, temp_dir_for
 
 
 def test_the_marker_is_written_last_and_read_back(tmp_path):

@@ -39,8 +39,11 @@ def _bundle(ds, seed: int = 0):
 def qa(ds):
     ex = training_examples(ds, "base")
     # a few of each kind (person, event, POPE), images shared between questions
-    return [q for q in ex if q.kind == "person"][:6] + [q for q in ex if q.kind == "event"][:6] + \
-           [q for q in ex if q.kind == "pope"][:4]
+    return (
+        [q for q in ex if q.kind == "person"][:6]
+        + [q for q in ex if q.kind == "event"][:6]
+        + [q for q in ex if q.kind == "pope"][:4]
+    )
 
 
 def _state(model):
@@ -171,8 +174,8 @@ def test_replay_and_stage_examples(ds):
         assert not any(q.event in fe for q in ex + rep)
     ex, rep = T.stage_examples(ds, "base", None, CFG.train, 0)
     plain = training_examples(ds, "base")
-    assert rep == [] and ex[:len(plain)] == plain  # plus train.pope_extra POPE questions per image
-    assert len(ex) > len(plain) and {q.kind for q in ex[len(plain):]} == {"pope"}
+    assert rep == [] and ex[: len(plain)] == plain  # plus train.pope_extra POPE questions per image
+    assert len(ex) > len(plain) and {q.kind for q in ex[len(plain) :]} == {"pope"}
     ex, rep = T.stage_examples(ds, "finetune", None, CFG.train, 0)
     assert len(rep) == round(len(T.base_examples(ds, None, CFG.train, 0)) * CFG.train.replay_share)
 

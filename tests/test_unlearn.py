@@ -27,8 +27,7 @@ def _forget_nll(bundle, ds, target):
     enc = encode_qa(bundle, sets.forget[:8], lambda q: ds.image(q.item_id))
     b = collate(enc, list(range(len(enc))), bundle.pad_token_id)
     with torch.no_grad():
-        logits = bundle.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                              pixel_values=b["pixel_values"]).logits
+        logits = bundle.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], pixel_values=b["pixel_values"]).logits
     lp, n, _ = answer_logprobs(logits, b["labels"])
     return float((-lp / n).mean())
 
@@ -74,8 +73,9 @@ def test_reference_outputs_match_the_model_at_the_first_step(setup, method):
     run = run_unlearning(bundle, ds, "both", method, u, cfg.eval, progress=False, log=lambda *_: None)
     remove_lora(run.model)
     first = run.trajectory.iloc[0]
-    want = {"kl": ("retain_loss", 0.0), "dpo": ("forget_loss", math.log(2)),
-            "npo": ("forget_loss", 2 / u.beta * math.log(2))}[method]
+    want = {"kl": ("retain_loss", 0.0), "dpo": ("forget_loss", math.log(2)), "npo": ("forget_loss", 2 / u.beta * math.log(2))}[
+        method
+    ]
     assert first[want[0]] == pytest.approx(want[1], abs=1e-4)
     assert run.setup_seconds > 0
 
@@ -135,16 +135,23 @@ def test_packed_pass_equals_the_full_model(setup):
     for e, idx in ((forget, fi), (refusal, fi), (retain, ri)):
         b = collate(e, idx, bundle.pad_token_id)
         with torch.no_grad():
-            logits = bundle.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                  pixel_values=b["pixel_values"]).logits
+            logits = bundle.model(
+                input_ids=b["input_ids"], attention_mask=b["attention_mask"], pixel_values=b["pixel_values"]
+            ).logits
         want.append(answer_logprobs(logits, b["labels"])[:2])
     for cached in (False, True):
         for e in (forget, refusal, retain):
             e.features = image_features(bundle, e.pixel_values) if cached else None
         for branch in (None, {1: 0}):
             with torch.no_grad():
-                out = answer_pass(bundle.model, [(forget, fi), (refusal, fi), (retain, ri)],
-                                  bundle.pad_token_id, bundle.device, bundle.dtype, branch)
+                out = answer_pass(
+                    bundle.model,
+                    [(forget, fi), (refusal, fi), (retain, ri)],
+                    bundle.pad_token_id,
+                    bundle.device,
+                    bundle.dtype,
+                    branch,
+                )
             for (s, n), (ws, wn) in zip([packed_answer_logprobs(*o) for o in out], want):
                 assert torch.equal(n, wn) and torch.allclose(s, ws, atol=1e-4), (cached, branch, s, ws)
 
@@ -186,6 +193,7 @@ def test_pack_batch_by_hand():
     with pytest.raises(ValueError, match="branch"):
         pack_batch([(true, [0]), (refusal, [1])], branch_of={1: 0})
 
+
 def test_answer_likelihoods_match_the_full_model(setup):
     """Each forget item's true-answer and refusal log-likelihoods (read off one shared-prompt
     pass) equal the full model's on each answer alone; a first token's log-probability is
@@ -201,8 +209,9 @@ def test_answer_likelihoods_match_the_full_model(setup):
         e = encode_qa(bundle, qa, load)
         b = collate(e, list(range(len(qa))), bundle.pad_token_id)
         with torch.no_grad():
-            logits = bundle.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                  pixel_values=b["pixel_values"]).logits
+            logits = bundle.model(
+                input_ids=b["input_ids"], attention_mask=b["attention_mask"], pixel_values=b["pixel_values"]
+            ).logits
         lp, n, _ = answer_logprobs(logits, b["labels"])
         assert df[f"logp_{name}"].iloc[:4].tolist() == pytest.approx(lp.tolist(), abs=1e-4)
         assert df[f"n_{name}"].iloc[:4].tolist() == n.tolist()

@@ -16,9 +16,21 @@ from PIL import Image
 from pebench_core import world as W
 from pebench_core.world import io as world_io
 from pebench_core.config import ConfigError, forget_count, load_config
-from pebench_core.world import (CITIES, EVENTS, OBJECT_ZONES, OCCUPATION_CATEGORIES, REFUSALS,
-                                expected_counts, generate_world, keyword_words, objects_in, render,
-                                trait_distance, world_digest, write_world)
+from pebench_core.world import (
+    CITIES,
+    EVENTS,
+    OBJECT_ZONES,
+    OCCUPATION_CATEGORIES,
+    REFUSALS,
+    expected_counts,
+    generate_world,
+    keyword_words,
+    objects_in,
+    render,
+    trait_distance,
+    world_digest,
+    write_world,
+)
 
 SMOKE = load_config("smoke").world
 TINY = load_config("tiny").world
@@ -39,8 +51,10 @@ def test_events_catalogue():
         assert 2 <= len(e.props) <= 4 and all(p in OBJECT_ZONES for p in e.props), e.name
     # Every scene has its own look: no two events share layout and near-identical colours.
     for a, b in itertools.combinations(EVENTS, 2):
-        dist = np.abs(np.subtract(a.palette["sky"], b.palette["sky"])).sum() + \
-            np.abs(np.subtract(a.palette["ground"], b.palette["ground"])).sum()
+        dist = (
+            np.abs(np.subtract(a.palette["sky"], b.palette["sky"])).sum()
+            + np.abs(np.subtract(a.palette["ground"], b.palette["ground"])).sum()
+        )
         assert a.layout != b.layout or dist > 60, (a.name, b.name)
 
 
@@ -67,6 +81,7 @@ def test_every_object_can_be_drawn():
     w = generate_world(SMOKE, 0)
     ev = dataclasses.replace(EVENTS[0], props=())
     from PIL import ImageDraw
+
     img = Image.new("RGB", (64, 64))
     for name in OBJECT_ZONES:
         W.draw_prop(ImageDraw.Draw(img), name, 32, 60, 20)
@@ -81,6 +96,7 @@ def test_every_event_prop_has_a_drawing():
 
 def test_unknown_prop_is_a_clear_error():
     from PIL import ImageDraw
+
     img = Image.new("RGB", (64, 64))
     with pytest.raises(ConfigError, match=r"no drawing for object 'unicorn'; drawable objects: airplane, apple, "):
         W.draw_prop(ImageDraw.Draw(img), "unicorn", 32, 60, 20)
@@ -159,6 +175,7 @@ def test_objects_in_matches_scene():
 
 def test_render_speed():
     import time
+
     w = generate_world(TINY, 0)
     t = time.perf_counter()
     for k in range(100):
@@ -285,8 +302,9 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
 def test_stale_temp_of_dead_process_is_removed(tmp_path: Path):
     stale = tmp_path / ".w.tmp-999999999-abc"  # no such pid
     (stale / "images").mkdir(parents=True)
-    out = write_world(generate_world(dataclasses.replace(SMOKE, n_people=2, n_events=2, n_real_people=1), 0),
-                      tmp_path / "w", progress=False)
+    out = write_world(
+        generate_world(dataclasses.replace(SMOKE, n_people=2, n_events=2, n_real_people=1), 0), tmp_path / "w", progress=False
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
 
 
@@ -298,15 +316,17 @@ def test_config_rejects_bad_forget_share():
 def test_tiny_world_written_once(tmp_path: Path):
     """The book's default world: right counts, every image 64 px, written in seconds."""
     import time
+
     t = time.perf_counter()
     root = write_world(generate_world(TINY, 0), tmp_path / "tiny", progress=False)
     elapsed = time.perf_counter() - t
     rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
     counts = expected_counts(TINY)
     assert len(rows) == counts["images"] == 2080
-    assert {r["role"]: sum(x["role"] == r["role"] for x in rows) for r in rows} == \
-        {k: counts[k] for k in ("train", "heldout", "pretrain", "pretrain_eval")}
-    for r in rows[:: 7]:
+    assert {r["role"]: sum(x["role"] == r["role"] for x in rows) for r in rows} == {
+        k: counts[k] for k in ("train", "heldout", "pretrain", "pretrain_eval")
+    }
+    for r in rows[::7]:
         with Image.open(root / r["path"]) as im:
             assert im.size == (64, 64)
     assert elapsed < 60  # about 5 s on 2 cores; the budget is 30 s

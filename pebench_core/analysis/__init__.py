@@ -37,25 +37,86 @@ directly, so a patch on this package reaches only callers that go through it.
 from __future__ import annotations
 
 from .costs import likelihood_race, sequences_per_step, step_costs
-from .paper import (PAPER_COLUMNS, PAPER_TABLE1, PAPER_TABLE2, event_scorers, paper_table1_long, paper_table2_long,
-                    side_by_side, table2)
+from .paper import (
+    PAPER_COLUMNS,
+    PAPER_TABLE1,
+    PAPER_TABLE2,
+    event_scorers,
+    paper_table1_long,
+    paper_table2_long,
+    side_by_side,
+    table2,
+)
 from .runs import Runs, gather_runs, load_runs, parse_seeds
 from .schema import BGD_BASE, KEYS, METHOD_ORDER, METRIC_ORDER, UNLEARN_METHODS
 from .stats import Estimate, ci_column, format_ci, summarise
-from .tables import (IMAGE_DIRECTIONS, INTERFERENCE_CELLS, interference_matrix, interference_table, leaderboard,
-                     paired_image_level, scope_table, simultaneous_vs_single, wide_ci)
-from .verdicts import (FINDINGS, INCONCLUSIVE, MIXED, NOT_REPRODUCED, REPRODUCED, TESTS, combine_verdicts, finding_tests,
-                       findings, findings_markdown)
+from .tables import (
+    IMAGE_DIRECTIONS,
+    INTERFERENCE_CELLS,
+    interference_matrix,
+    interference_table,
+    leaderboard,
+    paired_image_level,
+    scope_table,
+    simultaneous_vs_single,
+    wide_ci,
+)
+from .verdicts import (
+    FINDINGS,
+    INCONCLUSIVE,
+    MIXED,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    TESTS,
+    combine_verdicts,
+    finding_tests,
+    findings,
+    findings_markdown,
+)
 
 __all__ = [
-    "KEYS", "UNLEARN_METHODS", "BGD_BASE", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_COLUMNS",
-    "FINDINGS", "TESTS", "INTERFERENCE_CELLS", "Estimate", "Runs", "parse_seeds", "gather_runs", "ci_column", "likelihood_race",
-    "load_runs", "summarise", "sequences_per_step", "step_costs",
-    "format_ci", "wide_ci", "leaderboard", "table2", "simultaneous_vs_single", "interference_table",
-    "interference_matrix", "scope_table", "paired_image_level", "paper_table1_long",
-    "paper_table2_long", "side_by_side", "event_scorers", "finding_tests", "findings",
+    "KEYS",
+    "UNLEARN_METHODS",
+    "BGD_BASE",
+    "PAPER_TABLE1",
+    "PAPER_TABLE2",
+    "PAPER_COLUMNS",
+    "FINDINGS",
+    "TESTS",
+    "INTERFERENCE_CELLS",
+    "Estimate",
+    "Runs",
+    "parse_seeds",
+    "gather_runs",
+    "ci_column",
+    "likelihood_race",
+    "load_runs",
+    "summarise",
+    "sequences_per_step",
+    "step_costs",
+    "format_ci",
+    "wide_ci",
+    "leaderboard",
+    "table2",
+    "simultaneous_vs_single",
+    "interference_table",
+    "interference_matrix",
+    "scope_table",
+    "paired_image_level",
+    "paper_table1_long",
+    "paper_table2_long",
+    "side_by_side",
+    "event_scorers",
+    "finding_tests",
+    "findings",
     "findings_markdown",
     # exposed before without being listed here
-    "METRIC_ORDER", "METHOD_ORDER", "IMAGE_DIRECTIONS", "REPRODUCED", "NOT_REPRODUCED", "MIXED", "INCONCLUSIVE",
+    "METRIC_ORDER",
+    "METHOD_ORDER",
+    "IMAGE_DIRECTIONS",
+    "REPRODUCED",
+    "NOT_REPRODUCED",
+    "MIXED",
+    "INCONCLUSIVE",
     "combine_verdicts",
 ]

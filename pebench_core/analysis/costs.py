@@ -50,8 +50,16 @@ def step_costs(runs: Runs) -> pd.DataFrame:
                 if sec.empty:
                     continue
                 n_seq, n_ans = sequences_per_step(method, cfg.unlearn.batch_size, cfg.unlearn.retain_weight)
-                rows.append({"seed": s, "target": target, "method": method, "s_per_step": float(sec.median()),
-                             "sequences": n_seq, "answers": n_ans})
+                rows.append(
+                    {
+                        "seed": s,
+                        "target": target,
+                        "method": method,
+                        "s_per_step": float(sec.median()),
+                        "sequences": n_seq,
+                        "answers": n_ans,
+                    }
+                )
     out = pd.DataFrame(rows, columns=["seed", "target", "method", "s_per_step", "sequences", "answers"])
     ga = out[out["method"] == "ga"].set_index(["seed", "target"])["s_per_step"]
     out["x_ga"] = [row.s_per_step / ga.get((row.seed, row.target), np.nan) for row in out.itertuples()]
@@ -66,7 +74,10 @@ def likelihood_race(lk: pd.DataFrame) -> pd.DataFrame:
     ``refusal_likelier``, the share on which the whole refusal is likelier than the whole
     true answer."""
     keys = [k for k in ("target", "model") if k in lk.columns]
-    d = lk.assign(nll_true=-lk["logp_true"] / lk["n_true"], nll_refusal=-lk["logp_refusal"] / lk["n_refusal"],
-                  refusal_first=(lk["logp_first_refusal"] > lk["logp_first_true"]).astype(float),
-                  refusal_likelier=(lk["logp_refusal"] > lk["logp_true"]).astype(float))
+    d = lk.assign(
+        nll_true=-lk["logp_true"] / lk["n_true"],
+        nll_refusal=-lk["logp_refusal"] / lk["n_refusal"],
+        refusal_first=(lk["logp_first_refusal"] > lk["logp_first_true"]).astype(float),
+        refusal_likelier=(lk["logp_refusal"] > lk["logp_true"]).astype(float),
+    )
     return d.groupby(keys, sort=False)[["nll_true", "nll_refusal", "refusal_first", "refusal_likelier"]].mean()

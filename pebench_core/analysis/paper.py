@@ -11,8 +11,16 @@ import pandas as pd
 from .schema import BGD_BASE, METHOD_ORDER, METRIC_ORDER, in_order
 from .stats import paired_delta, summary_row
 
-__all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "PAPER_COLUMNS", "paper_table1_long", "paper_table2_long", "table2",
-           "side_by_side", "event_scorers"]
+__all__ = [
+    "PAPER_TABLE1",
+    "PAPER_TABLE2",
+    "PAPER_COLUMNS",
+    "paper_table1_long",
+    "paper_table2_long",
+    "table2",
+    "side_by_side",
+    "event_scorers",
+]
 
 #: Table 1 of the paper as transcribed from the paper (v1 of arXiv 2503.12545, LLaVA-class
 #: model), numbers exactly as printed: person columns in %, event efficacy / generality /
@@ -28,8 +36,21 @@ PAPER_TABLE1 = pd.DataFrame(
         ["dpo", 100, 100, 8.6, 0.92, 82.6, 0.43, 0.41, 0.80, 83.1, 0.35, 78.4, 79.3],
         ["goal", 100, 100, 96.4, 0.99, 100, 0.97, 0.98, 0.99, 100, 0.55, 87.5, 87.5],
     ],
-    columns=["model", "P-eff", "P-gen", "P-ret", "P-scope (ROUGE-L)", "P-real", "E-eff", "E-gen", "E-ret",
-             "E-scope (name %)", "E-real (ROUGE-L)", "POPE (after person run)", "POPE (after event run)"],
+    columns=[
+        "model",
+        "P-eff",
+        "P-gen",
+        "P-ret",
+        "P-scope (ROUGE-L)",
+        "P-real",
+        "E-eff",
+        "E-gen",
+        "E-ret",
+        "E-scope (name %)",
+        "E-real (ROUGE-L)",
+        "POPE (after person run)",
+        "POPE (after event run)",
+    ],
 ).set_index("model")
 
 #: Table 2 of the paper (target both) as given in the paper: person efficacy in %, event
@@ -63,9 +84,18 @@ def _paper_long(table: pd.DataFrame, name: str) -> pd.DataFrame:
     for model, r in table.iterrows():
         for col, raw in r.items():
             concept, metric, div, measure = PAPER_COLUMNS[col]
-            rows.append({"table": name, "method": model, "concept": concept, "metric": metric,
-                         "paper": float(raw) / div, "paper_printed": raw, "paper_column": col,
-                         "paper_measure": measure})
+            rows.append(
+                {
+                    "table": name,
+                    "method": model,
+                    "concept": concept,
+                    "metric": metric,
+                    "paper": float(raw) / div,
+                    "paper_printed": raw,
+                    "paper_column": col,
+                    "paper_measure": measure,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -83,8 +113,9 @@ def paper_table2_long() -> pd.DataFrame:
 # Simultaneous unlearning and BGD (chapter 5): Table 2's layout, with the paper's numbers
 
 
-def table2(summary: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int = 1000,
-           seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+def table2(
+    summary: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> pd.DataFrame:
     """The layout of the paper's Table 2: target ``both``, methods gd, gd+bgd, kl, kl+bgd; for
     person and event, efficacy and retain.
 
@@ -103,15 +134,25 @@ def table2(summary: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int
                 r = summary_row(summary, "both", method, concept, metric)
                 if r is None:
                     continue
-                row = {"method": method, "base": base or "", "concept": concept, "metric": metric,
-                       "mean": r["mean"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"], "delta": np.nan,
-                       "delta_lo": np.nan, "delta_hi": np.nan,
-                       "paper": paper.get((method, concept, metric), np.nan)}
+                row = {
+                    "method": method,
+                    "base": base or "",
+                    "concept": concept,
+                    "metric": metric,
+                    "mean": r["mean"],
+                    "ci_lo": r["ci_lo"],
+                    "ci_hi": r["ci_hi"],
+                    "delta": np.nan,
+                    "delta_lo": np.nan,
+                    "delta_hi": np.nan,
+                    "paper": paper.get((method, concept, metric), np.nan),
+                }
                 b = summary_row(summary, "both", base, concept, metric) if base else None
                 if b is not None:
                     row["delta"] = r["mean"] - b["mean"]
-                    e = paired_delta(items, ("both", method, concept, metric), ("both", base, concept, metric),
-                                     n_boot, seed, alpha)
+                    e = paired_delta(
+                        items, ("both", method, concept, metric), ("both", base, concept, metric), n_boot, seed, alpha
+                    )
                     if e is not None:
                         row.update(delta=e.value, delta_lo=e.lo, delta_hi=e.hi)
                 rows.append(row)
@@ -173,17 +214,23 @@ def side_by_side(summary: pd.DataFrame) -> pd.DataFrame:
                     scorer = str(o["scorer"]) if o is not None and "scorer" in o else ""
                     om = _our_measure(f"{concept}/{metric}", scorer)
                     pm = q["paper_measure"].iloc[0] if len(q) else ""
-                    rows.append({
-                        "table": table, "method": method, "concept": concept, "metric": metric,
-                        "ours": o["mean"] if o is not None else np.nan,
-                        "ours_lo": o["ci_lo"] if o is not None else np.nan,
-                        "ours_hi": o["ci_hi"] if o is not None else np.nan,
-                        "paper": q["paper"].iloc[0] if len(q) else np.nan,
-                        "paper_printed": q["paper_printed"].iloc[0] if len(q) else np.nan,
-                        "paper_column": q["paper_column"].iloc[0] if len(q) else "",
-                        "our_measure": om, "paper_measure": pm,
-                        "same_measure": bool(pm) and _same_kind(om, pm),
-                    })
+                    rows.append(
+                        {
+                            "table": table,
+                            "method": method,
+                            "concept": concept,
+                            "metric": metric,
+                            "ours": o["mean"] if o is not None else np.nan,
+                            "ours_lo": o["ci_lo"] if o is not None else np.nan,
+                            "ours_hi": o["ci_hi"] if o is not None else np.nan,
+                            "paper": q["paper"].iloc[0] if len(q) else np.nan,
+                            "paper_printed": q["paper_printed"].iloc[0] if len(q) else np.nan,
+                            "paper_column": q["paper_column"].iloc[0] if len(q) else "",
+                            "our_measure": om,
+                            "paper_measure": pm,
+                            "same_measure": bool(pm) and _same_kind(om, pm),
+                        }
+                    )
     out = pd.DataFrame(rows)
     if not out.empty:
         out["difference"] = out["ours"] - out["paper"]

@@ -64,8 +64,7 @@ def concat_runs(frames: Sequence[tuple[str | Path, pd.DataFrame, pd.DataFrame]])
     if dup.any():
         seeds = sorted(set(results.loc[dup, "seed"].tolist()))
         dirs = sorted(set(results.loc[dup, "run_dir"].tolist()))
-        raise ConfigError(f"seed(s) {seeds} appear in more than one run folder ({', '.join(dirs)}); "
-                          "pass one folder per seed")
+        raise ConfigError(f"seed(s) {seeds} appear in more than one run folder ({', '.join(dirs)}); pass one folder per seed")
     return results, items
 
 
@@ -85,9 +84,14 @@ class Runs:
         return self.cfgs[self.seeds[0]]
 
 
-def gather_runs(profile: str, seed: int = 0, seeds: str | Sequence[int] | None = "",
-                run_dir: str | Path | None = "", overrides: Mapping | list[str] | None = None,
-                progress: bool = False) -> Runs:
+def gather_runs(
+    profile: str,
+    seed: int = 0,
+    seeds: str | Sequence[int] | None = "",
+    run_dir: str | Path | None = "",
+    overrides: Mapping | list[str] | None = None,
+    progress: bool = False,
+) -> Runs:
     """:meth:`pebench_core.pipeline.Run.for_seeds` (build what is missing, collect every seed),
     under its older name. The pipeline is imported here, in the call, so that importing the
     analysis package never imports torch."""

@@ -11,8 +11,17 @@ import pandas as pd
 from ..config import ConfigError
 from ..metrics import METRIC_ORDER as _METRIC_ORDER
 
-__all__ = ["KEYS", "UNLEARN_METHODS", "BGD_BASE", "METRIC_ORDER", "METHOD_ORDER", "RESULT_COLUMNS", "ITEM_COLUMNS",
-           "require_columns", "in_order"]
+__all__ = [
+    "KEYS",
+    "UNLEARN_METHODS",
+    "BGD_BASE",
+    "METRIC_ORDER",
+    "METHOD_ORDER",
+    "RESULT_COLUMNS",
+    "ITEM_COLUMNS",
+    "require_columns",
+    "in_order",
+]
 
 KEYS = ["target", "method", "concept", "metric"]
 UNLEARN_METHODS = ("ga", "gd", "kl", "po", "dpo", "npo")

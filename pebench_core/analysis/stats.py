@@ -39,8 +39,18 @@ import pandas as pd
 from ..config import ConfigError
 from .schema import ITEM_COLUMNS, KEYS, METHOD_ORDER, METRIC_ORDER, RESULT_COLUMNS, require_columns
 
-__all__ = ["Estimate", "named_rng", "paired_block", "bootstrap_wide", "bootstrap_estimate", "paired_delta",
-           "format_ci", "ci_column", "summarise", "summary_row"]
+__all__ = [
+    "Estimate",
+    "named_rng",
+    "paired_block",
+    "bootstrap_wide",
+    "bootstrap_estimate",
+    "paired_delta",
+    "format_ci",
+    "ci_column",
+    "summarise",
+    "summary_row",
+]
 
 
 def named_rng(seed: int, *key) -> np.random.Generator:
@@ -48,8 +58,23 @@ def named_rng(seed: int, *key) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32("|".join(map(str, key)).encode())])
 
 
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000}
+_T975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+    60: 2.000,
+}
 
 
 def _t_quantile(df: int, alpha: float) -> float:
@@ -75,8 +100,7 @@ class _Boot:
     per_seed: dict[int, dict[str, float]]
 
 
-def _boot_matrices(mats: Mapping[int, np.ndarray], columns: list[str], n_boot: int,
-                   rng: np.random.Generator) -> _Boot:
+def _boot_matrices(mats: Mapping[int, np.ndarray], columns: list[str], n_boot: int, rng: np.random.Generator) -> _Boot:
     """``mats[seed]`` is an (items × columns) array; items are resampled within each seed,
     each seed's resample is averaged, then the seeds are averaged."""
     k = len(columns)
@@ -107,8 +131,9 @@ def bootstrap_wide(wide: pd.DataFrame, n_boot: int, rng: np.random.Generator) ->
     return _boot_matrices(mats, [str(c) for c in wide.columns], n_boot, rng)
 
 
-def paired_block(items: pd.DataFrame, spec: Mapping[str, tuple[str, str, str, str]],
-                 seeds: Sequence[int] | None = None) -> pd.DataFrame | None:
+def paired_block(
+    items: pd.DataFrame, spec: Mapping[str, tuple[str, str, str, str]], seeds: Sequence[int] | None = None
+) -> pd.DataFrame | None:
     """A paired block: one column per label of ``spec`` (label → (target, method, concept,
     metric)), rows = the (seed, item_id) that **every** column has (inner join). ``None``
     if a column has no items."""
@@ -157,8 +182,7 @@ def bootstrap_estimate(boots: Mapping[str, _Boot | None], stat: Callable, alpha:
     return Estimate(value, float(lo), float(hi), per_seed, float(1 - finite.mean()))
 
 
-def paired_delta(items: pd.DataFrame | None, a: tuple, b: tuple, n_boot: int, seed: int,
-                 alpha: float = 0.05) -> Estimate | None:
+def paired_delta(items: pd.DataFrame | None, a: tuple, b: tuple, n_boot: int, seed: int, alpha: float = 0.05) -> Estimate | None:
     """``a − b`` for two (target, method, concept, metric) selections: paired over the items
     they share when they are the same items, else the two resampled independently."""
     if items is None:
@@ -171,8 +195,9 @@ def paired_delta(items: pd.DataFrame | None, a: tuple, b: tuple, n_boot: int, se
     w = pd.concat([na, nb], axis=1, join="inner").dropna()
     if len(w) == len(na) == len(nb):  # the same items: paired
         return bootstrap_estimate({"p": bootstrap_wide(w, n_boot, rng)}, lambda m: m["p"]["a"] - m["p"]["b"], alpha)
-    return bootstrap_estimate({"a": bootstrap_wide(na, n_boot, rng), "b": bootstrap_wide(nb, n_boot, rng)},
-                              lambda m: m["a"]["a"] - m["b"]["b"], alpha)
+    return bootstrap_estimate(
+        {"a": bootstrap_wide(na, n_boot, rng), "b": bootstrap_wide(nb, n_boot, rng)}, lambda m: m["a"]["a"] - m["b"]["b"], alpha
+    )
 
 
 def format_ci(value: float, lo: float, hi: float, digits: int = 2) -> str:
@@ -184,16 +209,14 @@ def format_ci(value: float, lo: float, hi: float, digits: int = 2) -> str:
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def ci_column(df: pd.DataFrame, value: str, lo: str | None = None, hi: str | None = None,
-              digits: int = 2) -> list[str]:
+def ci_column(df: pd.DataFrame, value: str, lo: str | None = None, hi: str | None = None, digits: int = 2) -> list[str]:
     """:func:`format_ci` of every row of ``df``: ``value`` with ``lo``/``hi`` (default
     ``<value>_lo`` / ``<value>_hi``), ready for a table column."""
     cols = [value, lo or f"{value}_lo", hi or f"{value}_hi"]
     return [format_ci(*v, digits=digits) for v in df[cols].to_numpy(dtype=float)]
 
 
-def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-              alpha: float = 0.05) -> pd.DataFrame:
+def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
     """One row per (target, method, concept, metric) over every seed.
 
     Columns: ``mean`` (mean over seeds of the per-seed value), ``ci_lo``/``ci_hi`` (the
@@ -206,16 +229,24 @@ def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, se
     require_columns(results, RESULT_COLUMNS, "results")
     require_columns(items, ITEM_COLUMNS, "items")
     per_seed = results.groupby([*KEYS, "seed"], sort=False)["value"].mean()
-    scorer = (results.groupby(KEYS)["scorer"].agg(lambda s: ",".join(sorted(set(map(str, s)))))
-              if "scorer" in results else None)
+    scorer = results.groupby(KEYS)["scorer"].agg(lambda s: ",".join(sorted(set(map(str, s))))) if "scorer" in results else None
     groups = {k: g for k, g in items.groupby(KEYS, sort=False)}
     rows = []
     for key, vals in per_seed.groupby(level=list(range(len(KEYS))), sort=False):
         v = vals.to_numpy(dtype=np.float64)
         k = len(v)
         mean = float(v.mean())
-        row = dict(zip(KEYS, key), mean=mean, ci_lo=np.nan, ci_hi=np.nan, seed_lo=np.nan, seed_hi=np.nan,
-                   sd_seeds=np.nan, n_seeds=k, n_items=0)
+        row = dict(
+            zip(KEYS, key),
+            mean=mean,
+            ci_lo=np.nan,
+            ci_hi=np.nan,
+            seed_lo=np.nan,
+            seed_hi=np.nan,
+            sd_seeds=np.nan,
+            n_seeds=k,
+            n_items=0,
+        )
         if k >= 2:
             sd = float(v.std(ddof=1))
             half = _t_quantile(k - 1, alpha) * sd / math.sqrt(k)
@@ -241,6 +272,10 @@ def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, se
 
 def summary_row(summary: pd.DataFrame, target: str, method: str, concept: str, metric: str) -> pd.Series | None:
     """The row of a :func:`summarise` frame for one (target, method, concept, metric); ``None`` if absent."""
-    s = summary[(summary["target"] == target) & (summary["method"] == method)
-                & (summary["concept"] == concept) & (summary["metric"] == metric)]
+    s = summary[
+        (summary["target"] == target)
+        & (summary["method"] == method)
+        & (summary["concept"] == concept)
+        & (summary["metric"] == metric)
+    ]
     return None if s.empty else s.iloc[0]

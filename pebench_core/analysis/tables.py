@@ -13,29 +13,49 @@ import pandas as pd
 from .schema import BGD_BASE, ITEM_COLUMNS, METHOD_ORDER, METRIC_ORDER, UNLEARN_METHODS, in_order, require_columns
 from .stats import bootstrap_estimate, bootstrap_wide, format_ci, named_rng, paired_block, paired_delta, summary_row
 
-__all__ = ["wide_ci", "leaderboard", "simultaneous_vs_single", "INTERFERENCE_CELLS", "interference_table",
-           "interference_matrix", "scope_table", "IMAGE_DIRECTIONS", "paired_image_level"]
+__all__ = [
+    "wide_ci",
+    "leaderboard",
+    "simultaneous_vs_single",
+    "INTERFERENCE_CELLS",
+    "interference_table",
+    "interference_matrix",
+    "scope_table",
+    "IMAGE_DIRECTIONS",
+    "paired_image_level",
+]
 
 
-def wide_ci(frame: pd.DataFrame, index: str | list[str], columns: str | list[str], value: str = "mean",
-            lo: str = "ci_lo", hi: str = "ci_hi", digits: int = 2) -> pd.DataFrame:
+def wide_ci(
+    frame: pd.DataFrame,
+    index: str | list[str],
+    columns: str | list[str],
+    value: str = "mean",
+    lo: str = "ci_lo",
+    hi: str = "ci_hi",
+    digits: int = 2,
+) -> pd.DataFrame:
     """Pivot a long frame to strings ``mean [lo, hi]`` (for display)."""
     f = frame.copy()
     f["_txt"] = [format_ci(v, a, b, digits) for v, a, b in zip(f[value], f[lo], f[hi])]
     return f.pivot_table(index=index, columns=columns, values="_txt", aggfunc="first", sort=False).fillna("")
 
 
-def leaderboard(summary: pd.DataFrame, concept: str, metrics: Sequence[str] | None = None,
-                digits: int = 2):
+def leaderboard(summary: pd.DataFrame, concept: str, metrics: Sequence[str] | None = None, digits: int = 2):
     """Every (target, method) × metric of one concept: ``(means, text)`` — the numeric means
     (to colour a table) and the ``mean [lo, hi]`` strings, same shape."""
     s = summary[summary["concept"] == concept]
     metrics = [m for m in (metrics or METRIC_ORDER) if m in set(s["metric"])]
     s = s[s["metric"].isin(metrics)]
-    idx = [(t, m) for t in ("person", "event", "both") for m in in_order(s["method"], METHOD_ORDER)
-           if ((s["target"] == t) & (s["method"] == m)).any()]
+    idx = [
+        (t, m)
+        for t in ("person", "event", "both")
+        for m in in_order(s["method"], METHOD_ORDER)
+        if ((s["target"] == t) & (s["method"] == m)).any()
+    ]
     means = s.pivot_table(index=["target", "method"], columns="metric", values="mean").reindex(
-        pd.MultiIndex.from_tuples(idx, names=["target", "method"]))[metrics]
+        pd.MultiIndex.from_tuples(idx, names=["target", "method"])
+    )[metrics]
     text = wide_ci(s, ["target", "method"], "metric", digits=digits).reindex(means.index)[metrics]
     return means, text
 
@@ -44,9 +64,15 @@ def leaderboard(summary: pd.DataFrame, concept: str, metrics: Sequence[str] | No
 # Simultaneous unlearning and BGD (chapter 5)
 
 
-def simultaneous_vs_single(summary: pd.DataFrame, items: pd.DataFrame | None = None,
-                           methods: Sequence[str] | None = None, with_bgd: bool = True,
-                           n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+def simultaneous_vs_single(
+    summary: pd.DataFrame,
+    items: pd.DataFrame | None = None,
+    methods: Sequence[str] | None = None,
+    with_bgd: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Efficacy of each method when it forgets one concept (target ``person`` or ``event``)
     against forgetting both at once (target ``both``), concept by concept.
 
@@ -70,12 +96,23 @@ def simultaneous_vs_single(summary: pd.DataFrame, items: pd.DataFrame | None = N
             b = summary_row(summary, "both", method, concept, "efficacy")
             if s is None or b is None:
                 continue
-            row = {"method": method, "single_method": single_m, "concept": concept,
-                   "single": s["mean"], "single_lo": s["ci_lo"], "single_hi": s["ci_hi"],
-                   "both": b["mean"], "both_lo": b["ci_lo"], "both_hi": b["ci_hi"],
-                   "delta": b["mean"] - s["mean"], "delta_lo": np.nan, "delta_hi": np.nan}
-            e = paired_delta(items, ("both", method, concept, "efficacy"), (concept, single_m, concept, "efficacy"),
-                             n_boot, seed, alpha)
+            row = {
+                "method": method,
+                "single_method": single_m,
+                "concept": concept,
+                "single": s["mean"],
+                "single_lo": s["ci_lo"],
+                "single_hi": s["ci_hi"],
+                "both": b["mean"],
+                "both_lo": b["ci_lo"],
+                "both_hi": b["ci_hi"],
+                "delta": b["mean"] - s["mean"],
+                "delta_lo": np.nan,
+                "delta_hi": np.nan,
+            }
+            e = paired_delta(
+                items, ("both", method, concept, "efficacy"), (concept, single_m, concept, "efficacy"), n_boot, seed, alpha
+            )
             if e is not None:
                 row.update(delta=e.value, delta_lo=e.lo, delta_hi=e.hi)
             rows.append(row)
@@ -98,8 +135,9 @@ INTERFERENCE_CELLS = {
 }
 
 
-def interference_table(summary: pd.DataFrame, method: str, items: pd.DataFrame | None = None,
-                       n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+def interference_table(
+    summary: pd.DataFrame, method: str, items: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> pd.DataFrame:
     """The cells of the target × measured-concept matrix of ``method``, long format.
 
     Cell (T, C) is the **score of concept C on the forget images of target T** — how much
@@ -128,16 +166,23 @@ def interference_table(summary: pd.DataFrame, method: str, items: pd.DataFrame |
         g = summary_row(summary, target, "goal", concept, metric)
         tr = (lambda x: 1.0 - x) if inv else (lambda x: x)
         sign = -1.0 if inv else 1.0
-        row = {"method": method, "target": target, "measured": measured, "images": what,
-               "source": f"{'1 − ' if inv else ''}{concept}/{metric}",
-               "role": "intended" if target == "both" or target == measured else "interference",
-               "score": tr(r["mean"]), "finetune": tr(f["mean"]) if f is not None else np.nan,
-               "goal": tr(g["mean"]) if g is not None else np.nan,
-               "delta": np.nan, "delta_lo": np.nan, "delta_hi": np.nan}
+        row = {
+            "method": method,
+            "target": target,
+            "measured": measured,
+            "images": what,
+            "source": f"{'1 − ' if inv else ''}{concept}/{metric}",
+            "role": "intended" if target == "both" or target == measured else "interference",
+            "score": tr(r["mean"]),
+            "finetune": tr(f["mean"]) if f is not None else np.nan,
+            "goal": tr(g["mean"]) if g is not None else np.nan,
+            "delta": np.nan,
+            "delta_lo": np.nan,
+            "delta_hi": np.nan,
+        }
         if f is not None:
             row["delta"] = row["score"] - row["finetune"] + 0.0
-            e = paired_delta(items, (target, method, concept, metric), (target, "finetune", concept, metric),
-                             n_boot, seed, alpha)
+            e = paired_delta(items, (target, method, concept, metric), (target, "finetune", concept, metric), n_boot, seed, alpha)
             if e is not None:
                 lo, hi = sorted((sign * e.lo + 0.0, sign * e.hi + 0.0))
                 row.update(delta=sign * e.value + 0.0, delta_lo=lo, delta_hi=hi)
@@ -145,8 +190,14 @@ def interference_table(summary: pd.DataFrame, method: str, items: pd.DataFrame |
     return pd.DataFrame(rows)
 
 
-def interference_matrix(summary: pd.DataFrame, method: str, items: pd.DataFrame | None = None,
-                        value: str = "delta", table: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
+def interference_matrix(
+    summary: pd.DataFrame,
+    method: str,
+    items: pd.DataFrame | None = None,
+    value: str = "delta",
+    table: pd.DataFrame | None = None,
+    **kw,
+) -> pd.DataFrame:
     """:func:`interference_table` as a matrix: rows target (person, event, both), columns the
     measured concept (person, event), cells ``value`` (default the delta against finetune).
 
@@ -156,8 +207,9 @@ def interference_matrix(summary: pd.DataFrame, method: str, items: pd.DataFrame 
     if t.empty:
         return pd.DataFrame(index=pd.Index([], name="target"), columns=pd.Index([], name="measured"))
     m = t.pivot(index="target", columns="measured", values=value)
-    return m.reindex(index=[x for x in ("person", "event", "both") if x in m.index],
-                     columns=[c for c in ("person", "event") if c in m.columns])
+    return m.reindex(
+        index=[x for x in ("person", "event", "both") if x in m.index], columns=[c for c in ("person", "event") if c in m.columns]
+    )
 
 
 def scope_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
@@ -174,12 +226,18 @@ def scope_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> 
         sc, sr = g[g["metric"] == "scope"], g[g["metric"] == "scope_retain"]
         if sc.empty:
             continue
-        row = {"target": t, "method": m, "concept": c,
-               "measures": "event score" if c == "person" else "name precision",
-               "scope": sc["mean"].iloc[0], "scope_lo": sc["ci_lo"].iloc[0], "scope_hi": sc["ci_hi"].iloc[0],
-               "scope_retain": sr["mean"].iloc[0] if len(sr) else np.nan,
-               "scope_retain_lo": sr["ci_lo"].iloc[0] if len(sr) else np.nan,
-               "scope_retain_hi": sr["ci_hi"].iloc[0] if len(sr) else np.nan}
+        row = {
+            "target": t,
+            "method": m,
+            "concept": c,
+            "measures": "event score" if c == "person" else "name precision",
+            "scope": sc["mean"].iloc[0],
+            "scope_lo": sc["ci_lo"].iloc[0],
+            "scope_hi": sc["ci_hi"].iloc[0],
+            "scope_retain": sr["mean"].iloc[0] if len(sr) else np.nan,
+            "scope_retain_lo": sr["ci_lo"].iloc[0] if len(sr) else np.nan,
+            "scope_retain_hi": sr["ci_hi"].iloc[0] if len(sr) else np.nan,
+        }
         row["gap"] = row["scope"] - row["scope_retain"]
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -196,9 +254,16 @@ IMAGE_DIRECTIONS = {
 }
 
 
-def paired_image_level(items: pd.DataFrame, method: str, seeds: Sequence[int] | None = None,
-                       target: str | None = None, n_boot: int = 2000, n_perm: int = 5000,
-                       seed: int = 0, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+def paired_image_level(
+    items: pd.DataFrame,
+    method: str,
+    seeds: Sequence[int] | None = None,
+    target: str | None = None,
+    n_boot: int = 2000,
+    n_perm: int = 5000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Does forgetting a concept hurt the *other* concept more on the images that show it?
 
     Direction ``person`` (forget people → event answers): on each image, the change of the
@@ -225,8 +290,7 @@ def paired_image_level(items: pd.DataFrame, method: str, seeds: Sequence[int] | 
         t = target or concept
         parts = {}
         for images, metric in (("forget", "scope"), ("retain", "scope_retain")):
-            w = paired_block(items, {"finetune": (t, "finetune", concept, metric), "method": (t, method, concept, metric)},
-                             seeds)
+            w = paired_block(items, {"finetune": (t, "finetune", concept, metric), "method": (t, method, concept, metric)}, seeds)
             if w is None:
                 break
             w = w.assign(delta=w["method"] - w["finetune"])
@@ -253,15 +317,30 @@ def paired_image_level(items: pd.DataFrame, method: str, seeds: Sequence[int] | 
             for a in range(0, n_perm, chunk):
                 b = min(n_perm, a + chunk)
                 sh = pool[np.argsort(prng.random((b - a, pool.size)), axis=1)]
-                perm[a:b] += sh[:, :f.size].mean(axis=1) - sh[:, f.size:].mean(axis=1)
+                perm[a:b] += sh[:, : f.size].mean(axis=1) - sh[:, f.size :].mean(axis=1)
         obs /= max(len(common), 1)
         perm /= max(len(common), 1)
         p_value = float((1 + np.sum(np.abs(perm) >= abs(obs) - 1e-12)) / (1 + n_perm))
-        rows.append({"method": method, "target": t, "direction": direction, "measure": measure,
-                     "n_forget": len(parts["forget"]), "n_retain": len(parts["retain"]),
-                     "delta_forget": boots["forget"].point["delta"], "delta_retain": boots["retain"].point["delta"],
-                     "difference": est.value, "ci_lo": est.lo, "ci_hi": est.hi, "p_value": p_value,
-                     "n_seeds": len(common)})
-    per_item = pd.concat(per, ignore_index=True) if per else pd.DataFrame(
-        columns=["seed", "direction", "images", "item_id", "finetune", "method", "delta"])
+        rows.append(
+            {
+                "method": method,
+                "target": t,
+                "direction": direction,
+                "measure": measure,
+                "n_forget": len(parts["forget"]),
+                "n_retain": len(parts["retain"]),
+                "delta_forget": boots["forget"].point["delta"],
+                "delta_retain": boots["retain"].point["delta"],
+                "difference": est.value,
+                "ci_lo": est.lo,
+                "ci_hi": est.hi,
+                "p_value": p_value,
+                "n_seeds": len(common),
+            }
+        )
+    per_item = (
+        pd.concat(per, ignore_index=True)
+        if per
+        else pd.DataFrame(columns=["seed", "direction", "images", "item_id", "finetune", "method", "delta"])
+    )
     return pd.DataFrame(rows), per_item

@@ -12,8 +12,18 @@ import pandas as pd
 from .schema import BGD_BASE, ITEM_COLUMNS, UNLEARN_METHODS, require_columns
 from .stats import Estimate, bootstrap_estimate, bootstrap_wide, format_ci, named_rng, paired_block, paired_delta
 
-__all__ = ["REPRODUCED", "NOT_REPRODUCED", "MIXED", "INCONCLUSIVE", "FINDINGS", "TESTS", "combine_verdicts",
-           "finding_tests", "findings", "findings_markdown"]
+__all__ = [
+    "REPRODUCED",
+    "NOT_REPRODUCED",
+    "MIXED",
+    "INCONCLUSIVE",
+    "FINDINGS",
+    "TESTS",
+    "combine_verdicts",
+    "finding_tests",
+    "findings",
+    "findings_markdown",
+]
 
 REPRODUCED, NOT_REPRODUCED, MIXED, INCONCLUSIVE = "reproduced", "not reproduced", "mixed", "inconclusive"
 
@@ -21,18 +31,17 @@ FINDINGS = {
     1: "Forgetting people reaches high efficacy and generality, at a large cost in retain.",
     2: "Events are harder to forget than people (lower efficacy relative to goal).",
     3: "Cross-concept interference: forgetting one concept lowers the other concept's score on the "
-       "same images (scope below finetune), least for PO.",
+    "same images (scope below finetune), least for PO.",
     4: "Forgetting both at once lowers efficacy compared with each alone.",
     5: "BGD recovers part of that loss.",
 }
 
 TESTS = {
     1: "per method on target person: efficacy and generality CIs above `high`, and the retain drop "
-       "(finetune − method) CI above `large_cost`",
-    2: "per method: relative efficacy (eff_m − eff_ft)/(eff_goal − eff_ft) of people minus that of "
-       "events, CI above 0",
+    "(finetune − method) CI above `large_cost`",
+    2: "per method: relative efficacy (eff_m − eff_ft)/(eff_goal − eff_ft) of people minus that of events, CI above 0",
     3: "per method (PO aside) and direction: scope_ft − scope_m, CI above 0 (interference); PO: its scope "
-       "change (mean of two directions) minus the best other method's, CI above 0",
+    "change (mean of two directions) minus the best other method's, CI above 0",
     4: "per method and concept: efficacy on the single target minus efficacy on target both, CI above 0",
     5: "for gd and kl, per concept: efficacy of X+bgd minus X on target both, CI above 0",
 }
@@ -83,9 +92,17 @@ def _methods_in(items: pd.DataFrame, targets: Sequence[str], pool: Sequence[str]
     return out
 
 
-def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
-                  margin: float = 0.05, high: float = 0.8, large_cost: float = 0.2,
-                  min_gap: float = 0.05, methods: Sequence[str] | None = None) -> pd.DataFrame:
+def finding_tests(
+    items: pd.DataFrame,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    margin: float = 0.05,
+    high: float = 0.8,
+    large_cost: float = 0.2,
+    min_gap: float = 0.05,
+    methods: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Every sub-test of the five findings: one row per (finding, part, subject, quantity)
     with the estimate, its interval, the per-seed estimates and the verdict of :func:`_call`.
 
@@ -116,11 +133,21 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
     rows: list[dict] = []
 
     def add(finding, part, subject, quantity, est, m, note="", ok=True):
-        rows.append({"finding": finding, "part": part, "subject": subject, "quantity": quantity,
-                     "estimate": est.value if est else np.nan, "lo": est.lo if est else np.nan,
-                     "hi": est.hi if est else np.nan,
-                     "per_seed": ", ".join(f"s{s}: {v:.2f}" for s, v in (est.per_seed.items() if est else [])),
-                     "margin": m, "verdict": _call(est, m) if ok else INCONCLUSIVE, "note": note})
+        rows.append(
+            {
+                "finding": finding,
+                "part": part,
+                "subject": subject,
+                "quantity": quantity,
+                "estimate": est.value if est else np.nan,
+                "lo": est.lo if est else np.nan,
+                "hi": est.hi if est else np.nan,
+                "per_seed": ", ".join(f"s{s}: {v:.2f}" for s, v in (est.per_seed.items() if est else [])),
+                "margin": m,
+                "verdict": _call(est, m) if ok else INCONCLUSIVE,
+                "note": note,
+            }
+        )
 
     def boots(spec_blocks: Mapping[str, Mapping[str, tuple]], key: str):
         rng = named_rng(seed, "findings", key)
@@ -132,8 +159,12 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
 
     # Preconditions: a concept can only be forgotten if finetune knows it and goal does not.
     gap = {c: point(c, "goal", c, "efficacy") - point(c, "finetune", c, "efficacy") for c in ("person", "event")}
-    no_gap = {c: f"goal − finetune efficacy is {gap[c]:+.2f} (< {min_gap}) on target {c}: finetune never learned "
-                 f"what there is to forget" for c in gap if not gap[c] >= min_gap}
+    no_gap = {
+        c: f"goal − finetune efficacy is {gap[c]:+.2f} (< {min_gap}) on target {c}: finetune never learned "
+        f"what there is to forget"
+        for c in gap
+        if not gap[c] >= min_gap
+    }
 
     # ---- 1. person unlearning: high efficacy and generality, large retain cost
     ms = _methods_in(items, ["person"], pool)
@@ -144,24 +175,51 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
             note1 = (note1 + "; " if note1 else "") + f"finetune retain {ret_ft:.2f} < {large_cost}: no room for a large drop"
         ok1 = not note1
         models = ["finetune", *ms]
-        b = boots({k: {m: ("person", m, "person", k) for m in models} for k in ("efficacy", "generality", "retain")},
-                  "f1")
+        b = boots({k: {m: ("person", m, "person", k) for m in models} for k in ("efficacy", "generality", "retain")}, "f1")
         for m in ms:
-            add(1, "efficacy", m, f"efficacy − {high}",
-                bootstrap_estimate({"e": b["efficacy"]}, lambda x, m=m: x["e"][m] - high, alpha), 0.0, note1, ok1)
+            add(
+                1,
+                "efficacy",
+                m,
+                f"efficacy − {high}",
+                bootstrap_estimate({"e": b["efficacy"]}, lambda x, m=m: x["e"][m] - high, alpha),
+                0.0,
+                note1,
+                ok1,
+            )
             if b["generality"] is not None:
-                add(1, "generality", m, f"generality − {high}",
-                    bootstrap_estimate({"g": b["generality"]}, lambda x, m=m: x["g"][m] - high, alpha), 0.0, note1, ok1)
-            add(1, "retain cost", m, f"retain drop − {large_cost}",
-                bootstrap_estimate({"r": b["retain"]}, lambda x, m=m: x["r"]["finetune"] - x["r"][m] - large_cost, alpha), 0.0,
-                note1, ok1)
+                add(
+                    1,
+                    "generality",
+                    m,
+                    f"generality − {high}",
+                    bootstrap_estimate({"g": b["generality"]}, lambda x, m=m: x["g"][m] - high, alpha),
+                    0.0,
+                    note1,
+                    ok1,
+                )
+            add(
+                1,
+                "retain cost",
+                m,
+                f"retain drop − {large_cost}",
+                bootstrap_estimate({"r": b["retain"]}, lambda x, m=m: x["r"]["finetune"] - x["r"][m] - large_cost, alpha),
+                0.0,
+                note1,
+                ok1,
+            )
 
     # ---- 2. events harder than people, relative to goal
     ms = _methods_in(items, ["person", "event"], pool)
     if ms:
         models = ["finetune", "goal", *ms]
-        b = boots({"P": {m: ("person", m, "person", "efficacy") for m in models},
-                   "E": {m: ("event", m, "event", "efficacy") for m in models}}, "f2")
+        b = boots(
+            {
+                "P": {m: ("person", m, "person", "efficacy") for m in models},
+                "E": {m: ("event", m, "event", "efficacy") for m in models},
+            },
+            "f2",
+        )
 
         def rel(x, m):
             gap = x["goal"] - x["finetune"]
@@ -170,12 +228,23 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
         note2 = "; ".join(no_gap.values())
         for m in ms:
             est = None if note2 else bootstrap_estimate(b, lambda x, m=m: rel(x["P"], m) - rel(x["E"], m), alpha)
-            add(2, "relative efficacy", m, "rel. efficacy people − events", est, margin,
-                note2 + ("; relative efficacy undefined" if note2 else ""), not note2)
+            add(
+                2,
+                "relative efficacy",
+                m,
+                "rel. efficacy people − events",
+                est,
+                margin,
+                note2 + ("; relative efficacy undefined" if note2 else ""),
+                not note2,
+            )
 
     # ---- 3. interference (scope below finetune), least for PO
-    ms = (_methods_in(items, ["person", "event"], pool) or _methods_in(items, ["person"], pool)
-          or _methods_in(items, ["event"], pool))
+    ms = (
+        _methods_in(items, ["person", "event"], pool)
+        or _methods_in(items, ["person"], pool)
+        or _methods_in(items, ["event"], pool)
+    )
     if ms:
         models = ["finetune", *ms]
         spec = {c: {m: (c, m, c, "scope") for m in models} for c in ("person", "event")}
@@ -186,17 +255,28 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
             for m in ms:
                 # PO's own drop is reported but judged by the "least for PO" part, not here.
                 part = "interference" if (m != "po" or ms == ["po"]) else "interference (po)"
-                add(3, part, f"{m} ({c} target)", f"scope drop ({'event score' if c == 'person' else 'names'})",
-                    bootstrap_estimate({"s": bb}, lambda x, m=m: x["s"]["finetune"] - x["s"][m], alpha), margin, note3, not note3)
+                add(
+                    3,
+                    part,
+                    f"{m} ({c} target)",
+                    f"scope drop ({'event score' if c == 'person' else 'names'})",
+                    bootstrap_estimate({"s": bb}, lambda x, m=m: x["s"]["finetune"] - x["s"][m], alpha),
+                    margin,
+                    note3,
+                    not note3,
+                )
                 if part != "interference":
                     rows[-1].update(verdict="reported", note=(note3 + "; " if note3 else "") + "judged by 'least for PO'")
         if "po" in ms and len(ms) >= 2 and b:
+
             def po_gap(x):
                 d = {m: sum(x[c][m] - x[c]["finetune"] for c in x) / len(x) for m in ms}
                 others = np.max(np.stack([np.asarray(d[m], dtype=float) for m in ms if m != "po"]), axis=0)
                 return d["po"] - others
-            add(3, "least for PO", "po vs best other", "PO scope change − best other's",
-                bootstrap_estimate(b, po_gap, alpha), 0.0)
+
+            add(
+                3, "least for PO", "po vs best other", "PO scope change − best other's", bootstrap_estimate(b, po_gap, alpha), 0.0
+            )
 
     # ---- 4. simultaneous lowers efficacy
     ms = _methods_in(items, ["both"], pool)
@@ -207,14 +287,23 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
         spec = {f"{t}:{m}": (t, m, c, "efficacy") for m in mc for t in (c, "both")}
         b = boots({"x": spec}, f"f4-{c}")
         for m in mc:
-            add(4, "efficacy loss", f"{m} ({c})", "efficacy single − both",
-                bootstrap_estimate(b, lambda x, m=m, c=c: x["x"][f"{c}:{m}"] - x["x"][f"both:{m}"], alpha), margin,
-                no_gap.get(c, ""), c not in no_gap)
+            add(
+                4,
+                "efficacy loss",
+                f"{m} ({c})",
+                "efficacy single − both",
+                bootstrap_estimate(b, lambda x, m=m, c=c: x["x"][f"{c}:{m}"] - x["x"][f"both:{m}"], alpha),
+                margin,
+                no_gap.get(c, ""),
+                c not in no_gap,
+            )
 
     # ---- 5. BGD recovers part of the loss
     for bgd, base in BGD_BASE.items():
-        if not (((items["target"] == "both") & (items["method"] == bgd)).any()
-                and ((items["target"] == "both") & (items["method"] == base)).any()):
+        if not (
+            ((items["target"] == "both") & (items["method"] == bgd)).any()
+            and ((items["target"] == "both") & (items["method"] == base)).any()
+        ):
             continue
         for c in ("person", "event"):
             b = boots({"x": {"bgd": ("both", bgd, c, "efficacy"), "base": ("both", base, c, "efficacy")}}, f"f5-{bgd}-{c}")
@@ -232,10 +321,19 @@ def finding_tests(items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
                 notes.append(f"retain change {r.text()}")
             if c in no_gap:
                 notes.insert(0, no_gap[c])
-            add(5, "efficacy gain", f"{bgd} vs {base} ({c})", f"efficacy {bgd} − {base}", est, margin, "; ".join(notes),
-                c not in no_gap)
-    return pd.DataFrame(rows, columns=["finding", "part", "subject", "quantity", "estimate", "lo", "hi",
-                                       "per_seed", "margin", "verdict", "note"])
+            add(
+                5,
+                "efficacy gain",
+                f"{bgd} vs {base} ({c})",
+                f"efficacy {bgd} − {base}",
+                est,
+                margin,
+                "; ".join(notes),
+                c not in no_gap,
+            )
+    return pd.DataFrame(
+        rows, columns=["finding", "part", "subject", "quantity", "estimate", "lo", "hi", "per_seed", "margin", "verdict", "note"]
+    )
 
 
 def _names(t: pd.DataFrame, verdict: str) -> str:
@@ -254,8 +352,9 @@ def _count_line(t: pd.DataFrame, what: str) -> str:
     return "; ".join(parts)
 
 
-def findings(summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-             tests: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
+def findings(
+    summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, tests: pd.DataFrame | None = None, **kw
+) -> pd.DataFrame:
     """The paper's five findings (design: The paper's numbers) on our runs: one row each with ``claim``,
     ``test``, ``verdict`` (reproduced / not reproduced / mixed / inconclusive), ``evidence``
     (the estimates with their 95 % intervals) and a one-line ``explanation`` written from
@@ -276,18 +375,22 @@ def findings(summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, see
     rows = []
     for f, claim in FINDINGS.items():
         ft = t[t["finding"] == f]
-        ev_lines = [f"{r.subject}: {r.quantity} = {format_ci(r.estimate, r.lo, r.hi)}" + (f" ({r.note})" if r.note else "")
-                    for r in ft.itertuples()]
+        ev_lines = [
+            f"{r.subject}: {r.quantity} = {format_ci(r.estimate, r.lo, r.hi)}" + (f" ({r.note})" if r.note else "")
+            for r in ft.itertuples()
+        ]
         if ft.empty:
             verdict, expl = INCONCLUSIVE, "not measured: the runs lack the targets or methods this finding needs"
         elif f == 1:
             per_m = ft.groupby("subject", sort=False)["verdict"].agg(
-                lambda v: NOT_REPRODUCED if NOT_REPRODUCED in set(v)
-                else (REPRODUCED if set(v) == {REPRODUCED} else INCONCLUSIVE))
+                lambda v: NOT_REPRODUCED if NOT_REPRODUCED in set(v) else (REPRODUCED if set(v) == {REPRODUCED} else INCONCLUSIVE)
+            )
             verdict = combine_verdicts(per_m.tolist())
             pm = per_m.rename("verdict").reset_index()
-            expl = (f"Person unlearning with efficacy and generality above {kw.get('high', 0.8)} and a retain drop above "
-                    f"{kw.get('large_cost', 0.2)}: {_count_line(pm, 'methods')}.")
+            expl = (
+                f"Person unlearning with efficacy and generality above {kw.get('high', 0.8)} and a retain drop above "
+                f"{kw.get('large_cost', 0.2)}: {_count_line(pm, 'methods')}."
+            )
         elif f == 3:
             inter = ft[ft["part"] == "interference"]
             po = ft[ft["part"] == "least for PO"]
@@ -296,24 +399,38 @@ def findings(summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, see
             if verdict == REPRODUCED and po_v == NOT_REPRODUCED:
                 verdict = MIXED
             mean_drop = inter["estimate"].mean() if len(inter) else np.nan
-            expl = (f"Scope below finetune: {_count_line(inter, 'method × direction tests')} "
-                    f"(mean scope drop {mean_drop:+.2f}); PO least affected: {po_v}.")
+            expl = (
+                f"Scope below finetune: {_count_line(inter, 'method × direction tests')} "
+                f"(mean scope drop {mean_drop:+.2f}); PO least affected: {po_v}."
+            )
         else:
             verdict = combine_verdicts(ft["verdict"].tolist())
             what = {2: "methods", 4: "method × concept tests", 5: "BGD × concept tests"}[f]
-            lead = {2: "Events harder to forget than people relative to goal",
-                    4: "Lower efficacy when both concepts are forgotten at once",
-                    5: "BGD raises efficacy on target both over its base method"}[f]
+            lead = {
+                2: "Events harder to forget than people relative to goal",
+                4: "Lower efficacy when both concepts are forgotten at once",
+                5: "BGD raises efficacy on target both over its base method",
+            }[f]
             mean_eff = ft["estimate"].mean()
             expl = f"{lead}: {_count_line(ft, what)}" + (f" (mean effect {mean_eff:+.2f})." if np.isfinite(mean_eff) else ".")
-        blocked = sorted({n for n in ft.loc[ft["verdict"] == INCONCLUSIVE, "note"].astype(str)
-                          if "never learned" in n or "no room" in n})
+        blocked = sorted(
+            {n for n in ft.loc[ft["verdict"] == INCONCLUSIVE, "note"].astype(str) if "never learned" in n or "no room" in n}
+        )
         if blocked:
             reasons = dict.fromkeys(x for n in blocked for x in n.split("; ") if "never" in x or "room" in x)
             expl += " Not testable here: " + "; ".join(reasons) + "."
-        rows.append({"finding": f, "claim": claim, "test": TESTS[f], "verdict": verdict,
-                     "evidence": "; ".join(ev_lines), "explanation": expl, "n_tests": len(ft),
-                     "n_seeds": n_seeds})
+        rows.append(
+            {
+                "finding": f,
+                "claim": claim,
+                "test": TESTS[f],
+                "verdict": verdict,
+                "evidence": "; ".join(ev_lines),
+                "explanation": expl,
+                "n_tests": len(ft),
+                "n_seeds": n_seeds,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -321,19 +438,31 @@ def findings_markdown(frame: pd.DataFrame, profile: str = "", scorers: Sequence[
     """A discussion paragraph per finding, written from the findings frame (no fixed conclusion)."""
     n_seeds = int(frame["n_seeds"].max()) if len(frame) else 0
     counts = frame["verdict"].value_counts()
-    head = (f"On {n_seeds} seed{'s' if n_seeds != 1 else ''}"
-            + (f" of the `{profile}` profile" if profile else "")
-            + (f", with the `{', '.join(scorers)}` event scorer" if scorers else "") + ", "
-            + ", ".join(f"{int(counts.get(v, 0))} finding{'s' if counts.get(v, 0) != 1 else ''} {v}"
-                        for v in (REPRODUCED, MIXED, NOT_REPRODUCED, INCONCLUSIVE)) + ".")
+    head = (
+        f"On {n_seeds} seed{'s' if n_seeds != 1 else ''}"
+        + (f" of the `{profile}` profile" if profile else "")
+        + (f", with the `{', '.join(scorers)}` event scorer" if scorers else "")
+        + ", "
+        + ", ".join(
+            f"{int(counts.get(v, 0))} finding{'s' if counts.get(v, 0) != 1 else ''} {v}"
+            for v in (REPRODUCED, MIXED, NOT_REPRODUCED, INCONCLUSIVE)
+        )
+        + "."
+    )
     lines = [head, ""]
     for r in frame.itertuples():
         lines.append(f"* **Finding {r.finding} — {r.verdict}.** {r.claim} {r.explanation}")
     if int(counts.get(INCONCLUSIVE, 0)):
-        lines += ["", "An *inconclusive* finding is one whose intervals include no effect and a meaningful "
-                  "one at once; more seeds (`seeds`) or more items per metric (`eval.max_items`) narrow them."]
+        lines += [
+            "",
+            "An *inconclusive* finding is one whose intervals include no effect and a meaningful "
+            "one at once; more seeds (`seeds`) or more items per metric (`eval.max_items`) narrow them.",
+        ]
     if int(counts.get(NOT_REPRODUCED, 0)) or int(counts.get(MIXED, 0)):
-        lines += ["", "A finding that is not reproduced is a result about this setting (model size, training "
-                  "budget, synthetic world, event scorer), not an error to tune away; the evidence column says "
-                  "which sub-tests disagree."]
+        lines += [
+            "",
+            "A finding that is not reproduced is a result about this setting (model size, training "
+            "budget, synthetic world, event scorer), not an error to tune away; the evidence column says "
+            "which sub-tests disagree.",
+        ]
     return "\n".join(lines)

@@ -49,13 +49,23 @@ from ..config import ConfigError as ConfigError, ModelConfig as ModelConfig
 from ..families import Family as Family, family_for_type as family_for_type, family_of as family_of, unwrap as unwrap
 from .bundle import ModelBundle, model_device_dtype, quiet_transformers, resolve_device_dtype
 from .cards import count_parameters, describe, model_card, prompt_tokens
-from .checkpoints import (family_of_folder, image_only_processor_class, load_bundle, load_processor, load_skeleton,
-                          save_bundle)
+from .checkpoints import family_of_folder, image_only_processor_class, load_bundle, load_processor, load_skeleton, save_bundle
 from .generation import generate
-from .lora import (add_lora, load_adapter, load_merged, lora_target_regex, lora_targets, reference_mode, remove_lora,
-                   save_adapter)
-from .prompts import (Prompt, answer_ids, build_messages, check_length, context_length, encode_prompts, encode_train,
-                      move_batch, pad_batch, prompt_and_answer_text, stack_vision, to_device)
+from .lora import add_lora, load_adapter, load_merged, lora_target_regex, lora_targets, reference_mode, remove_lora, save_adapter
+from .prompts import (
+    Prompt,
+    answer_ids,
+    build_messages,
+    check_length,
+    context_length,
+    encode_prompts,
+    encode_train,
+    move_batch,
+    pad_batch,
+    prompt_and_answer_text,
+    stack_vision,
+    to_device,
+)
 from .tiny import build_tiny
 from .tokenizer import BOS, CHAT_TEMPLATE, EOS, IMAGE_TOKEN, PAD, SPECIAL_TOKENS, UNK, train_bpe, train_tokenizer
 

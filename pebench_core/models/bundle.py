@@ -62,7 +62,7 @@ class ModelBundle:
         ids = [self.eos_token_id]
         gen = getattr(unwrap(self.model), "generation_config", None)
         extra = getattr(gen, "eos_token_id", None)
-        for i in (extra if isinstance(extra, (list, tuple)) else [extra]):
+        for i in extra if isinstance(extra, (list, tuple)) else [extra]:
             if i is not None and int(i) not in ids:
                 ids.append(int(i))
         return ids
@@ -141,8 +141,9 @@ def quiet_transformers() -> Iterator[None]:
 _DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device_dtype(device: str | torch.device = "auto",
-                         dtype: str | torch.dtype = "auto") -> tuple[torch.device, torch.dtype]:
+def resolve_device_dtype(
+    device: str | torch.device = "auto", dtype: str | torch.dtype = "auto"
+) -> tuple[torch.device, torch.dtype]:
     """Pick the device and dtype: CUDA + bfloat16 when CUDA is there, else CPU + float32.
 
     Either may be forced (``device`` in cpu/cuda/mps, ``dtype`` in float32/bfloat16/float16);
@@ -158,13 +159,15 @@ def resolve_device_dtype(device: str | torch.device = "auto",
         dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     elif dev_name == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("model.device is 'cuda' but CUDA is not available on this machine; "
-                              "use model.device=auto or model.device=cpu")
+            raise ConfigError(
+                "model.device is 'cuda' but CUDA is not available on this machine; use model.device=auto or model.device=cpu"
+            )
         dev = torch.device(device) if not isinstance(device, torch.device) else device
     elif dev_name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ConfigError("model.device is 'mps' but MPS is not available on this machine; "
-                              "use model.device=auto or model.device=cpu")
+            raise ConfigError(
+                "model.device is 'mps' but MPS is not available on this machine; use model.device=auto or model.device=cpu"
+            )
         dev = torch.device("mps")
     else:
         dev = torch.device("cpu")

@@ -11,8 +11,7 @@ from .prompts import encode_prompts
 __all__ = ["prompt_tokens", "model_card", "count_parameters", "describe"]
 
 
-def prompt_tokens(bundle: ModelBundle, image_size: int,
-                  question: str = "What is happening in the image?") -> tuple[int, int]:
+def prompt_tokens(bundle: ModelBundle, image_size: int, question: str = "What is happening in the image?") -> tuple[int, int]:
     """``(prompt tokens, image tokens)`` of one generation prompt with an ``image_size`` px
     image, as the model's own processor encodes it (the image's share is what the image adds
     over the text alone)."""
@@ -35,12 +34,18 @@ def model_card(bundle: ModelBundle, image_size: int) -> dict:
     text = getattr(cfg, "text_config", None) or cfg
     vision = getattr(cfg, "vision_config", None)
     prompt, image = prompt_tokens(bundle, image_size)
-    return {"family": bundle.family.title,
-            "vision layers": getattr(vision, "num_hidden_layers", getattr(vision, "depth", None)),
-            "vision width": getattr(vision, "hidden_size", getattr(vision, "embed_dim", None)),
-            "image tokens": image, "prompt tokens": prompt,
-            "language-model layers": text.num_hidden_layers, "language-model width": text.hidden_size,
-            "vocabulary": text.vocab_size, "device": str(bundle.device), "dtype": str(bundle.dtype).removeprefix("torch.")}
+    return {
+        "family": bundle.family.title,
+        "vision layers": getattr(vision, "num_hidden_layers", getattr(vision, "depth", None)),
+        "vision width": getattr(vision, "hidden_size", getattr(vision, "embed_dim", None)),
+        "image tokens": image,
+        "prompt tokens": prompt,
+        "language-model layers": text.num_hidden_layers,
+        "language-model width": text.hidden_size,
+        "vocabulary": text.vocab_size,
+        "device": str(bundle.device),
+        "dtype": str(bundle.dtype).removeprefix("torch."),
+    }
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
@@ -79,14 +84,21 @@ def describe(bundle_or_model):
             continue
         seen.add(id(p))
         bare = name.removeprefix("base_model.model.")
-        part = ("LoRA adapter" if ".lora_" in f".{bare}" else "embeddings" if id(p) in emb_ids
-                else fam.role_of(bare.replace(".base_layer", "")))
+        part = (
+            "LoRA adapter"
+            if ".lora_" in f".{bare}"
+            else "embeddings"
+            if id(p) in emb_ids
+            else fam.role_of(bare.replace(".base_layer", ""))
+        )
         counts[part][0] += p.numel()
         if p.requires_grad:
             counts[part][1] += p.numel()
     total = sum(c[0] for c in counts.values())
-    rows = [{"part": k, "parameters": c[0], "trainable": c[1], "share": c[0] / total if total else 0.0}
-            for k, c in counts.items() if c[0] or k != "LoRA adapter"]
-    rows.append({"part": "total", "parameters": total, "trainable": sum(c[1] for c in counts.values()),
-                 "share": 1.0})
+    rows = [
+        {"part": k, "parameters": c[0], "trainable": c[1], "share": c[0] / total if total else 0.0}
+        for k, c in counts.items()
+        if c[0] or k != "LoRA adapter"
+    ]
+    rows.append({"part": "total", "parameters": total, "trainable": sum(c[1] for c in counts.values()), "share": 1.0})
     return pd.DataFrame(rows)

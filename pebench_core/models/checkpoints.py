@@ -20,8 +20,7 @@ from ..config import ConfigError
 from ..families import Family, family_for_type, unwrap
 from .bundle import ModelBundle, quiet_transformers, resolve_device_dtype
 
-__all__ = ["save_bundle", "load_bundle", "family_of_folder", "load_processor", "image_only_processor_class",
-           "load_skeleton"]
+__all__ = ["save_bundle", "load_bundle", "family_of_folder", "load_processor", "image_only_processor_class", "load_skeleton"]
 
 _WEIGHT_PATTERNS = ("*.safetensors",)
 _PEBENCH_META = "pebench_model.json"
@@ -36,8 +35,10 @@ def save_bundle(bundle: ModelBundle, path: str | Path, state_dict: dict | None =
     """
     model = bundle.model
     if unwrap(model) is not model:
-        raise ConfigError("save_bundle got a model with LoRA adapters; save them with save_adapter(), "
-                          "or merge them first (model.merge_and_unload())")
+        raise ConfigError(
+            "save_bundle got a model with LoRA adapters; save them with save_adapter(), "
+            "or merge them first (model.merge_and_unload())"
+        )
     from ..storage import atomic_dir
 
     path = Path(path)
@@ -50,8 +51,7 @@ def save_bundle(bundle: ModelBundle, path: str | Path, state_dict: dict | None =
     return path
 
 
-def load_bundle(path: str | Path, device: str | torch.device = "auto",
-                dtype: str | torch.dtype = "auto") -> ModelBundle:
+def load_bundle(path: str | Path, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto") -> ModelBundle:
     """Load a local image-text-to-text checkpoint folder (the tiny model or a real one).
 
     ``AutoModelForImageTextToText`` + ``AutoProcessor``, safetensors weights only, no remote
@@ -61,8 +61,10 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     path = Path(path).expanduser()
-    expected = ("a Hugging Face image-text-to-text checkpoint folder (config.json, *.safetensors "
-                "weights and the processor files, as written by save_pretrained)")
+    expected = (
+        "a Hugging Face image-text-to-text checkpoint folder (config.json, *.safetensors "
+        "weights and the processor files, as written by save_pretrained)"
+    )
     if not path.exists():
         raise ConfigError(f"model path {path} does not exist; expected {expected}")
     if not path.is_dir():
@@ -73,14 +75,18 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
     if not weights:
         others = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".gguf"))
         found = f" (found {', '.join(others)}; pickled/other weight formats are refused)" if others else ""
-        raise ConfigError(f"model path {path} holds no *.safetensors weights{found}; expected {expected}. "
-                          "Convert the checkpoint to safetensors first.")
+        raise ConfigError(
+            f"model path {path} holds no *.safetensors weights{found}; expected {expected}. "
+            "Convert the checkpoint to safetensors first."
+        )
     family = family_of_folder(path)
     try:
         AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except Exception as exc:  # malformed json, a config this transformers cannot read, ...
-        raise ConfigError(f"model path {path}: config.json cannot be read as a transformers config "
-                          f"({type(exc).__name__}: {exc}); expected {expected}") from None
+        raise ConfigError(
+            f"model path {path}: config.json cannot be read as a transformers config "
+            f"({type(exc).__name__}: {exc}); expected {expected}"
+        ) from None
     # The processor first: it is cheap, and a missing chat template should stop the run
     # before gigabytes of weights are read.
     processor = load_processor(path, family)
@@ -88,11 +94,17 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto",
     try:
         with quiet_transformers():
             model = AutoModelForImageTextToText.from_pretrained(
-                path, use_safetensors=True, trust_remote_code=False, local_files_only=True, dtype=dt,
-                **({"device_map": str(dev)} if dev.type == "cuda" else {}))
+                path,
+                use_safetensors=True,
+                trust_remote_code=False,
+                local_files_only=True,
+                dtype=dt,
+                **({"device_map": str(dev)} if dev.type == "cuda" else {}),
+            )
     except Exception as exc:
-        raise ConfigError(f"model path {path}: AutoModelForImageTextToText could not load it "
-                          f"({type(exc).__name__}: {exc})") from None
+        raise ConfigError(
+            f"model path {path}: AutoModelForImageTextToText could not load it ({type(exc).__name__}: {exc})"
+        ) from None
     tokenizer = processor.tokenizer
     model.to(device=dev)
     model.eval()
@@ -130,15 +142,19 @@ def load_processor(path: str | Path, family: Family):
         try:
             processor = _assemble_processor(path, family)
         except Exception:
-            raise ConfigError(f"model path {path}: AutoProcessor could not load the processor files "
-                              f"({type(exc).__name__}: {exc}); expected the processor/tokenizer files that "
-                              "save_pretrained writes") from None
+            raise ConfigError(
+                f"model path {path}: AutoProcessor could not load the processor files "
+                f"({type(exc).__name__}: {exc}); expected the processor/tokenizer files that "
+                "save_pretrained writes"
+            ) from None
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None:
         raise ConfigError(f"model path {path}: the processor has no tokenizer")
     if getattr(processor, "chat_template", None) is None and getattr(tokenizer, "chat_template", None) is None:
-        raise ConfigError(f"model path {path}: neither the processor nor the tokenizer has a chat template "
-                          "(chat_template.jinja); the adapter formats every prompt with the model's own template")
+        raise ConfigError(
+            f"model path {path}: neither the processor nor the tokenizer has a chat template "
+            "(chat_template.jinja); the adapter formats every prompt with the model's own template"
+        )
     return processor
 
 
@@ -174,8 +190,7 @@ def image_only_processor_class(base: type, family: Family) -> type:
         out["processor_class"] = base.__name__
         return out
 
-    return type(base.__name__ + "ImageOnly", (base,),
-                {"__init__": __init__, "to_dict": to_dict, "__module__": __name__})
+    return type(base.__name__ + "ImageOnly", (base,), {"__init__": __init__, "to_dict": to_dict, "__module__": __name__})
 
 
 def _assemble_processor(path: Path, family: Family):
@@ -187,12 +202,10 @@ def _assemble_processor(path: Path, family: Family):
     base = getattr(transformers, cfg.get("processor_class", ""), None)
     if base is None:
         raise ConfigError(f"unknown processor class {cfg.get('processor_class')!r} in {path}")
-    return image_only_processor_class(base, family).from_pretrained(path, local_files_only=True,
-                                                                    trust_remote_code=False)
+    return image_only_processor_class(base, family).from_pretrained(path, local_files_only=True, trust_remote_code=False)
 
 
-def load_skeleton(path: str | Path, device: str | torch.device = "auto",
-                  dtype: str | torch.dtype = "auto") -> ModelBundle:
+def load_skeleton(path: str | Path, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto") -> ModelBundle:
     """A checkpoint folder's model *without its weights* (built on the ``meta`` device) and its
     real processor: enough to plan memory (:mod:`pebench_core.memory`) or to count the tokens
     of a prompt for a 7B model in a second, with only ``config.json`` and the processor files."""
@@ -207,5 +220,11 @@ def load_skeleton(path: str | Path, device: str | torch.device = "auto",
     dev, dt = resolve_device_dtype(device, dtype)
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config, dtype=dt)
-    return ModelBundle(model=model, processor=processor, tokenizer=processor.tokenizer, device=dev, dtype=dt,
-                       meta={"kind": "skeleton", "path": str(path), "family": family.name})
+    return ModelBundle(
+        model=model,
+        processor=processor,
+        tokenizer=processor.tokenizer,
+        device=dev,
+        dtype=dt,
+        meta={"kind": "skeleton", "path": str(path), "family": family.name},
+    )

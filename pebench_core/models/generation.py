@@ -14,8 +14,14 @@ __all__ = ["generate"]
 
 
 @torch.no_grad()
-def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], max_new_tokens: int = 40,
-             batch_size: int = 32, sharded: bool = True) -> list[str]:
+def generate(
+    bundle: ModelBundle,
+    images: Sequence,
+    questions: Sequence[str],
+    max_new_tokens: int = 40,
+    batch_size: int = 32,
+    sharded: bool = True,
+) -> list[str]:
     """Greedy answers (new tokens only, stripped), batched with left padding and a KV cache.
 
     Items are processed in order of prompt length so that batches need little padding; the
@@ -52,16 +58,24 @@ def generate(bundle: ModelBundle, images: Sequence, questions: Sequence[str], ma
     answers: list[str] = [""] * n
     try:
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             ps = encode_prompts(bundle, [images[i] for i in idx], [questions[i] for i in idx])
-            batch = move_batch(pad_batch([p.ids for p in ps], [p.tokens for p in ps], [p.vision for p in ps],
-                                         pad_id, "left"), device, mdtype)
-            out = model.generate(
-                **batch, do_sample=False, num_beams=1, use_cache=True, max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id, eos_token_id=eos_id,
-                temperature=None, top_p=None, top_k=None,
+            batch = move_batch(
+                pad_batch([p.ids for p in ps], [p.tokens for p in ps], [p.vision for p in ps], pad_id, "left"), device, mdtype
             )
-            new = out[:, batch["input_ids"].shape[1]:]
+            out = model.generate(
+                **batch,
+                do_sample=False,
+                num_beams=1,
+                use_cache=True,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=eos_id,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
+            new = out[:, batch["input_ids"].shape[1] :]
             texts = tok.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             for i, t in zip(idx, texts):
                 answers[i] = t.strip()

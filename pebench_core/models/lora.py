@@ -20,8 +20,16 @@ from ..families import family_of, unwrap
 from .bundle import ModelBundle, quiet_transformers
 from .checkpoints import load_bundle
 
-__all__ = ["lora_targets", "lora_target_regex", "add_lora", "remove_lora", "reference_mode", "save_adapter",
-           "load_adapter", "load_merged"]
+__all__ = [
+    "lora_targets",
+    "lora_target_regex",
+    "add_lora",
+    "remove_lora",
+    "reference_mode",
+    "save_adapter",
+    "load_adapter",
+    "load_merged",
+]
 
 
 _LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -37,12 +45,14 @@ def lora_targets(model: torch.nn.Module, projector: bool) -> list[str]:
     model = unwrap(model)
     fam = family_of(model)
     lm = fam.language_model
-    names = {n: m for n, m in model.named_modules()
-             if _is_linear(m) and not any(p.startswith("lora_") or p == "base_layer" for p in n.split("."))}
+    names = {
+        n: m
+        for n, m in model.named_modules()
+        if _is_linear(m) and not any(p.startswith("lora_") or p == "base_layer" for p in n.split("."))
+    }
     out = [n for n in names if n.startswith(lm + ".") and n.rsplit(".", 1)[-1] in _LM_TARGETS]
     if not out:
-        raise ConfigError(f"add_lora: no {'/'.join(_LM_TARGETS)} linear layers under {lm} in this "
-                          f"{fam.title} model")
+        raise ConfigError(f"add_lora: no {'/'.join(_LM_TARGETS)} linear layers under {lm} in this {fam.title} model")
     if projector:
         # Gemma 3's projector is a bare weight matrix behind a norm, not a linear layer: LoRA
         # cannot adapt it, and its language model carries the adapter alone.
@@ -70,8 +80,7 @@ def lora_target_regex(model: torch.nn.Module, projector: bool) -> str:
     return "^(?:" + "|".join(parts) + ")$"
 
 
-def add_lora(bundle: ModelBundle, r: int = 8, alpha: int = 16, projector: bool = True, dropout: float = 0.0,
-             seed: int = 0):
+def add_lora(bundle: ModelBundle, r: int = 8, alpha: int = 16, projector: bool = True, dropout: float = 0.0, seed: int = 0):
     """Wrap ``bundle.model`` in a peft ``PeftModel`` with a fresh LoRA adapter (seeded init).
 
     Targets come from :func:`lora_target_regex`. Only the adapter is trainable. peft injects
@@ -85,8 +94,14 @@ def add_lora(bundle: ModelBundle, r: int = 8, alpha: int = 16, projector: bool =
     base = unwrap(bundle.model)
     if base is not bundle.model:
         raise ConfigError("add_lora: the bundle's model already carries LoRA adapters; call remove_lora first")
-    config = LoraConfig(r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout), bias="none",
-                        target_modules=lora_target_regex(base, projector), init_lora_weights=True)
+    config = LoraConfig(
+        r=int(r),
+        lora_alpha=int(alpha),
+        lora_dropout=float(dropout),
+        bias="none",
+        target_modules=lora_target_regex(base, projector),
+        init_lora_weights=True,
+    )
     with torch.random.fork_rng(devices=[bundle.device] if bundle.device.type == "cuda" else []):
         torch.manual_seed(seed)
         with quiet_transformers():
@@ -108,8 +123,7 @@ def reference_mode(model) -> Iterator[torch.nn.Module]:
     """
     m = model.model if isinstance(model, ModelBundle) else model
     if not hasattr(m, "disable_adapter") or unwrap(m) is m:
-        raise ConfigError("reference_mode needs a model with a LoRA adapter (from add_lora); "
-                          f"got {type(m).__name__}")
+        raise ConfigError(f"reference_mode needs a model with a LoRA adapter (from add_lora); got {type(m).__name__}")
     with m.disable_adapter():
         yield m
 
@@ -132,11 +146,14 @@ def load_adapter(bundle: ModelBundle, path: str | Path, trainable: bool = False)
 
     path = Path(path)
     if not path.is_dir():
-        raise ConfigError(f"adapter path {path} does not exist; expected a folder written by save_adapter "
-                          "(adapter_config.json + adapter_model.safetensors)")
+        raise ConfigError(
+            f"adapter path {path} does not exist; expected a folder written by save_adapter "
+            "(adapter_config.json + adapter_model.safetensors)"
+        )
     if not (path / "adapter_model.safetensors").is_file() or not (path / "adapter_config.json").is_file():
-        raise ConfigError(f"adapter path {path} holds no adapter_config.json + adapter_model.safetensors; "
-                          "only safetensors adapters are loaded")
+        raise ConfigError(
+            f"adapter path {path} holds no adapter_config.json + adapter_model.safetensors; only safetensors adapters are loaded"
+        )
     base = unwrap(bundle.model)
     if base is not bundle.model:
         raise ConfigError("load_adapter: the bundle's model already carries LoRA adapters; call remove_lora first")
@@ -147,8 +164,9 @@ def load_adapter(bundle: ModelBundle, path: str | Path, trainable: bool = False)
     return model
 
 
-def load_merged(path: str | Path, adapter: str | Path, device: str | torch.device = "auto",
-                dtype: str | torch.dtype = "auto") -> ModelBundle:
+def load_merged(
+    path: str | Path, adapter: str | Path, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto"
+) -> ModelBundle:
     """The checkpoint at ``path`` with the LoRA adapter at ``adapter`` merged into its weights:
     one model in memory, the fine-tuned one, which a later adapter (unlearning) adapts and
     whose weights are the reference when that adapter is off."""

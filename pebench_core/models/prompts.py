@@ -18,8 +18,20 @@ from ..config import TINY_MAX_LENGTH, ConfigError
 from ..families import unwrap
 from .bundle import ModelBundle
 
-__all__ = ["build_messages", "prompt_and_answer_text", "Prompt", "encode_prompts", "stack_vision", "pad_batch",
-           "context_length", "check_length", "encode_train", "answer_ids", "to_device", "move_batch"]
+__all__ = [
+    "build_messages",
+    "prompt_and_answer_text",
+    "Prompt",
+    "encode_prompts",
+    "stack_vision",
+    "pad_batch",
+    "context_length",
+    "check_length",
+    "encode_train",
+    "answer_ids",
+    "to_device",
+    "move_batch",
+]
 
 
 def build_messages(question: str, answer: str | None = None) -> list[dict]:
@@ -49,9 +61,10 @@ def prompt_and_answer_text(bundle: ModelBundle, question: str, answer: str | Non
         return prompt, None
     full = _render(bundle, build_messages(question, answer), False)
     if not full.startswith(prompt):
-        raise ConfigError("the chat template's full conversation does not start with its generation prompt; "
-                          "cannot separate the answer tokens")
-    return prompt, full[len(prompt):]
+        raise ConfigError(
+            "the chat template's full conversation does not start with its generation prompt; cannot separate the answer tokens"
+        )
+    return prompt, full[len(prompt) :]
 
 
 def _pixel_dtype(bundle: ModelBundle) -> torch.dtype:
@@ -96,16 +109,20 @@ def _split_processor_output(bundle: ModelBundle, enc, n: int) -> list[Prompt]:
         elif key in flat:
             shares = enc[flat[key]].prod(-1).tolist()
             if sum(shares) != value.shape[0]:
-                raise ConfigError(f"the {bundle.family.title} processor returned {key} with {value.shape[0]} rows, "
-                                  f"but {flat[key]} accounts for {sum(shares)}")
+                raise ConfigError(
+                    f"the {bundle.family.title} processor returned {key} with {value.shape[0]} rows, "
+                    f"but {flat[key]} accounts for {sum(shares)}"
+                )
             for i, part in enumerate(torch.split(value, shares)):
                 out[i].vision[key] = part.clone()
         elif value.ndim >= 1 and value.shape[0] == n:
             for i in range(n):
-                out[i].vision[key] = value[i:i + 1].clone()
+                out[i].vision[key] = value[i : i + 1].clone()
         else:
-            raise ConfigError(f"the {bundle.family.title} processor returned {key} of shape {tuple(value.shape)} "
-                              f"for {n} items: neither per item nor declared in Family.flat_vision")
+            raise ConfigError(
+                f"the {bundle.family.title} processor returned {key} of shape {tuple(value.shape)} "
+                f"for {n} items: neither per item nor declared in Family.flat_vision"
+            )
     return out
 
 
@@ -128,12 +145,18 @@ def stack_vision(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Te
     return out
 
 
-def pad_batch(ids: Sequence[Sequence[int]], tokens: Sequence[dict], vision: Sequence[dict] | None, pad_id: int,
-              side: str = "right", labels: Sequence[Sequence[int]] | None = None) -> dict:
+def pad_batch(
+    ids: Sequence[Sequence[int]],
+    tokens: Sequence[dict],
+    vision: Sequence[dict] | None,
+    pad_id: int,
+    side: str = "right",
+    labels: Sequence[Sequence[int]] | None = None,
+) -> dict:
     """A padded model batch: ``input_ids``, ``attention_mask``, every per-token input
     (padded with 0), ``labels`` (padded with -100) when given, and the stacked image inputs."""
     batch = {"input_ids": _pad(ids, pad_id, side), "attention_mask": _pad([[1] * len(s) for s in ids], 0, side)}
-    for key in (tokens[0] if tokens else {}):
+    for key in tokens[0] if tokens else {}:
         batch[key] = _pad([t[key] for t in tokens], 0, side)
     if labels is not None:
         batch["labels"] = _pad(labels, -100, side)
@@ -150,8 +173,9 @@ def encode_prompts(bundle: ModelBundle, images: Sequence, questions: Sequence[st
     if not len(images):
         raise ValueError("encode_prompts needs at least one item")
     prompts = [prompt_and_answer_text(bundle, q, None)[0] for q in questions]
-    enc = bundle.processor(images=_images_arg(bundle, images), text=prompts, padding=True, padding_side="right",
-                           return_tensors="pt")
+    enc = bundle.processor(
+        images=_images_arg(bundle, images), text=prompts, padding=True, padding_side="right", return_tensors="pt"
+    )
     return _split_processor_output(bundle, enc, len(prompts))
 
 
@@ -169,9 +193,9 @@ def _pad(seqs: Sequence[Sequence[int]], value: int, side: str) -> torch.Tensor:
     for i, s in enumerate(seqs):
         t = s if isinstance(s, torch.Tensor) else torch.tensor(list(s), dtype=torch.long)
         if side == "right":
-            out[i, :len(t)] = t
+            out[i, : len(t)] = t
         else:
-            out[i, n - len(t):] = t
+            out[i, n - len(t) :] = t
     return out
 
 
@@ -187,8 +211,7 @@ def context_length(bundle: ModelBundle, max_length: int = 0) -> int:
     text = getattr(cfg, "text_config", None) or cfg
     n = getattr(text, "max_position_embeddings", None)
     if not n:
-        raise ConfigError(f"the {bundle.family.title} checkpoint declares no max_position_embeddings; "
-                          "set model.max_length")
+        raise ConfigError(f"the {bundle.family.title} checkpoint declares no max_position_embeddings; set model.max_length")
     return int(n)
 
 
@@ -196,13 +219,16 @@ def check_length(n_prompt: int, n_answer: int, max_length: int | None) -> None:
     """A training sequence longer than ``max_length`` is an error that says what to change,
     never a silent cut (a cut answer teaches the model to stop mid-word)."""
     if max_length is not None and n_prompt + n_answer > max_length:
-        raise ConfigError(f"a training sequence has {n_prompt + n_answer} tokens ({n_prompt} prompt incl. "
-                          f"image, {n_answer} answer) but model.max_length is {max_length}; raise "
-                          "model.max_length (0 = the model's own context window) or lower world.image_size")
+        raise ConfigError(
+            f"a training sequence has {n_prompt + n_answer} tokens ({n_prompt} prompt incl. "
+            f"image, {n_answer} answer) but model.max_length is {max_length}; raise "
+            "model.max_length (0 = the model's own context window) or lower world.image_size"
+        )
 
 
-def encode_train(bundle: ModelBundle, images: Sequence, questions: Sequence[str], answers: Sequence[str],
-                 max_length: int | None = None) -> dict:
+def encode_train(
+    bundle: ModelBundle, images: Sequence, questions: Sequence[str], answers: Sequence[str], max_length: int | None = None
+) -> dict:
     """A right-padded training batch: ``input_ids``, ``attention_mask``, ``labels``, the image
     inputs and any per-token inputs the processor returns.
 
@@ -253,4 +279,3 @@ def move_batch(batch: dict, device, dtype: torch.dtype) -> dict:
             v = v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device=device)
         out[k] = v
     return out
-

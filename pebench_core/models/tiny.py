@@ -26,7 +26,10 @@ def _make_processor(tokenizer, image_size: int, patch_size: int):
         size={"height": image_size, "width": image_size},  # plain resize to a square, no crop
         do_center_crop=False,
         crop_size={"height": image_size, "width": image_size},
-        do_resize=True, do_rescale=True, do_normalize=True, do_convert_rgb=True,
+        do_resize=True,
+        do_rescale=True,
+        do_normalize=True,
+        do_convert_rgb=True,
     )
     return LlavaProcessor(
         image_processor=image_processor,
@@ -62,25 +65,41 @@ def build_tiny(cfg: ModelConfig, texts: Sequence[str], image_size: int, seed: in
     n_image_tokens = (image_size // cfg.patch_size) ** 2
 
     vision = CLIPVisionConfig(
-        image_size=image_size, patch_size=cfg.patch_size, num_channels=3,
-        hidden_size=cfg.vision_hidden, intermediate_size=2 * cfg.vision_hidden,
-        num_hidden_layers=cfg.vision_layers, num_attention_heads=cfg.vision_heads,
-        projection_dim=cfg.vision_hidden, hidden_act="quick_gelu",
+        image_size=image_size,
+        patch_size=cfg.patch_size,
+        num_channels=3,
+        hidden_size=cfg.vision_hidden,
+        intermediate_size=2 * cfg.vision_hidden,
+        num_hidden_layers=cfg.vision_layers,
+        num_attention_heads=cfg.vision_heads,
+        projection_dim=cfg.vision_hidden,
+        hidden_act="quick_gelu",
     )
     intermediate = int(round(2.5 * cfg.text_hidden / 16.0)) * 16 or 16
     text = LlamaConfig(
-        vocab_size=vocab, hidden_size=cfg.text_hidden, intermediate_size=intermediate,
-        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
+        vocab_size=vocab,
+        hidden_size=cfg.text_hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=cfg.text_layers,
+        num_attention_heads=cfg.text_heads,
         num_key_value_heads=cfg.text_heads,
         max_position_embeddings=max(cfg.max_length or TINY_MAX_LENGTH, n_image_tokens + 64) + 128,
-        rms_norm_eps=1e-5, initializer_range=0.02, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        rms_norm_eps=1e-5,
+        initializer_range=0.02,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_id=image_token_id,
-        projector_hidden_act="gelu", vision_feature_select_strategy="default",
-        vision_feature_layer=-1, image_seq_length=n_image_tokens, tie_word_embeddings=True,
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token_id,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_seq_length=n_image_tokens,
+        tie_word_embeddings=True,
     )
     config.pad_token_id = tokenizer.pad_token_id
     config.bos_token_id = tokenizer.bos_token_id
@@ -94,7 +113,11 @@ def build_tiny(cfg: ModelConfig, texts: Sequence[str], image_size: int, seed: in
     model.to(device=device, dtype=dtype)
     model.eval()
     processor = _make_processor(tokenizer, image_size, cfg.patch_size)
-    meta = {"kind": "tiny", "seed": int(seed), "image_size": int(image_size),
-            "model_config": dataclasses.asdict(cfg), "n_image_tokens": n_image_tokens}
-    return ModelBundle(model=model, processor=processor, tokenizer=tokenizer,
-                       device=device, dtype=dtype, meta=meta)
+    meta = {
+        "kind": "tiny",
+        "seed": int(seed),
+        "image_size": int(image_size),
+        "model_config": dataclasses.asdict(cfg),
+        "n_image_tokens": n_image_tokens,
+    }
+    return ModelBundle(model=model, processor=processor, tokenizer=tokenizer, device=device, dtype=dtype, meta=meta)

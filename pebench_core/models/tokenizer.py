@@ -50,8 +50,13 @@ CHAT_TEMPLATE = (
 _TEMPLATE_TEXT = ["USER: ASSISTANT:", "USER: <image>\n ASSISTANT: yes no Yes No"]
 
 
-def train_bpe(texts: Sequence[str], vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOKENS,
-              template_text: Sequence[str] = tuple(_TEMPLATE_TEXT), unk_token: str | None = UNK):
+def train_bpe(
+    texts: Sequence[str],
+    vocab_size: int,
+    special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    template_text: Sequence[str] = tuple(_TEMPLATE_TEXT),
+    unk_token: str | None = UNK,
+):
     """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts`` (deterministic).
 
     Byte-level BPE never meets an unknown character (every string round-trips exactly) and,
@@ -64,8 +69,9 @@ def train_bpe(texts: Sequence[str], vocab_size: int, special_tokens: Sequence[st
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if vocab_size < len(special_tokens) + 256:
-        raise ConfigError(f"model.vocab_size must be at least {len(special_tokens) + 256} for a "
-                          f"byte-level tokenizer, got {vocab_size}")
+        raise ConfigError(
+            f"model.vocab_size must be at least {len(special_tokens) + 256} for a byte-level tokenizer, got {vocab_size}"
+        )
     corpus = [str(t) for t in texts if str(t)]
     if not corpus:
         raise ConfigError("train_tokenizer needs at least one non-empty text")
@@ -95,7 +101,10 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int):
 
     fast = PreTrainedTokenizerFast(
         tokenizer_object=train_bpe(texts, vocab_size),
-        pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
         extra_special_tokens={"image_token": IMAGE_TOKEN},
         padding_side="right",
         clean_up_tokenization_spaces=False,

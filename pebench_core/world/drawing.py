@@ -14,10 +14,23 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
 from ..config import ConfigError
-from .catalogue import (EYE_COLOURS, HAIR_COLOURS, HATS, OBJECT_ZONES, POSES, RGB, SHIRT_COLOURS, SKIN_TONES,
-                        TROUSER_COLOURS, Event, Person, World)
+from .catalogue import (
+    EYE_COLOURS,
+    HAIR_COLOURS,
+    HATS,
+    OBJECT_ZONES,
+    POSES,
+    RGB,
+    SHIRT_COLOURS,
+    SKIN_TONES,
+    TROUSER_COLOURS,
+    Event,
+    Person,
+    World,
+)
 from .props import draw_prop
 from .scenes import plan_scene
+
 
 # ---------------------------------------------------------------------------------------
 # Colour helpers
@@ -35,8 +48,16 @@ def _draw_background(d: ImageDraw.ImageDraw, S: int, event: Event, rng: random.R
     """Paint the scene behind everything; returns the horizon height (fraction of S)."""
     sky, ground, acc = (tuple(event.palette[k]) for k in ("sky", "ground", "accent"))
     lay = event.layout
-    indoor = lay.startswith("indoor") or lay in ("storefront", "window", "columns", "aisle",
-                                                  "train-interior", "stage", "runway", "dancefloor")
+    indoor = lay.startswith("indoor") or lay in (
+        "storefront",
+        "window",
+        "columns",
+        "aisle",
+        "train-interior",
+        "stage",
+        "runway",
+        "dancefloor",
+    )
     h = (0.64 if indoor else 0.58) + rng.uniform(-0.03, 0.03)
     H = int(h * S)
     d.rectangle([0, 0, S, H], fill=sky)
@@ -75,8 +96,9 @@ def _draw_background(d: ImageDraw.ImageDraw, S: int, event: Event, rng: random.R
     elif lay == "storefront":  # shop windows in bright colours
         cols = [acc, (250, 200, 60), (120, 210, 120)]
         for k, x in enumerate(range(0, S, S // 3)):
-            d.rectangle([x + S // 30, S // 8, x + S // 3 - S // 30, int(H * 0.8)], fill=cols[k % 3],
-                        outline=(255, 255, 255), width=w)
+            d.rectangle(
+                [x + S // 30, S // 8, x + S // 3 - S // 30, int(H * 0.8)], fill=cols[k % 3], outline=(255, 255, 255), width=w
+            )
     elif lay == "window":  # big window showing the sky
         d.rectangle([S // 12, S // 10, S - S // 12, int(H * 0.78)], fill=acc, outline=(240, 240, 245), width=2 * w)
         d.line([S // 2, S // 10, S // 2, int(H * 0.78)], fill=(240, 240, 245), width=2 * w)
@@ -91,8 +113,9 @@ def _draw_background(d: ImageDraw.ImageDraw, S: int, event: Event, rng: random.R
                 d.rectangle([x, y - S // 16, x + S // 24, y], fill=c)
     elif lay == "train-interior":  # a row of windows and yellow poles
         for x in range(S // 16, S, S // 4):
-            d.rounded_rectangle([x, S // 8, x + S // 5, int(0.4 * S)], radius=S // 40,
-                                fill=(150, 200, 240), outline=(230, 230, 230), width=w)
+            d.rounded_rectangle(
+                [x, S // 8, x + S // 5, int(0.4 * S)], radius=S // 40, fill=(150, 200, 240), outline=(230, 230, 230), width=w
+            )
         for x in (S // 5, 4 * S // 5):
             d.rectangle([x - w, 0, x + w, H], fill=acc)
     elif lay == "stage":  # dark stage with spotlight beams
@@ -116,8 +139,7 @@ def _draw_background(d: ImageDraw.ImageDraw, S: int, event: Event, rng: random.R
         d.polygon([(int(0.45 * S), H), (int(0.55 * S), H), (int(0.75 * S), S), (int(0.25 * S), S)], fill=acc)
         if lay == "trail":
             for x0, r in ((0.2, 0.35), (0.8, 0.3)):
-                d.ellipse([int((x0 - r) * S), int(H - 0.12 * S), int((x0 + r) * S), int(H + 0.12 * S)],
-                          fill=_shade(ground, 0.85))
+                d.ellipse([int((x0 - r) * S), int(H - 0.12 * S), int((x0 + r) * S), int(H + 0.12 * S)], fill=_shade(ground, 0.85))
     elif lay == "field":  # crop rows
         for y in range(H + S // 20, S, max(2, S // 12)):
             d.line([0, y, S, y], fill=acc, width=w)
@@ -160,8 +182,7 @@ def _draw_background(d: ImageDraw.ImageDraw, S: int, event: Event, rng: random.R
             d.line([0, y, S, y], fill=acc, width=w)
     elif lay == "hills":  # rolling hills
         for x0, r, f in ((0.15, 0.45, 0.8), (0.85, 0.4, 0.9)):
-            d.ellipse([int((x0 - r) * S), int(H - 0.15 * S), int((x0 + r) * S), int(H + 0.2 * S)],
-                      fill=_shade(acc, f))
+            d.ellipse([int((x0 - r) * S), int(H - 0.15 * S), int((x0 + r) * S), int(H + 0.2 * S)], fill=_shade(acc, f))
         d.rectangle([0, H, S, S], fill=ground)
     elif lay == "rocky":  # grey rocks scattered on the ground
         for k in range(5):
@@ -211,8 +232,9 @@ def _draw_background(d: ImageDraw.ImageDraw, S: int, event: Event, rng: random.R
 
 # ---------------------------------------------------------------------------------------
 # The person
-def _draw_person(d: ImageDraw.ImageDraw, traits: Mapping[str, str], cx: float, fy: float, H: float,
-                 pose: str, stance: str) -> None:
+def _draw_person(
+    d: ImageDraw.ImageDraw, traits: Mapping[str, str], cx: float, fy: float, H: float, pose: str, stance: str
+) -> None:
     """Draw a person with feet at (cx, fy) and height H. Head and shirt are oversized on
     purpose: they carry most of the identity and must survive downsampling to 32 px."""
     u = H / 100.0
@@ -315,8 +337,7 @@ def _draw_person(d: ImageDraw.ImageDraw, traits: Mapping[str, str], cx: float, f
     ey = hy + 1
     for sgn in (-1, 1):
         d.ellipse([X(sgn * 5 - 2.8), Y(ey - 2.8), X(sgn * 5 + 2.8), Y(ey + 2.8)], fill=(250, 250, 250))
-        d.ellipse([X(sgn * 5 - 1.8), Y(ey - 1.8), X(sgn * 5 + 1.8), Y(ey + 1.8)],
-                  fill=EYE_COLOURS[traits["eye_colour"]])
+        d.ellipse([X(sgn * 5 - 1.8), Y(ey - 1.8), X(sgn * 5 + 1.8), Y(ey + 1.8)], fill=EYE_COLOURS[traits["eye_colour"]])
     g = traits["glasses"]
     gw = max(1, int(round(1.6 * u)))
     if g == "round":
@@ -338,8 +359,14 @@ def _draw_person(d: ImageDraw.ImageDraw, traits: Mapping[str, str], cx: float, f
     elif b == "goatee":
         d.rectangle([X(-3.5), Y(hy + 9), X(3.5), Y(hy + ry + 2)], fill=beard_c)
     if b != "full":
-        line(-3.5, hy + 9.5 if b != "moustache" else hy + 10.5, 3.5, hy + 9.5 if b != "moustache" else hy + 10.5,
-             (150, 50, 50), 1.3)
+        line(
+            -3.5,
+            hy + 9.5 if b != "moustache" else hy + 10.5,
+            3.5,
+            hy + 9.5 if b != "moustache" else hy + 10.5,
+            (150, 50, 50),
+            1.3,
+        )
     # Hat last: it sits on top of everything.
     hc = HATS[hat]
     if hat == "cap":
@@ -357,8 +384,9 @@ def _draw_person(d: ImageDraw.ImageDraw, traits: Mapping[str, str], cx: float, f
 
 # ---------------------------------------------------------------------------------------
 # The whole render
-def render(world: World | None, person: Person | str, event: Event | str, render_seed: int,
-           size: int | None = None) -> Image.Image:
+def render(
+    world: World | None, person: Person | str, event: Event | str, render_seed: int, size: int | None = None
+) -> Image.Image:
     """Render ``person`` in ``event`` as an RGB ``size`` × ``size`` image.
 
     Everything that varies between renders of the same pair comes from ``render_seed``:
@@ -405,8 +433,7 @@ def render(world: World | None, person: Person | str, event: Event | str, render
     cx = (0.5 + rng.uniform(-0.07, 0.07)) * S
     pose = rng.choice(POSES)
     stance = rng.choice(("standing", "walking"))
-    d.ellipse([cx - 0.2 * H, fy - 0.03 * H, cx + 0.2 * H, fy + 0.03 * H],
-              fill=_shade(event.palette["ground"], 0.7))  # shadow
+    d.ellipse([cx - 0.2 * H, fy - 0.03 * H, cx + 0.2 * H, fy + 0.03 * H], fill=_shade(event.palette["ground"], 0.7))  # shadow
     _draw_person(d, person.traits, cx, fy, H, pose, stance)
 
     if ss > 1:
@@ -425,4 +452,3 @@ def render(world: World | None, person: Person | str, event: Event | str, render
     if g < size:
         noise_img = noise_img.resize((size, size), Image.Resampling.NEAREST)
     return ImageChops.add(img, noise_img, scale=1.0, offset=-128)
-

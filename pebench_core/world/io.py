@@ -26,6 +26,7 @@ from .catalogue import GENERATOR_VERSION, LAYOUT_LOOKALIKES, LOOKALIKES, OBJECTS
 from .drawing import render
 from .scenes import objects_in
 
+
 # ---------------------------------------------------------------------------------------
 # Writing a world to disk
 def _dumps(obj: Any) -> str:
@@ -55,9 +56,12 @@ def plan_images(world: World) -> list[_Job]:
     rng = random.Random(f"pebench-renders:{world.seed}")
     used: set[int] = set()
     jobs: list[_Job] = []
-    groups = (("train", world.people, cfg.train_renders), ("heldout", world.people, cfg.heldout_renders),
-              ("pretrain", world.real_people, cfg.pretrain_renders),
-              ("pretrain_eval", world.real_people, cfg.pretrain_eval_renders))
+    groups = (
+        ("train", world.people, cfg.train_renders),
+        ("heldout", world.people, cfg.heldout_renders),
+        ("pretrain", world.real_people, cfg.pretrain_renders),
+        ("pretrain_eval", world.real_people, cfg.pretrain_eval_renders),
+    )
     for role, people, k in groups:
         for p in people:
             for e in world.events:
@@ -89,8 +93,9 @@ def _pope_rows(world: World, jobs: list[_Job], objects: Mapping[str, tuple[str, 
         qs = [(o, "yes") for o in yes] + [(o, "no") for o in no]
         rng.shuffle(qs)
         for q, (obj, ans) in enumerate(qs):
-            rows.append({"id": f"{job.id}-q{q}", "image": job.id, "object": obj, "answer": ans,
-                         "question": POPE_TEMPLATE.format(obj=obj)})
+            rows.append(
+                {"id": f"{job.id}-q{q}", "image": job.id, "object": obj, "answer": ans, "question": POPE_TEMPLATE.format(obj=obj)}
+            )
     return rows
 
 
@@ -169,7 +174,8 @@ def write_world(world: World, out_dir: str | Path, progress: bool = True, worker
         if state is False or any(out.iterdir()):
             raise ConfigError(
                 f"{out} already holds a different or incomplete world (or other files); "
-                f"choose another --out or delete that folder")
+                f"choose another --out or delete that folder"
+            )
     try:
         tmp = temp_dir_for(out)
     except OSError as exc:
@@ -202,9 +208,20 @@ def write_world(world: World, out_dir: str | Path, progress: bool = True, worker
         bar.close()
         with (tmp / "manifest.jsonl").open("w", encoding="utf-8", newline="\n") as f:
             for j in jobs:
-                f.write(_dumps({"id": j.id, "path": j.path, "person": j.person, "event": j.event,
-                                "role": j.role, "render_seed": j.render_seed,
-                                "objects": list(objects[j.id])}) + "\n")
+                f.write(
+                    _dumps(
+                        {
+                            "id": j.id,
+                            "path": j.path,
+                            "person": j.person,
+                            "event": j.event,
+                            "role": j.role,
+                            "render_seed": j.render_seed,
+                            "objects": list(objects[j.id]),
+                        }
+                    )
+                    + "\n"
+                )
         with (tmp / "pope.jsonl").open("w", encoding="utf-8", newline="\n") as f:
             for row in _pope_rows(world, jobs, objects):
                 f.write(_dumps(row) + "\n")
@@ -250,4 +267,3 @@ def world_digest(out_dir: str | Path) -> str:
             h.update(p.relative_to(root).as_posix().encode())
             h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
-

@@ -13,38 +13,182 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..config import ConfigError, WorldConfig, forget_count
-from .catalogue import (BEARDS, CITIES, EVENTS, GENERATOR_VERSION, OCCUPATION_CATEGORIES, SALIENT_TRAITS, TRAIT_VALUES,
-                        Person, World)
+from .catalogue import (
+    BEARDS,
+    CITIES,
+    EVENTS,
+    GENERATOR_VERSION,
+    OCCUPATION_CATEGORIES,
+    SALIENT_TRAITS,
+    TRAIT_VALUES,
+    Person,
+    World,
+)
 
 # ---------------------------------------------------------------------------------------
 # Name parts. Fictitious people get invented surnames built from two syllables, which
 # keeps them clear of famous real names; "real-world" people (the pre-training world)
 # use a separate, disjoint pool so the two groups never share a name part.
 FIRST_NAMES: dict[str, tuple[str, ...]] = {
-    "female": ("Aveline", "Brisa", "Calista", "Delphine", "Elowen", "Fenna", "Giselle", "Halina",
-               "Ilsa", "Jorunn", "Kaelin", "Liora", "Maelis", "Nerys", "Odalys", "Perrin",
-               "Quilla", "Rosalind", "Seren", "Talia", "Ulrika", "Verity", "Wrenna", "Xanthe",
-               "Yselda", "Zinnia", "Amarantha", "Brielle", "Corisande", "Dagny", "Esmae", "Flavia"),
-    "male": ("Aldric", "Bastian", "Corvin", "Dashiell", "Eamon", "Fabian", "Gideon", "Hollis",
-             "Ignatius", "Jareth", "Kestrel", "Lucan", "Marius", "Niall", "Oberon", "Percival",
-             "Quentin", "Rafferty", "Soren", "Tobias", "Ulric", "Valen", "Wystan", "Xavier",
-             "Yorick", "Zebulon", "Anselm", "Barnaby", "Cassius", "Dorian", "Evander", "Florian"),
+    "female": (
+        "Aveline",
+        "Brisa",
+        "Calista",
+        "Delphine",
+        "Elowen",
+        "Fenna",
+        "Giselle",
+        "Halina",
+        "Ilsa",
+        "Jorunn",
+        "Kaelin",
+        "Liora",
+        "Maelis",
+        "Nerys",
+        "Odalys",
+        "Perrin",
+        "Quilla",
+        "Rosalind",
+        "Seren",
+        "Talia",
+        "Ulrika",
+        "Verity",
+        "Wrenna",
+        "Xanthe",
+        "Yselda",
+        "Zinnia",
+        "Amarantha",
+        "Brielle",
+        "Corisande",
+        "Dagny",
+        "Esmae",
+        "Flavia",
+    ),
+    "male": (
+        "Aldric",
+        "Bastian",
+        "Corvin",
+        "Dashiell",
+        "Eamon",
+        "Fabian",
+        "Gideon",
+        "Hollis",
+        "Ignatius",
+        "Jareth",
+        "Kestrel",
+        "Lucan",
+        "Marius",
+        "Niall",
+        "Oberon",
+        "Percival",
+        "Quentin",
+        "Rafferty",
+        "Soren",
+        "Tobias",
+        "Ulric",
+        "Valen",
+        "Wystan",
+        "Xavier",
+        "Yorick",
+        "Zebulon",
+        "Anselm",
+        "Barnaby",
+        "Cassius",
+        "Dorian",
+        "Evander",
+        "Florian",
+    ),
 }
-SURNAME_HEADS = ("Ash", "Bram", "Cald", "Dorn", "Elm", "Fenn", "Garr", "Hald", "Ivel", "Jorr",
-                 "Kess", "Lorr", "Marr", "Norr", "Orrin", "Pell", "Quell", "Ross", "Sell", "Tamm",
-                 "Ulm", "Verr", "Wynn", "Yarr", "Zell")
-SURNAME_TAILS = ("wick", "ford", "mere", "dale", "holt", "brook", "stead", "more", "vane",
-                 "ley", "ton", "ric", "den", "worth")
+SURNAME_HEADS = (
+    "Ash",
+    "Bram",
+    "Cald",
+    "Dorn",
+    "Elm",
+    "Fenn",
+    "Garr",
+    "Hald",
+    "Ivel",
+    "Jorr",
+    "Kess",
+    "Lorr",
+    "Marr",
+    "Norr",
+    "Orrin",
+    "Pell",
+    "Quell",
+    "Ross",
+    "Sell",
+    "Tamm",
+    "Ulm",
+    "Verr",
+    "Wynn",
+    "Yarr",
+    "Zell",
+)
+SURNAME_TAILS = ("wick", "ford", "mere", "dale", "holt", "brook", "stead", "more", "vane", "ley", "ton", "ric", "den", "worth")
 REAL_FIRST_NAMES: dict[str, tuple[str, ...]] = {
-    "female": ("Marta", "Ingrid", "Noemi", "Oriana", "Paloma", "Renata", "Svea", "Tamsin",
-               "Vanya", "Wilhelmina", "Adela", "Beatrix", "Clementine", "Dorothea", "Eulalie"),
-    "male": ("Anton", "Benedikt", "Cornelius", "Desmond", "Emil", "Fitzgerald", "Gunnar",
-             "Horatio", "Ivo", "Jasper", "Konrad", "Leopold", "Magnus", "Nikodem", "Osric"),
+    "female": (
+        "Marta",
+        "Ingrid",
+        "Noemi",
+        "Oriana",
+        "Paloma",
+        "Renata",
+        "Svea",
+        "Tamsin",
+        "Vanya",
+        "Wilhelmina",
+        "Adela",
+        "Beatrix",
+        "Clementine",
+        "Dorothea",
+        "Eulalie",
+    ),
+    "male": (
+        "Anton",
+        "Benedikt",
+        "Cornelius",
+        "Desmond",
+        "Emil",
+        "Fitzgerald",
+        "Gunnar",
+        "Horatio",
+        "Ivo",
+        "Jasper",
+        "Konrad",
+        "Leopold",
+        "Magnus",
+        "Nikodem",
+        "Osric",
+    ),
 }
-REAL_SURNAMES = ("Quillon", "Brantley", "Castellane", "Drummore", "Everly", "Fairbairn",
-                 "Grimaldo", "Hathersage", "Ingleby", "Jessamy", "Kilbride", "Lindqvist",
-                 "Montague", "Nettleship", "Ottaway", "Pemberly", "Ravensworth", "Sinclaire",
-                 "Thistlewood", "Underhill", "Valcourt", "Whitlock", "Yardley", "Zabrowski")
+REAL_SURNAMES = (
+    "Quillon",
+    "Brantley",
+    "Castellane",
+    "Drummore",
+    "Everly",
+    "Fairbairn",
+    "Grimaldo",
+    "Hathersage",
+    "Ingleby",
+    "Jessamy",
+    "Kilbride",
+    "Lindqvist",
+    "Montague",
+    "Nettleship",
+    "Ottaway",
+    "Pemberly",
+    "Ravensworth",
+    "Sinclaire",
+    "Thistlewood",
+    "Underhill",
+    "Valcourt",
+    "Whitlock",
+    "Yardley",
+    "Zabrowski",
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -79,9 +223,16 @@ def _pick_traits(rng: random.Random, gender: str, taken: np.ndarray, n_candidate
     return cands[int(np.argmax(dist))]  # argmax takes the first best: deterministic
 
 
-def _make_people(rng: random.Random, n: int, prefix: str, real: bool, names_taken: set[str],
-                 taken: list[list[int]], first_names: Mapping[str, tuple[str, ...]],
-                 surname: Any) -> list[Person]:
+def _make_people(
+    rng: random.Random,
+    n: int,
+    prefix: str,
+    real: bool,
+    names_taken: set[str],
+    taken: list[list[int]],
+    first_names: Mapping[str, tuple[str, ...]],
+    surname: Any,
+) -> list[Person]:
     cities = [(city, region) for region, cs in CITIES.items() for city in cs]
     categories = list(OCCUPATION_CATEGORIES)
     width = 3 if prefix == "p" else 2
@@ -99,15 +250,24 @@ def _make_people(rng: random.Random, n: int, prefix: str, real: bool, names_take
         taken.append(_trait_codes(traits))
         category = rng.choice(categories)
         city, region = rng.choice(cities)
-        people.append(Person(id=f"{prefix}{i:0{width}d}", name=name, age=rng.randint(21, 74),
-                             gender=gender, profession=rng.choice(OCCUPATION_CATEGORIES[category]),
-                             occupation_category=category, birthplace=city, region=region,
-                             traits=traits, real=real))
+        people.append(
+            Person(
+                id=f"{prefix}{i:0{width}d}",
+                name=name,
+                age=rng.randint(21, 74),
+                gender=gender,
+                profession=rng.choice(OCCUPATION_CATEGORIES[category]),
+                occupation_category=category,
+                birthplace=city,
+                region=region,
+                traits=traits,
+                real=real,
+            )
+        )
     return people
 
 
-def make_splits(person_ids: list[str], event_ids: list[str], share: float,
-                rng: random.Random) -> dict[str, dict[str, list[str]]]:
+def make_splits(person_ids: list[str], event_ids: list[str], share: float, rng: random.Random) -> dict[str, dict[str, list[str]]]:
     """The forget sets of the three targets: ``forget_count(n, share)`` people and events
     drawn with ``rng``; target "both" forgets the same people and the same events at once."""
     if not 0.0 < share < 1.0:
@@ -130,12 +290,12 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     rng = random.Random(f"pebench-world:{seed}")
     names: set[str] = set()
     codes: list[list[int]] = []
-    people = _make_people(rng, cfg.n_people, "p", False, names, codes, FIRST_NAMES,
-                          lambda r: r.choice(SURNAME_HEADS) + r.choice(SURNAME_TAILS))
-    real = _make_people(rng, cfg.n_real_people, "r", True, names, codes, REAL_FIRST_NAMES,
-                        lambda r: r.choice(REAL_SURNAMES))
+    people = _make_people(
+        rng, cfg.n_people, "p", False, names, codes, FIRST_NAMES, lambda r: r.choice(SURNAME_HEADS) + r.choice(SURNAME_TAILS)
+    )
+    real = _make_people(rng, cfg.n_real_people, "r", True, names, codes, REAL_FIRST_NAMES, lambda r: r.choice(REAL_SURNAMES))
     events = list(EVENTS[: cfg.n_events])
     splits = make_splits([p.id for p in people], [e.id for e in events], cfg.forget_share, rng)
-    return World(config=cfg, seed=seed, generator_version=GENERATOR_VERSION, people=people,
-                 real_people=real, events=events, splits=splits)
-
+    return World(
+        config=cfg, seed=seed, generator_version=GENERATOR_VERSION, people=people, real_people=real, events=events, splits=splits
+    )

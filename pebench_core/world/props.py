@@ -57,6 +57,7 @@ def _prop(name: str) -> Callable[[PropDrawing], PropDrawing]:
             raise ValueError(f"prop {name!r} is drawn twice")
         PROPS[name] = fn
         return fn
+
     return register
 
 
@@ -89,8 +90,10 @@ def _moon(pen: Pen) -> None:
 def _star(pen: Pen) -> None:
     for k, (ox, oy) in enumerate(((-3, 6), (3, 9), (1, 3), (-5, 1.5))):
         r = 2.2 if k == 0 else 1.4
-        pen.poly([(ox + r * math.cos(math.radians(90 + 144 * i)), oy + r * math.sin(math.radians(90 + 144 * i)))
-                  for i in range(5)], (255, 245, 150))
+        pen.poly(
+            [(ox + r * math.cos(math.radians(90 + 144 * i)), oy + r * math.sin(math.radians(90 + 144 * i))) for i in range(5)],
+            (255, 245, 150),
+        )
         pen.oval(ox - r * 0.5, oy - r * 0.5, ox + r * 0.5, oy + r * 0.5, (255, 245, 150))
 
 
@@ -288,8 +291,7 @@ def _car(pen: Pen) -> None:
 def _bicycle(pen: Pen) -> None:
     d, cx, by, u = pen.d, pen.cx, pen.by, pen.u
     for xx in (-3, 3):
-        d.ellipse([cx + (xx - 2.4) * u, by - 4.8 * u, cx + (xx + 2.4) * u, by], outline=(30, 30, 30),
-                  width=max(1, int(0.6 * u)))
+        d.ellipse([cx + (xx - 2.4) * u, by - 4.8 * u, cx + (xx + 2.4) * u, by], outline=(30, 30, 30), width=max(1, int(0.6 * u)))
     pen.line(-3, 2.4, 0, 2.4, (30, 120, 220), 0.7)
     pen.line(0, 2.4, 3, 2.4, (30, 120, 220), 0.7)
     pen.line(-3, 2.4, -1, 5.5, (30, 120, 220), 0.7)
@@ -411,8 +413,7 @@ def _flag(pen: Pen) -> None:
 def _cup(pen: Pen) -> None:
     d, cx, by, u = pen.d, pen.cx, pen.by, pen.u
     pen.poly([(-2, 0), (2, 0), (2.5, 4.5), (-2.5, 4.5)], (250, 250, 250))
-    d.arc([cx + 1.5 * u, by - 3.8 * u, cx + 4 * u, by - 1.2 * u], 270, 90, fill=(250, 250, 250),
-          width=max(1, int(0.6 * u)))
+    d.arc([cx + 1.5 * u, by - 3.8 * u, cx + 4 * u, by - 1.2 * u], 270, 90, fill=(250, 250, 250), width=max(1, int(0.6 * u)))
     pen.rect(-2.1, 3.5, 2.1, 4.3, (120, 70, 30))
 
 
@@ -440,8 +441,7 @@ def _laptop(pen: Pen) -> None:
 def _bag(pen: Pen) -> None:
     d, cx, by, u = pen.d, pen.cx, pen.by, pen.u
     pen.rect(-3, 0, 3, 5, (230, 50, 120))
-    d.arc([cx - 1.8 * u, by - 7 * u, cx + 1.8 * u, by - 3.5 * u], 180, 360, fill=(120, 30, 70),
-          width=max(1, int(0.6 * u)))
+    d.arc([cx - 1.8 * u, by - 7 * u, cx + 1.8 * u, by - 3.5 * u], 180, 360, fill=(120, 30, 70), width=max(1, int(0.6 * u)))
 
 
 @_prop("apple")

@@ -14,8 +14,7 @@ from .catalogue import DISTRACTORS, OBJECT_ZONES, Event, World
 
 # The six cells of a scene, and the rows an object of each zone may take, best first.
 _ROWS = ("top", "mid", "bottom")
-_ZONE_ROWS = {"sky": ("top",), "wall": ("mid", "top"), "floor": ("bottom", "mid"),
-              "small": ("mid", "bottom")}
+_ZONE_ROWS = {"sky": ("top",), "wall": ("mid", "top"), "floor": ("bottom", "mid"), "small": ("mid", "bottom")}
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,7 @@ def plan_scene(event: Event, render_seed: int) -> tuple[list[PlacedProp], random
             for s in sides:
                 if (s, row) in free:
                     free.discard((s, row))
-                    placed.append(PlacedProp(name, s, row, rng.uniform(-0.04, 0.04),
-                                             rng.uniform(-0.03, 0.03), scale))
+                    placed.append(PlacedProp(name, s, row, rng.uniform(-0.04, 0.04), rng.uniform(-0.03, 0.03), scale))
                     return True
         return False
 
@@ -80,4 +78,3 @@ def objects_in(world: World | None, event: Event | str, render_seed: int) -> tup
         event = world.event(event)
     placed, _ = plan_scene(event, render_seed)
     return tuple(sorted({p.name for p in placed}))
-
