@@ -121,6 +121,14 @@ def all_gather_objects(obj: Any) -> list:
     return out
 
 
+def main_value(obj: Any) -> Any:
+    """The main process's ``obj`` on every process (a collective). Whether to build a cached
+    artifact must be decided once: a process that looks a moment later may already see the
+    artifact the main process just finished, skip the build and its collective steps, and
+    leave the others waiting at a barrier it never reaches."""
+    return all_gather_objects(obj)[0]
+
+
 def gather_cat(local: torch.Tensor) -> torch.Tensor:
     """The processes' equal-length shares concatenated in rank order, with this process's own
     share kept in the autograd graph (the others' are constants): a loss on the result is

@@ -86,7 +86,7 @@ def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool 
     from .storage import is_complete
 
     out = resolve_run_dir(cfg, run_dir) / "world" / world_key(cfg)
-    if not is_complete(out):
+    if not D.main_value(is_complete(out)):  # one decision for every process
         if D.is_main():  # under a multi-process launch one process writes, the others wait
             t0 = time.perf_counter()
             write_world(generate_world(cfg.world, cfg.seed), out, progress=progress)
@@ -210,7 +210,7 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
         return {"stage": stage, "target": target, **(info or {})}
 
     cache = StageCache(out.parent.parent)  # <run>/models/<stage>/<key>
-    if not cache.has(out.parent.name, out.name):
+    if not D.main_value(cache.has(out.parent.name, out.name)):  # one decision for every process
         cache.get_or_build(out.parent.name, out.name, build, log=None)
         if progress and D.is_main():
             print(f"[models] {label} built in {stage_info(cfg, stage, target, run_dir)['seconds']:.1f}s -> {out}")

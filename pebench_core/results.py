@@ -134,13 +134,13 @@ class StageCache:
         metadata (timings, metrics) that is stored with the completion marker.
         """
         final = self.path(stage, key)
-        if self.has(stage, key):
+        from . import distributed as D
+
+        if D.main_value(self.has(stage, key)):  # one decision for every process
             if log:
                 log(f"[{stage}] cached ({key})")
             return final
         t0 = time.perf_counter()
-        from . import distributed as D
-
         if not D.is_main():
             # Under a multi-process launch every process runs the build (it holds collective
             # steps: data-parallel training, sharded evaluation); rank 0's folder is kept.
