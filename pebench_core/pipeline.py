@@ -81,12 +81,17 @@ def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool 
     synthetic world, written once under ``<run>/world/<hash>`` and loaded from there."""
     if cfg.world.data_dir:
         return load_pebench_folder(cfg.world.data_dir, seed=cfg.seed, forget_share=cfg.world.forget_share)
+    import shutil
+
+    from .storage import is_complete, verify
     from .world import generate_world, write_world
 
-    from .storage import is_complete
-
     out = resolve_run_dir(cfg, run_dir) / "world" / world_key(cfg)
-    if not D.main_value(is_complete(out)):  # one decision for every process
+    intact = is_complete(out) and (problem := verify(out)) is None
+    if D.is_main() and is_complete(out) and not intact:  # damaged after it was written: never reused
+        print(f"[world] the cached world {out.name} cannot be reused: {problem}; rebuilding it")
+        shutil.rmtree(out, ignore_errors=True)
+    if not D.main_value(intact):  # one decision for every process
         if D.is_main():  # under a multi-process launch one process writes, the others wait
             t0 = time.perf_counter()
             write_world(generate_world(cfg.world, cfg.seed), out, progress=progress)
@@ -170,10 +175,10 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
     from .models import build_tiny, load_bundle, save_adapter, save_bundle, unwrap
     from .results import StageCache
 
+    from .config import ConfigError
+
     if cfg.model.kind == "local":
         if not cfg.model.path:
-            from .config import ConfigError
-
             raise ConfigError("model.path must name a local checkpoint folder when model.kind is 'local'")
         if stage in ("init", "base"):
             return load_bundle(cfg.model.path, cfg.model.device, cfg.model.dtype)
@@ -203,6 +208,13 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
             )
         full = D.full_state_dict(bundle.model)  # FSDP shards gathered (collective); None otherwise
         if D.is_main():  # every process trained the same weights; one writes them
+            weights = full.items() if full else bundle.model.named_parameters()
+            bad = [n for n, w in weights if w.is_floating_point() and not bool(w.isfinite().all())]
+            if bad:  # never store (and later unlearn from) a model that training broke
+                raise ConfigError(
+                    f"{label} training left {len(bad)} weight tensors non-finite (NaN or inf; first: {bad[0]}); "
+                    f"nothing was stored: lower train.lr (now {cfg.train.lr}) or raise train.warmup_share"
+                )
             if unwrap(bundle.model) is not bundle.model:
                 save_adapter(bundle.model, tmp / _ADAPTER)
             else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -37,6 +38,7 @@ from .storage import (
     is_complete,
     mark_complete,
     read_marker,
+    verify,
 )
 
 __all__ = [
@@ -119,8 +121,22 @@ class StageCache:
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
-    def has(self, stage: str, key: str) -> bool:
-        return is_complete(self.path(stage, key))
+    def has(self, stage: str, key: str, log: Callable[[str], None] | None = print) -> bool:
+        """Whether the stage is built **and intact** (its files match the digest its marker
+        recorded). A damaged one is removed with a one-line notice and counts as absent."""
+        folder = self.path(stage, key)
+        if not is_complete(folder):
+            return False
+        problem = verify(folder)
+        if problem is None:
+            return True
+        if log:
+            log(f"[{stage}] the cached {folder.name} cannot be reused: {problem}; rebuilding it")
+        from . import distributed as D
+
+        if D.is_main():
+            shutil.rmtree(folder, ignore_errors=True)
+        return False
 
     def meta(self, stage: str, key: str) -> dict:
         return read_marker(self.path(stage, key))
@@ -136,7 +152,7 @@ class StageCache:
         final = self.path(stage, key)
         from . import distributed as D
 
-        if D.main_value(self.has(stage, key)):  # one decision for every process
+        if D.main_value(self.has(stage, key, log=print if D.is_main() else None)):  # one decision for all
             if log:
                 log(f"[{stage}] cached ({key})")
             return final

@@ -10,14 +10,18 @@ pre-training cache, evaluation and unlearning folders) is written the same way:
 3. swapped in under its final name (:func:`swap_in`).
 
 So a folder either holds a finished artifact with its marker, or is treated as absent and
-rebuilt (:func:`is_complete`), and an interrupted run resumes cleanly. Single files go
-through :func:`atomic_write_bytes` (a temporary file and a rename).
+rebuilt (:func:`is_complete`), and an interrupted run resumes cleanly. The marker also
+records a content digest of every file (:func:`folder_digest`); :func:`verify` checks it on
+reuse, so a file truncated, overwritten or deleted after the write is noticed and the
+artifact rebuilt, never reused. Single files go through :func:`atomic_write_bytes` (a
+temporary file and a rename).
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import re
@@ -154,9 +158,48 @@ def atomic_dir(final: Path, marker: Mapping[str, Any] | None = None) -> Iterator
 
 
 # ------------------------------------------------------------------ the marker
+def folder_digest(folder: Path) -> dict[str, list]:
+    """``{relative path: [size, sha256]}`` of every file under ``folder`` but the marker."""
+    folder = Path(folder)
+    out: dict[str, list] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != MARKER:
+            h = hashlib.sha256()
+            with p.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[p.relative_to(folder).as_posix()] = [p.stat().st_size, h.hexdigest()]
+    return out
+
+
 def mark_complete(folder: Path, meta: Mapping[str, Any]) -> Path:
-    """Write the completion marker (the artifact's metadata) into ``folder``: last, always."""
-    return atomic_write_json(Path(folder) / MARKER, json.loads(json.dumps(dict(meta), default=str)))
+    """Write the completion marker (the artifact's metadata and the digest of its files)
+    into ``folder``: last, always."""
+    body = {**json.loads(json.dumps(dict(meta), default=str)), "files": folder_digest(folder)}
+    return atomic_write_json(Path(folder) / MARKER, body)
+
+
+def verify(folder: Path) -> str | None:
+    """Why the finished artifact in ``folder`` cannot be reused (a file missing, added, of
+    another size or content than when it was written, or an unreadable marker), or ``None``
+    when it is intact. A marker without a digest (written before digests) is not verified."""
+    folder = Path(folder)
+    try:
+        files = json.loads((folder / MARKER).read_text()).get("files")
+    except (OSError, ValueError) as exc:
+        return f"its marker cannot be read ({exc})"
+    if files is None:
+        return None
+    now = folder_digest(folder)
+    for name, (size, sha) in files.items():
+        if name not in now:
+            return f"{name} is missing"
+        if now[name][0] != size:
+            return f"{name} has {now[name][0]} bytes, {size} when written"
+        if now[name][1] != sha:
+            return f"{name} differs from what was written"
+    extra = sorted(set(now) - set(files))
+    return f"{extra[0]} was added after it was written" if extra else None
 
 
 def is_complete(folder: Path) -> bool:

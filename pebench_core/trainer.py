@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as D
+from .config import ConfigError
 from .encoding import EncodedQA, collate, length_batches
 from .forward import answer_logits, feature_cache_fits, image_features, packed_parts, vision_trainable
 from .models import ModelBundle, move_batch
@@ -177,8 +178,11 @@ def train_model(
                     batch = move_batch(collate(enc, idx, bundle.pad_token_id), bundle.device, bundle.dtype)
                     f = None if feats is None else feats[enc.rows(idx)].to(bundle.device, bundle.dtype)
                     loss = answer_loss(model, batch, f, per_sequence, total=n_total) * weight
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {len(history)}; lower train.lr")
+                    if not torch.isfinite(loss):  # one line naming the stage, the step and the rate
+                        raise ConfigError(
+                            f"{desc}: the training loss became {loss.item()} at step {len(history)} (learning rate "
+                            f"{sched.get_last_lr()[0]:.3g}); nothing was stored: lower train.lr or raise train.warmup_share"
+                        )
                     loss.backward()
                     step_loss += float(loss.detach()) / scale
                 if not sharded:  # FSDP's reduce-scatter has summed them already

@@ -184,9 +184,13 @@ def _vision_key(bundle: ModelBundle, events: Sequence, cfg, seed: int, image_siz
 def _load_vision_cache(folder: Path):
     from safetensors.torch import load_file
 
-    from .storage import is_complete, read_marker
+    from .storage import is_complete, read_marker, verify
 
     if not is_complete(folder):
+        return None
+    problem = verify(folder)
+    if problem is not None:  # damaged after it was written: train the tower again
+        print(f"[vision] the cached pre-training in {folder} cannot be reused: {problem}; rebuilding it")
         return None
     return load_file(str(folder / "vision.safetensors")), read_marker(folder)["history"]
 

@@ -1,5 +1,6 @@
 """One atomic folder write and one completion marker for every artifact."""
 
+import hashlib
 import os
 
 import pytest
@@ -13,7 +14,9 @@ def test_the_marker_is_written_last_and_read_back(tmp_path):
     with atomic_dir(final, marker={"artifact": "x", "n": 3}) as tmp:
         (tmp / "data.bin").write_bytes(b"123")
         assert not is_complete(tmp)  # not before the body is done
-    assert is_complete(final) and read_marker(final) == {"artifact": "x", "n": 3}
+    marker = read_marker(final)
+    assert is_complete(final) and marker["artifact"] == "x" and marker["n"] == 3
+    assert marker["files"] == {"data.bin": [3, hashlib.sha256(b"123").hexdigest()]}
     assert sorted(p.name for p in final.iterdir()) == sorted([MARKER, "data.bin"])
     assert [p.name for p in tmp_path.iterdir()] == ["artifact"]  # no temporary folder left
 
@@ -26,7 +29,7 @@ def test_a_failed_write_keeps_the_old_artifact(tmp_path):
         with atomic_dir(final, marker={"v": 2}) as tmp:
             (tmp / "v").write_text("2")
             raise RuntimeError("killed")
-    assert read_marker(final) == {"v": 1} and (final / "v").read_text() == "1"
+    assert read_marker(final)["v"] == 1 and (final / "v").read_text() == "1"
     assert [p.name for p in tmp_path.iterdir()] == ["artifact"]
 
 
@@ -59,4 +62,27 @@ def test_a_missing_or_broken_marker_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="malformed"):
         read_marker(tmp_path)
     mark_complete(tmp_path, {"ok": True})
-    assert read_marker(tmp_path) == {"ok": True}
+    assert read_marker(tmp_path) == {"ok": True, "files": {}}
+
+
+def test_verify_names_what_changed_after_the_write(tmp_path):
+    from pebench_core.storage import verify
+
+    final = tmp_path / "a"
+    with atomic_dir(final, marker={}) as tmp:
+        (tmp / "w.bin").write_bytes(b"abcd")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "x.txt").write_text("x")
+    assert verify(final) is None
+    (final / "w.bin").write_bytes(b"abcx")  # same size, other bytes
+    assert verify(final) == "w.bin differs from what was written"
+    (final / "w.bin").write_bytes(b"ab")
+    assert verify(final) == "w.bin has 2 bytes, 4 when written"
+    (final / "w.bin").write_bytes(b"abcd")
+    (final / "extra").write_text("")
+    assert verify(final) == "extra was added after it was written"
+    (final / "extra").unlink()
+    (final / "sub" / "x.txt").unlink()
+    assert verify(final) == "sub/x.txt is missing"
+    (final / MARKER).write_text("{")
+    assert verify(final).startswith("its marker cannot be read")

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..code_keys import state
 from ..config import ConfigError
-from ..storage import is_complete, mark_complete, temp_dir_for
+from ..storage import is_complete, mark_complete, temp_dir_for, verify
 from .catalogue import GENERATOR_VERSION, LAYOUT_LOOKALIKES, LOOKALIKES, OBJECTS, POPE_TEMPLATE, World
 from .drawing import render
 from .scenes import objects_in
@@ -131,7 +131,7 @@ def _world_complete(out: Path, world_json: str) -> bool | None:
     if not same:
         return False
     man = out / "manifest.jsonl"
-    if not man.is_file() or not (out / "pope.jsonl").is_file() or not is_complete(out):
+    if not man.is_file() or not (out / "pope.jsonl").is_file() or not is_complete(out) or verify(out) is not None:
         return False
     try:
         with man.open(encoding="utf-8") as f:
