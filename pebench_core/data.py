@@ -455,6 +455,11 @@ def _resolve_image(root: Path, value: str, person: str, csv_path: Path, line: in
     p = Path(value)
     for cand in [p] if p.is_absolute() else [root / p, root / person / p]:
         if cand.is_file():
+            if not cand.resolve().is_relative_to(root.resolve()):  # an annotation may not reach outside its folder
+                raise ConfigError(
+                    f"annotation CSV {csv_path} line {line}: image {value!r} lies outside the data folder {root}; "
+                    "image paths must stay inside it"
+                )
             return cand
     raise ConfigError(f"annotation CSV {csv_path} line {line}: image {value!r} not found (looked in {root} and {root / person})")
 
@@ -464,6 +469,11 @@ def _verify_image(path: Path) -> None:
     try:
         with Image.open(path) as im:
             im.verify()
+    except Image.DecompressionBombError:
+        raise ConfigError(
+            f"image {path} is too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels); "
+            "resize it or remove it from the annotations"
+        ) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ConfigError(f"cannot read image {path}: {exc}") from None
 

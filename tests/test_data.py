@@ -268,3 +268,28 @@ def test_pebench_csv_choice(tmp_path: Path):
 def test_derive_keywords():
     kws = derive_keywords("A person walks the dog along the beach at sunset with a friend and a ball.")
     assert kws[:3] == ("person", "walks", "dog") and "the" not in kws and len(kws) <= 10
+
+
+def _rewrite_first_row(root: Path, path: str) -> None:
+    with (root / "annotations.csv").open() as f:
+        rows = list(csv.reader(f))
+    rows[1][0] = path
+    with (root / "annotations.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def test_an_annotation_may_not_point_outside_the_data_folder(tmp_path: Path):
+    root = _pebench_folder(tmp_path / "pe")
+    Image.new("RGB", (16, 16)).save(tmp_path / "OUTSIDE.png")
+    for path in ("../OUTSIDE.png", str(tmp_path / "OUTSIDE.png")):
+        _rewrite_first_row(root, path)
+        with pytest.raises(ConfigError, match=r"line 2: image .*OUTSIDE.png.* lies outside the data folder"):
+            load_pebench_folder(root)
+
+
+def test_a_decompression_bomb_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = _pebench_folder(tmp_path / "pe")
+    # the 16x16 renders count as bombs once the limit is this low: the same path as a 30000x30000 PNG
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16)
+    with pytest.raises(ConfigError, match=r"image .*\.png is too large to decode safely"):
+        load_pebench_folder(root)
