@@ -367,12 +367,21 @@ def load_pebench_folder(
         return (row.get(col) or "").strip() if col else ""
 
     records = []
+    seen: dict[Path, int] = {}
     for n, row in enumerate(rows, 2):  # line 1 is the header
         rec = {k: get(row, k) for k in chosen}
         empty = [k for k in COLUMN_ALIASES if not rec[k]]
         if empty:
             raise ConfigError(f"annotation CSV {csv_path} line {n}: empty {', '.join(empty)}")
         rec["file"] = _resolve_image(root, rec["image"], rec["person"], csv_path, n)
+        # one image twice could land in training and held-out at once, which would make the
+        # held-out measurement a training one
+        first = seen.setdefault(rec["file"].resolve(), n)
+        if first != n:
+            raise ConfigError(
+                f"annotation CSV {csv_path} line {n}: image {rec['image']!r} is already listed on line {first}; "
+                "each image may appear once"
+            )
         records.append(rec)
 
     # People, sorted by name; events in catalogue order where the name matches.

@@ -293,3 +293,13 @@ def test_a_decompression_bomb_is_refused_by_name(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16)
     with pytest.raises(ConfigError, match=r"image .*\.png is too large to decode safely"):
         load_pebench_folder(root)
+
+
+def test_an_image_listed_twice_is_refused(tmp_path: Path):
+    root = _pebench_folder(tmp_path / "pe")
+    with (root / "annotations.csv").open() as f:
+        rows = list(csv.reader(f))
+    with (root / "annotations.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([*rows, rows[1]])
+    with pytest.raises(ConfigError, match=rf"line {len(rows) + 1}: image .* is already listed on line 2"):
+        load_pebench_folder(root)
