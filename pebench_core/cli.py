@@ -14,12 +14,13 @@ allowed, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, parse_seed_list
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -28,7 +29,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--profile", default="tiny", help="tiny, smoke, paper, or a YAML file (default: tiny)")
     if seed:
-        p.add_argument("--seed", type=int, default=0, help="world, model and forget-set seed (default: 0)")
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help="world, model and forget-set seed (default: the profile's `seed`, e.g. from --set seed=N, else 0)",
+        )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -49,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run every stage; results in OUT/results/")
     _common(r)
-    r.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2 (overrides --seed)")
+    r.add_argument("--seeds", default=None, help="several distinct seeds, e.g. 0,1,2 (overrides --seed)")
     r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/PROFILE-sSEED)")
 
     pl = sub.add_parser("plan", help="the memory plan of every long stage for the configured model")
@@ -76,9 +82,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_world(args) -> None:
+    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
+    if cfg.world.data_dir:
+        raise ConfigError(
+            f"world.data_dir is set ({cfg.world.data_dir}): a real PEBench folder is read where it is, "
+            "by `pebench run` and the chapters, and needs no `pebench world` step; "
+            "leave world.data_dir empty to write the synthetic world"
+        )
     from .world import generate_world, write_world
 
-    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
     t0 = time.perf_counter()
     world = generate_world(cfg.world, cfg.seed)
     path = write_world(world, args.out)
@@ -90,27 +102,27 @@ def _cmd_world(args) -> None:
 
 
 def _cmd_run(args) -> None:
+    several = args.seeds is not None
+    seeds: list[int | None] = list(parse_seed_list(args.seeds, "--seeds")) if several else [args.seed]
+    # Every seed's configuration is checked before the first one runs.
+    cfgs = [load_config(args.profile, seed=seed, overrides=args.overrides) for seed in seeds]
     from .pipeline import run_all, seed_run_dir
 
-    seeds, several = [args.seed], False
-    if args.seeds:
-        several = True
-        try:
-            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-    for seed in seeds:
-        cfg = load_config(args.profile, seed=seed, overrides=args.overrides)
+    for cfg in cfgs:
         run_all(cfg, seed_run_dir(cfg, args.out, several))
 
 
 def _cmd_plan(args) -> None:
+    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
+    if args.memory_gb is not None and not (math.isfinite(args.memory_gb) and args.memory_gb > 0):
+        raise ConfigError(f"--memory-gb must be a positive number of GiB, got {args.memory_gb}")
+    if args.processes < 1:
+        raise ConfigError(f"--processes must be at least 1, got {args.processes}")
     import torch
 
     from .memory import GiB, device_memory, plan_for
     from .pipeline import get_model
 
-    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
     # Plan for the configured device even on a machine that lacks it (a laptop planning an
     # 80 GB GPU): the model is weightless (meta) and the budget comes from --memory-gb.
     device = cfg.model.device if cfg.model.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -144,9 +156,9 @@ def _cmd_plan(args) -> None:
 
 
 def _cmd_book(args) -> None:
+    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)  # bad settings stop here
     from .book import build_html, execute_chapters, write_toc
 
-    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)  # bad settings stop here
     only = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
     t0 = time.perf_counter()
     chapters = execute_chapters(profile=str(args.profile), seed=cfg.seed, only=only, force=args.force, overrides=args.overrides)
@@ -163,9 +175,11 @@ def _cmd_book(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from . import distributed as D
+    # Read as distributed.world_size() does, without importing torch: a bad setting stops in
+    # a fraction of a second.
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # under `accelerate launch`: one process group, rank 0 speaks
+        from . import distributed as D
 
-    if D.world_size() > 1:  # under `accelerate launch`: one process group, rank 0 speaks
         D.init()
         if not D.is_main():
             os.environ["TQDM_DISABLE"] = "1"

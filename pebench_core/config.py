@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -164,6 +165,116 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------------------------------
+# The allowed values of every numeric field. validate() checks each int and float field of
+# RunConfig against its row here (an int field must hold an int, a float field a finite
+# number, then the range), so a field added above needs a row: validate() refuses a numeric
+# field without one. Relations between fields (a multiple of, fewer than) are checked after.
+@dataclass(frozen=True)
+class Range:
+    """``lo <= value <= hi`` (``<`` where open); ``None`` = no bound. ``zero`` says what 0
+    means where 0 is allowed below positive values; ``unit`` and ``why`` go in the message."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    zero: str = ""
+    unit: str = ""
+    why: str = ""
+
+    def allows(self, v: float) -> bool:
+        lo_ok = self.lo is None or (v > self.lo if self.lo_open else v >= self.lo)
+        hi_ok = self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
+        return lo_ok and hi_ok
+
+    def describe(self) -> str:
+        lo, hi, unit = self.lo, self.hi, f" {self.unit}" if self.unit else ""
+        if self.zero:
+            text = f"0 ({self.zero}) or a positive number{f' of{unit}' if unit else ''}"
+        elif lo is not None and hi is not None:
+            if self.lo_open and self.hi_open:
+                text = f"strictly between {_num(lo)} and {_num(hi)}{unit}"
+            elif not self.lo_open and not self.hi_open:
+                text = f"between {_num(lo)} and {_num(hi)}{unit}"
+            else:
+                text = f"{'>' if self.lo_open else '>='} {_num(lo)} and {'<' if self.hi_open else '<='} {_num(hi)}{unit}"
+        elif lo is not None:
+            if lo == 0:
+                text = ("positive" if self.lo_open else "non-negative") + unit
+            else:
+                text = f"{'greater than' if self.lo_open else 'at least'} {_num(lo)}{unit}"
+        elif hi is not None:
+            text = f"{'less than' if self.hi_open else 'at most'} {_num(hi)}{unit}"
+        else:
+            text = "any number"
+        return f"{text} ({self.why})" if self.why else text
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+AT_LEAST_1 = Range(lo=1)
+NON_NEGATIVE = Range(lo=0)
+POSITIVE = Range(lo=0, lo_open=True)  # learning rates, temperatures
+SHARE = Range(lo=0, hi=1)  # a share of something, 0 and 1 included
+
+RANGES: dict[str, Range] = {
+    "seed": Range(lo=0, hi=2**32 - 1),  # what every seeded generator (numpy's too) accepts
+    # world
+    "world.n_people": Range(lo=2, hi=10_000),
+    "world.n_events": Range(lo=2, hi=40, why="PEBench has 40 events"),
+    "world.n_real_people": Range(lo=1, hi=60),
+    "world.image_size": Range(lo=16, hi=1024, unit="pixels"),
+    "world.train_renders": AT_LEAST_1,
+    "world.heldout_renders": AT_LEAST_1,
+    "world.pretrain_renders": AT_LEAST_1,
+    "world.pretrain_eval_renders": AT_LEAST_1,
+    "world.pope_questions": NON_NEGATIVE,  # and even: checked in validate()
+    "world.forget_share": Range(lo=0, hi=1, lo_open=True, hi_open=True),
+    # model (architecture sizes of the tiny model)
+    "model.vocab_size": Range(lo=300),
+    "model.vision_hidden": AT_LEAST_1,
+    "model.vision_layers": AT_LEAST_1,
+    "model.vision_heads": AT_LEAST_1,
+    "model.patch_size": AT_LEAST_1,
+    "model.text_hidden": AT_LEAST_1,
+    "model.text_layers": AT_LEAST_1,
+    "model.text_heads": AT_LEAST_1,
+    "model.max_length": Range(lo=0, zero="from the model", unit="tokens"),
+    # train
+    "train.base_epochs": AT_LEAST_1,
+    "train.finetune_epochs": AT_LEAST_1,
+    "train.lr": POSITIVE,
+    "train.batch_size": AT_LEAST_1,
+    "train.weight_decay": NON_NEGATIVE,
+    "train.warmup_share": SHARE,
+    "train.vision_images": AT_LEAST_1,
+    "train.vision_epochs": Range(lo=0, zero="skip vision pre-training"),
+    "train.vision_lr": POSITIVE,
+    "train.vision_batch_size": AT_LEAST_1,
+    "train.replay_share": SHARE,
+    "train.pope_extra": NON_NEGATIVE,
+    "train.micro_batches": Range(lo=0, zero="length-sorted batches"),
+    "train.lora_r": AT_LEAST_1,
+    "train.lora_alpha": AT_LEAST_1,
+    # unlearn
+    "unlearn.steps": AT_LEAST_1,
+    "unlearn.lr": POSITIVE,
+    "unlearn.batch_size": AT_LEAST_1,
+    "unlearn.lora_r": AT_LEAST_1,
+    "unlearn.lora_alpha": AT_LEAST_1,
+    "unlearn.retain_weight": NON_NEGATIVE,
+    "unlearn.beta": POSITIVE,
+    "unlearn.eval_every": AT_LEAST_1,
+    # eval
+    "eval.batch_size": AT_LEAST_1,
+    "eval.max_new_tokens": AT_LEAST_1,
+    "eval.max_items": Range(lo=0, zero="all"),
+}
+
+
+# ---------------------------------------------------------------------------------------
 # Profiles. `tiny` is the book's default (2 CPU cores); `smoke` is what the tests execute;
 # `paper` matches PEBench's 200 x 40 and expects a real checkpoint on a GPU.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -219,25 +330,41 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if typ is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-        if f != int(f):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass  # "1e3" or "4.0": read as a number below, kept if it is a whole one
+        f = _finite(value)
+        if f is None or not f.is_integer():
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return int(f)
     if typ is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        f = _finite(value)
+        if f is None:
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return f
     if typ is str:
         if value is None:
             return ""
+        if isinstance(value, (list, tuple, dict, set)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
     return value
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float (a number or a numeric string), else None (true/false,
+    inf and nan included: they are no setting's value)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 _D = TypeVar("_D", bound="DataclassInstance")
@@ -262,10 +389,17 @@ def _merge(cfg: RunConfig, updates: Mapping[str, Any]) -> RunConfig:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"'{key}' must be a mapping of fields, got {value!r}")
             top[key] = _apply(getattr(cfg, key), value, key)
-        elif key in ("profile", "seed"):
-            top[key] = _coerce(value, int if key == "seed" else str, key)
+        elif key == "seed":
+            top[key] = _coerce(value, int, key)
+        elif key == "profile":
+            # The profile is the base a run starts from, not a field: setting it would only
+            # relabel the run (its values, already merged, would stay).
+            raise ConfigError(
+                f"'profile' is not a field to set (got {value!r}): choose the profile with --profile NAME; "
+                "a YAML file names its base profile in a top-level 'profile:' key"
+            )
         else:
-            allowed = ["profile", "seed", *sections]
+            allowed = ["seed", *sections]
             raise ConfigError(f"unknown configuration key '{key}'; allowed: {', '.join(allowed)}")
     return replace(cfg, **top)
 
@@ -284,6 +418,32 @@ def parse_overrides(pairs: list[str] | tuple[str, ...] | None) -> dict[str, Any]
             out.setdefault(parts[0], {})[parts[1]] = value
         else:
             raise ConfigError(f"override key {key!r} has too many dots; use section.field")
+    return out
+
+
+def parse_seed_list(seeds: str | typing.Sequence[Any], name: str = "seeds") -> list[int]:
+    """``"0,1,2"`` (or ``[0, 1, 2]``) → ``[0, 1, 2]``: at least one seed, each an integer in
+    the ``seed`` range, none twice (a seed run twice would be counted twice). ``name`` is the
+    parameter the message names (``--seeds`` on the command line)."""
+    parts = seeds.split(",") if isinstance(seeds, str) else list(seeds)
+    out: list[int] = []
+    for part in parts:
+        text = str(part).strip()
+        if not text:  # "0,1," : a stray comma names no seed
+            continue
+        try:
+            out.append(int(text))
+        except ValueError:
+            raise ConfigError(f"{name} must be comma-separated integers such as '0,1,2', got {seeds!r}") from None
+    if not out:
+        raise ConfigError(f"{name} names no seed, got {seeds!r}; give comma-separated integers such as '0,1,2'")
+    rule = RANGES["seed"]
+    bad = [s for s in out if not rule.allows(s)]
+    if bad:
+        raise ConfigError(f"{name}: every seed must be {rule.describe()}, got {', '.join(map(str, bad))} in {seeds!r}")
+    twice = sorted({s for s in out if out.count(s) > 1})
+    if twice:
+        raise ConfigError(f"{name} must be distinct seeds, got {', '.join(map(str, twice))} more than once in {seeds!r}")
     return out
 
 
@@ -324,32 +484,46 @@ def load_config(
     """Build and validate a run configuration.
 
     ``profile`` is a profile name (``tiny``, ``smoke``, ``paper``) or the path of a YAML file
-    whose top level may name a base ``profile`` plus sections to change.
+    (UTF-8) whose top level may name a base ``profile`` and a ``seed`` plus sections to change.
+    ``overrides`` come next and win. The seed: ``seed`` when given (``pebench --seed``), else
+    the overrides' or the YAML file's ``seed``, else 0.
     """
-    updates: dict[str, Any] = {}
     name = str(profile)
     if name.endswith((".yml", ".yaml")) or Path(name).is_file():
         import yaml
 
         path = Path(name)
         if not path.is_file():
-            raise ConfigError(f"profile file {path} does not exist")
+            raise ConfigError(f"profile file {path} {'is not a file' if path.exists() else 'does not exist'}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"profile file {path} is not valid YAML: {exc}") from None
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"profile file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"profile file {path} cannot be read: {exc.strerror or exc}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:  # one line: the problem and where it is
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise ConfigError(f"profile file {path} is not valid YAML: {problem}{where}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"profile file {path} must hold a mapping at the top level")
         base = str(data.pop("profile", "tiny"))
         if base not in PROFILES:
             raise ConfigError(f"profile file {path}: unknown base profile {base!r}; allowed: {', '.join(PROFILES)}")
         cfg = _merge(RunConfig(profile=base), PROFILES[base])
-        updates = data
+        try:
+            cfg = _merge(cfg, data)
+        except ConfigError as exc:  # name the file the bad value came from
+            raise ConfigError(f"profile file {path}: {exc}") from None
     else:
         if name not in PROFILES:
             raise ConfigError(f"unknown profile {name!r}; allowed: {', '.join(PROFILES)} or a .yaml file")
         cfg = _merge(RunConfig(profile=name), PROFILES[name])
-    cfg = _merge(cfg, updates)
     if isinstance(overrides, (list, tuple)):
         overrides = parse_overrides(list(overrides))
     if overrides:
@@ -365,19 +539,57 @@ def _require(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _check_field(where: str, value: Any, typ: Any) -> None:
+    """One field against its type, its choices (a Literal) or its row in :data:`RANGES`."""
+    origin = typing.get_origin(typ)
+    if origin is Literal:
+        choices = typing.get_args(typ)
+        _require(value in choices, f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    elif origin is tuple:
+        _require(
+            isinstance(value, tuple) and all(isinstance(v, str) for v in value),
+            f"{where} must be a list of names, got {value!r}",
+        )
+    elif typ is bool:
+        _require(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
+    elif typ is str:
+        _require(isinstance(value, str), f"{where} must be a string, got {value!r}")
+    elif typ in (int, float):
+        rule = RANGES.get(where)
+        if rule is None:  # a new numeric field needs its row: no number goes unchecked
+            raise ConfigError(f"{where} has no rule in pebench_core.config.RANGES; add one")
+        if typ is int:
+            _require(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer, got {value!r}")
+        else:
+            _require(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                f"{where} must be a finite number, got {value!r}",
+            )
+        _require(rule.allows(value), f"{where} must be {rule.describe()}, got {value}")
+
+
+def _duplicates(names: tuple[str, ...]) -> list[str]:
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 def validate(cfg: RunConfig) -> RunConfig:
-    """Check every field; raise :class:`ConfigError` naming the first bad one."""
-    w, m, t, u, e = cfg.world, cfg.model, cfg.train, cfg.unlearn, cfg.eval
-    _require(cfg.seed >= 0, f"seed must be a non-negative integer, got {cfg.seed}")
-    _require(0.0 < w.forget_share < 1.0, f"world.forget_share must be strictly between 0 and 1, got {w.forget_share}")
-    _require(2 <= w.n_people <= 10_000, f"world.n_people must be between 2 and 10000, got {w.n_people}")
-    _require(2 <= w.n_events <= 40, f"world.n_events must be between 2 and 40 (PEBench has 40 events), got {w.n_events}")
-    _require(1 <= w.n_real_people <= 60, f"world.n_real_people must be between 1 and 60, got {w.n_real_people}")
-    _require(16 <= w.image_size <= 1024, f"world.image_size must be between 16 and 1024 pixels, got {w.image_size}")
-    for name in ("train_renders", "heldout_renders", "pretrain_renders", "pretrain_eval_renders"):
-        _require(getattr(w, name) >= 1, f"world.{name} must be at least 1, got {getattr(w, name)}")
+    """Check every field; raise :class:`ConfigError` naming the first bad one.
+
+    Each field on its own first (its type, then its choices or its :data:`RANGES` row), section
+    by section; then what relates fields, and the data folder, which must exist.
+    """
+    top = typing.get_type_hints(RunConfig)
+    for f in fields(RunConfig):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(top[f.name]):
+            hints = typing.get_type_hints(type(value))
+            for g in fields(value):
+                _check_field(f"{f.name}.{g.name}", getattr(value, g.name), hints[g.name])
+        else:
+            _check_field(f.name, value, top[f.name])
+    w, m, u = cfg.world, cfg.model, cfg.unlearn
     _require(
-        w.pope_questions >= 0 and w.pope_questions % 2 == 0,
+        w.pope_questions % 2 == 0,
         f"world.pope_questions must be a non-negative even number (half yes, half no), got {w.pope_questions}",
     )
     n_forget_people = forget_count(w.n_people, w.forget_share)
@@ -386,9 +598,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         n_forget_people < w.n_people and n_forget_events < w.n_events,
         f"world.forget_share={w.forget_share} would forget every person or every event; lower it",
     )
-    _require(m.kind in MODEL_KINDS, f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
-    _require(m.device in DEVICES, f"model.device must be one of {', '.join(DEVICES)}, got {m.device!r}")
-    _require(m.dtype in DTYPES, f"model.dtype must be one of {', '.join(DTYPES)}, got {m.dtype!r}")
+    if w.data_dir:
+        folder = Path(w.data_dir).expanduser()
+        _require(
+            folder.is_dir(),
+            f"world.data_dir must be a folder holding a real PEBench release, but {folder} "
+            f"{'is not a folder' if folder.exists() else 'does not exist'} (leave it empty for the synthetic world)",
+        )
     if m.kind == "tiny":
         _require(
             w.image_size % m.patch_size == 0,
@@ -396,55 +612,20 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
         for hid, heads, name in ((m.vision_hidden, m.vision_heads, "vision"), (m.text_hidden, m.text_heads, "text")):
             _require(
-                hid > 0 and heads > 0 and hid % heads == 0,
+                hid % heads == 0,
                 f"model.{name}_hidden ({hid}) must be a positive multiple of model.{name}_heads ({heads})",
             )
-        _require(m.vocab_size >= 300, f"model.vocab_size must be at least 300, got {m.vocab_size}")
-    for name in ("base_epochs", "finetune_epochs", "batch_size"):
-        _require(getattr(t, name) >= 1, f"train.{name} must be at least 1, got {getattr(t, name)}")
-    _require(t.lr > 0, f"train.lr must be positive, got {t.lr}")
-    _require(
-        t.vision_epochs >= 0 and t.vision_images >= 1 and t.vision_batch_size >= 1,
-        "train.vision_epochs must be >= 0 and train.vision_images, train.vision_batch_size >= 1",
-    )
-    _require(t.vision_lr > 0, f"train.vision_lr must be positive, got {t.vision_lr}")
-    _require(0.0 <= t.replay_share <= 1.0, f"train.replay_share must be between 0 and 1, got {t.replay_share}")
-    _require(t.pope_extra >= 0, f"train.pope_extra must be non-negative, got {t.pope_extra}")
-    _require(t.micro_batches >= 0, f"train.micro_batches must be non-negative, got {t.micro_batches}")
-    _require(t.adapter in ADAPTERS, f"train.adapter must be one of {', '.join(ADAPTERS)}, got {t.adapter!r}")
-    _require(
-        t.lora_r >= 1 and t.lora_alpha >= 1,
-        f"train.lora_r and train.lora_alpha must be at least 1, got {t.lora_r} and {t.lora_alpha}",
-    )
-    _require(
-        t.gradient_checkpointing in SWITCHES,
-        f"train.gradient_checkpointing must be one of {', '.join(SWITCHES)}, got {t.gradient_checkpointing!r}",
-    )
-    _require(m.max_length >= 0, f"model.max_length must be 0 (from the model) or a positive number of tokens, got {m.max_length}")
-    unknown = [x for x in u.methods if x not in METHODS]
-    _require(
-        not unknown and len(u.methods) > 0,
-        f"unlearn.methods has unknown method(s) {unknown or '(empty)'}; allowed: {', '.join(METHODS)}",
-    )
-    bad_t = [x for x in u.targets if x not in TARGETS]
-    _require(
-        not bad_t and len(u.targets) > 0,
-        f"unlearn.targets has unknown target(s) {bad_t or '(empty)'}; allowed: {', '.join(TARGETS)}",
-    )
-    _require(u.steps >= 1, f"unlearn.steps must be at least 1, got {u.steps}")
-    _require(u.lr > 0, f"unlearn.lr must be positive, got {u.lr}")
-    _require(u.batch_size >= 1, f"unlearn.batch_size must be at least 1, got {u.batch_size}")
-    _require(
-        u.lora_r >= 1 and u.lora_alpha >= 1,
-        f"unlearn.lora_r and unlearn.lora_alpha must be at least 1, got {u.lora_r} and {u.lora_alpha}",
-    )
-    _require(u.retain_weight >= 0, f"unlearn.retain_weight must be non-negative, got {u.retain_weight}")
-    _require(u.beta > 0, f"unlearn.beta must be positive, got {u.beta}")
-    _require(u.eval_every >= 1, f"unlearn.eval_every must be at least 1, got {u.eval_every}")
-    _require(e.scorer in SCORERS, f"eval.scorer must be one of {', '.join(SCORERS)}, got {e.scorer!r}")
-    _require(e.batch_size >= 1, f"eval.batch_size must be at least 1, got {e.batch_size}")
-    _require(e.max_new_tokens >= 1, f"eval.max_new_tokens must be at least 1, got {e.max_new_tokens}")
-    _require(e.max_items >= 0, f"eval.max_items must be 0 (all) or positive, got {e.max_items}")
+    for name, given, allowed in (("methods", u.methods, METHODS), ("targets", u.targets, TARGETS)):
+        unknown = [x for x in given if x not in allowed]
+        _require(
+            not unknown and len(given) > 0,
+            f"unlearn.{name} has unknown {name[:-1]}(s) {unknown or '(empty)'}; allowed: {', '.join(allowed)}",
+        )
+        twice = _duplicates(given)
+        _require(
+            not twice,
+            f"unlearn.{name} names {', '.join(twice)} more than once; give each {name[:-1]} once, got {','.join(given)}",
+        )
     return cfg
 
 

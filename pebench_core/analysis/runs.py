@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError
+from ..config import ConfigError, parse_seed_list
 from ..results import read_results
 from .schema import ITEM_COLUMNS, KEYS, RESULT_COLUMNS, require_columns
 
@@ -22,19 +22,13 @@ __all__ = ["Runs", "parse_seeds", "load_runs", "gather_runs"]
 
 
 def parse_seeds(seeds: str | int | Sequence[int] | None, default: int = 0) -> list[int]:
-    """``"0,1,2"`` → ``[0, 1, 2]``; empty or ``None`` → ``[default]``. Bad input: ``ConfigError``."""
+    """``"0,1,2"`` → ``[0, 1, 2]``; empty or ``None`` → ``[default]``. Bad input (no seed in a
+    non-empty string such as ``","``, a non-integer, a seed twice): ``ConfigError``."""
     if seeds is None or (isinstance(seeds, str) and not seeds.strip()):
         return [int(default)]
     if isinstance(seeds, (int, np.integer)):
         return [int(seeds)]
-    parts = seeds.split(",") if isinstance(seeds, str) else list(seeds)
-    try:
-        out = [int(str(s).strip()) for s in parts if str(s).strip()]
-    except ValueError:
-        raise ConfigError(f"seeds must be comma-separated integers such as '0,1,2', got {seeds!r}") from None
-    if len(set(out)) != len(out) or not out:
-        raise ConfigError(f"seeds must be distinct integers, got {seeds!r}")
-    return out
+    return parse_seed_list(seeds)
 
 
 def load_runs(run_dirs: str | Path | Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
