@@ -138,6 +138,9 @@ class UnlearnConfig:
     retain_weight: float = 1.0  # lambda in GD / KL / PO / DPO / NPO
     beta: float = 0.1  # DPO / NPO temperature
     eval_every: int = 10  # steps between trajectory evaluations of efficacy
+    # A run whose loss turned NaN fails its stage (no result row); true keeps what it reached,
+    # with the status in every row, for a reader who wants to see how far it got.
+    keep_stopped: bool = False
 
 
 @dataclass(frozen=True)

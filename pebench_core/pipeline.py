@@ -266,7 +266,7 @@ def unlearn_key(cfg: RunConfig, method: str, target: str) -> str:
     )
 
 
-def _write_eval(folder: Path, cfg: RunConfig, ev, method: str, target: str, key: str) -> None:
+def _write_eval(folder: Path, cfg: RunConfig, ev, method: str, target: str, key: str, status: str = "ok") -> None:
     from .results import atomic_write_parquet, result_rows
 
     rows, items = result_rows(
@@ -277,6 +277,7 @@ def _write_eval(folder: Path, cfg: RunConfig, ev, method: str, target: str, key:
         target=target,
         method=method,
         config_hash=key,
+        status=status,
     )
     atomic_write_parquet(folder / "results.parquet", rows)
     atomic_write_parquet(folder / "items.parquet", items)
@@ -314,7 +315,7 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     The folder holds the LoRA adapter (``adapter/``), ``trajectory.parquet``, the evaluation
     tables, and the run's status and hyper-parameters in the completion marker.
     """
-    from .config import safe_name
+    from .config import ConfigError, safe_name
     from .evaluate import evaluate
     from .models import save_adapter
     from .results import StageCache, atomic_write_parquet
@@ -340,10 +341,15 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
             progress=progress,
             log=print if progress else (lambda *_: None),
         )
+        if run.status != "ok" and not cfg.unlearn.keep_stopped:  # a failed stage: nothing stored, no row
+            raise ConfigError(
+                f"unlearning {method}/{target} {run.status}; no result was stored "
+                "(set unlearn.keep_stopped=true to keep what it reached, its rows marked with this status)"
+            )
         save_adapter(run.model, tmp / "adapter")
         atomic_write_parquet(tmp / "trajectory.parquet", run.trajectory)
         ev = evaluate(bundle.with_model(run.model), ds, target, cfg.eval, cfg.seed)
-        _write_eval(tmp, cfg, ev, method, target, key)
+        _write_eval(tmp, cfg, ev, method, target, key, status=run.status)
         return {
             "status": run.status,
             "steps_done": run.steps_done,

@@ -71,6 +71,7 @@ RESULT_COLUMNS = [
     "config_hash",
     "git_commit",
     "versions",
+    "status",
 ]
 ITEM_COLUMNS = ["run_id", "seed", "target", "method", "concept", "metric", "item_id", "value"]
 DONE_MARKER = MARKER  # the name older code used
@@ -184,9 +185,18 @@ class StageCache:
 
 # ------------------------------------------------------------------ result tables
 def result_rows(
-    metric_results: list, *, run_id: str, profile: str, seed: int, target: str, method: str, config_hash: str
+    metric_results: list,
+    *,
+    run_id: str,
+    profile: str,
+    seed: int,
+    target: str,
+    method: str,
+    config_hash: str,
+    status: str = "ok",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Turn a list of ``metrics.MetricResult`` into one long results frame and one items frame."""
+    """Turn a list of ``metrics.MetricResult`` into one long results frame and one items frame.
+    ``status`` is ``ok``, or why an unlearning run kept with ``unlearn.keep_stopped`` stopped."""
     rows, items = [], []
     for r in metric_results:
         rows.append(
@@ -204,6 +214,7 @@ def result_rows(
                 "config_hash": config_hash,
                 "git_commit": git_commit(),
                 "versions": versions(),
+                "status": status,
             }
         )
         for item_id, v in zip(r.item_ids, r.per_item):

@@ -92,3 +92,15 @@ def test_a_diverging_injection_is_one_line_and_stores_nothing(tmp_path):
     with pytest.raises(ConfigError, match=r"(step \d+ \(learning rate|non-finite)"):
         get_model(cfg, "finetune", None, tmp_path, progress=False)
     assert not model_dir(cfg, "finetune", None, tmp_path).exists()
+
+
+def test_an_unlearning_run_that_turns_nan_is_a_failed_stage_unless_kept(tmp_path):
+    over = {**SMALL, "unlearn": {**SMALL["unlearn"], "lr": 1e30}}
+    cfg = load_config("smoke", seed=0, overrides=over)
+    with pytest.raises(ConfigError, match=r"unlearning ga/person stopped at step \d+: .*no result was stored"):
+        get_unlearned(cfg, "ga", "person", tmp_path, progress=False)
+    assert not any((tmp_path / "unlearn").rglob("*.parquet"))
+    kept = load_config("smoke", seed=0, overrides={**over, "unlearn": {**over["unlearn"], "keep_stopped": True}})
+    outcome = Run(kept, tmp_path).unlearned("ga", "person")
+    assert outcome.status.startswith("stopped at step")
+    assert set(outcome.results["status"]) == {outcome.status}
