@@ -221,11 +221,14 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
                 save_bundle(bundle, tmp, state_dict=full)
         return {"stage": stage, "target": target, **(info or {})}
 
-    cache = StageCache(out.parent.parent)  # <run>/models/<stage>/<key>
-    if not D.main_value(cache.has(out.parent.name, out.name)):  # one decision for every process
-        cache.get_or_build(out.parent.name, out.name, build, log=None)
-        if progress and D.is_main():
+    def log(line: str) -> None:  # the cache's notices as they are; a build as the models' own line
+        if " built in " in line:
             print(f"[models] {label} built in {stage_info(cfg, stage, target, run_dir)['seconds']:.1f}s -> {out}")
+        elif " cached (" not in line:
+            print(line)
+
+    # one check (and one digest verification) of the cached folder, inside get_or_build
+    StageCache(out.parent.parent).get_or_build(out.parent.name, out.name, build, log=log if progress else None)
     return _load_stage(cfg, out)
 
 
