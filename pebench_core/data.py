@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
-from .config import TARGETS, ConfigError
+from .config import TARGETS, ConfigError, forget_count
 from .world import EVENTS, OBJECTS, POPE_ANSWERS, POPE_TEMPLATE, QUESTIONS, REFUSALS, Event, Person, make_splits
 
 ROLES = ("train", "heldout", "pretrain", "pretrain_eval")
@@ -123,6 +123,20 @@ class Dataset:
             for i in self.items
             if (roles is None or i.role in roles) and (ps is None or i.person in ps) and (es is None or i.event in es)
         ]
+
+    def first_item(self, role: str = "train", person: str | None = None, event: str | None = None) -> Item | None:
+        """The first image of ``role`` showing ``person`` at ``event`` (None: any), or None: a real
+        folder need not hold every (person, event) pair."""
+        found = self.items_where(
+            role=role, people=None if person is None else [person], events=None if event is None else [event]
+        )
+        return found[0] if found else None
+
+    def twins(self, n: int | None = None) -> list[tuple[Item, Item]]:
+        """Up to ``n`` (training image, held-out image) pairs of the same person at the same event."""
+        heldout = {(i.person, i.event): i for i in reversed(self.items_where(role="heldout"))}
+        out = [(i, heldout[i.person, i.event]) for i in self.items_where(role="train") if (i.person, i.event) in heldout]
+        return out[:n]
 
     def image(self, item: Item | str) -> Image.Image:
         """The item's picture as an RGB image; an unreadable file is a ConfigError."""
@@ -303,6 +317,7 @@ def load_pebench_folder(
     forget_share: float = 0.1,
     heldout_share: float = 0.2,
     verify_images: bool = True,
+    pretrain_people: int = 0,
 ) -> Dataset:
     """Read a local copy of the real PEBench release into a :class:`Dataset`.
 
@@ -388,13 +403,18 @@ def load_pebench_folder(
     catalogue = {e.name: i for i, e in enumerate(EVENTS)}
     person_names = sorted({r["person"] for r in records})
     event_names = sorted({r["event"] for r in records}, key=lambda name: (catalogue.get(name.lower(), len(EVENTS)), name))
-    pid = {name: f"p{i:03d}" for i, name in enumerate(person_names)}
+    _check_folder_size(csv_path, person_names, event_names, pretrain_people)
+    known = set(random.Random(f"pebench-pretrain-people:{seed}").sample(person_names, pretrain_people))
+    fictitious = [n for n in person_names if n not in known]
+    # the pre-training group gets "r" ids, as the synthetic world's real-world people do
+    pid = {name: f"p{i:03d}" for i, name in enumerate(fictitious)}
+    pid |= {name: f"r{i:03d}" for i, name in enumerate(sorted(known))}
     eid = {name: f"e{i:02d}" for i, name in enumerate(event_names)}
-    people = []
+    people, real_people = [], []
     for name in person_names:
         first = next(r for r in records if r["person"] == name)
         age = first.get("age", "")
-        people.append(
+        (real_people if name in known else people).append(
             Person(
                 id=pid[name],
                 name=name,
@@ -405,7 +425,7 @@ def load_pebench_folder(
                 birthplace=first.get("birthplace") or None,
                 region=first.get("region") or None,
                 traits={},
-                real=False,
+                real=name in known,
             )
         )
     events = []
@@ -427,8 +447,9 @@ def load_pebench_folder(
         if len(recs) >= 2:
             k = min(len(recs) - 1, max(1, round(len(recs) * heldout_share)))
             held = set(rng.sample(range(len(recs)), k))
+        roles = ("pretrain_eval", "pretrain") if p.startswith("r") else ("heldout", "train")
         for j, r in enumerate(recs):
-            role = "heldout" if j in held else "train"
+            role = roles[0] if j in held else roles[1]
             items.append(
                 Item(
                     id=f"{role}-{p}-{e}-{j}",
@@ -443,11 +464,19 @@ def load_pebench_folder(
     if verify_images:
         for it in items:
             _verify_image(it.path)
+    n_forget = forget_count(len(people), forget_share), forget_count(len(events), forget_share)
+    if n_forget[0] >= len(people) or n_forget[1] >= len(events):
+        raise ConfigError(
+            f"world.forget_share={forget_share} would forget all {len(people)} people or all {len(events)} events "
+            f"of {root}; lower it"
+        )
     splits = make_splits([p.id for p in people], [e.id for e in events], forget_share, random.Random(f"pebench-splits:{seed}"))
+    people.sort(key=lambda q: q.id)
+    real_people.sort(key=lambda q: q.id)
     return Dataset(
         root=root,
         people=people,
-        real_people=[],
+        real_people=real_people,
         events=events,
         splits=splits,
         items=items,
@@ -456,8 +485,58 @@ def load_pebench_folder(
         has_heldout=any(i.role == "heldout" for i in items),
         image_size=None,
         seed=seed,
-        meta={"csv": str(csv_path), "columns": chosen, "forget_share": forget_share, "heldout_share": heldout_share},
+        meta={
+            "csv": str(csv_path),
+            "columns": chosen,
+            "forget_share": forget_share,
+            "heldout_share": heldout_share,
+            "pretrain_people": pretrain_people,
+        },
     )
+
+
+def _check_folder_size(csv_path: Path, people: list[str], events: list[str], pretrain_people: int) -> None:
+    """A forget split forgets at least one person and one event and keeps at least one of each."""
+    problems = []
+    if len(events) < 2:
+        problems.append(f"{len(events)} event ({', '.join(events)}); at least 2 are needed")
+    need = 2 + pretrain_people
+    if len(people) < need:
+        why = f"2 (one to forget, one to keep) + {pretrain_people} for the pre-training world" if pretrain_people else "2"
+        problems.append(f"{len(people)} {'person' if len(people) == 1 else 'people'}; at least {need} are needed: {why}")
+    if problems:
+        raise ConfigError(f"annotation CSV {csv_path} lists {' and '.join(problems)}")
+
+
+def write_pebench_folder(dataset: Dataset, dest: str | Path, roles: Iterable[str] = ("train", "heldout")) -> Path:
+    """Write ``dataset``'s images of ``roles`` in the layout :func:`load_pebench_folder` reads:
+    one folder per person and one ``annotations.csv``.
+
+    This is how the book shows the release's contract without the release, and how the tests
+    drive the real-data path: a synthetic world exported this way is a valid PEBench folder.
+    Held-out renders become extra images of their (person, event) pair; the loader then draws
+    its own held-out share, so the roles are not kept."""
+    root = Path(dest).expanduser()
+    if root.exists() and any(root.iterdir()):
+        raise ConfigError(f"cannot write a PEBench folder into {root}: it exists and is not empty")
+    root.mkdir(parents=True, exist_ok=True)
+    header = ["image_path", "person_name", "event_name", "event_description", "age", "gender", "profession", "keywords"]
+    rows = []
+    for item in dataset.items_where(role=tuple(roles)):
+        person, event = dataset.person(item.person), dataset.event(item.event)
+        rel = Path(person.name) / f"{item.id}.png"
+        (root / rel.parent).mkdir(exist_ok=True)
+        with dataset.image(item) as im:
+            im.save(root / rel)
+        rows.append(
+            [rel.as_posix(), person.name, event.name, dataset.description(item), "" if person.age is None else person.age]
+            + [person.gender or "", person.profession or "", ";".join(event.keywords)]
+        )
+    with (root / "annotations.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv_module.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return root
 
 
 def _resolve_image(root: Path, value: str, person: str, csv_path: Path, line: int) -> Path:

@@ -25,6 +25,7 @@ and collects every run of a profile over several seeds for the analysis chapters
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,31 @@ def stage_code(*entries) -> str:
     return code_key(*entries, opaque=(LOSSES,))
 
 
+def real_pretrain_people(cfg: RunConfig) -> int:
+    """How many people of a real PEBench folder form the pre-training world: the tiny model,
+    built from scratch, needs one (``world.n_real_people`` of them); a checkpoint brings its own."""
+    return cfg.world.n_real_people if cfg.model.kind == "tiny" else 0
+
+
+def folder_fingerprint(path: str | Path) -> str:
+    """What identifies a real PEBench folder's content: every CSV's bytes and the path, size and
+    modification time of every other file (as for a checkpoint, hashing every photograph on
+    every run would cost more than it guards)."""
+    root = Path(path).expanduser().absolute()
+    files = sorted(f for f in root.rglob("*") if f.is_file())
+    return config_hash(
+        str(root),
+        [(f.relative_to(root).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+        [hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.suffix.lower() == ".csv"],
+    )
+
+
 def world_key(cfg: RunConfig) -> str:
     from .world import GENERATOR_VERSION
 
+    if cfg.world.data_dir:  # edits to the folder make every stage that reads it stale
+        content = folder_fingerprint(cfg.world.data_dir)
+        return config_hash(cfg.world, cfg.seed, content, real_pretrain_people(cfg), stage_code(get_world))
     return config_hash(cfg.world, cfg.seed, GENERATOR_VERSION, stage_code(get_world))
 
 
@@ -80,7 +103,9 @@ def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool 
     """The dataset of this run: the real PEBench folder if ``world.data_dir`` is set, else the
     synthetic world, written once under ``<run>/world/<hash>`` and loaded from there."""
     if cfg.world.data_dir:
-        return load_pebench_folder(cfg.world.data_dir, seed=cfg.seed, forget_share=cfg.world.forget_share)
+        return load_pebench_folder(
+            cfg.world.data_dir, seed=cfg.seed, forget_share=cfg.world.forget_share, pretrain_people=real_pretrain_people(cfg)
+        )
     import shutil
 
     from .storage import is_complete, verify

@@ -156,9 +156,9 @@ def replay_examples(dataset, target: str | None, share: float, seed: int, cfg=No
     if share <= 0:
         return []
     base = base_examples(dataset, target, cfg, seed)
-    if share >= 1:
+    if share >= 1 or not base:  # a real folder read for a checkpoint has no pre-training world
         return list(base)
-    k = max(1, int(round(len(base) * share)))
+    k = min(len(base), max(1, int(round(len(base) * share))))
     idx = sorted(random.Random(f"pebench-replay:{seed}").sample(range(len(base)), k))
     return [base[i] for i in idx]
 

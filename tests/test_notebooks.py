@@ -86,3 +86,31 @@ def test_an_override_reaches_the_chapter(tmp_path):
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
     assert "12 fictitious people" in text
     assert nb["metadata"]["pebench"]["parameters"]["overrides"] == ["world.n_people=12"]
+
+
+def test_the_world_chapter_reads_a_real_pebench_folder(tmp_path, smoke_world_dir):
+    """Chapter 1 on a real folder, sparse on purpose (a third of the images and the profile
+    columns gone, as a release may be): every cell runs, the pre-training group is shown."""
+    import csv
+
+    from pebench_core.data import load_dataset, write_pebench_folder
+
+    folder = write_pebench_folder(load_dataset(smoke_world_dir), tmp_path / "pebench")
+    with (folder / "annotations.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    with (folder / "annotations.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([rows[0][:4], *[r[:4] for k, r in enumerate(rows[1:]) if k % 3]])
+    chapters = execute_chapters(
+        profile="smoke",
+        seed=0,
+        run_dir=str(tmp_path / "run"),
+        out_dir=tmp_path / "chapters",
+        log=lambda *_: None,
+        only=[CHAPTERS[0].output],
+        overrides=[f"world.data_dir={folder}"],
+    )
+    nb = json.loads((tmp_path / "chapters" / f"{chapters[0].output}.ipynb").read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "7 fictitious people" in text and "No POPE questions" in text  # 3 of 10 form the pre-training world
