@@ -189,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pebench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every artifact is written atomically: nothing half-written stays
+        print(
+            f"pebench {args.command}: interrupted; finished stages are kept and the one under way left nothing behind "
+            "(the same command resumes)",
+            file=sys.stderr,
+        )
+        return 130
     except Exception as exc:  # a failed book build or notebook: its own message, no traceback
         from .book import BookBuildError
 

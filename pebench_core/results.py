@@ -165,7 +165,7 @@ class StageCache:
                 build(Path(scratch))
             D.barrier()
             return final
-        with atomic_dir(final) as tmp:
+        with atomic_dir(final, similar=self.root.glob("*/*")) as tmp:  # the stages beside it size a full disk's need
             meta = build(tmp) or {}
             meta = {
                 "stage": stage,

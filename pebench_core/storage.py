@@ -20,6 +20,7 @@ temporary file and a rename).
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -29,7 +30,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import pandas as pd
 
@@ -53,6 +54,52 @@ def ensure_writable_dir(path: Path, what: str = "output folder") -> Path:
     return path
 
 
+# ------------------------------------------------------------------ a full disk
+class NoSpaceError(ConfigError):
+    """The device filled while the artifact ``folder`` was written (a :class:`ConfigError`: one line)."""
+
+    def __init__(self, message: str, folder: Path):
+        super().__init__(message)
+        self.folder = Path(folder)
+
+
+def no_space_left(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the user's quota) is full. safetensors and pyarrow
+    report it in their own exception types, hence the text as well as the errno; a
+    :class:`NoSpaceError` already raised counts too (:func:`atomic_dir` says whose it is)."""
+    if isinstance(exc, NoSpaceError):
+        return True  # said already, for the artifact it names
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("No space left on device", "StorageFull", "Disk quota exceeded"))
+
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of every file under ``folder`` (0 if it is gone)."""
+    with contextlib.suppress(OSError):
+        return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    return 0
+
+
+def space_error(final: Path, written: int, similar: Iterable[Path] = ()) -> NoSpaceError:
+    """The one line a full disk gets: the folder, about how many bytes the artifact needs and
+    how many are free. The need is the largest of what was written before the disk filled and
+    the sizes of the finished artifacts beside ``final`` or in ``similar`` (the same kind of
+    artifact: the fine-tuned model weighs what the base weighs)."""
+    final = Path(final)
+    kin = [*final.parent.glob("*"), *similar]
+    need = max([written, *(folder_bytes(p) for p in kin if p.is_dir() and p != final and is_complete(p))])
+    anchor = next(p for p in (final.parent, *final.parents) if p.exists())
+    free = shutil.disk_usage(anchor).free
+    size = f"about {need:,} bytes and {free:,} are free" if need else f"more than the {free:,} bytes that are free"
+    return NoSpaceError(
+        f"no space left on the device of {final.parent} while writing {final.name}: it needs {size}; "
+        "free some space and rerun (finished stages are kept)",
+        final,
+    )
+
+
 # ------------------------------------------------------------------ single files
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
@@ -65,9 +112,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if no_space_left(exc):
+            raise space_error(path, len(data)) from None
         raise
     return path
 
@@ -84,9 +133,12 @@ def atomic_write_parquet(path: Path, df: pd.DataFrame) -> Path:
     try:
         df.to_parquet(tmp, index=False)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = Path(tmp).stat().st_size if Path(tmp).exists() else 0
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if no_space_left(exc):
+            raise space_error(path, written) from None
         raise
     return path
 
@@ -142,18 +194,24 @@ def swap_in(tmp: Path, final: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path, marker: Mapping[str, Any] | None = None) -> Iterator[Path]:
+def atomic_dir(final: Path, marker: Mapping[str, Any] | None = None, similar: Iterable[Path] = ()) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success write ``marker`` (if given) into it as
     the completion marker and swap it in as ``final``. On any error the temporary folder is
-    removed, so ``final`` either holds the new artifact complete or is left as it was."""
+    removed, so ``final`` either holds the new artifact complete or is left as it was; a full
+    disk is then one line (:func:`space_error`, which reads ``similar`` for its estimate)."""
     tmp = temp_dir_for(final)
     try:
         yield tmp
         if marker is not None:
             mark_complete(tmp, marker)
         swap_in(tmp, final)
-    except BaseException:
+    except BaseException as exc:
+        written = folder_bytes(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        # a full disk inside this folder (a checkpoint saved into a stage's) is this folder's to
+        # report; one met by another stage built meanwhile (a parent) stays that stage's
+        if no_space_left(exc) and not (isinstance(exc, NoSpaceError) and not exc.folder.is_relative_to(tmp)):
+            raise space_error(final, written, similar) from None
         raise
 
 

@@ -247,66 +247,68 @@ def run_unlearning(
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"{method}/{target}", disable=not progress, leave=False, mininterval=2.0)
     steps_done = 0
-    for step in bar:
-        fi, ri = schedule[step]
-        # Data parallel: this process runs the model on its share of each batch (all of it
-        # when launched alone); the per-sequence results are gathered so the loss is the
-        # whole batch's everywhere, with gradients through this process's share only.
-        mine_f, mine_r = fi[D.shard_slice(len(fi))], ri[D.shard_slice(len(ri))]
-        inp: dict = {}
-        # Every set this method trains on in one forward pass; the refusals share their
-        # prompt (image and question) with the true forget answers when both are needed.
-        parts = [
-            (name, e, idx)
-            for name, e, idx, keys in (
-                ("forget", enc.get("forget"), mine_f, {"forget_logp_sum"}),
-                ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum"}),
-                ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl"}),
-            )
-            if keys & need
-        ]
-        names = [p[0] for p in parts]
-        branch = {names.index("refusal"): 0} if names[:2] == ["forget", "refusal"] else None
-        outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch)))
-        for name in ("forget", "refusal", "retain"):
-            if name in outs and f"{name}_logp_sum" in need:
-                lp, nt = packed_answer_logprobs(*outs[name])
-                inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = D.gather_cat(lp), D.gather_cat(nt)
-        for name in ("forget", "refusal"):
-            if f"{name}_ref_logp_sum" in need:
-                inp[f"{name}_ref_logp_sum"] = ref[name][fi]
-        if "retain_kl" in need:
-            lg, _, seq, n = outs["retain"]
-            lp_ref = torch.cat([ref_retain[i] for i in mine_r]).to(lg.device)
-            inp["retain_kl"] = D.gather_cat(packed_kl_per_sequence(lg, lp_ref, seq, n))
-        if "forget_concepts" in need:
-            inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
-        if "retain_concepts" in need:
-            inp["retain_concepts"] = [sets.retain_concepts[i] for i in ri]
-        out = spec(LossInputs(**inp), retain_weight=cfg.retain_weight, beta=cfg.beta, state=state)
-        if not torch.isfinite(out.loss):
-            status = (
-                f"stopped at step {step}: the {method} loss became {float(out.loss.detach())}; "
-                f"kept the adapter of step {step - 1} (lower unlearn.lr to go further)"
-            )
-            warnings.warn(status)
-            model.load_state_dict(good, strict=False)
-            break
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        D.all_reduce_grads(params)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        state = out.state
-        good = {k: v.clone() for k, v in lora.items()}
-        steps_done = step + 1
-        row = {"step": steps_done, "seconds": time.perf_counter() - t0, **out.parts}
-        if steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
-            model.eval()
-            row.update(quick_efficacy(ub, sets, ds, check_idx, eval_cfg))
-            model.train()
-        rows.append(row)
-    bar.close()
+    try:
+        for step in bar:
+            fi, ri = schedule[step]
+            # Data parallel: this process runs the model on its share of each batch (all of it
+            # when launched alone); the per-sequence results are gathered so the loss is the
+            # whole batch's everywhere, with gradients through this process's share only.
+            mine_f, mine_r = fi[D.shard_slice(len(fi))], ri[D.shard_slice(len(ri))]
+            inp: dict = {}
+            # Every set this method trains on in one forward pass; the refusals share their
+            # prompt (image and question) with the true forget answers when both are needed.
+            parts = [
+                (name, e, idx)
+                for name, e, idx, keys in (
+                    ("forget", enc.get("forget"), mine_f, {"forget_logp_sum"}),
+                    ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum"}),
+                    ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl"}),
+                )
+                if keys & need
+            ]
+            names = [p[0] for p in parts]
+            branch = {names.index("refusal"): 0} if names[:2] == ["forget", "refusal"] else None
+            outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch)))
+            for name in ("forget", "refusal", "retain"):
+                if name in outs and f"{name}_logp_sum" in need:
+                    lp, nt = packed_answer_logprobs(*outs[name])
+                    inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = D.gather_cat(lp), D.gather_cat(nt)
+            for name in ("forget", "refusal"):
+                if f"{name}_ref_logp_sum" in need:
+                    inp[f"{name}_ref_logp_sum"] = ref[name][fi]
+            if "retain_kl" in need:
+                lg, _, seq, n = outs["retain"]
+                lp_ref = torch.cat([ref_retain[i] for i in mine_r]).to(lg.device)
+                inp["retain_kl"] = D.gather_cat(packed_kl_per_sequence(lg, lp_ref, seq, n))
+            if "forget_concepts" in need:
+                inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
+            if "retain_concepts" in need:
+                inp["retain_concepts"] = [sets.retain_concepts[i] for i in ri]
+            out = spec(LossInputs(**inp), retain_weight=cfg.retain_weight, beta=cfg.beta, state=state)
+            if not torch.isfinite(out.loss):
+                status = (
+                    f"stopped at step {step}: the {method} loss became {float(out.loss.detach())}; "
+                    f"kept the adapter of step {step - 1} (lower unlearn.lr to go further)"
+                )
+                warnings.warn(status)
+                model.load_state_dict(good, strict=False)
+                break
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            D.all_reduce_grads(params)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            state = out.state
+            good = {k: v.clone() for k, v in lora.items()}
+            steps_done = step + 1
+            row = {"step": steps_done, "seconds": time.perf_counter() - t0, **out.parts}
+            if steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
+                model.eval()
+                row.update(quick_efficacy(ub, sets, ds, check_idx, eval_cfg))
+                model.train()
+            rows.append(row)
+    finally:  # an interrupted run leaves no half-drawn bar after its last line
+        bar.close()
     model.eval()
     secs = time.perf_counter() - t0
     traj = pd.DataFrame(rows)

@@ -95,27 +95,28 @@ def render_crowd(events: Sequence, n: int, image_size: int, seed: int, processor
     labels = np.zeros((n, len(tasks)), dtype=np.int64)
     objects = np.zeros((n, len(OBJECTS)), dtype=np.float32)
     images = []
-    for k in tqdm(range(n), desc="render crowd", disable=not progress, leave=False, mininterval=2.0):
-        gender = rng.choice(("female", "male"))
-        traits = random_traits(rng, gender)
-        ei = k % len(events)
-        rs = rng.getrandbits(31)
-        person = Person(
-            id="crowd",
-            name="",
-            age=None,
-            gender=gender,
-            profession=None,
-            occupation_category=None,
-            birthplace=None,
-            region=None,
-            traits=traits,
-        )
-        images.append(render(None, person, events[ei], rs, size=image_size))
-        labels[k, :-1] = [TRAIT_VALUES[t].index(traits[t]) for t in SALIENT_TRAITS]
-        labels[k, -1] = ei
-        for o in objects_in(None, events[ei], rs):
-            objects[k, obj_pos[o]] = 1.0
+    with tqdm(range(n), desc="render crowd", disable=not progress, leave=False, mininterval=2.0) as bar:
+        for k in bar:
+            gender = rng.choice(("female", "male"))
+            traits = random_traits(rng, gender)
+            ei = k % len(events)
+            rs = rng.getrandbits(31)
+            person = Person(
+                id="crowd",
+                name="",
+                age=None,
+                gender=gender,
+                profession=None,
+                occupation_category=None,
+                birthplace=None,
+                region=None,
+                traits=traits,
+            )
+            images.append(render(None, person, events[ei], rs, size=image_size))
+            labels[k, :-1] = [TRAIT_VALUES[t].index(traits[t]) for t in SALIENT_TRAITS]
+            labels[k, -1] = ei
+            for o in objects_in(None, events[ei], rs):
+                objects[k, obj_pos[o]] = 1.0
     ip = getattr(processor, "image_processor", processor)
     if ip is not None:
         pix = ip(images, return_tensors="pt")["pixel_values"]

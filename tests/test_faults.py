@@ -5,9 +5,16 @@ one line."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from pebench_core.config import ConfigError, load_config
 from pebench_core.pipeline import Run, get_eval, get_model, get_unlearned, get_world, model_dir
@@ -104,3 +111,121 @@ def test_an_unlearning_run_that_turns_nan_is_a_failed_stage_unless_kept(tmp_path
     outcome = Run(kept, tmp_path).unlearned("ga", "person")
     assert outcome.status.startswith("stopped at step")
     assert set(outcome.results["status"]) == {outcome.status}
+
+
+# --- interrupted runs: Ctrl-C, kill -9, a full disk, through the command line ------------------
+ROOT = Path(__file__).resolve().parent.parent
+RUN_SMALL = ["run", "--profile", "smoke", "--set", "unlearn.methods=ga", "--set", "unlearn.targets=person"]
+
+
+def _env(**extra) -> dict:
+    # the thread count of this process, so that the subprocess's numbers can equal the fixture's
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"}
+    env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra.pop("PYTHONPATH", ""), str(ROOT)]))
+    return {**env, **extra}
+
+
+def _cli(argv, **env) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pebench_core.cli", *argv],
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _temps(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*.tmp-*") if p.is_dir()]
+
+
+def _wait_for_temp(proc: subprocess.Popen, folder: Path, timeout: float = 300) -> Path:
+    """Block until a stage under ``folder`` is being written (its temporary folder exists)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = _temps(folder) if folder.is_dir() else []
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before {folder} was written: {proc.stderr.read()}")
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"no stage under {folder} started within {timeout}s")
+
+
+def _one_error_line(stderr: str, command: str = "run") -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr and lines, stderr
+    assert lines[-1].startswith(f"pebench {command}: "), stderr
+    return lines[-1]
+
+
+def test_ctrl_c_then_kill_9_mid_stage_then_resume_gives_the_same_results(built, tmp_path):
+    cfg, _, folder = built
+    out = tmp_path / "run"
+    # Ctrl-C while the base model trains: one line, and no half-written folder
+    proc = _cli([*RUN_SMALL, "--out", str(out)])
+    _wait_for_temp(proc, out / "models" / "base-full")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in _one_error_line(err) and _temps(out) == []
+    # kill -9 while fine-tuning: nothing can clean up, so a temporary folder stays behind ...
+    proc = _cli([*RUN_SMALL, "--out", str(out)])
+    left = _wait_for_temp(proc, out / "models" / "finetune")
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert left.is_dir() and not (out / "models" / "finetune" / left.name.split(".")[1]).exists()
+    # ... and the same command resumes: the stale folder swept, every number as without interruptions
+    proc = _cli([*RUN_SMALL, "--out", str(out)])
+    stdout, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "[models] base-full" not in stdout  # the base that finished before the kill is reused
+    assert _temps(out) == []
+    weights = "model.safetensors"
+    assert _sha(model_dir(cfg, "finetune", None, out) / weights) == _sha(model_dir(cfg, "finetune", None, built[1]) / weights)
+    again = get_unlearned(cfg, "ga", "person", out, progress=False)
+    assert _sha(again / "adapter" / "adapter_model.safetensors") == _sha(folder / "adapter" / "adapter_model.safetensors")
+    pd.testing.assert_frame_equal(pd.read_parquet(again / "results.parquet"), pd.read_parquet(folder / "results.parquet"))
+
+
+FULL_DISK = """
+import errno, os
+if os.environ.get("FILL_AFTER"):  # the device fills after this many images were saved
+    from PIL import Image
+    save, calls = Image.Image.save, [0]
+    def full(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] > int(os.environ["FILL_AFTER"]):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, *args, **kwargs)
+    Image.Image.save = full
+if os.environ.get("FILL_WEIGHTS"):  # the device fills when the first weights are written
+    import safetensors.torch
+    def full_weights(*args, **kwargs):
+        raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                           'message: "No space left on device" })')
+    safetensors.torch.save_file = full_weights
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "folder"),
+    [
+        (["world", "--profile", "smoke"], {"FILL_AFTER": "20"}, "world"),
+        ([*RUN_SMALL], {"FILL_WEIGHTS": "1"}, "models/init"),
+    ],
+    ids=["world-images", "model-weights"],
+)
+def test_a_full_disk_is_one_line_naming_the_folder(tmp_path, argv, env, folder):
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "sitecustomize.py").write_text(FULL_DISK)
+    out = tmp_path / "out"
+    proc = _cli([*argv, "--out", str(out)], PYTHONPATH=str(tmp_path / "hooks"), **env)
+    _, err = proc.communicate(timeout=300)
+    line = _one_error_line(err, argv[0])
+    assert proc.returncode == 2, err
+    where = out.parent if argv[0] == "world" else out / folder
+    assert f"no space left on the device of {where} while writing" in line and " are free" in line, line
+    assert _temps(tmp_path) == [] and not (out / "world.json").exists()

@@ -1,12 +1,31 @@
 """One atomic folder write and one completion marker for every artifact."""
 
+import errno
 import hashlib
 import os
+import re
 
 import pytest
 
 from pebench_core.config import ConfigError
-from pebench_core.storage import MARKER, atomic_dir, is_complete, mark_complete, read_marker, swap_in, sweep_temps, temp_dir_for
+from pebench_core.storage import (
+    MARKER,
+    NoSpaceError,
+    atomic_dir,
+    atomic_write_bytes,
+    is_complete,
+    mark_complete,
+    read_marker,
+    swap_in,
+    sweep_temps,
+    temp_dir_for,
+)
+
+DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
+# what safetensors raises (its own type, not an OSError) when the device fills
+SAFETENSORS_FULL = RuntimeError(
+    'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+)
 
 
 def test_the_marker_is_written_last_and_read_back(tmp_path):
@@ -86,3 +105,47 @@ def test_verify_names_what_changed_after_the_write(tmp_path):
     assert verify(final) == "sub/x.txt is missing"
     (final / MARKER).write_text("{")
     assert verify(final).startswith("its marker cannot be read")
+
+
+def _needed(message: str) -> int:
+    return int(re.search(r"needs about ([\d,]+) bytes", message).group(1).replace(",", ""))
+
+
+@pytest.mark.parametrize("error", [DISK_FULL, SAFETENSORS_FULL], ids=["oserror", "safetensors"])
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_bytes(tmp_path, error):
+    stage = tmp_path / "models" / "finetune"
+    with atomic_dir(stage / "old-key", marker={}) as tmp:  # an earlier build of the same stage
+        (tmp / "model.safetensors").write_bytes(b"w" * 5000)
+    with pytest.raises(NoSpaceError) as caught:
+        with atomic_dir(stage / "new-key", marker={}) as tmp:
+            (tmp / "model.safetensors").write_bytes(b"w" * 1200)
+            raise error
+    message = str(caught.value)
+    assert "\n" not in message and f"device of {stage} while writing new-key" in message
+    assert 5000 < _needed(message) < 6000 and " are free" in message  # the earlier build (with its marker): the better guess
+    assert sorted(p.name for p in stage.iterdir()) == ["old-key"]  # nothing half-written left
+
+
+def test_a_full_disk_inside_a_nested_write_names_the_outer_folder(tmp_path):
+    with pytest.raises(NoSpaceError, match=r"while writing stage: it needs about 300 bytes"):
+        with atomic_dir(tmp_path / "stage", marker={}) as outer:
+            (outer / "a").write_bytes(b"x" * 300)
+            with atomic_dir(outer / "weights"):
+                raise DISK_FULL
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_single_file_that_does_not_fit_names_its_size(tmp_path, monkeypatch):
+    def full(fd):
+        raise DISK_FULL
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(NoSpaceError, match=r"while writing results.parquet: it needs about 4,096 bytes"):
+        atomic_write_bytes(tmp_path / "results.parquet", b"x" * 4096)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_errors_are_not_taken_for_a_full_disk(tmp_path):
+    with pytest.raises(PermissionError):
+        with atomic_dir(tmp_path / "stage"):
+            raise PermissionError(errno.EACCES, "Permission denied")

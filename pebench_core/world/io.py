@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from PIL import Image
 
 from ..code_keys import state
 from ..config import ConfigError
-from ..storage import is_complete, mark_complete, temp_dir_for, verify
+from ..storage import folder_bytes, is_complete, mark_complete, no_space_left, space_error, temp_dir_for, verify
 from .catalogue import GENERATOR_VERSION, LAYOUT_LOOKALIKES, LOOKALIKES, OBJECTS, POPE_TEMPLATE, World
 from .drawing import render
 from .scenes import objects_in
@@ -108,6 +109,13 @@ def _init_worker(world_dict: dict[str, Any], root: str) -> None:
     _WORKER["root"] = root
 
 
+def _init_pool_worker(world_dict: dict[str, Any], root: str) -> None:
+    # Ctrl-C reaches the whole process group: the parent alone stops (and cleans up), the
+    # workers do not print a traceback each
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(world_dict, root)
+
+
 def _render_job(job: _Job) -> None:
     world: World = _WORKER["world"]
     img = render(world, world.person(job.person), world.event(job.event), job.render_seed)
@@ -181,6 +189,7 @@ def write_world(world: World, out_dir: str | Path, progress: bool = True, worker
     except OSError as exc:
         raise ConfigError(f"cannot write the world to {out}: {exc.strerror or exc}") from None
 
+    bar = None
     try:
         (tmp / "images").mkdir()
         jobs = plan_images(world)
@@ -202,7 +211,7 @@ def write_world(world: World, out_dir: str | Path, progress: bool = True, worker
             # (and its thread pools) loaded is safer with spawn.
             method = "fork" if "fork" in mp.get_all_start_methods() and "torch" not in sys.modules else "spawn"
             ctx = mp.get_context(method)
-            with ctx.Pool(n_workers, initializer=_init_worker, initargs=(wd, str(tmp))) as pool:
+            with ctx.Pool(n_workers, initializer=_init_pool_worker, initargs=(wd, str(tmp))) as pool:
                 for _ in pool.imap_unordered(_render_job, jobs, chunksize=32):
                     bar.update()
         bar.close()
@@ -237,7 +246,12 @@ def write_world(world: World, out_dir: str | Path, progress: bool = True, worker
                 return out
             raise
     except BaseException as exc:
+        if bar is not None:  # before the message: a bar left open is redrawn after it at exit
+            bar.close()
+        written = folder_bytes(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        if no_space_left(exc):
+            raise space_error(out, written) from None
         if isinstance(exc, PermissionError):
             raise ConfigError(f"cannot write the world to {out}: {exc.strerror or exc}") from None
         raise
