@@ -492,6 +492,7 @@ def load_config(
     the overrides' or the YAML file's ``seed``, else 0.
     """
     name = str(profile)
+    from_file: tuple[Path, set[str]] | None = None  # the YAML file and the fields it set
     if name.endswith((".yml", ".yaml")) or Path(name).is_file():
         import yaml
 
@@ -523,6 +524,7 @@ def load_config(
             cfg = _merge(cfg, data)
         except ConfigError as exc:  # name the file the bad value came from
             raise ConfigError(f"profile file {path}: {exc}") from None
+        from_file = path, _dotted(data)
     else:
         if name not in PROFILES:
             raise ConfigError(f"unknown profile {name!r}; allowed: {', '.join(PROFILES)} or a .yaml file")
@@ -533,8 +535,25 @@ def load_config(
         cfg = _merge(cfg, overrides)
     if seed is not None:
         cfg = replace(cfg, seed=_coerce(seed, int, "seed"))
-    validate(cfg)
+    try:
+        validate(cfg)
+    except ConfigError as exc:
+        if from_file is not None:  # a value the file set and nothing later replaced: name the file
+            path, keys = from_file
+            keys -= _dotted(overrides or {}) | ({"seed"} if seed is not None else set())
+            if any(re.search(rf"(?<![\w.]){re.escape(k)}\b", str(exc)) for k in keys):
+                raise ConfigError(f"profile file {path}: {exc}") from None
+        raise
     return cfg
+
+
+def _dotted(data: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """The ``section.field`` names a nested settings mapping sets."""
+    out: set[str] = set()
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        out |= _dotted(value, f"{name}.") if isinstance(value, Mapping) else {name}
+    return out
 
 
 def _require(cond: bool, msg: str) -> None:

@@ -98,19 +98,24 @@ CASES = [
     # YAML profiles
     (["run", "--profile", "{tmp}/latin1.yaml", "--out", "{out}"], "{tmp}/latin1.yaml is not UTF-8 text"),
     (["world", "--profile", "{tmp}/inf_lr.yaml", "--out", "{out}"], "{tmp}/inf_lr.yaml: train.lr"),
-    (["run", "--profile", "{tmp}/nan_int.yaml", "--out", "{out}"], "world.n_people"),
-    (["run", "--profile", "{tmp}/neg_decay.yaml", "--out", "{out}"], "train.weight_decay"),
-    (["run", "--profile", "{tmp}/dup_methods.yaml", "--out", "{out}"], "unlearn.methods"),
+    (["run", "--profile", "{tmp}/nan_int.yaml", "--out", "{out}"], "{tmp}/nan_int.yaml: world.n_people"),
+    (["run", "--profile", "{tmp}/neg_decay.yaml", "--out", "{out}"], "{tmp}/neg_decay.yaml: train.weight_decay must be"),
+    (["run", "--profile", "{tmp}/dup_methods.yaml", "--out", "{out}"], "{tmp}/dup_methods.yaml: unlearn.methods names ga"),
     (["run", "--profile", "{tmp}/map_path.yaml", "--out", "{out}"], "model.path: expected a string"),
-    (["run", "--profile", "{tmp}/bool_lr.yaml", "--out", "{out}"], "unlearn.lr"),
+    (["run", "--profile", "{tmp}/bool_lr.yaml", "--out", "{out}"], "{tmp}/bool_lr.yaml: unlearn.lr"),
     (["run", "--profile", "{tmp}/broken.yaml", "--out", "{out}"], "{tmp}/broken.yaml is not valid YAML"),
     (["run", "--profile", "{tmp}/list.yaml", "--out", "{out}"], "{tmp}/list.yaml must hold a mapping"),
     (["run", "--profile", "{tmp}/base.yaml", "--out", "{out}"], "unknown base profile 'huge'"),
     (["run", "--profile", "{tmp}/section.yaml", "--out", "{out}"], "'world' must be a mapping"),
-    (["run", "--profile", "{tmp}/neg_seed.yaml", "--out", "{out}"], "seed must be between 0 and"),
+    (["run", "--profile", "{tmp}/neg_seed.yaml", "--out", "{out}"], "{tmp}/neg_seed.yaml: seed must be between 0 and"),
     (["run", "--profile", "{tmp}/text_seed.yaml", "--out", "{out}"], "seed: expected an integer"),
-    (["run", "--profile", "{tmp}/data_dir.yaml", "--out", "{out}"], "/no/such/pebench does not exist"),
+    (["run", "--profile", "{tmp}/data_dir.yaml", "--out", "{out}"], "{tmp}/data_dir.yaml: world.data_dir must be"),
     (["run", "--profile", "{tmp}/absent.yaml", "--out", "{out}"], "{tmp}/absent.yaml does not exist"),
+    # the file's bad seed is replaced by --seed: what stops the run is the command line's value
+    (
+        ["run", "--profile", "{tmp}/neg_seed.yaml", "--seed", "1", "--set", "unlearn.steps=0", "--out", "{out}"],
+        "error: unlearn.steps must be at least 1",
+    ),
     (["book", "--profile", "smoke", "--no-html", "--set", "unlearn.steps=nan"], "unlearn.steps"),
 ]
 
