@@ -89,6 +89,7 @@ def _cmd_world(args) -> None:
             "by `pebench run` and the chapters, and needs no `pebench world` step; "
             "leave world.data_dir empty to write the synthetic world"
         )
+    _check_out(args.out)
     from .world import generate_world, write_world
 
     t0 = time.perf_counter()
@@ -101,11 +102,25 @@ def _cmd_world(args) -> None:
     )
 
 
+def _check_out(out: str | None) -> None:
+    """A run folder that cannot be one, refused before torch is imported (its parents are
+    created as the stages write)."""
+    if out is None:
+        return
+    path = Path(out).expanduser()
+    blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--out {out}: {blocker} exists and is not a folder; choose another path")
+    if blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {blocker} cannot be written; choose another path")
+
+
 def _cmd_run(args) -> None:
     several = args.seeds is not None
     seeds: list[int | None] = list(parse_seed_list(args.seeds, "--seeds")) if several else [args.seed]
     # Every seed's configuration is checked before the first one runs.
     cfgs = [load_config(args.profile, seed=seed, overrides=args.overrides) for seed in seeds]
+    _check_out(args.out)
     from .pipeline import run_all, seed_run_dir
 
     for cfg in cfgs:

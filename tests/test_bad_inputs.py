@@ -64,6 +64,7 @@ CASES = [
     (RUN + ["--set", "unlearn.beta=inf"], "unlearn.beta"),
     (RUN + ["--set", "unlearn.retain_weight=-1"], "unlearn.retain_weight"),
     (RUN + ["--set", "unlearn.lr=true"], "unlearn.lr"),
+    (RUN + ["--set", "unlearn.lr=inf"], "unlearn.lr"),
     (RUN + ["--set", "world.forget_share=nan"], "world.forget_share"),
     (RUN + ["--set", "world.n_people=1e400"], "world.n_people"),
     (RUN + ["--set", "eval.batch_size=0"], "eval.batch_size"),
@@ -83,6 +84,10 @@ CASES = [
     (WORLD + ["--set", "world.data_dir={tmp}/missing"], "{tmp}/missing does not exist"),
     (WORLD + ["--set", "world.data_dir={tmp}/latin1.yaml"], "{tmp}/latin1.yaml is not a folder"),
     (WORLD + ["--set", "world.data_dir={tmp}"], "needs no `pebench world` step"),
+    # run folders that cannot be one
+    (["run", "--profile", "smoke", "--out", "{tmp}/latin1.yaml"], "latin1.yaml exists and is not a folder"),
+    (["run", "--profile", "smoke", "--out", "{tmp}/latin1.yaml/run"], "latin1.yaml exists and is not a folder"),
+    (["world", "--profile", "smoke", "--out", "{tmp}/latin1.yaml/w"], "latin1.yaml exists and is not a folder"),
     # seeds
     (RUN + ["--seeds", ","], "--seeds names no seed"),
     (RUN + ["--seeds", ""], "--seeds names no seed"),

@@ -160,6 +160,21 @@ def test_pretrain_vision_trains_only_the_tower_deterministically(ds, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
+def test_a_damaged_vision_cache_is_retrained_not_loaded(ds, tmp_path, capsys):
+    tcfg = dataclasses.replace(CFG.train, vision_images=64, vision_epochs=1, vision_batch_size=32)
+    b = _bundle(ds)
+    T.pretrain_vision(b, ds, tcfg, seed=0, progress=False, cache=tmp_path)
+    trained = {k: v.clone() for k, v in b.model.state_dict().items()}
+    (folder,) = list(tmp_path.iterdir())
+    weights = folder / "vision.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated: safetensors alone would raise deep inside
+    again = _bundle(ds)
+    h = T.pretrain_vision(again, ds, tcfg, seed=0, progress=False, cache=tmp_path)
+    assert "cannot be reused: vision.safetensors has 100 bytes" in capsys.readouterr().out
+    assert not h[-1].get("cached") and all(torch.equal(trained[k], again.model.state_dict()[k]) for k in trained)
+    assert weights.stat().st_size > 100  # and stored again, whole
+
+
 def test_replay_and_stage_examples(ds):
     fe = set(ds.splits["event"]["forget_events"])
     full = T.replay_examples(ds, None, 1.0, 0)
