@@ -25,7 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from pebench_core.analysis import sequences_per_step  # noqa: E402
-from pebench_core.config import METHODS, load_config  # noqa: E402
+from pebench_core.config import load_config  # noqa: E402
+from pebench_core.methods import BUILT_IN, runs_on  # noqa: E402
 from pebench_core.evaluate import evaluate  # noqa: E402
 from pebench_core.pipeline import get_model, get_world  # noqa: E402
 from pebench_core.unlearn import step_cost  # noqa: E402
@@ -51,8 +52,8 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float]]] = {}
     no_retain = dataclasses.replace(cfg.unlearn, retain_weight=0.0)
     for _ in range(args.repeats):
-        for m in METHODS:
-            target = "both" if m.endswith("+bgd") else args.target
+        for m in BUILT_IN:
+            target = args.target if runs_on(m, args.target) else "both"
             runs.setdefault(m, []).append(
                 step_cost(bundle, ds, target, m, cfg.unlearn, cfg.eval, steps=args.steps, seed=cfg.seed, with_setup=True)
             )

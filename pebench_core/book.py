@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError
+from .methods import chapter_methods
 from .results import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,20 +42,12 @@ class Chapter:
     title: str | None = None  # replaces the executed copy's first heading (one notebook, several chapters)
 
 
-METHOD_TITLES = {
-    "ga": "Gradient ascent (GA)",
-    "gd": "Gradient difference (GD)",
-    "kl": "KL-regularised gradient ascent (KL)",
-    "po": "Preference optimisation towards refusal (PO)",
-    "dpo": "Direct preference optimisation (DPO)",
-    "npo": "Bonus: negative preference optimisation (NPO)",
-}
-
 CHAPTERS: list[Chapter] = [
     Chapter("01_world.ipynb", "01_world", "The world and the model"),
     Chapter("02_injection.ipynb", "02_injection", "The world and the model"),
     Chapter("03_measuring.ipynb", "03_measuring", "Measuring forgetting"),
-    *[Chapter("04_method.ipynb", f"04_{m}", "Unlearning methods", {"method": m}, title) for m, title in METHOD_TITLES.items()],
+    # one chapter per registered method that has one, titled by the registry
+    *[Chapter("04_method.ipynb", f"04_{m.name}", "Unlearning methods", {"method": m.name}, m.title) for m in chapter_methods()],
     Chapter("05_simultaneous.ipynb", "05_simultaneous", "Interference"),
     Chapter("06_interference.ipynb", "06_interference", "Interference"),
     Chapter("07_leaderboard.ipynb", "07_leaderboard", "Results"),

@@ -41,8 +41,7 @@ DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)
 MODEL_KINDS: tuple[ModelKind, ...] = typing.get_args(ModelKind)
 ADAPTERS: tuple[Adapter, ...] = typing.get_args(Adapter)
 SWITCHES: tuple[Switch, ...] = typing.get_args(Switch)
-# Methods are not a Literal: a reader may register a loss of their own (losses.register).
-METHODS: tuple[str, ...] = ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd")
+# Methods are not a Literal: a reader may register one of their own (pebench_core.methods).
 TINY_MAX_LENGTH = 160  # the tiny model's context: 16 image tokens + the longest QA, with room
 
 
@@ -123,11 +122,17 @@ class TrainConfig:
     gradient_checkpointing: Switch = "auto"  # auto = on for a local checkpoint on CUDA
 
 
+def _default_methods() -> tuple[str, ...]:
+    from .methods import default_methods  # the registry imports this module: read it when asked
+
+    return default_methods()
+
+
 @dataclass(frozen=True)
 class UnlearnConfig:
     """The unlearning stage (design: Unlearning methods): the same budget for every method."""
 
-    methods: tuple[str, ...] = ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd")
+    methods: tuple[str, ...] = field(default_factory=lambda: _default_methods())  # the registry's built-ins
     targets: tuple[Target, ...] = ("person", "event", "both")
     steps: int = 40
     lr: float = 1e-3
@@ -637,7 +642,9 @@ def validate(cfg: RunConfig) -> RunConfig:
                 hid % heads == 0,
                 f"model.{name}_hidden ({hid}) must be a positive multiple of model.{name}_heads ({heads})",
             )
-    for name, given, allowed in (("methods", u.methods, METHODS), ("targets", u.targets, TARGETS)):
+    from .methods import names
+
+    for name, given, allowed in (("methods", u.methods, names()), ("targets", u.targets, TARGETS)):
         unknown = [x for x in given if x not in allowed]
         _require(
             not unknown and len(given) > 0,

@@ -14,11 +14,11 @@ Notation (one row per sequence ``i`` of a set):
 * a set's ``NLL`` is the **mean over its sequences** of ``NLL_i`` (so a long answer does not
   outweigh a short one, and the value does not depend on batching or padding).
 
-Registry: :data:`LOSSES` maps a method name (``ga``, ``gd``, ``kl``, ``po``, ``dpo``,
-``npo``, ``gd+bgd``, ``kl+bgd``) to a :class:`LossSpec` holding the function, a
-description, its formula in LaTeX and the inputs it needs, so the training loop computes
-only those (``spec.required_inputs(retain_weight)``). :func:`get_loss` looks a name up and
-raises :class:`~pebench_core.config.ConfigError` on an unknown one.
+Registry: :data:`LOSSES` (the same dict as :data:`pebench_core.methods.METHODS`) maps a
+method name to its :class:`~pebench_core.methods.Method`: the function, its title, formula,
+citation and the inputs it needs, so the training loop computes only those
+(``spec.required_inputs(retain_weight)``). :func:`get_loss` looks a name up and raises
+:class:`~pebench_core.config.ConfigError` on an unknown one; :func:`register` adds one.
 
 Calling convention (every registered function)::
 
@@ -43,11 +43,14 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError
+from .methods import METHODS, Method, register
+from .methods import get as get_method
 
 __all__ = [
     "LossInputs",
     "LossOutput",
-    "LossSpec",
+    "Method",
+    "register",
     "BGDState",
     "LOSSES",
     "INPUT_FIELDS",
@@ -552,137 +555,14 @@ class LossFn(Protocol):
     ) -> LossOutput: ...
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """A registered objective: ``fn(inputs, retain_weight=, beta=, state=) -> LossOutput``.
-
-    The ``needs_*`` flags say which model passes the training loop must run:
-    ``needs_forget`` (θ on true forget answers), ``needs_ref_forget`` (reference on them),
-    ``needs_refusal`` (θ on refusal answers), ``needs_ref_refusal`` (reference on them),
-    ``needs_retain`` (θ NLL on retain answers), ``needs_kl`` (θ and reference logits on
-    retain answers → ``retain_kl``), ``needs_concepts`` (concept labels; BGD),
-    ``stateful`` (carries a :class:`BGDState` between steps). Retain inputs are needed only
-    when ``retain_weight != 0``: use :meth:`required_inputs`.
-    """
-
-    name: str
-    fn: LossFn
-    description: str
-    formula: str  # LaTeX, without surrounding $
-    needs_forget: bool = True
-    needs_ref_forget: bool = False
-    needs_refusal: bool = False
-    needs_ref_refusal: bool = False
-    needs_retain: bool = False
-    needs_kl: bool = False
-    needs_concepts: bool = False
-    stateful: bool = False
-
-    def required_inputs(self, retain_weight: float = 1.0) -> tuple[str, ...]:
-        """The :class:`LossInputs` field names this method reads for a given ``λ``."""
-        req: list[str] = []
-        if self.needs_forget:
-            req += ["forget_logp_sum", "forget_n_tokens"]
-        if self.needs_ref_forget:
-            req += ["forget_ref_logp_sum"]
-        if self.needs_refusal:
-            req += ["refusal_logp_sum", "refusal_n_tokens"]
-        if self.needs_ref_refusal:
-            req += ["refusal_ref_logp_sum"]
-        if self.needs_concepts:
-            req += ["forget_concepts"]
-        if retain_weight != 0:
-            if self.needs_retain:
-                req += ["retain_logp_sum", "retain_n_tokens"]
-            if self.needs_kl:
-                req += ["retain_kl"]
-            if self.needs_concepts and (self.needs_retain or self.needs_kl):
-                req += ["retain_concepts"]
-        return tuple(req)
-
-    def __call__(
-        self, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None
-    ) -> LossOutput:
-        return self.fn(inputs, retain_weight=retain_weight, beta=beta, state=state)
+# One entry per method, in pebench_core.methods (imported without torch, so that a command
+# line is validated before torch loads); the same dict under the name this module always used.
+LOSSES = METHODS
 
 
-_NLLR = r"\lambda\,\mathrm{NLL}_r"
-LOSSES: dict[str, LossSpec] = {
-    "ga": LossSpec("ga", ga_loss, "Gradient ascent on the forget answers", r"\mathcal{L} = -\mathrm{NLL}_f"),
-    "gd": LossSpec(
-        "gd",
-        gd_loss,
-        "Gradient difference: ascend on forget, descend on retain",
-        r"\mathcal{L} = -\mathrm{NLL}_f + " + _NLLR,
-        needs_retain=True,
-    ),
-    "kl": LossSpec(
-        "kl",
-        kl_loss,
-        "Gradient ascent on forget + KL to the reference model on retain answers",
-        r"\mathcal{L} = -\mathrm{NLL}_f + \lambda\,\mathbb{E}_{D_r}\!\left[\mathrm{KL}(p_\mathrm{ref}\,\|\,p_\theta)\right]",
-        needs_kl=True,
-    ),
-    "po": LossSpec(
-        "po",
-        po_loss,
-        "Preference optimisation: learn a refusal on the forget images, keep retain",
-        r"\mathcal{L} = \mathrm{NLL}(y_\mathrm{refusal} \mid D_f) + " + _NLLR,
-        needs_forget=False,
-        needs_refusal=True,
-        needs_retain=True,
-    ),
-    "dpo": LossSpec(
-        "dpo",
-        dpo_loss,
-        "DPO with the refusal preferred over the true answer",
-        r"\mathcal{L} = -\mathbb{E}_{D_f}\log\sigma\!\Big(\beta\big[(\ell_\theta(y_w)-\ell_\mathrm{ref}(y_w))"
-        r" - (\ell_\theta(y_l)-\ell_\mathrm{ref}(y_l))\big]\Big) + " + _NLLR,
-        needs_ref_forget=True,
-        needs_refusal=True,
-        needs_ref_refusal=True,
-        needs_retain=True,
-    ),
-    "npo": LossSpec(
-        "npo",
-        npo_loss,
-        "Negative preference optimisation on the forget answers",
-        r"\mathcal{L} = \mathbb{E}_{D_f}\tfrac{2}{\beta}\log\!\Big(1 + e^{\beta(\ell_\theta(y)-\ell_\mathrm{ref}(y))}\Big) + "
-        + _NLLR,
-        needs_ref_forget=True,
-        needs_retain=True,
-    ),
-    "gd+bgd": LossSpec(
-        "gd+bgd",
-        gd_bgd_loss,
-        "GD with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
-        r"\mathcal{L} = \frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon} "
-        r"+ \lambda\,\frac{1}{K_r}\sum_c \mathrm{NLL}_r(c),"
-        r"\quad m_c \leftarrow \mu\,m_c + (1-\mu)\,\lvert\mathrm{NLL}_f(c)\rvert",
-        needs_retain=True,
-        needs_concepts=True,
-        stateful=True,
-    ),
-    "kl+bgd": LossSpec(
-        "kl+bgd",
-        kl_bgd_loss,
-        "KL with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
-        r"\mathcal{L} = \frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon} + \lambda\,\frac{1}{K_r}\sum_c"
-        r" \mathbb{E}_{D_r(c)}\!\left[\mathrm{KL}(p_\mathrm{ref}\,\|\,p_\theta)\right],"
-        r"\quad m_c \leftarrow \mu\,m_c + (1-\mu)\,\lvert\mathrm{NLL}_f(c)\rvert",
-        needs_kl=True,
-        needs_concepts=True,
-        stateful=True,
-    ),
-}
-
-
-def get_loss(name: str) -> LossSpec:
-    """The registered :class:`LossSpec`; an unknown name raises ``ConfigError`` listing the allowed ones."""
-    try:
-        return LOSSES[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown unlearning method {name!r}; allowed: {', '.join(LOSSES)}") from None
+def get_loss(name: str) -> Method:
+    """The registered :class:`~pebench_core.methods.Method`; an unknown name raises ``ConfigError`` listing the allowed ones."""
+    return get_method(name)
 
 
 def compute_loss(

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis.schema import UNLEARN_METHODS
+from .analysis.schema import unlearn_methods
 from .analysis.stats import format_ci
 
 __all__ = [
@@ -122,7 +122,7 @@ def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int) -> 
     ``delta`` with ``delta_lo``/``delta_hi``; only the base methods count), ``t2``
     :func:`pebench_core.analysis.table2`.
     """
-    base = svs[svs["method"].isin(UNLEARN_METHODS)]
+    base = svs[svs["method"].isin(unlearn_methods())]
     down = base[base["delta_hi"] < 0]
     up = base[base["delta_lo"] > 0]
     same = base.drop(down.index.union(up.index))

@@ -66,9 +66,9 @@ def stage_code(*entries) -> str:
     registry is left out, so that an unlearning run depends on its own loss only: the
     unlearning key adds the one entry it uses; no other stage calls a loss."""
     from .code_keys import code_key
-    from .losses import LOSSES
+    from .methods import METHODS
 
-    return code_key(*entries, opaque=(LOSSES,))
+    return code_key(*entries, opaque=(METHODS,))
 
 
 def real_pretrain_people(cfg: RunConfig) -> int:
@@ -286,11 +286,12 @@ def eval_key(cfg: RunConfig, model: str, target: str) -> str:
 def unlearn_key(cfg: RunConfig, method: str, target: str) -> str:
     import dataclasses
 
-    from .losses import get_loss
+    from .methods import get
 
     u = dataclasses.replace(cfg.unlearn, methods=(), targets=())  # one run depends on its own method only
+    m = get(method)  # its loss's code and what the loop computes for it; not its title or prose
     return config_hash(
-        "unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target, stage_code(get_unlearned, get_loss(method))
+        "unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target, m.passes(), stage_code(get_unlearned, m.fn)
     )
 
 
@@ -431,9 +432,11 @@ def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
 
 
 def methods_for(cfg: RunConfig, target: str, methods=None) -> list[str]:
-    """The methods (``methods``, default the profile's) run on ``target``: BGD balances two
-    concepts, so it runs on ``both`` only."""
-    return [m for m in (methods or cfg.unlearn.methods) if target == "both" or not m.endswith("+bgd")]
+    """The methods (``methods``, default the profile's) run on ``target``: those whose registry
+    entry lists it (BGD balances two concepts, so it runs on ``both`` only)."""
+    from .methods import runs_on
+
+    return [m for m in (methods or cfg.unlearn.methods) if runs_on(m, target)]
 
 
 def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:

@@ -1,7 +1,7 @@
 """One unlearning loop for every method (design: Unlearning methods).
 
 The method is looked up in :data:`pebench_core.losses.LOSSES`; the loop computes only the
-inputs that method needs (``LossSpec.required_inputs``) and hands them to the pure loss.
+inputs that method needs (``Method.required_inputs``) and hands them to the pure loss.
 Fairness: every method gets the same LoRA config, step budget, learning rate and batches
 (the forget and retain batches are drawn from the same seeded stream whatever the method).
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from pebench_core import config
+from pebench_core import config, methods
 from pebench_core.config import ConfigError
 from pebench_core.losses import (
     LOSSES,
@@ -266,10 +266,11 @@ def test_shifted_answer_mask_matches_answer_logprobs():
 # Registry and validation
 
 
-def test_registry_matches_config_methods():
-    assert set(LOSSES) == set(config.METHODS)
+def test_the_registry_is_the_one_list_of_methods():
+    assert config.load_config("smoke").unlearn.methods == tuple(LOSSES) == methods.BUILT_IN
     for name, spec in LOSSES.items():
-        assert spec.name == name and spec.formula and spec.description
+        assert spec.name == name and spec.formula and spec.summary and spec.title and callable(spec.fn)
+        assert spec.citation and spec.about and set(spec.targets) <= set(config.TARGETS)
 
 
 def test_unknown_method_lists_allowed_names():

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from pebench_core import losses
-from pebench_core.config import METHODS, ConfigError, load_config
+from pebench_core.config import ConfigError, load_config
+from pebench_core.methods import BUILT_IN
 from pebench_core.data import load_dataset, world_texts
 from pebench_core.losses import answer_logprobs
 from pebench_core.models import build_tiny, remove_lora
@@ -32,10 +33,10 @@ def _forget_nll(bundle, ds, target):
     return float((-lp / n).mean())
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", BUILT_IN)
 def test_every_method_runs_and_logs_a_trajectory(setup, method):
     cfg, ds, bundle = setup
-    target = "both" if method.endswith("+bgd") else "person"
+    target = losses.get_loss(method).targets[0]
     u = dataclasses.replace(cfg.unlearn, steps=2, eval_every=2)
     run = run_unlearning(bundle, ds, target, method, u, cfg.eval, progress=False, log=lambda *_: None)
     try:
@@ -92,7 +93,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_adapter(setup, monkeypatch):
             return dataclasses.replace(out, loss=out.loss * float("nan"))
         return out
 
-    monkeypatch.setitem(losses.LOSSES, "ga", dataclasses.replace(real, fn=flaky))
+    monkeypatch.setitem(losses.LOSSES, "ga", dataclasses.replace(real, loss=flaky))
     u = dataclasses.replace(cfg.unlearn, steps=5, eval_every=100)
     with pytest.warns(UserWarning, match="stopped at step 2"):
         run = run_unlearning(bundle, ds, "person", "ga", u, cfg.eval, progress=False, log=lambda *_: None)

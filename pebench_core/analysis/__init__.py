@@ -48,7 +48,7 @@ from .paper import (
     table2,
 )
 from .runs import Runs, gather_runs, load_runs, parse_seeds
-from .schema import BGD_BASE, KEYS, METHOD_ORDER, METRIC_ORDER, UNLEARN_METHODS
+from .schema import bgd_base, KEYS, method_order, METRIC_ORDER, unlearn_methods
 from .stats import Estimate, ci_column, format_ci, summarise
 from .tables import (
     IMAGE_DIRECTIONS,
@@ -76,8 +76,8 @@ from .verdicts import (
 
 __all__ = [
     "KEYS",
-    "UNLEARN_METHODS",
-    "BGD_BASE",
+    "unlearn_methods",
+    "bgd_base",
     "PAPER_TABLE1",
     "PAPER_TABLE2",
     "PAPER_COLUMNS",
@@ -112,7 +112,7 @@ __all__ = [
     "findings_markdown",
     # exposed before without being listed here
     "METRIC_ORDER",
-    "METHOD_ORDER",
+    "method_order",
     "IMAGE_DIRECTIONS",
     "REPRODUCED",
     "NOT_REPRODUCED",

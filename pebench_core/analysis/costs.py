@@ -15,7 +15,7 @@ __all__ = ["sequences_per_step", "step_costs", "likelihood_race"]
 def sequences_per_step(method: str, batch_size: int, retain_weight: float = 1.0) -> tuple[int, int]:
     """``(sequences, answers)``: the sequences one step of ``method`` runs through the model
     (all with gradient) and the answers it scores on them, read from what its loss needs
-    (:meth:`~pebench_core.losses.LossSpec.required_inputs`).
+    (:meth:`~pebench_core.methods.Method.required_inputs`).
 
     A forget item's true answer and its refusal share one sequence (one prompt, two answers:
     :func:`~pebench_core.unlearn.pack_batch`), and every reference output is computed once

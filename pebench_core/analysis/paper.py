@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .schema import BGD_BASE, METHOD_ORDER, METRIC_ORDER, in_order
+from .schema import bgd_base, method_order, METRIC_ORDER, in_order
 from .stats import paired_delta, summary_row
 
 __all__ = [
@@ -128,7 +128,7 @@ def table2(
     paper = paper_table2_long().set_index(["method", "concept", "metric"])["paper"]
     rows = []
     for method in ("gd", "gd+bgd", "kl", "kl+bgd"):
-        base = BGD_BASE.get(method)
+        base = bgd_base().get(method)
         for concept in ("person", "event"):
             for metric in ("efficacy", "retain"):
                 r = summary_row(summary, "both", method, concept, metric)
@@ -198,7 +198,7 @@ def side_by_side(summary: pd.DataFrame) -> pd.DataFrame:
         for concept in ("person", "event"):
             target = concept if table == "Table 1" else "both"
             ours = summary[(summary["target"] == target) & (summary["concept"] == concept)]
-            methods = in_order(set(ours["method"]) | set(p["method"]), METHOD_ORDER)
+            methods = in_order(set(ours["method"]) | set(p["method"]), method_order())
             if table == "Table 2":
                 methods = [m for m in methods if m in set(p["method"])]
             for method in methods:

@@ -8,15 +8,16 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from .. import methods
 from ..config import ConfigError
 from ..metrics import METRIC_ORDER as _METRIC_ORDER
 
 __all__ = [
     "KEYS",
-    "UNLEARN_METHODS",
-    "BGD_BASE",
+    "unlearn_methods",
+    "bgd_base",
     "METRIC_ORDER",
-    "METHOD_ORDER",
+    "method_order",
     "RESULT_COLUMNS",
     "ITEM_COLUMNS",
     "require_columns",
@@ -24,10 +25,25 @@ __all__ = [
 ]
 
 KEYS = ["target", "method", "concept", "metric"]
-UNLEARN_METHODS = ("ga", "gd", "kl", "po", "dpo", "npo")
-BGD_BASE = {"gd+bgd": "gd", "kl+bgd": "kl"}
 METRIC_ORDER = list(_METRIC_ORDER)
-METHOD_ORDER = ["finetune", "ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd", "goal"]
+
+
+# Functions, not constants: they read the method registry when called, so a method a reader
+# registers after this module was imported is in every table.
+def unlearn_methods() -> tuple[str, ...]:
+    """The single-concept methods (not a BGD balancing of another), in registry order."""
+    return methods.single_concept()
+
+
+def bgd_base() -> dict[str, str]:
+    """Each BGD variant and the method it balances."""
+    return methods.balanced()
+
+
+def method_order() -> list[str]:
+    """The display order of models: finetune, every registered method, goal."""
+    return ["finetune", *methods.names(), "goal"]
+
 
 #: The columns a ``results`` / ``items`` table must have for the analysis to read it.
 RESULT_COLUMNS = {"seed", "target", "method", "concept", "metric", "value"}

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError
-from .schema import ITEM_COLUMNS, KEYS, METHOD_ORDER, METRIC_ORDER, RESULT_COLUMNS, require_columns
+from .schema import ITEM_COLUMNS, KEYS, method_order, METRIC_ORDER, RESULT_COLUMNS, require_columns
 
 __all__ = [
     "Estimate",
@@ -263,7 +263,7 @@ def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, se
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["_m"] = out["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}).fillna(99)
+    out["_m"] = out["method"].map({m: i for i, m in enumerate(method_order())}).fillna(99)
     out["_k"] = out["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)}).fillna(99)
     out["_t"] = out["target"].map({"person": 0, "event": 1, "both": 2}).fillna(9)
     out = out.sort_values(["_t", "_m", "concept", "_k"]).drop(columns=["_m", "_k", "_t"])

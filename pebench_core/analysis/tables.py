@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .schema import BGD_BASE, ITEM_COLUMNS, METHOD_ORDER, METRIC_ORDER, UNLEARN_METHODS, in_order, require_columns
+from .schema import bgd_base, ITEM_COLUMNS, method_order, METRIC_ORDER, unlearn_methods, in_order, require_columns
 from .stats import bootstrap_estimate, bootstrap_wide, format_ci, named_rng, paired_block, paired_delta, summary_row
 
 __all__ = [
@@ -50,7 +50,7 @@ def leaderboard(summary: pd.DataFrame, concept: str, metrics: Sequence[str] | No
     idx = [
         (t, m)
         for t in ("person", "event", "both")
-        for m in in_order(s["method"], METHOD_ORDER)
+        for m in in_order(s["method"], method_order())
         if ((s["target"] == t) & (s["method"] == m)).any()
     ]
     means = s.pivot_table(index=["target", "method"], columns="metric", values="mean").reindex(
@@ -85,10 +85,10 @@ def simultaneous_vs_single(
     """
     present = lambda t: set(summary.loc[summary["target"] == t, "method"])  # noqa: E731
     if methods is None:
-        methods = [m for m in UNLEARN_METHODS if m in present("both") and (m in present("person") or m in present("event"))]
+        methods = [m for m in unlearn_methods() if m in present("both") and (m in present("person") or m in present("event"))]
     pairs = [(m, m) for m in methods]
     if with_bgd:
-        pairs += [(m, BGD_BASE[m]) for m in BGD_BASE if m in present("both")]
+        pairs += [(m, bgd_base()[m]) for m in bgd_base() if m in present("both")]
     rows = []
     for method, single_m in pairs:
         for concept in ("person", "event"):
@@ -244,7 +244,7 @@ def scope_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> 
     if out.empty:
         return out
     out["_t"] = out["target"].map({"person": 0, "event": 1, "both": 2})
-    out["_m"] = out["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}).fillna(99)
+    out["_m"] = out["method"].map({m: i for i, m in enumerate(method_order())}).fillna(99)
     return out.sort_values(["_t", "concept", "_m"]).drop(columns=["_t", "_m"]).reset_index(drop=True)
 
 

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .schema import BGD_BASE, ITEM_COLUMNS, UNLEARN_METHODS, require_columns
+from .schema import bgd_base, ITEM_COLUMNS, unlearn_methods, require_columns
 from .stats import Estimate, bootstrap_estimate, bootstrap_wide, format_ci, named_rng, paired_block, paired_delta
 
 __all__ = [
@@ -129,7 +129,7 @@ def finding_tests(
        ``(eff_{X+bgd,both} − eff_{X,both}) / (eff_{X,C} − eff_{X,both})``, and the retain change.
     """
     require_columns(items, ITEM_COLUMNS, "items")
-    pool = list(methods) if methods is not None else list(UNLEARN_METHODS)
+    pool = list(methods) if methods is not None else list(unlearn_methods())
     rows: list[dict] = []
 
     def add(finding, part, subject, quantity, est, m, note="", ok=True):
@@ -299,7 +299,7 @@ def finding_tests(
             )
 
     # ---- 5. BGD recovers part of the loss
-    for bgd, base in BGD_BASE.items():
+    for bgd, base in bgd_base().items():
         if not (
             ((items["target"] == "both") & (items["method"] == bgd)).any()
             and ((items["target"] == "both") & (items["method"] == base)).any()

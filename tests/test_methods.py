@@ -1,0 +1,161 @@
+"""The method registry is the one list of methods: configuration, the pipeline, the book and
+the analysis read it, and a method registered in user code runs like a built-in one, from
+``pebench run`` to its own chapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pebench_core import analysis, book, methods
+from pebench_core.config import ConfigError, load_config
+from pebench_core.methods import Method, register
+from pebench_core.pipeline import methods_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A reader's own method, as a module they would write: gradient ascent that stops pushing an
+# answer once its NLL passes a cap (a different loss from GA, not a rescaling: Adam would undo that).
+PLUGIN = """
+from pebench_core.losses import LossOutput, sequence_nll
+from pebench_core.methods import Method, register
+
+
+def capped_ga_loss(inp, *, retain_weight=1.0, beta=0.1, state=None):
+    nll = sequence_nll(inp.forget_logp_sum, inp.forget_n_tokens)
+    loss = -nll.clamp(max=2.0).mean()
+    return LossOutput(loss=loss, parts={"forget_nll": float(nll.mean()), "loss": float(loss)})
+
+
+register(Method(
+    "capped-ga",
+    loss=capped_ga_loss,
+    title="Capped gradient ascent",
+    summary="Gradient ascent until each answer's NLL reaches 2",
+    formula=r"\\mathcal{L} = -\\mathbb{E}_{D_f}\\min(\\mathrm{NLL}_i, 2)",
+    about="A reader's method: **capped gradient ascent**, registered from a module of their own.",
+    targets=("person", "event"),
+))
+"""
+
+
+@pytest.fixture
+def mine():
+    """A method registered for one test, and gone afterwards."""
+
+    def loss(inp, **_):
+        raise AssertionError("not run in these tests")
+
+    yield register(Method("mine", loss=loss, title="Mine", summary="a test method", formula="x", targets=("person",)))
+    methods.METHODS.pop("mine")
+
+
+def test_every_list_of_methods_reads_the_registry(mine):
+    cfg = load_config("smoke", overrides={"unlearn": {"methods": ["ga", "mine", "gd+bgd"]}})  # validation knows it
+    assert methods_for(cfg, "person") == ["ga", "mine"] and methods_for(cfg, "both") == ["ga", "gd+bgd"]
+    assert "mine" in analysis.unlearn_methods() and analysis.method_order()[-2:] == ["mine", "goal"]
+    assert analysis.bgd_base() == {"gd+bgd": "gd", "kl+bgd": "kl"}
+    # the profiles' default run is the built-ins; a reader's method runs when named
+    assert load_config("smoke").unlearn.methods == methods.BUILT_IN
+    # one chapter per method that has one, titled by its entry
+    assert [c.output for c in book.CHAPTERS if c.source == "04_method.ipynb"] == [
+        f"04_{m}" for m in methods.BUILT_IN if methods.METHODS[m].chapter
+    ]
+    assert all(c.title == methods.METHODS[c.parameters["method"]].title for c in book.CHAPTERS if "method" in c.parameters)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "ga"}, "'ga' is registered already"),
+        ({"name": "a,b"}, "without commas"),
+        ({"targets": ("people",)}, "targets must be among person, event, both"),
+        ({"balances": "sgd"}, "balances 'sgd', which is not a registered method"),
+        ({"loss": "not_a_function"}, "loss must be a function"),
+    ],
+)
+def test_a_bad_registration_is_one_clear_error(change, message):
+    entry = {"name": "new", "loss": lambda inp, **_: None, "title": "t", "summary": "s", "formula": "f", **change}
+    with pytest.raises(ConfigError, match=message):
+        register(Method(**entry))
+    assert "new" not in methods.METHODS
+
+
+def test_an_unknown_method_names_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"unlearn.methods has unknown method\(s\) \['sgd'\]; allowed: ga, gd, kl"):
+        load_config("smoke", overrides=["unlearn.methods=sgd"])
+
+
+def _env(tmp_path: Path, plugin: str) -> dict:
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONHASHSEED": "0",
+        "MPLBACKEND": "Agg",
+        "TQDM_DISABLE": "1",
+        "PEBENCH_PLUGINS": plugin,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+
+
+def test_a_plugin_that_cannot_be_imported_is_one_line(tmp_path):
+    (tmp_path / "broken_methods.py").write_text("raise RuntimeError('typo in my module')\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pebench_core.cli", "run", "--profile", "smoke", "--out", str(tmp_path / "out")],
+        env=_env(tmp_path, "broken_methods"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "pebench run: error: PEBENCH_PLUGINS names 'broken_methods', which cannot be imported: RuntimeError: typo in my module"
+    )
+
+
+@pytest.mark.notebooks
+def test_a_method_registered_in_user_code_runs_end_to_end_and_gets_its_chapter(tmp_path, monkeypatch):
+    (tmp_path / "my_methods.py").write_text(PLUGIN)
+    env = _env(tmp_path, "my_methods")
+    out = tmp_path / "run"
+    argv = ["run", "--profile", "smoke", "--set", "unlearn.methods=ga,capped-ga", "--set", "unlearn.targets=person"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pebench_core.cli", *argv, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = pd.read_parquet(out / "results" / "results.parquet")
+    assert set(results["method"]) == {"finetune", "goal", "ga", "capped-ga"} and results["value"].notna().all()
+    ga, capped = (
+        pd.read_parquet(next((out / "unlearn" / f"{m}-person").glob("*/trajectory.parquet"))) for m in ("ga", "capped-ga")
+    )
+    assert len(ga) == len(capped) and not ga["forget_nll"].equals(capped["forget_nll"])  # another loss, another path
+    # its chapter: the same parameterised notebook, -p method half-ga
+    import papermill as pm
+
+    for key in ("PEBENCH_PLUGINS", "PYTHONPATH", "TQDM_DISABLE"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    executed = tmp_path / "04_capped-ga.ipynb"
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / "04_method.ipynb"),
+        str(executed),
+        parameters={"method": "capped-ga", "profile": "smoke", "run_dir": str(out), "overrides": ["unlearn.targets=person"]},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
+    nb = json.loads(executed.read_text())
+    shown = "".join(
+        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/markdown", ""))
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+    )
+    assert "capped gradient ascent" in shown and "def capped_ga_loss" in shown
+    assert "capped-ga" not in methods.METHODS  # nothing leaked into this process
