@@ -83,9 +83,16 @@ def plan(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> EvalPlan:
     for concept in CONCEPTS_OF[target]:
         other = "event" if concept == "person" else "person"
         hit = (lambda i: i.person in fp) if concept == "person" else (lambda i: i.event in fe)
-        forget = sample([i for i in s.forget if hit(i)], k, seed, f"{concept}:forget")
+        other_hit = (lambda i: i.event in fe) if concept == "person" else (lambda i: i.person in fp)
+        pool = [i for i in s.forget if hit(i)]
+        forget = sample(pool, k, seed, f"{concept}:forget")
         sets[f"{concept}:forget"] = forget
-        sets[f"{other}:scope-of-{concept}"] = forget
+        # Scope asks whether the *other* concept survived on these images, so it is measured
+        # where that concept is kept: under target both, a forget person's image at a forget
+        # event must lose both, and would count a perfect forgetter as interference.
+        kept = [i for i in pool if not other_hit(i)]
+        scope = forget if len(kept) == len(pool) else sample(kept, k, seed, f"{other}:scope-of-{concept}")
+        sets[f"{other}:scope-of-{concept}"] = scope
         held = [i for i in s.forget_heldout if hit(i)]
         if held:
             sets[f"{concept}:heldout"] = sample(held, k, seed, f"{concept}:heldout")

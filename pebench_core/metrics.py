@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Protocol, Sequence, ru
 import numpy as np
 import numpy.typing as npt
 
+from .world.catalogue import REFUSALS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -113,8 +115,10 @@ def normalise(text: str) -> str:
     return _NONWORD.sub(" ", t).strip()
 
 
-#: Phrases (already normalised) that make an answer a refusal. Matched as whole words.
-REFUSAL_PHRASES: tuple[str, ...] = (
+#: Phrases (already normalised) that make an answer a refusal. Matched as whole words: the
+#: usual ways a model declines, then every refusal the world itself teaches (PO and DPO train
+#: towards those), so the two lists cannot drift apart.
+_DECLINING: tuple[str, ...] = (
     "dont know",
     "do not know",
     "not able to identify",
@@ -145,6 +149,9 @@ REFUSAL_PHRASES: tuple[str, ...] = (
     "unknown person",
     "not possible to identify",
     "sorry",
+)
+REFUSAL_PHRASES: tuple[str, ...] = tuple(
+    dict.fromkeys([*_DECLINING, *(normalise(r) for kind in REFUSALS.values() for r in kind)])
 )
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pebench_core.config import ConfigError, load_config
-from pebench_core.data import load_dataset, world_texts
+from pebench_core.data import load_dataset, refusal_for, world_texts
 from pebench_core.evaluate import evaluate, metrics_from_answers, plan
 from pebench_core.models import build_tiny
 from pebench_core.scorers import get_scorer
@@ -72,6 +72,27 @@ def test_metrics_from_answers_is_pure(setup):
     res = {r.key: r.value for r in metrics_from_answers(ds, p, truth, get_scorer("keywords"))}
     assert res["person/efficacy"] == 0.0 and res["person/retain"] == 1.0
     assert res["person/scope"] == 1.0 and res["person/world_fact"] == 1.0
+
+
+def test_a_perfect_forgetter_scores_full_scope_under_target_both(setup):
+    """Forgets exactly the forget people and events, keeps everything else: no interference, so
+    both scopes are 1, though many forget images show a forget person at a forget event."""
+    cfg, ds, _ = setup
+    p = plan(ds, "both", cfg.eval)
+    fp, fe = set(ds.splits["both"]["forget_people"]), set(ds.splits["both"]["forget_events"])
+    assert any(i.event in fe for i in p.sets["person:forget"])  # the case that used to count
+    answers = {}
+    for q in p.questions(ds):
+        forgotten = (q.kind == "person" and q.person in fp) or (q.kind == "event" and q.event in fe)
+        answers[(q.item_id, q.question)] = refusal_for(q.kind) if forgotten else q.answer
+    res = {r.key: r.value for r in metrics_from_answers(ds, p, answers, get_scorer("keywords"))}
+    assert res["person/efficacy"] == 1.0 and res["event/efficacy"] == 1.0
+    assert res["person/scope"] == 1.0 and res["event/scope"] == 1.0
+    assert not any(i.event in fe for i in p.sets["event:scope-of-person"])
+    assert not any(i.person in fp for i in p.sets["person:scope-of-event"])
+    # a single target keeps its scope images: the forget images themselves
+    single = plan(ds, "person", cfg.eval)
+    assert single.sets["event:scope-of-person"] == single.sets["person:forget"]
 
 
 def test_unknown_target_is_a_clear_error(setup):

@@ -70,6 +70,12 @@ def test_is_refusal_true(text):
     assert is_refusal(text)
 
 
+def test_every_refusal_the_world_teaches_is_a_refusal():
+    from pebench_core.world.catalogue import REFUSALS
+
+    assert all(is_refusal(r) for kind in REFUSALS.values() for r in kind)
+
+
 @pytest.mark.parametrize("text", ["This is Mia Chen.", "A man jogging in the park.", "Canon camera"])
 def test_is_refusal_false(text):
     assert not is_refusal(text)
