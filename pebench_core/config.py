@@ -141,7 +141,8 @@ class UnlearnConfig:
     lora_alpha: int = 16
     lora_projector: bool = True  # also adapt the multimodal projector
     retain_weight: float = 1.0  # lambda in GD / KL / PO / DPO / NPO
-    beta: float = 0.1  # DPO / NPO temperature
+    beta: float = 0.1  # DPO / NPO / SimNPO temperature
+    gamma: float = 0.0  # SimNPO reward margin (its paper's γ; 0 on TOFU)
     eval_every: int = 10  # steps between trajectory evaluations of efficacy
     # A run whose loss turned NaN fails its stage (no result row); true keeps what it reached,
     # with the status in every row, for a reader who wants to see how far it got.
@@ -274,6 +275,7 @@ RANGES: dict[str, Range] = {
     "unlearn.lora_alpha": AT_LEAST_1,
     "unlearn.retain_weight": NON_NEGATIVE,
     "unlearn.beta": POSITIVE,
+    "unlearn.gamma": NON_NEGATIVE,
     "unlearn.eval_every": AT_LEAST_1,
     # eval
     "eval.batch_size": AT_LEAST_1,

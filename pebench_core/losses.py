@@ -69,6 +69,7 @@ __all__ = [
     "po_loss",
     "dpo_loss",
     "npo_loss",
+    "simnpo_loss",
     "gd_bgd_loss",
     "kl_bgd_loss",
 ]
@@ -445,6 +446,22 @@ def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, 
     return _with_retain("npo", forget_term, inp, retain_weight, {"log_ratio": _f(ratio.mean())})
 
 
+def simnpo_loss(
+    inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, gamma: float = 0.0, state: BGDState | None = None
+) -> LossOutput:
+    """SimNPO (Fan et al., 2025): NPO without the reference model, on the length-normalised
+    log-likelihood, with a reward margin ``γ``, plus ``λ·NLL_r``::
+
+        mean_i −(2/β) · log σ(−β · ℓθ(y_i)/|y_i| − γ)  =  mean_i (2/β) · softplus(−β·NLL_i + γ)
+
+    (``ℓθ/|y| = −NLL_i``). The gradient weight ``σ(γ − β·NLL_i)`` fades as an answer becomes
+    unlikely, as NPO's does, but needs no reference pass and treats short and long answers alike.
+    """
+    nll = _forget_nll(inp, "simnpo")
+    forget_term = ((2.0 / beta) * F.softplus(gamma - beta * nll)).mean()
+    return _with_retain("simnpo", forget_term, inp, retain_weight, {"forget_nll": _f(nll.mean())})
+
+
 # ---------------------------------------------------------------------------------------
 # BGD (our reconstruction; design: Unlearning methods)
 
@@ -566,9 +583,16 @@ def get_loss(name: str) -> Method:
 
 
 def compute_loss(
-    name: str, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None
+    name: str,
+    inputs: LossInputs,
+    *,
+    retain_weight: float = 1.0,
+    beta: float = 0.1,
+    state: BGDState | None = None,
+    **hparams: float,
 ) -> LossOutput:
-    """Shorthand for ``get_loss(name)(inputs, retain_weight=..., beta=..., state=...)``."""
+    """Shorthand for ``get_loss(name)(inputs, retain_weight=..., beta=..., state=..., **hparams)``
+    (``hparams``: a method's own settings, e.g. SimNPO's ``gamma``)."""
     if beta <= 0 or not math.isfinite(beta):
         raise ConfigError(f"beta must be a positive number, got {beta}")
-    return get_loss(name)(inputs, retain_weight=retain_weight, beta=beta, state=state)
+    return get_loss(name)(inputs, retain_weight=retain_weight, beta=beta, state=state, **hparams)

@@ -122,10 +122,23 @@ class Method:
                 req += ["retain_concepts"]
         return tuple(req)
 
+    def settings(self, unlearn: Any) -> dict[str, Any]:
+        """The keyword arguments the loss gets from an :class:`~pebench_core.config.UnlearnConfig`:
+        ``retain_weight`` and ``beta`` (every loss takes them), then each other name in
+        :attr:`hparams` (e.g. SimNPO's ``gamma``)."""
+        names = ("retain_weight", "beta", *(h for h in self.hparams if h not in ("retain_weight", "beta")))
+        return {h: getattr(unlearn, h) for h in names}
+
     def __call__(
-        self, inputs: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None
+        self,
+        inputs: LossInputs,
+        *,
+        retain_weight: float = 1.0,
+        beta: float = 0.1,
+        state: BGDState | None = None,
+        **hparams: Any,
     ) -> LossOutput:
-        return self.fn(inputs, retain_weight=retain_weight, beta=beta, state=state)
+        return self.fn(inputs, retain_weight=retain_weight, beta=beta, state=state, **hparams)
 
 
 _NLLR = r"\lambda\,\mathrm{NLL}_r"
@@ -219,6 +232,21 @@ METHODS: dict[str, Method] = {
         needs_ref_forget=True,
         needs_retain=True,
     ),
+    "simnpo": Method(
+        "simnpo",
+        loss="simnpo_loss",
+        title="Bonus: simple negative preference optimisation (SimNPO)",
+        summary="Reference-free, length-normalised NPO with a reward margin",
+        formula=r"\mathcal{L} = -\mathbb{E}_{D_f}\tfrac{2}{\beta}\log\sigma\!\Big(-\tfrac{\beta}{|y|}\,\ell_\theta(y)"
+        r" - \gamma\Big) + " + _NLLR,
+        citation="fan2025simplicity",
+        about="**SimNPO** {cite}`fan2025simplicity` drops NPO's reference model: the loss looks at the answer's "
+        r"likelihood per token, $\ell_\theta(y)/|y|$, against a margin $\gamma$. NPO's reference makes answers "
+        "the fine-tuned model knew very well the slowest to forget; without it every forget answer is pushed "
+        "alike, and the weight still fades once an answer is unlikely. It needs no reference pass at all.",
+        hparams=("retain_weight", "beta", "gamma"),
+        needs_retain=True,
+    ),
     "gd+bgd": Method(
         "gd+bgd",
         loss="gd_bgd_loss",
@@ -286,6 +314,15 @@ def register(method: Method, replace: bool = False) -> Method:
         raise ConfigError(f"method {method.name!r}: targets must be among {', '.join(TARGETS)}, got {method.targets!r}")
     if method.balances is not None and method.balances not in METHODS:
         raise ConfigError(f"method {method.name!r} balances {method.balances!r}, which is not a registered method")
+    from .config import UnlearnConfig
+
+    known = {f.name for f in fields(UnlearnConfig)}
+    unknown_h = [h for h in method.hparams if h not in known]
+    if unknown_h:
+        raise ConfigError(
+            f"method {method.name!r} reads {', '.join(unknown_h)}, which {'is' if len(unknown_h) == 1 else 'are'} "
+            "not unlearn.* settings; add the field to UnlearnConfig (with its range) first"
+        )
     if not callable(method.loss):
         raise ConfigError(f"method {method.name!r}: loss must be a function, got {type(method.loss).__name__}")
     METHODS[method.name] = method

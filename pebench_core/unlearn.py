@@ -284,7 +284,7 @@ def run_unlearning(
                 inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
             if "retain_concepts" in need:
                 inp["retain_concepts"] = [sets.retain_concepts[i] for i in ri]
-            out = spec(LossInputs(**inp), retain_weight=cfg.retain_weight, beta=cfg.beta, state=state)
+            out = spec(LossInputs(**inp), state=state, **spec.settings(cfg))
             if not torch.isfinite(out.loss):
                 status = (
                     f"stopped at step {step}: the {method} loss became {float(out.loss.detach())}; "
@@ -323,6 +323,7 @@ def run_unlearning(
         "lora_projector": cfg.lora_projector,
         "retain_weight": cfg.retain_weight,
         "beta": cfg.beta,
+        **{h: getattr(cfg, h) for h in spec.hparams if h not in ("retain_weight", "beta")},
         "selection": "fixed budget: the last step",
     }
     log(

@@ -113,6 +113,28 @@ def test_npo_hand_value():
     assert close(out.loss, forget + 2.5 / 3)
 
 
+def test_simnpo_hand_value():
+    # length-normalised NLL: 2/4 = 0.5 and 6/3 = 2.0; β = 0.5, γ = 0.25
+    # (2/β)·softplus(γ − β·NLL) = 4·softplus(0) = 4 ln 2 and 4·softplus(−0.75) = 4 ln(1 + e^−0.75)
+    out = compute_loss("simnpo", full_inputs(), retain_weight=1.0, beta=0.5, gamma=0.25)
+    forget = (4 * math.log(2) + 4 * math.log(1 + math.exp(-0.75))) / 2
+    assert close(out.loss, forget + 2.5 / 3)
+    # no reference pass; the margin only shifts where the weight fades
+    assert get_loss("simnpo").required_inputs(0.0) == ("forget_logp_sum", "forget_n_tokens")
+    assert close(
+        compute_loss("simnpo", full_inputs(), retain_weight=0.0, beta=0.5).loss,
+        2 * (math.log(1 + math.exp(-0.25)) + math.log(1 + math.exp(-1.0))),
+    )
+
+
+def test_simnpo_pushes_every_answer_down_and_fades_when_unlikely():
+    lp = T([-0.5, -40.0]).requires_grad_(True)
+    out = compute_loss("simnpo", LossInputs(forget_logp_sum=lp, forget_n_tokens=T([1.0, 1.0])), retain_weight=0.0, beta=1.0)
+    out.loss.backward()
+    # d/dlp of softplus(γ + β·lp)·2/β /2 = σ(β·lp + γ): positive (minimising lowers lp), near 0 once unlikely
+    assert lp.grad[0] > 0.3 and 0 < lp.grad[1] < 1e-15
+
+
 def test_dpo_at_reference_is_log2():
     x = T([-3.0, -1.0, -7.5])
     y = T([-2.0, -4.0, -0.5])
@@ -271,6 +293,7 @@ def test_the_registry_is_the_one_list_of_methods():
     for name, spec in LOSSES.items():
         assert spec.name == name and spec.formula and spec.summary and spec.title and callable(spec.fn)
         assert spec.citation and spec.about and set(spec.targets) <= set(config.TARGETS)
+        assert set(spec.hparams) <= {f.name for f in dataclasses.fields(config.UnlearnConfig)}
 
 
 def test_unknown_method_lists_allowed_names():
