@@ -409,6 +409,7 @@ def load_pebench_folder(
     # the pre-training group gets "r" ids, as the synthetic world's real-world people do
     pid = {name: f"p{i:03d}" for i, name in enumerate(fictitious)}
     pid |= {name: f"r{i:03d}" for i, name in enumerate(sorted(known))}
+    pretrain_ids = {pid[name] for name in known}
     eid = {name: f"e{i:02d}" for i, name in enumerate(event_names)}
     people, real_people = [], []
     for name in person_names:
@@ -447,7 +448,7 @@ def load_pebench_folder(
         if len(recs) >= 2:
             k = min(len(recs) - 1, max(1, round(len(recs) * heldout_share)))
             held = set(rng.sample(range(len(recs)), k))
-        roles = ("pretrain_eval", "pretrain") if p.startswith("r") else ("heldout", "train")
+        roles = ("pretrain_eval", "pretrain") if p in pretrain_ids else ("heldout", "train")
         for j, r in enumerate(recs):
             role = roles[0] if j in held else roles[1]
             items.append(
@@ -471,8 +472,6 @@ def load_pebench_folder(
             f"of {root}; lower it"
         )
     splits = make_splits([p.id for p in people], [e.id for e in events], forget_share, random.Random(f"pebench-splits:{seed}"))
-    people.sort(key=lambda q: q.id)
-    real_people.sort(key=lambda q: q.id)
     return Dataset(
         root=root,
         people=people,
