@@ -143,7 +143,17 @@ class UnlearnConfig:
     retain_weight: float = 1.0  # lambda in GD / KL / PO / DPO / NPO
     beta: float = 0.1  # DPO / NPO / SimNPO temperature
     gamma: float = 0.0  # SimNPO reward margin (its paper's γ; 0 on TOFU)
+    undial_strength: float = 10.0  # UNDIAL: how far the true token's logit is lowered (its paper: 3-30)
+    rmu_depth: float = 0.5  # RMU: the decoder layer, as a share of the depth (0 first, 1 last)
+    rmu_steer: float = 2.0  # RMU: the control vector's length, in mean activation norms of that layer
+    negation_scale: float = 1.0  # task-vector negation: the α in θ_ft − α·τ
+    bgd_max_weight: float = 4.0  # BGD's bound ρ: each concept's weight stays within [1/ρ, ρ]
     eval_every: int = 10  # steps between trajectory evaluations of efficacy
+    # The learning-rate grid, as multiples of `lr`, the same for every method: each rate runs
+    # for `grid_steps` (0: the whole budget, and the chosen run is the final one) and the one
+    # with the best validation score is kept (pebench_core.tuning). One factor: no tuning.
+    lr_factors: tuple[float, ...] = (0.3, 1.0, 3.0)
+    grid_steps: int = 0
     # A run whose loss turned NaN fails its stage (no result row); true keeps what it reached,
     # with the status in every row, for a reader who wants to see how far it got.
     keep_stopped: bool = False
@@ -157,6 +167,9 @@ class EvalConfig:
     batch_size: int = 32
     max_new_tokens: int = 40
     max_items: int = 80  # items per metric split (seeded sample); 0 = all
+    # Items per concept held out of every metric: the learning-rate grid is scored on this many
+    # forget images and as many retain images (at most a quarter of each pool); 0 = none.
+    val_items: int = 16
 
 
 @dataclass(frozen=True)
@@ -276,11 +289,19 @@ RANGES: dict[str, Range] = {
     "unlearn.retain_weight": NON_NEGATIVE,
     "unlearn.beta": POSITIVE,
     "unlearn.gamma": NON_NEGATIVE,
+    "unlearn.undial_strength": NON_NEGATIVE,
+    "unlearn.rmu_depth": SHARE,
+    "unlearn.rmu_steer": POSITIVE,
+    "unlearn.negation_scale": POSITIVE,
+    "unlearn.bgd_max_weight": Range(lo=1, why="a weight bound ρ keeps each weight within [1/ρ, ρ]; 1 is no reweighting"),
     "unlearn.eval_every": AT_LEAST_1,
+    "unlearn.lr_factors": Range(lo=0, lo_open=True, why="multiples of unlearn.lr"),
+    "unlearn.grid_steps": Range(lo=0, zero="the whole step budget", unit="steps"),
     # eval
     "eval.batch_size": AT_LEAST_1,
     "eval.max_new_tokens": AT_LEAST_1,
     "eval.max_items": Range(lo=0, zero="all"),
+    "eval.val_items": Range(lo=0, zero="no validation subset: the learning rate is not tuned"),
 }
 
 
@@ -302,8 +323,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "text_heads": 2,
         },
         "train": {"base_epochs": 2, "finetune_epochs": 2, "vision_images": 256, "vision_epochs": 1},
-        "unlearn": {"steps": 4, "eval_every": 2, "batch_size": 4},
-        "eval": {"max_items": 12, "max_new_tokens": 24, "batch_size": 16},
+        "unlearn": {"steps": 4, "eval_every": 2, "batch_size": 4, "lr_factors": (1.0, 3.0)},
+        "eval": {"max_items": 12, "max_new_tokens": 24, "batch_size": 16, "val_items": 3},
     },
     "paper": {
         "world": {"n_people": 200, "n_events": 40, "n_real_people": 20, "image_size": 512},
@@ -330,6 +351,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list (or a comma-separated string), got {value!r}")
+        if typing.get_args(typ)[:1] == (float,):  # a list of numbers, each read as one
+            return tuple(_coerce(v, float, where) for v in value)
         return tuple(str(v) for v in value)
     if origin is Literal:
         typ = str  # a fixed-strings field reads as a string; validate() checks it is one of them
@@ -574,6 +597,11 @@ def _check_field(where: str, value: Any, typ: Any) -> None:
     if origin is Literal:
         choices = typing.get_args(typ)
         _require(value in choices, f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    elif origin is tuple and typing.get_args(typ)[:1] == (float,):
+        _require(isinstance(value, tuple), f"{where} must be a list of numbers, got {value!r}")
+        for v in value:  # each number against the field's RANGES row
+            _check_field(where, v, float)
+        _require(len(set(value)) == len(value), f"{where} lists a number more than once, got {list(value)}")
     elif origin is tuple:
         _require(
             isinstance(value, tuple) and all(isinstance(v, str) for v in value),
@@ -657,6 +685,15 @@ def validate(cfg: RunConfig) -> RunConfig:
             not twice,
             f"unlearn.{name} names {', '.join(twice)} more than once; give each {name[:-1]} once, got {','.join(given)}",
         )
+    _require(
+        len(u.lr_factors) >= 1,
+        "unlearn.lr_factors must list at least one multiple of unlearn.lr (1.0 alone: no tuning)",
+    )
+    _require(
+        len(u.lr_factors) == 1 or cfg.eval.val_items > 0,
+        f"unlearn.lr_factors lists {len(u.lr_factors)} rates but eval.val_items is 0: the grid is scored on "
+        "validation items; set eval.val_items (e.g. 16) or unlearn.lr_factors=1",
+    )
     return cfg
 
 

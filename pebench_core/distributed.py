@@ -102,6 +102,16 @@ def all_reduce_grads(params: Sequence[torch.nn.Parameter]) -> None:
         off += n
 
 
+def all_reduce_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the processes (a new tensor; ``t`` itself when launched alone)."""
+    if world_size() <= 1:
+        return t
+    init()
+    out = t.detach().clone()
+    torch.distributed.all_reduce(out)
+    return out
+
+
 def all_reduce_sum(x: float) -> float:
     if world_size() <= 1:
         return x

@@ -74,17 +74,43 @@ class EvalPlan:
         return out
 
 
-def plan(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> EvalPlan:
-    """The evaluation plan of ``target``: item sets per (question kind : split), sampled to ``cfg.max_items``."""
+def validation_sets(ds: Dataset, target: str, n: int, seed: int = 0) -> dict[str, list[Item]]:
+    """The validation subset of ``target``, which the learning-rate grid is scored on and
+    :func:`plan` never evaluates: per concept, ``n`` seeded forget images of that concept
+    (``"<concept>:forget"``), and ``n`` retain images (``"retain"``, shared by the concepts).
+    Each takes at most a quarter of its pool, so the final metrics keep most of their items.
+    They stay in the sets the methods train on: what is held out is the measurement."""
+    if n <= 0:
+        return {}
     s = split_sets(ds, target)
     fp, fe = set(s.forget_people), set(s.forget_events)
+    out: dict[str, list[Item]] = {}
+    for concept in CONCEPTS_OF[target]:
+        pool = [i for i in s.forget if (i.person in fp if concept == "person" else i.event in fe)]
+        out[f"{concept}:forget"] = sample(pool, min(n, len(pool) // 4), seed, f"validation:{concept}:forget")
+    out["retain"] = sample(s.retain, min(n, len(s.retain) // 4), seed, "validation:retain")
+    return {k: v for k, v in out.items() if v}
+
+
+def validation_ids(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> set[str]:
+    """The ids of every validation image of ``target`` (see :func:`validation_sets`)."""
+    return {i.id for items in validation_sets(ds, target, cfg.val_items, seed).values() for i in items}
+
+
+def plan(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> EvalPlan:
+    """The evaluation plan of ``target``: item sets per (question kind : split), sampled to
+    ``cfg.max_items``, the validation images (:func:`validation_sets`) left out."""
+    s = split_sets(ds, target)
+    fp, fe = set(s.forget_people), set(s.forget_events)
+    held_out = validation_ids(ds, target, cfg, seed)
+    retain_pool = [i for i in s.retain if i.id not in held_out]
     k = cfg.max_items
     sets: dict[str, list] = {}
     for concept in CONCEPTS_OF[target]:
         other = "event" if concept == "person" else "person"
         hit = (lambda i: i.person in fp) if concept == "person" else (lambda i: i.event in fe)
         other_hit = (lambda i: i.event in fe) if concept == "person" else (lambda i: i.person in fp)
-        pool = [i for i in s.forget if hit(i)]
+        pool = [i for i in s.forget if hit(i) and i.id not in held_out]
         forget = sample(pool, k, seed, f"{concept}:forget")
         sets[f"{concept}:forget"] = forget
         # Scope asks whether the *other* concept survived on these images, so it is measured
@@ -96,7 +122,7 @@ def plan(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> EvalPlan:
         held = [i for i in s.forget_heldout if hit(i)]
         if held:
             sets[f"{concept}:heldout"] = sample(held, k, seed, f"{concept}:heldout")
-        sets[f"{concept}:retain"] = sample(s.retain, k, seed, f"{concept}:retain")
+        sets[f"{concept}:retain"] = sample(retain_pool, k, seed, f"{concept}:retain")
         # The other concept on the same retain images: the control that scope is compared with.
         sets[f"{other}:scope-retain-of-{concept}"] = sets[f"{concept}:retain"]
         if s.pretrain_eval:
@@ -162,6 +188,42 @@ def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str]
                     concept=concept,
                 )
             )
+    return out
+
+
+def validation_score(
+    bundle: ModelBundle, ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0, scorer=None
+) -> dict[str, float]:
+    """Efficacy and retain of ``target``'s concepts on its validation images, and the
+    learning-rate grid's criterion: the mean over the concepts of (efficacy + retain) / 2.
+
+    Both are scored as the final metrics are (name match, the event scorer), so a rate that
+    forgets by breaking the model (efficacy up, retain down) scores no better than one that
+    does nothing (efficacy down, retain up)."""
+    scorer = scorer or get_scorer(cfg.scorer)
+    val = validation_sets(ds, target, cfg.val_items, seed)
+    if not val:
+        raise ValueError(f"target {target!r} has no validation images (eval.val_items={cfg.val_items})")
+    wanted: dict[str, tuple[str, list[Item]]] = {}
+    for concept in CONCEPTS_OF[target]:
+        wanted[f"efficacy/{concept}"] = (concept, val.get(f"{concept}:forget", []))
+        wanted[f"retain/{concept}"] = (concept, val.get("retain", []))
+    qas = {name: (person_qa(items, ds) if c == "person" else event_qa(items, ds)) for name, (c, items) in wanted.items()}
+    answers = answer_all(bundle, ds, [q for qs in qas.values() for q in qs], cfg)
+    out: dict[str, float] = {}
+    for name, (concept, items) in wanted.items():
+        if not items:
+            continue
+        a = [answers[(q.item_id, q.question)] for q in qas[name]]
+        efficacy = name.startswith("efficacy/")
+        if concept == "person":
+            fn = M.person_efficacy if efficacy else M.person_retain
+            out[name] = fn(a, [ds.person(i.person).name for i in items]).value
+        else:
+            fn = M.event_efficacy if efficacy else M.event_retain
+            out[name] = fn(a, [_event_ref(ds, i) for i in items], scorer).value
+    per_concept = [(out[f"efficacy/{c}"] + out[f"retain/{c}"]) / 2 for c in CONCEPTS_OF[target] if f"efficacy/{c}" in out]
+    out["criterion"] = sum(per_concept) / len(per_concept)
     return out
 
 

@@ -21,7 +21,9 @@ for every family of :mod:`~pebench_core.families`:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -362,9 +364,31 @@ def encoder_output(inner, e: EncodedQA, rows: list[int], device, dtype) -> torch
         return vision_hidden(inner, pixels.to(device, dtype))
 
 
+@contextlib.contextmanager
+def layer_output(layer: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Inside the block, the hidden states a decoder ``layer`` outputs are appended to the
+    yielded list (one ``[B, T, H]`` tensor per forward pass, in the autograd graph)."""
+    seen: list[torch.Tensor] = []
+
+    def hook(module, args, output):
+        seen.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
 def answer_pass(
-    model, parts: list[tuple[EncodedQA, list[int]]], pad_id: int, device, dtype, branch_of: dict[int, int] | None = None
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    model,
+    parts: list[tuple[EncodedQA, list[int]]],
+    pad_id: int,
+    device,
+    dtype,
+    branch_of: dict[int, int] | None = None,
+    hidden_of: torch.nn.Module | None = None,
+) -> list[tuple]:
     """One forward pass over the ``parts``; per part ``(logits [N, V], targets [N], rows [N],
     n_items)`` on its answer positions only (rows counted within the part).
 
@@ -373,23 +397,37 @@ def answer_pass(
     forward on one padded batch of all the parts, cut to the same form, so the losses see
     one format; ``branch_of`` is then only a saving that does not apply, and each set gets
     its own rows (the same numbers, tested).
+
+    With ``hidden_of`` (a decoder layer) each part's tuple gains a fifth entry: that layer's
+    output ``[N, H]`` at the same answer positions, in the same order (RMU).
     """
     packed = family_of(model).packed_parts(model)
-    if packed is not None:
-        inner = packed[1]
-        row = pack_batch(parts, branch_of, pad_id)
-        by_set: dict[int, list[int]] = {}
-        for s, r in row.image_rows:
-            by_set.setdefault(s, []).append(r)
-        # image blocks come set by set, in the row's order
-        feats = torch.cat([encoder_output(inner, parts[s][0], rs, device, dtype) for s, rs in by_set.items()])
-        logits = packed_logits(model, row, feats, device, dtype)
-        targets, rows, sets = row.targets.to(device), row.rows.to(device), row.sets.to(device)
-        return [(logits[sets == s], targets[sets == s], rows[sets == s], len(idx)) for s, (_, idx) in enumerate(parts)]
-    logits, targets, rows = full_answer_logits(model, padded_batch(parts, pad_id))
+    with contextlib.ExitStack() as stack:
+        seen = stack.enter_context(layer_output(hidden_of)) if hidden_of is not None else None
+        if packed is not None:
+            inner = packed[1]
+            row = pack_batch(parts, branch_of, pad_id)
+            by_set: dict[int, list[int]] = {}
+            for s, r in row.image_rows:
+                by_set.setdefault(s, []).append(r)
+            # image blocks come set by set, in the row's order
+            feats = torch.cat([encoder_output(inner, parts[s][0], rs, device, dtype) for s, rs in by_set.items()])
+            logits = packed_logits(model, row, feats, device, dtype)
+            targets, rows, sets = row.targets.to(device), row.rows.to(device), row.sets.to(device)
+            hid = seen[-1].reshape(-1, seen[-1].shape[-1])[row.pred.to(device)] if seen else None
+            return [
+                (logits[sets == s], targets[sets == s], rows[sets == s], len(idx), *(() if hid is None else (hid[sets == s],)))
+                for s, (_, idx) in enumerate(parts)
+            ]
+        batch = padded_batch(parts, pad_id)
+        logits, targets, rows = full_answer_logits(model, batch)
+        hid = None
+        if seen:  # the same positions full_answer_logits keeps: those that predict an answer token
+            h = seen[-1][:, :-1]
+            hid = h[(batch["labels"][:, 1:] != -100).to(h.device)]
     out, off = [], 0
     for _, idx in parts:
         keep = (rows >= off) & (rows < off + len(idx))
-        out.append((logits[keep], targets[keep], rows[keep] - off, len(idx)))
+        out.append((logits[keep], targets[keep], rows[keep] - off, len(idx), *(() if hid is None else (hid[keep],))))
         off += len(idx)
     return out

@@ -25,7 +25,7 @@ Calling convention (every registered function)::
     out = spec.fn(inputs, retain_weight=λ, beta=β, state=None)
     out.loss      # scalar tensor to back-propagate
     out.parts     # dict of detached floats for logging
-    out.state     # the new BGDState for ``*+bgd`` methods, else None
+    out.state     # a stateful method's state for the next step, else None
 
 ``BGD`` (balanced gradient difference) is the paper's mitigation for simultaneous
 person + event unlearning. Its exact formula is not published; :func:`bgd_loss` is our
@@ -34,10 +34,9 @@ reconstruction, documented in its docstring and in the chapter on simultaneous u
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Literal, Mapping, Protocol, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +50,6 @@ __all__ = [
     "LossOutput",
     "Method",
     "register",
-    "BGDState",
     "LOSSES",
     "INPUT_FIELDS",
     "get_loss",
@@ -70,8 +68,15 @@ __all__ = [
     "dpo_loss",
     "npo_loss",
     "simnpo_loss",
+    "undial_loss",
+    "task_vector_loss",
+    "rmu_loss",
+    "mse_per_sequence",
+    "adjusted_logits",
     "gd_bgd_loss",
     "kl_bgd_loss",
+    "bgd_weights",
+    "bgd_loss",
 ]
 
 
@@ -195,6 +200,44 @@ def packed_kl_per_sequence(logits_theta: torch.Tensor, logits_ref: torch.Tensor,
     return tot / n
 
 
+def mse_per_sequence(hidden: torch.Tensor, target: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """``[n_rows]``: per sequence, the mean over its answer positions of the mean squared
+    difference between ``hidden`` ``[N, H]`` and ``target`` (``[N, H]``, or ``[H]`` for one
+    vector for every position), ``rows`` ``[N]`` as in :func:`packed_answer_logprobs`.
+    ``target`` is a constant (detached). Computed in float32. A sequence with no position is
+    an error."""
+    if hidden.dim() != 2 or rows.shape != hidden.shape[:1] or target.shape not in (hidden.shape, hidden.shape[1:]):
+        raise ValueError(
+            f"mse_per_sequence: hidden {tuple(hidden.shape)}, target {tuple(target.shape)} and rows {tuple(rows.shape)} disagree"
+        )
+    per_tok = (hidden.float() - target.detach().float()).pow(2).mean(dim=-1)
+    tot = per_tok.new_zeros(n_rows).index_add(0, rows, per_tok)
+    n = per_tok.new_zeros(n_rows).index_add(0, rows, torch.ones_like(per_tok))
+    if bool((n == 0).any()):
+        raise ValueError("mse_per_sequence: a sequence has no answer positions")
+    return tot / n
+
+
+def adjusted_logits(ref_logits: torch.Tensor, targets: torch.Tensor, strength: float) -> torch.Tensor:
+    """UNDIAL's target: the reference's logits (or log-probabilities) ``[N, V]`` with each
+    row's true token ``targets[i]`` lowered by ``strength``; detached, in float32.
+
+    Only the true token moves, so the target keeps the reference's ranking of every other
+    token: the model is taught to spread the true token's mass over what it would otherwise
+    have said, not to say anything in particular. ``strength = 0`` is the reference itself.
+    """
+    if ref_logits.dim() != 2 or targets.shape != ref_logits.shape[:1]:
+        raise ValueError(
+            f"adjusted_logits: ref_logits must be [N, V] with targets [N]; "
+            f"got {tuple(ref_logits.shape)} and {tuple(targets.shape)}"
+        )
+    if not strength >= 0 or not math.isfinite(strength):
+        raise ValueError(f"adjusted_logits: strength must be a finite number >= 0, got {strength}")
+    out = ref_logits.detach().float().clone()
+    out[torch.arange(out.shape[0], device=out.device), targets] -= strength
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Inputs and outputs
 
@@ -209,6 +252,9 @@ INPUT_FIELDS = (
     "retain_logp_sum",
     "retain_n_tokens",
     "retain_kl",
+    "forget_adjusted_kl",
+    "forget_rmu_mse",
+    "retain_rmu_mse",
     "forget_concepts",
     "retain_concepts",
 )
@@ -227,6 +273,12 @@ class LossInputs:
     Retain set ``D_r`` (shape ``[B_r]``):
       * ``retain_logp_sum``, ``retain_n_tokens`` under θ;
       * ``retain_kl`` — per-sequence ``KL(ref ‖ θ)`` from :func:`kl_per_sequence`.
+    UNDIAL's self-distillation target on the forget answers (shape ``[B_f]``):
+      * ``forget_adjusted_kl`` — per-sequence ``KL(p_adj ‖ θ)``, ``p_adj`` the reference's
+        next-token distribution with the true token's logit lowered (:func:`adjusted_logits`).
+    RMU's activations at one decoder layer, per sequence (:func:`mse_per_sequence`):
+      * ``forget_rmu_mse`` ``[B_f]`` — to the fixed random control vector;
+      * ``retain_rmu_mse`` ``[B_r]`` — to the reference model's own activations.
     Concept labels for BGD (``"person"`` / ``"event"``, one per row):
       * ``forget_concepts`` (length ``B_f``), ``retain_concepts`` (length ``B_r``).
     """
@@ -240,6 +292,9 @@ class LossInputs:
     retain_logp_sum: torch.Tensor | None = None
     retain_n_tokens: torch.Tensor | None = None
     retain_kl: torch.Tensor | None = None
+    forget_adjusted_kl: torch.Tensor | None = None
+    forget_rmu_mse: torch.Tensor | None = None
+    retain_rmu_mse: torch.Tensor | None = None
     forget_concepts: Sequence[str] | None = None
     retain_concepts: Sequence[str] | None = None
 
@@ -253,44 +308,11 @@ class LossInputs:
 @dataclass
 class LossOutput:
     """``loss``: scalar tensor to minimise; ``parts``: detached floats for logging;
-    ``state``: the updated :class:`BGDState` (``*+bgd`` methods only, else ``None``)."""
+    ``state``: what a stateful method carries to its next step (``Method.stateful``), else ``None``."""
 
     loss: torch.Tensor
     parts: dict[str, float]
-    state: "BGDState | None" = None
-
-
-@dataclass(frozen=True)
-class BGDState:
-    """Running magnitudes of each concept's forget term for BGD (immutable; see :meth:`updated`).
-
-    ``magnitudes[c]`` is an exponential moving average of ``|forget_term_c|``::
-
-        m_c ← |t_c|                                  on the first step concept c is seen
-        m_c ← momentum · m_c + (1 − momentum) · |t_c|  afterwards
-
-    ``steps[c]`` counts the updates of concept ``c``.
-    """
-
-    momentum: float = 0.9
-    eps: float = 1e-8
-    magnitudes: Mapping[str, float] = field(default_factory=dict)
-    steps: Mapping[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"BGDState.momentum must be in [0, 1), got {self.momentum}")
-        if self.eps <= 0:
-            raise ValueError(f"BGDState.eps must be positive, got {self.eps}")
-
-    def updated(self, terms: Mapping[str, float]) -> "BGDState":
-        """A new state with each concept's ``|term|`` folded in (this one is not modified)."""
-        mags, steps = dict(self.magnitudes), dict(self.steps)
-        for c, t in terms.items():
-            a = abs(float(t))
-            mags[c] = a if c not in mags else self.momentum * mags[c] + (1.0 - self.momentum) * a
-            steps[c] = steps.get(c, 0) + 1
-        return dataclasses.replace(self, magnitudes=mags, steps=steps)
+    state: Any = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -372,20 +394,20 @@ def _forget_nll(inp: LossInputs, method: str) -> torch.Tensor:
 # The objectives (all minimised)
 
 
-def ga_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
+def ga_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
     """Gradient ascent: ``−NLL_f``. ``retain_weight``/``beta`` are ignored."""
     nll_f = _forget_nll(inp, "ga").mean()
     loss = -nll_f
     return LossOutput(loss=loss, parts={"forget_loss": _f(loss), "forget_nll": _f(nll_f), "loss": _f(loss)})
 
 
-def gd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
+def gd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
     """Gradient difference: ``−NLL_f + λ·NLL_r``."""
     nll_f = _forget_nll(inp, "gd").mean()
     return _with_retain("gd", -nll_f, inp, retain_weight, {"forget_nll": _f(nll_f)})
 
 
-def kl_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
+def kl_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
     """``−NLL_f + λ·mean_i KL_i(ref ‖ θ)`` on the retain answer tokens (``retain_kl``)."""
     nll_f = _forget_nll(inp, "kl").mean()
     loss = -nll_f
@@ -399,7 +421,7 @@ def kl_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, s
     return LossOutput(loss=loss, parts=parts)
 
 
-def po_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
+def po_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
     """Preference optimisation toward a refusal: ``NLL(refusal | D_f) + λ·NLL_r``."""
     inp.require("po", "refusal_logp_sum", "refusal_n_tokens")
     nll_refusal = sequence_nll(
@@ -410,7 +432,7 @@ def po_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, s
     return _with_retain("po", nll_refusal, inp, retain_weight, {"refusal_nll": _f(nll_refusal)})
 
 
-def dpo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
+def dpo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
     """DPO with ``y_w`` = refusal, ``y_l`` = true answer, plus ``λ·NLL_r``::
 
         mean_i −log σ(β[(ℓθ(y_w) − ℓref(y_w)) − (ℓθ(y_l) − ℓref(y_l))])
@@ -430,7 +452,7 @@ def dpo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, 
     return _with_retain("dpo", forget_term, inp, retain_weight, {"margin": _f(margin.mean())})
 
 
-def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
+def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
     """Negative preference optimisation plus ``λ·NLL_r``::
 
         mean_i (2/β) · log(1 + exp(β · (ℓθ(y) − ℓref(y))))   =  (2/β) · softplus(β · log-ratio)
@@ -447,7 +469,7 @@ def npo_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, 
 
 
 def simnpo_loss(
-    inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, gamma: float = 0.0, state: BGDState | None = None
+    inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, gamma: float = 0.0, state: Any = None
 ) -> LossOutput:
     """SimNPO (Fan et al., 2025): NPO without the reference model, on the length-normalised
     log-likelihood, with a reward margin ``γ``, plus ``λ·NLL_r``::
@@ -460,6 +482,59 @@ def simnpo_loss(
     nll = _forget_nll(inp, "simnpo")
     forget_term = ((2.0 / beta) * F.softplus(gamma - beta * nll)).mean()
     return _with_retain("simnpo", forget_term, inp, retain_weight, {"forget_nll": _f(nll.mean())})
+
+
+def rmu_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
+    """RMU, representation misdirection (Li et al., 2024), on one decoder layer's output::
+
+        mean_i MSE(h_θ(x_i), c·u)  +  λ · mean_j MSE(h_θ(x_j), h_ref(x_j))
+        (i over the forget answers, j over the retain answers; per sequence, then over sequences)
+
+    ``u`` is a fixed random unit vector and ``c`` the steering scale; the loop builds them and
+    passes the per-sequence MSEs (``forget_rmu_mse``, ``retain_rmu_mse``). The forget term
+    drives the layer's activations on forget inputs towards noise the later layers cannot
+    read; the retain term holds them where the reference had them everywhere else."""
+    inp.require("rmu", "forget_rmu_mse")
+    forget = _vec(_given(inp.forget_rmu_mse, "rmu", "forget_rmu_mse"), "forget_rmu_mse").mean()
+    loss = forget
+    parts = {"forget_loss": _f(forget)}
+    if inp.forget_logp_sum is not None and inp.forget_n_tokens is not None:
+        parts["forget_nll"] = _f(_forget_nll(inp, "rmu").mean())
+    if retain_weight != 0:
+        inp.require("rmu", "retain_rmu_mse")
+        r = _vec(_given(inp.retain_rmu_mse, "rmu", "retain_rmu_mse"), "retain_rmu_mse").mean()
+        loss = loss + retain_weight * r
+        parts["retain_loss"] = _f(r)
+    parts["loss"] = _f(loss)
+    return LossOutput(loss=loss, parts=parts)
+
+
+def task_vector_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
+    """The first half of task-vector negation: **descent** on the forget answers, ``NLL_f``,
+    which trains the task vector ``τ`` (the LoRA adapter); the loop then negates it
+    (``Method.finish = "negate"``). ``retain_weight``/``beta`` are ignored."""
+    nll_f = _forget_nll(inp, "task_vector").mean()
+    return LossOutput(loss=nll_f, parts={"forget_loss": _f(nll_f), "forget_nll": _f(nll_f), "loss": _f(nll_f)})
+
+
+def undial_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
+    """UNDIAL (Dong et al., 2025): self-distillation towards the reference with the true
+    token's logit lowered::
+
+        mean_i mean_{t ∈ y_i} KL(softmax(z_ref,t − s·e_{y_t}) ‖ p_θ,t)   =  mean(forget_adjusted_kl)
+
+    (``s`` is ``unlearn.undial_strength``, applied by the loop when it builds the target with
+    :func:`adjusted_logits` from the reference pass). The target is fixed, so the loss is bounded below by 0 and its
+    gradient fades as θ reaches it: unlike gradient ascent, nothing is pushed without end.
+    As in its paper, no retain term: distilling the reference on every other token is what
+    keeps the rest of the distribution. ``retain_weight``/``beta`` are ignored.
+    """
+    inp.require("undial", "forget_adjusted_kl")
+    kl = _vec(_given(inp.forget_adjusted_kl, "undial", "forget_adjusted_kl"), "forget_adjusted_kl").mean()
+    parts = {"forget_loss": _f(kl), "loss": _f(kl)}
+    if inp.forget_logp_sum is not None and inp.forget_n_tokens is not None:
+        parts["forget_nll"] = _f(_forget_nll(inp, "undial").mean())
+    return LossOutput(loss=kl, parts=parts)
 
 
 # ---------------------------------------------------------------------------------------
@@ -476,12 +551,39 @@ def _concept_groups(labels: Sequence[str], n: int, name: str) -> dict[str, torch
     return {c: torch.tensor(idx, dtype=torch.long) for c, idx in sorted(out.items())}
 
 
+def bgd_weights(grad_norms: Mapping[str, float], max_weight: float) -> dict[str, float]:
+    """BGD's per-concept weights from the norms of the concepts' forget gradients.
+
+    With ``g_c`` the norm of concept ``c``'s forget-term gradient and ``ḡ`` their mean::
+
+        w_c = clip(ḡ / g_c, 1/ρ, ρ)        (ρ = max_weight ≥ 1)
+
+    Unclipped, every concept's weighted gradient has norm ``ḡ``: the two concepts push
+    equally hard, and together as hard as they did on average before. The clip bounds the
+    reweighting: a concept whose gradient has all but vanished (its NLL is near zero, as the
+    events' is after fine-tuning) gets at most ``ρ`` times its plain weight, never the
+    thousands a ratio of norms would give. ``g_c = 0`` gets ``ρ``; ``ρ = 1`` is no
+    reweighting at all (plain GD or KL on balanced batches).
+    """
+    if not max_weight >= 1 or not math.isfinite(max_weight):
+        raise ValueError(f"max_weight must be a finite number >= 1, got {max_weight}")
+    if not grad_norms:
+        return {}
+    bad = {c: g for c, g in grad_norms.items() if not (g >= 0 and math.isfinite(g))}
+    if bad:
+        raise ValueError(f"gradient norms must be finite and non-negative, got {bad}")
+    mean = sum(grad_norms.values()) / len(grad_norms)
+    lo, hi = 1.0 / max_weight, max_weight
+    return {c: hi if g == 0 else min(hi, max(lo, mean / g)) for c, g in grad_norms.items()}
+
+
 def bgd_loss(
     inp: LossInputs,
     *,
     retain: Literal["nll", "kl"],
     retain_weight: float = 1.0,
-    state: BGDState | None = None,
+    grad_norm: Callable[[torch.Tensor], float] | None = None,
+    bgd_max_weight: float = 4.0,
     method: str = "bgd",
 ) -> LossOutput:
     """Balanced gradient difference (our reconstruction; the paper gives no formula).
@@ -489,25 +591,28 @@ def bgd_loss(
     For each concept ``c`` present in ``forget_concepts``:
 
     1. ``t_c = −NLL_f(c)``, the mean of ``−NLL_i`` over the forget sequences of concept ``c``;
-    2. the state is updated with ``|t_c|`` (:meth:`BGDState.updated`) **before** it is used,
-       so on the first step ``m_c = |t_c|``;
-    3. the concept's weight is ``w_c = 1 / (K · (m_c + eps))`` with ``K`` the number of
-       concepts present (a detached constant: it rescales the gradient, it gets none).
+    2. ``g_c = grad_norm(t_c)``, the norm of its gradient with respect to the trained
+       parameters (the training loop passes the function; a test may pass any);
+    3. ``w_c`` from :func:`bgd_weights`: the concepts' gradients equalised, each weight
+       clipped to ``[1/ρ, ρ]`` (a detached constant: it rescales the gradient, it gets none).
 
-    ``forget = Σ_c w_c · t_c`` — the mean over concepts of magnitude-normalised terms, so
-    a concept whose NLL is 10× the other's does not dominate the step.
+    ``forget = (1/K) Σ_c w_c · t_c`` with ``K`` the number of concepts present.
 
-    Retain term (balanced across question types by count, not normalised by magnitude, so
-    that ``λ`` keeps its meaning): ``mean_c NLL_r(c)`` for ``retain="nll"`` (``gd+bgd``) or
-    ``mean_c mean_{i∈c} KL_i`` for ``retain="kl"`` (``kl+bgd``), grouped by
+    Retain term (balanced across question types by count, not reweighted, so that ``λ``
+    keeps its meaning and stays in force): ``mean_c NLL_r(c)`` for ``retain="nll"``
+    (``gd+bgd``) or ``mean_c mean_{i∈c} KL_i`` for ``retain="kl"`` (``kl+bgd``), grouped by
     ``retain_concepts``. Loss = ``forget + λ · retain``.
 
-    Pure: ``state`` is not modified; the new state is returned in ``LossOutput.state``
-    (``state=None`` starts from a fresh ``BGDState()``). Parts include
-    ``forget_term/<c>``, ``weight/<c>``, ``magnitude/<c>`` and ``retain_loss/<c>``.
+    Parts: ``forget_term/<c>``, ``grad_norm/<c>``, ``weight/<c>``, ``retain_loss/<c>`` and,
+    with two concepts, ``grad_norm_ratio`` (``g_event / g_person``, the imbalance BGD meets)
+    and ``balanced_ratio`` (the same after weighting: 1 when the clip did not bind).
     """
-    state = state if state is not None else BGDState()
     inp.require(method, "forget_logp_sum", "forget_n_tokens", "forget_concepts")
+    if grad_norm is None:
+        raise ValueError(
+            f"loss '{method}' balances the concepts' gradients: it needs grad_norm, a function from a "
+            "scalar term to the norm of its gradient (the training loop passes one)"
+        )
     nll = sequence_nll(
         _given(inp.forget_logp_sum, method, "forget_logp_sum"),
         _given(inp.forget_n_tokens, method, "forget_n_tokens"),
@@ -515,16 +620,19 @@ def bgd_loss(
     )
     groups = _concept_groups(_given(inp.forget_concepts, method, "forget_concepts"), nll.shape[0], "forget_concepts")
     terms = {c: -nll[idx.to(nll.device)].mean() for c, idx in groups.items()}
-    new_state = state.updated({c: _f(t) for c, t in terms.items()})
+    norms = {c: float(grad_norm(t)) for c, t in terms.items()}
+    weights = bgd_weights(norms, bgd_max_weight)
     k = len(terms)
     parts: dict[str, float] = {}
     forget = nll.new_zeros(())
     for c, t in terms.items():
-        w = 1.0 / (k * (new_state.magnitudes[c] + state.eps))
-        forget = forget + w * t
+        forget = forget + (weights[c] / k) * t
         parts[f"forget_term/{c}"] = _f(t)
-        parts[f"weight/{c}"] = w
-        parts[f"magnitude/{c}"] = float(new_state.magnitudes[c])
+        parts[f"grad_norm/{c}"] = norms[c]
+        parts[f"weight/{c}"] = weights[c]
+    if {"person", "event"} <= set(norms) and norms["person"] > 0:
+        parts["grad_norm_ratio"] = norms["event"] / norms["person"]
+        parts["balanced_ratio"] = parts["grad_norm_ratio"] * weights["event"] / weights["person"]
     parts["forget_loss"] = _f(forget)
     parts["forget_nll"] = _f(nll.mean())
     loss = forget
@@ -547,17 +655,37 @@ def bgd_loss(
         parts["retain_loss"] = _f(r)
         loss = loss + retain_weight * r
     parts["loss"] = _f(loss)
-    return LossOutput(loss=loss, parts=parts, state=new_state)
+    return LossOutput(loss=loss, parts=parts)
 
 
-def gd_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
+def gd_bgd_loss(
+    inp: LossInputs,
+    *,
+    retain_weight: float = 1.0,
+    beta: float = 0.1,
+    grad_norm: Callable[[torch.Tensor], float] | None = None,
+    bgd_max_weight: float = 4.0,
+    state: Any = None,
+) -> LossOutput:
     """GD with BGD balancing (see :func:`bgd_loss`): retain term = mean over concepts of ``NLL_r(c)``."""
-    return bgd_loss(inp, retain="nll", retain_weight=retain_weight, state=state, method="gd+bgd")
+    return bgd_loss(
+        inp, retain="nll", retain_weight=retain_weight, grad_norm=grad_norm, bgd_max_weight=bgd_max_weight, method="gd+bgd"
+    )
 
 
-def kl_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: BGDState | None = None) -> LossOutput:
+def kl_bgd_loss(
+    inp: LossInputs,
+    *,
+    retain_weight: float = 1.0,
+    beta: float = 0.1,
+    grad_norm: Callable[[torch.Tensor], float] | None = None,
+    bgd_max_weight: float = 4.0,
+    state: Any = None,
+) -> LossOutput:
     """KL with BGD balancing (see :func:`bgd_loss`): retain term = mean over concepts of mean ``KL_i``."""
-    return bgd_loss(inp, retain="kl", retain_weight=retain_weight, state=state, method="kl+bgd")
+    return bgd_loss(
+        inp, retain="kl", retain_weight=retain_weight, grad_norm=grad_norm, bgd_max_weight=bgd_max_weight, method="kl+bgd"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -567,9 +695,7 @@ def kl_bgd_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.
 class LossFn(Protocol):
     """The signature of every registered objective (see the module docstring)."""
 
-    def __call__(
-        self, inp: LossInputs, /, *, retain_weight: float = ..., beta: float = ..., state: BGDState | None = ...
-    ) -> LossOutput: ...
+    def __call__(self, inp: LossInputs, /, *, retain_weight: float = ..., beta: float = ..., state: Any = ...) -> LossOutput: ...
 
 
 # One entry per method, in pebench_core.methods (imported without torch, so that a command
@@ -588,7 +714,7 @@ def compute_loss(
     *,
     retain_weight: float = 1.0,
     beta: float = 0.1,
-    state: BGDState | None = None,
+    state: Any = None,
     **hparams: float,
 ) -> LossOutput:
     """Shorthand for ``get_loss(name)(inputs, retain_weight=..., beta=..., state=..., **hparams)``

@@ -23,6 +23,7 @@ registered in user code reaches ``pebench run`` and ``pebench book``.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .config import TARGETS, ConfigError
 
 if TYPE_CHECKING:
-    from .losses import BGDState, LossInputs, LossOutput
+    from .losses import LossInputs, LossOutput
 
 __all__ = [
     "Method",
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 PLUGINS_VARIABLE = "PEBENCH_PLUGINS"
+LORA_PLACES = ("language_model", "mlp_at_depth")  # where a method's adapter may go (Method.lora_on)
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,15 @@ class Method:
     ``needs_forget`` (θ on true forget answers), ``needs_ref_forget`` (reference on them),
     ``needs_refusal`` (θ on refusal answers), ``needs_ref_refusal`` (reference on them),
     ``needs_retain`` (θ NLL on retain answers), ``needs_kl`` (θ and reference logits on retain
-    answers → ``retain_kl``), ``needs_concepts`` (concept labels; BGD); ``stateful``: it
-    carries a :class:`~pebench_core.losses.BGDState` between steps. Retain inputs are needed
-    only when ``retain_weight != 0``: use :meth:`required_inputs`.
+    answers → ``retain_kl``), ``needs_adjusted_kl`` (θ's and the reference's next-token
+    distributions on the forget answers → ``forget_adjusted_kl``; UNDIAL), ``needs_concepts``
+    (concept labels, and batches balanced by concept; BGD), ``needs_hidden`` (θ's output of
+    the decoder layer at ``unlearn.rmu_depth`` on the forget answers, and on the retain answers
+    the reference's too → ``forget_rmu_mse``, ``retain_rmu_mse``; RMU), ``needs_grad_norm`` (the loop
+    passes ``grad_norm``, a function from a scalar term to the norm of its gradient over the
+    trained parameters; BGD); ``stateful``: the loss returns a state (``LossOutput.state``)
+    that the loop hands back the next step. Retain inputs are needed only when
+    ``retain_weight != 0``: use :meth:`required_inputs`.
     """
 
     name: str
@@ -83,8 +91,19 @@ class Method:
     needs_ref_refusal: bool = False
     needs_retain: bool = False
     needs_kl: bool = False
+    needs_adjusted_kl: bool = False
+    needs_hidden: bool = False
     needs_concepts: bool = False
+    needs_grad_norm: bool = False
     stateful: bool = False
+    # Where the adapter goes: "language_model" (its attention and MLP projections, and the
+    # projector with unlearn.lora_projector), or "mlp_at_depth" (the MLPs of the decoder layer
+    # at unlearn.rmu_depth and the two below it, as RMU's authors update; no projector).
+    lora_on: str = "language_model"
+    # What is done to the trained adapter before it is evaluated or stored: the name of a
+    # function in pebench_core.unlearn.FINISHES (task vectors: "negate"), or a user's own
+    # fn(model, unlearn_cfg); the trajectory's checks see the finished adapter too.
+    finish: str | Callable[..., None] | None = None
 
     @property
     def fn(self) -> Callable[..., LossOutput]:
@@ -95,10 +114,15 @@ class Method:
 
         return getattr(losses, self.loss)
 
-    def passes(self) -> dict[str, bool]:
+    def passes(self) -> dict[str, Any]:
         """The flags that decide what the training loop computes (part of an unlearning run's
         key, with the loss's code; the title and prose are not)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("needs_") or f.name == "stateful"}
+        flags: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("needs_") or f.name == "stateful"
+        }
+        if self.finish is not None:
+            flags["finish"] = self.finish if isinstance(self.finish, str) else getattr(self.finish, "__qualname__", "finish")
+        return flags
 
     def required_inputs(self, retain_weight: float = 1.0) -> tuple[str, ...]:
         """The :class:`~pebench_core.losses.LossInputs` field names this method reads for a given ``λ``."""
@@ -111,6 +135,10 @@ class Method:
             req += ["refusal_logp_sum", "refusal_n_tokens"]
         if self.needs_ref_refusal:
             req += ["refusal_ref_logp_sum"]
+        if self.needs_adjusted_kl:
+            req += ["forget_adjusted_kl"]
+        if self.needs_hidden:
+            req += ["forget_rmu_mse"] + (["retain_rmu_mse"] if retain_weight != 0 else [])
         if self.needs_concepts:
             req += ["forget_concepts"]
         if retain_weight != 0:
@@ -125,9 +153,13 @@ class Method:
     def settings(self, unlearn: Any) -> dict[str, Any]:
         """The keyword arguments the loss gets from an :class:`~pebench_core.config.UnlearnConfig`:
         ``retain_weight`` and ``beta`` (every loss takes them), then each other name in
-        :attr:`hparams` (e.g. SimNPO's ``gamma``)."""
+        :attr:`hparams` that the loss takes (e.g. SimNPO's ``gamma``). A setting the loop
+        applies instead (UNDIAL's strength builds its target, the negation scale its finish) is
+        in :attr:`hparams`, so results record it, but a loss that does not take it is not given it."""
+        takes = inspect.signature(self.fn).parameters
+        anything = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes.values())
         names = ("retain_weight", "beta", *(h for h in self.hparams if h not in ("retain_weight", "beta")))
-        return {h: getattr(unlearn, h) for h in names}
+        return {h: getattr(unlearn, h) for h in names if h in ("retain_weight", "beta") or anything or h in takes}
 
     def __call__(
         self,
@@ -135,19 +167,34 @@ class Method:
         *,
         retain_weight: float = 1.0,
         beta: float = 0.1,
-        state: BGDState | None = None,
+        state: Any = None,
         **hparams: Any,
     ) -> LossOutput:
         return self.fn(inputs, retain_weight=retain_weight, beta=beta, state=state, **hparams)
 
 
 _NLLR = r"\lambda\,\mathrm{NLL}_r"
-_BGD_FORGET = r"\frac{1}{K}\sum_{c}\frac{-\mathrm{NLL}_f(c)}{m_c+\epsilon}"
-_BGD_RUNNING = r"\quad m_c \leftarrow \mu\,m_c + (1-\mu)\,\lvert\mathrm{NLL}_f(c)\rvert"
+_BGD_FORGET = r"\frac{1}{K}\sum_{c} w_c\,\big(-\mathrm{NLL}_f(c)\big)"
+_BGD_WEIGHTS = (
+    r"\quad w_c = \mathrm{clip}\!\Big(\frac{\bar g}{g_c},\ \tfrac{1}{\rho},\ \rho\Big),\ "
+    r"g_c = \big\lVert\nabla_\theta \mathrm{NLL}_f(c)\big\rVert,\ \bar g = \tfrac{1}{K}\textstyle\sum_c g_c"
+)
 _BGD_ABOUT = (
     "**BGD** is the paper's mitigation for forgetting people and events at once; its formula is not "
-    "published, and this is our reconstruction: each concept's forget term is divided by a running "
-    "mean of its own magnitude, so that neither concept dominates the step. Chapter 5 studies it."
+    "published, and this is our reconstruction: every step draws the two concepts in equal numbers, "
+    "measures the norm of each concept's forget gradient, and weights the two forget terms so that "
+    r"their gradients are equal, each weight clipped to $[1/\rho, \rho]$ so that a concept whose "
+    "gradient has all but vanished is never amplified by orders of magnitude. The retain term is the "
+    "base method's, in full. Chapter 5 studies it."
+)
+_BGD: dict[str, Any] = dict(
+    citation="xu2025pebench",
+    about=_BGD_ABOUT,
+    targets=("both",),
+    hparams=("retain_weight", "bgd_max_weight"),
+    chapter=False,
+    needs_concepts=True,
+    needs_grad_norm=True,
 )
 
 METHODS: dict[str, Method] = {
@@ -247,38 +294,78 @@ METHODS: dict[str, Method] = {
         hparams=("retain_weight", "beta", "gamma"),
         needs_retain=True,
     ),
+    "undial": Method(
+        "undial",
+        loss="undial_loss",
+        title="Bonus: self-distillation with adjusted logits (UNDIAL)",
+        summary="Self-distillation towards the reference with the true token's logit lowered",
+        formula=r"\mathcal{L} = \mathbb{E}_{D_f}\,\frac{1}{|y|}\sum_{t}\mathrm{KL}\!\Big(\mathrm{softmax}"
+        r"\big(z^{\mathrm{ref}}_t - s\,e_{y_t}\big)\,\Big\|\,p_\theta(\cdot \mid y_{<t})\Big)",
+        citation="dong2025undial",
+        about="**UNDIAL** {cite}`dong2025undial` does not push the true answer down without end: at every "
+        "answer token it takes the reference model's next-token logits, lowers the true token's logit by a "
+        "strength $s$, and distils the model towards that fixed target. The other tokens keep the reference's "
+        "ranking, the loss is bounded below by zero, and its gradient fades as the model reaches the target, "
+        "which is what its authors mean by robust. As in its paper there is no retain term.",
+        hparams=("undial_strength",),
+        needs_adjusted_kl=True,
+    ),
+    "rmu": Method(
+        "rmu",
+        loss="rmu_loss",
+        title="Bonus: representation misdirection (RMU)",
+        summary="Steer a middle layer's activations on forget inputs towards a fixed random vector, keep them on retain",
+        formula=r"\mathcal{L} = \mathbb{E}_{D_f}\big\lVert h^{(\ell)}_\theta(x) - c\,u\big\rVert^2 + "
+        r"\lambda\,\mathbb{E}_{D_r}\big\lVert h^{(\ell)}_\theta(x) - h^{(\ell)}_\mathrm{ref}(x)\big\rVert^2",
+        citation="li2024wmdp",
+        about="**RMU** {cite}`li2024wmdp` works on what the model *computes*, not on what it says. It picks one "
+        r"decoder layer $\ell$ in the middle of the language model, and on forget inputs pushes that layer's "
+        r"activations towards a fixed random direction $u$ scaled by $c$, noise the later layers cannot read; "
+        "on retain inputs it holds them where the reference model had them. Only the MLPs of that layer and the "
+        "two below it are adapted. Here the activations are those at the answer positions, and $c$ is "
+        "`unlearn.rmu_steer` times their mean norm in the reference (the paper fixes $c$ per model).",
+        hparams=("retain_weight", "rmu_depth", "rmu_steer"),
+        needs_hidden=True,
+        lora_on="mlp_at_depth",
+    ),
+    "task_vector": Method(
+        "task_vector",
+        loss="task_vector_loss",
+        title="Bonus: task-vector negation",
+        summary="Fine-tune an adapter further on the forget set, then subtract it",
+        formula=r"\theta_\mathrm{unlearned} = \theta_\mathrm{ft} - \alpha\,\tau,\quad"
+        r"\tau = \arg\min_{\Delta}\ \mathrm{NLL}_f(\theta_\mathrm{ft} + \Delta)",
+        citation="ilharco2023editing",
+        about="**Task-vector negation** {cite}`ilharco2023editing` never climbs a loss. It fine-tunes a fresh "
+        "adapter *further* on the forget set, which points the weights towards what is to be forgotten (the "
+        r"task vector $\tau$), and then subtracts it, scaled by $\alpha$: $\theta_\mathrm{ft} - \alpha\tau$. "
+        "With LoRA the subtraction is exact: the adapter's update $BA$ is negated by negating $B$. The "
+        "trajectory's checks score the negated adapter at every step. The fine-tuned model already knows "
+        "the forget set well, so the further fine-tuning has little left to learn, and the vector it "
+        "finds may be short: that is the method's known weakness on memorised data.",
+        hparams=("negation_scale",),
+        finish="negate",
+    ),
     "gd+bgd": Method(
         "gd+bgd",
         loss="gd_bgd_loss",
         title="GD with balanced concepts (GD+BGD)",
-        summary="GD with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
-        formula=r"\mathcal{L} = " + _BGD_FORGET + r" + \lambda\,\frac{1}{K_r}\sum_c \mathrm{NLL}_r(c)," + _BGD_RUNNING,
-        citation="xu2025pebench",
-        about=_BGD_ABOUT,
-        targets=("both",),
-        hparams=("retain_weight",),
+        summary="GD with balanced concepts (our BGD reconstruction): the concepts' forget gradients equalised, weights bounded",
+        formula=r"\mathcal{L} = " + _BGD_FORGET + r" + \lambda\,\frac{1}{K_r}\sum_c \mathrm{NLL}_r(c)," + _BGD_WEIGHTS,
         balances="gd",
-        chapter=False,
         needs_retain=True,
-        needs_concepts=True,
-        stateful=True,
+        **_BGD,
     ),
     "kl+bgd": Method(
         "kl+bgd",
         loss="kl_bgd_loss",
         title="KL with balanced concepts (KL+BGD)",
-        summary="KL with balanced concepts (our BGD reconstruction): per-concept forget terms normalised by running magnitude",
+        summary="KL with balanced concepts (our BGD reconstruction): the concepts' forget gradients equalised, weights bounded",
         formula=r"\mathcal{L} = " + _BGD_FORGET + r" + \lambda\,\frac{1}{K_r}\sum_c"
-        r" \mathbb{E}_{D_r(c)}\!\left[\mathrm{KL}(p_\mathrm{ref}\,\|\,p_\theta)\right]," + _BGD_RUNNING,
-        citation="xu2025pebench",
-        about=_BGD_ABOUT,
-        targets=("both",),
-        hparams=("retain_weight",),
+        r" \mathbb{E}_{D_r(c)}\!\left[\mathrm{KL}(p_\mathrm{ref}\,\|\,p_\theta)\right]," + _BGD_WEIGHTS,
         balances="kl",
-        chapter=False,
         needs_kl=True,
-        needs_concepts=True,
-        stateful=True,
+        **_BGD,
     ),
 }
 
@@ -323,6 +410,8 @@ def register(method: Method, replace: bool = False) -> Method:
             f"method {method.name!r} reads {', '.join(unknown_h)}, which {'is' if len(unknown_h) == 1 else 'are'} "
             "not unlearn.* settings; add the field to UnlearnConfig (with its range) first"
         )
+    if method.lora_on not in LORA_PLACES:
+        raise ConfigError(f"method {method.name!r}: lora_on must be one of {', '.join(LORA_PLACES)}, got {method.lora_on!r}")
     if not callable(method.loss):
         raise ConfigError(f"method {method.name!r}: loss must be a function, got {type(method.loss).__name__}")
     METHODS[method.name] = method

@@ -26,6 +26,7 @@ and collects every run of a profile over several seeds for the analysis chapters
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +65,16 @@ def seed_run_dir(cfg: RunConfig, run_dir: str | Path | None, multi: bool) -> Pat
 def stage_code(*entries) -> str:
     """The hash of the code a stage runs (:func:`pebench_core.code_keys.code_key`). The method
     registry is left out, so that an unlearning run depends on its own loss only: the
-    unlearning key adds the one entry it uses; no other stage calls a loss."""
+    unlearning key adds the one entry it uses; no other stage calls a loss. The configuration
+    classes and the method class are data, not code: every key hashes the values of the
+    sections its stage reads (and an unlearning key its method's flags and the method code
+    the loop calls), so a new ``unlearn.*`` field or method flag does not re-key the models."""
+    from . import config as C
     from .code_keys import code_key
-    from .methods import METHODS
+    from .methods import METHODS, Method
 
-    return code_key(*entries, opaque=(METHODS,))
+    data = (C.RunConfig, C.WorldConfig, C.ModelConfig, C.TrainConfig, C.UnlearnConfig, C.EvalConfig, Method)
+    return code_key(*entries, opaque=(METHODS, *data))
 
 
 def real_pretrain_people(cfg: RunConfig) -> int:
@@ -283,19 +289,119 @@ def eval_key(cfg: RunConfig, model: str, target: str) -> str:
     return config_hash("eval", parent, cfg.eval, target, stage_code(get_eval))
 
 
-def unlearn_key(cfg: RunConfig, method: str, target: str) -> str:
+def tuning_key(cfg: RunConfig, method: str, target: str) -> str:
     import dataclasses
 
-    from .methods import get
+    from .methods import Method, get
+
+    u = dataclasses.replace(cfg.unlearn, methods=(), targets=())  # one grid depends on its own method only
+    m = get(method)
+    code = stage_code(get_tuning, m.fn, Method.required_inputs, Method.settings)
+    return config_hash("tune", model_key(cfg, "finetune"), u, cfg.eval, method, target, m.passes(), code)
+
+
+def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True) -> Path | None:
+    """Run the learning-rate grid of ``method`` on ``target`` (:mod:`pebench_core.tuning`), or
+    return ``None`` when the profile does not tune (one factor).
+
+    The folder holds ``grid.parquet`` (one row per rate: its validation efficacy, retain and
+    criterion, its status and seconds, and which was kept) and the marker's ``lr`` and
+    ``rule``. When a grid run has the whole budget (``unlearn.grid_steps`` 0), each rate's
+    adapter and trajectory are kept under ``lr<k>/``: the kept one *is* the final run, not
+    trained again."""
+    import dataclasses
+    import math
+
+    import pandas as pd
+
+    from .config import safe_name
+    from .evaluate import validation_score
+    from .models import remove_lora, save_adapter
+    from .results import StageCache, atomic_write_json, atomic_write_parquet
+    from .tuning import choose, is_tuned, rates, rule_text
+    from .unlearn import run_unlearning
+
+    u0 = cfg.unlearn
+    if not is_tuned(u0):
+        return None
+    key = tuning_key(cfg, method, target)
+    cache = StageCache(resolve_run_dir(cfg, run_dir) / "tune")
+    whole = u0.grid_steps in (0, u0.steps)
+
+    def build(tmp: Path) -> dict:
+        from .memory import check_stage
+
+        bundle = get_model(cfg, "finetune", None, run_dir, progress)
+        ds = get_world(cfg, run_dir, progress=False)
+        check_stage(cfg, bundle, "unlearn")
+        encoded: dict = {}  # the sets are encoded (and their images' features computed) once for the grid
+        points = []
+        for k, lr in enumerate(rates(u0)):
+            u = dataclasses.replace(
+                u0, lr=lr, steps=u0.steps if whole else u0.grid_steps, eval_every=u0.eval_every if whole else 10**9
+            )
+            run = run_unlearning(
+                bundle, ds, target, method, u, cfg.eval, seed=cfg.seed, progress=progress, encoded=encoded,
+                log=print if progress else (lambda *_: None),
+            )  # fmt: skip
+            try:
+                ok = run.status == "ok"
+                score = validation_score(bundle.with_model(run.model), ds, target, cfg.eval, cfg.seed) if ok else {}
+                if whole and ok:
+                    save_adapter(run.model, tmp / f"lr{k}" / "adapter")
+                    atomic_write_parquet(tmp / f"lr{k}" / "trajectory.parquet", run.trajectory)
+                    meta = {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2),
+                            "seconds_reference": round(run.setup_seconds, 2), "hparams": run.hparams}  # fmt: skip
+                    atomic_write_json(tmp / f"lr{k}" / "run.json", meta)
+            finally:
+                remove_lora(run.model)
+            points.append({"point": k, "lr": lr, "steps": u.steps, "status": "ok" if ok else run.status,
+                           "seconds": round(run.seconds + run.setup_seconds, 2), "criterion": math.nan, **score})  # fmt: skip
+        kept = choose(points)
+        grid = pd.DataFrame(points).assign(kept=lambda d: d["point"] == kept)
+        atomic_write_parquet(tmp / "grid.parquet", grid)
+        return {"lr": points[kept]["lr"], "point": kept, "rule": rule_text(u0, cfg.eval), "whole_budget": whole}
+
+    return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
+
+
+def tuned_lr(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True) -> tuple[float, str, Path | None]:
+    """``(learning rate, selection rule, tuning folder)`` of ``method`` on ``target``: the grid's
+    kept rate (the grid runs first if it is not cached), or ``unlearn.lr`` untuned."""
+    from .results import read_marker
+    from .tuning import UNTUNED
+
+    folder = get_tuning(cfg, method, target, run_dir, progress)
+    if folder is None:
+        return cfg.unlearn.lr, UNTUNED, None
+    meta = read_marker(folder)
+    return float(meta["lr"]), str(meta["rule"]), folder
+
+
+def unlearn_key(cfg: RunConfig, method: str, target: str) -> str:
+    """The key of the final run: its method, target and settings, the learning-rate grid
+    included (the run's rate is the grid's choice, so the grid is one of its inputs)."""
+    import dataclasses
+
+    from .methods import Method, get
 
     u = dataclasses.replace(cfg.unlearn, methods=(), targets=())  # one run depends on its own method only
     m = get(method)  # its loss's code and what the loop computes for it; not its title or prose
-    return config_hash(
-        "unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target, m.passes(), stage_code(get_unlearned, m.fn)
-    )
+    code = stage_code(get_unlearned, m.fn, Method.required_inputs, Method.settings)
+    return config_hash("unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target, m.passes(), code)
 
 
-def _write_eval(folder: Path, cfg: RunConfig, ev, method: str, target: str, key: str, status: str = "ok") -> None:
+def _write_eval(
+    folder: Path,
+    cfg: RunConfig,
+    ev,
+    method: str,
+    target: str,
+    key: str,
+    status: str = "ok",
+    lr: float | None = None,
+    lr_rule: str = "",
+) -> None:
     from .results import atomic_write_parquet, result_rows
 
     rows, items = result_rows(
@@ -307,6 +413,8 @@ def _write_eval(folder: Path, cfg: RunConfig, ev, method: str, target: str, key:
         method=method,
         config_hash=key,
         status=status,
+        lr=lr,
+        lr_rule=lr_rule,
     )
     atomic_write_parquet(folder / "results.parquet", rows)
     atomic_write_parquet(folder / "items.parquet", items)
@@ -354,39 +462,44 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     cache = StageCache(resolve_run_dir(cfg, run_dir) / "unlearn")
 
     def build(tmp: Path) -> dict:
-        from .memory import check_stage
+        import dataclasses
+        import shutil
 
+        from .memory import check_stage
+        from .models import load_adapter
+        from .storage import read_marker
+
+        lr, rule, tune = tuned_lr(cfg, method, target, run_dir, progress)  # the grid first, when the profile tunes
         bundle = get_model(cfg, "finetune", None, run_dir, progress)
         ds = get_world(cfg, run_dir, progress=False)
-        check_stage(cfg, bundle, "unlearn")
-        run = run_unlearning(
-            bundle,
-            ds,
-            target,
-            method,
-            cfg.unlearn,
-            cfg.eval,
-            seed=cfg.seed,
-            progress=progress,
-            log=print if progress else (lambda *_: None),
-        )
-        if run.status != "ok" and not cfg.unlearn.keep_stopped:  # a failed stage: nothing stored, no row
-            raise ConfigError(
-                f"unlearning {method}/{target} {run.status}; no result was stored "
-                "(set unlearn.keep_stopped=true to keep what it reached, its rows marked with this status)"
-            )
-        save_adapter(run.model, tmp / "adapter")
-        atomic_write_parquet(tmp / "trajectory.parquet", run.trajectory)
-        ev = evaluate(bundle.with_model(run.model), ds, target, cfg.eval, cfg.seed)
-        _write_eval(tmp, cfg, ev, method, target, key, status=run.status)
-        return {
-            "status": run.status,
-            "steps_done": run.steps_done,
-            "seconds_unlearn": round(run.seconds, 2),
-            "seconds_reference": round(run.setup_seconds, 2),
-            "seconds_generation": round(ev.seconds, 2),
-            "hparams": run.hparams,
-        }
+        kept = tune / f"lr{read_marker(tune)['point']}" if tune is not None else None
+        if kept is not None and (kept / "run.json").is_file():  # the grid ran the whole budget: its kept run is this one
+            model = load_adapter(bundle, kept / "adapter")
+            shutil.copytree(kept / "adapter", tmp / "adapter")
+            shutil.copyfile(kept / "trajectory.parquet", tmp / "trajectory.parquet")
+            info = json.loads((kept / "run.json").read_text())
+            info["seconds_reference"] = info.get("seconds_reference", 0.0)
+        else:
+            check_stage(cfg, bundle, "unlearn")
+            u = dataclasses.replace(cfg.unlearn, lr=lr)
+            run = run_unlearning(
+                bundle, ds, target, method, u, cfg.eval, seed=cfg.seed, progress=progress,
+                log=print if progress else (lambda *_: None),
+            )  # fmt: skip
+            if run.status != "ok" and not cfg.unlearn.keep_stopped:  # a failed stage: nothing stored, no row
+                raise ConfigError(
+                    f"unlearning {method}/{target} {run.status}; no result was stored "
+                    "(set unlearn.keep_stopped=true to keep what it reached, its rows marked with this status)"
+                )
+            model = run.model
+            save_adapter(model, tmp / "adapter")
+            atomic_write_parquet(tmp / "trajectory.parquet", run.trajectory)
+            info = {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2),
+                    "seconds_reference": round(run.setup_seconds, 2), "hparams": run.hparams}  # fmt: skip
+        info["hparams"] = {**info["hparams"], "lr": lr, "lr_selection": rule}
+        ev = evaluate(bundle.with_model(model), ds, target, cfg.eval, cfg.seed)
+        _write_eval(tmp, cfg, ev, method, target, key, status=info["status"], lr=lr, lr_rule=rule)
+        return {**info, "seconds_generation": round(ev.seconds, 2)}
 
     return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
 
@@ -629,6 +742,15 @@ class Run:
         """``method`` run on ``target`` and evaluated (:func:`get_unlearned`)."""
         folder = get_unlearned(self.cfg, method, target, self.dir, progress=self._progress(progress))
         return UnlearningOutcome(folder, method, target)
+
+    def tuning(self, method: str, target: str, progress: bool | None = None):
+        """The learning-rate grid of ``method`` on ``target`` (:func:`get_tuning`): one row per
+        rate with its validation efficacy, retain and criterion, and ``kept``; ``None`` when
+        the profile does not tune."""
+        import pandas as pd
+
+        folder = get_tuning(self.cfg, method, target, self.dir, progress=self._progress(progress))
+        return None if folder is None else pd.read_parquet(folder / "grid.parquet")
 
     def methods_for(self, target: str, methods=None) -> list[str]:
         """The methods run on ``target`` (:func:`methods_for`)."""

@@ -192,6 +192,67 @@ def concept_trajectories(trajs: dict, title: str = ""):
     return fig
 
 
+def lr_grid(grids: dict, title: str = ""):
+    """The learning-rate grid of one method, one panel per target (``grids`` maps a target to
+    :meth:`pebench_core.pipeline.Run.tuning`'s table): the validation efficacy and retain of
+    each concept against the rate (log scale), the criterion in black, the kept rate starred."""
+    n = max(1, len(grids))
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1.6, 3.2), squeeze=False, sharey=True)
+    colours = {"person": sns.color_palette()[0], "event": sns.color_palette()[3]}
+    for ax, (target, g) in zip(axes.flat, grids.items()):
+        g = g.sort_values("lr")
+        for c in ("person", "event"):
+            if f"efficacy/{c}" in g:
+                ax.plot(g["lr"], g[f"efficacy/{c}"], "-o", color=colours[c], ms=4, label=f"{c} efficacy")
+                ax.plot(g["lr"], g[f"retain/{c}"], "--s", color=colours[c], ms=4, label=f"{c} retain")
+        ax.plot(g["lr"], g["criterion"], "-", color="black", lw=2, label="criterion")
+        kept = g[g["kept"]]
+        ax.plot(kept["lr"], kept["criterion"], "*", color="gold", mec="black", ms=15, label="kept", zorder=5)
+        ax.set_xscale("log")
+        ax.set(xlabel="learning rate", title=f"target {target}", ylim=(-0.03, 1.05))
+    axes.flat[0].set_ylabel("validation score")
+    legend: dict = {}  # every panel's lines, once each (target both has both concepts)
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title, y=1.03)
+    fig.tight_layout()
+    return fig
+
+
+def bgd_balance(trajs: dict, max_weight: float | None = None, title: str = ""):
+    """BGD's balancing step by step: left, each concept's weight (``weight/<c>`` of the
+    trajectories), with the bounds ``[1/ρ, ρ]`` drawn when ``max_weight`` is given; right, the
+    ratio of the event to the person forget-gradient norm before weighting
+    (``grad_norm_ratio``, log scale; 1 is balanced). ``trajs`` maps a run label to its trajectory."""
+    fig, (ax_w, ax_r) = plt.subplots(1, 2, figsize=(11, 3.4))
+    palette = dict(zip(trajs, sns.color_palette(n_colors=max(1, len(trajs)))))
+    for label, t in trajs.items():
+        for c, style in (("person", "-"), ("event", "--")):
+            if f"weight/{c}" in t:
+                ax_w.plot(t["step"], t[f"weight/{c}"], style, color=palette[label], label=f"{label}: {c}")
+        if "grad_norm_ratio" in t:
+            ax_r.plot(t["step"], t["grad_norm_ratio"], color=palette[label], label=label)
+    if max_weight is not None:
+        for b in (max_weight, 1 / max_weight):
+            ax_w.axhline(b, color="0.5", lw=0.8, ls=":")
+    ax_w.set_yscale("log")
+    ax_w.set(xlabel="step", ylabel="weight $w_c$", title="each concept's weight (dotted: the bounds)")
+    ax_r.axhline(1.0, color="0.5", lw=0.8, ls=":")
+    ax_r.set_yscale("log")
+    ax_r.set(xlabel="step", ylabel="$g_\\mathrm{event} / g_\\mathrm{person}$", title="gradient-norm ratio before weighting")
+    for ax in (ax_w, ax_r):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, y=1.03)
+    fig.tight_layout()
+    return fig
+
+
 def interference_heatmaps(matrices: dict, title: str = "", vmax: float = 1.0, ncols: int = 3):
     """Small multiples: one target × measured-concept heatmap per method (``matrices`` maps a
     method to ``analysis.interference_matrix``), cells = change against finetune, diverging

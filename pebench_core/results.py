@@ -72,6 +72,8 @@ RESULT_COLUMNS = [
     "git_commit",
     "versions",
     "status",
+    "lr",  # an unlearning run's learning rate (NaN for the finetune and goal bounds)
+    "lr_rule",  # how it was chosen (pebench_core.tuning.rule_text)
 ]
 ITEM_COLUMNS = ["run_id", "seed", "target", "method", "concept", "metric", "item_id", "value"]
 DONE_MARKER = MARKER  # the name older code used
@@ -194,9 +196,13 @@ def result_rows(
     method: str,
     config_hash: str,
     status: str = "ok",
+    lr: float | None = None,
+    lr_rule: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn a list of ``metrics.MetricResult`` into one long results frame and one items frame.
-    ``status`` is ``ok``, or why an unlearning run kept with ``unlearn.keep_stopped`` stopped."""
+    ``status`` is ``ok``, or why an unlearning run kept with ``unlearn.keep_stopped`` stopped;
+    ``lr`` and ``lr_rule`` are an unlearning run's learning rate and how it was chosen
+    (NaN and empty for the finetune and goal bounds)."""
     rows, items = [], []
     for r in metric_results:
         rows.append(
@@ -215,6 +221,8 @@ def result_rows(
                 "git_commit": git_commit(),
                 "versions": versions(),
                 "status": status,
+                "lr": float("nan") if lr is None else float(lr),
+                "lr_rule": lr_rule,
             }
         )
         for item_id, v in zip(r.item_ids, r.per_item):

@@ -9,7 +9,7 @@ The reference model is the fine-tuned model with the LoRA adapter disabled, neve
 second copy. Reference outputs never change, so they are computed once before training:
 the log-likelihoods of the forget answers and of the refusals (DPO, NPO), and, since the
 run's batches are drawn up front, the next-token log-probabilities on the answers of every
-retain item KL will see.
+retain item KL will see and every forget item UNDIAL will see.
 
 Cost (why a step costs what it costs): every sequence a method trains on in a step goes
 through **one** forward pass (:func:`pack_batch`), and a forget item's refusal shares its
@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
-from .losses import LossInputs, get_loss, packed_answer_logprobs, packed_kl_per_sequence
-from .models import ModelBundle, add_lora, generate, reference_mode
+from .losses import LossInputs, adjusted_logits, get_loss, mse_per_sequence, packed_answer_logprobs, packed_kl_per_sequence
+from .models import ModelBundle, add_lora, decoder_layers, generate, reference_mode
 from . import distributed as D
 from .encoding import encode_qa
 from .forward import answer_pass, feature_cache_fits, image_features
@@ -131,6 +131,30 @@ class BatchStream:
         return [i for g, n in zip(gs, per) for i in self._take(g, max(1, n))]
 
 
+def negate_adapter(model: torch.nn.Module, cfg: UnlearnConfig) -> None:
+    """Task-vector negation: ``θ_ft − α·τ``. The adapter's update is ``τ = (alpha/r)·B·A``, so
+    multiplying every ``B`` by ``−α`` (``unlearn.negation_scale``) turns it into ``−α·τ`` exactly."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(-cfg.negation_scale)
+
+
+# What a method's ``finish`` names: done to the trained adapter before it is evaluated or stored.
+FINISHES: dict[str, Callable[[torch.nn.Module, UnlearnConfig], None]] = {"negate": negate_adapter}
+
+
+def finish_of(method: str) -> Callable[[torch.nn.Module, UnlearnConfig], None] | None:
+    """The function a method's ``finish`` names (``None`` for a method without one)."""
+    spec = get_loss(method)
+    if spec.finish is None or callable(spec.finish):
+        return spec.finish
+    try:
+        return FINISHES[spec.finish]
+    except KeyError:
+        raise ConfigError(f"method {method!r}: finish {spec.finish!r} is not one of {', '.join(FINISHES)}") from None
+
+
 def quick_efficacy(bundle: ModelBundle, sets: UnlearnSets, ds: Dataset, idx: list[int], eval_cfg: EvalConfig) -> dict[str, float]:
     """Efficacy on a fixed subset of the forget items (the trajectory's check), per concept."""
     from . import metrics as M
@@ -176,6 +200,7 @@ def run_unlearning(
     injected); the caller removes them with ``models.remove_lora`` when done.
     """
     spec = get_loss(method)  # unknown method: ConfigError listing the allowed ones
+    finish = finish_of(method)
     if cfg.steps < 1:
         raise ConfigError(f"unlearn.steps must be at least 1, got {cfg.steps}")
     if not cfg.lr > 0:
@@ -193,7 +218,7 @@ def run_unlearning(
         enc["forget"] = encode_qa(bundle, sets.forget, load)
     if "refusal" not in enc and ({"refusal_logp_sum", "refusal_ref_logp_sum"} & need):
         enc["refusal"] = encode_qa(bundle, sets.refusal, load)
-    if "retain" not in enc and ({"retain_logp_sum", "retain_kl"} & need):
+    if "retain" not in enc and ({"retain_logp_sum", "retain_kl", "retain_rmu_mse"} & need):
         enc["retain"] = encode_qa(bundle, sets.retain, load)
 
     if bundle.family.packed:
@@ -202,14 +227,21 @@ def run_unlearning(
             if e.features is None and feature_cache_fits(bundle, e):
                 e.features = image_features(bundle, e.pixel_values)
 
-    model = add_lora(bundle, r=cfg.lora_r, alpha=cfg.lora_alpha, projector=cfg.lora_projector, seed=seed)
+    # RMU works on one decoder layer, at a share of the depth, and adapts the MLPs of it and the two below it.
+    layer_k = int(round(cfg.rmu_depth * (len(decoder_layers(bundle.model)) - 1)))
+    mlp_layers = tuple(range(max(0, layer_k - 2), layer_k + 1)) if spec.lora_on == "mlp_at_depth" else None
+    model = add_lora(
+        bundle, r=cfg.lora_r, alpha=cfg.lora_alpha, projector=cfg.lora_projector and mlp_layers is None, seed=seed,
+        mlp_layers=mlp_layers,
+    )  # fmt: skip
+    layer = decoder_layers(model)[layer_k] if spec.needs_hidden else None
     ub = bundle.with_model(model)
     dev, dt, pad = bundle.device, bundle.dtype, bundle.pad_token_id
 
     def logp(parts):
         return [packed_answer_logprobs(lg, tg, rw, n) for lg, tg, rw, n in answer_pass(model, parts, pad, dev, dt)]
 
-    balanced = method.endswith("+bgd")
+    balanced = spec.needs_concepts  # BGD: every batch holds the concepts in equal numbers
     f_stream = BatchStream(sets.forget_concepts, cfg.batch_size, seed, balanced)
     r_stream = BatchStream(sets.retain_concepts, cfg.batch_size, seed + 1, balanced)
     # The whole run's batches, drawn up front (the same for every method): the reference
@@ -218,24 +250,59 @@ def run_unlearning(
 
     # Reference outputs that never change, computed once with the adapter off: the
     # log-likelihoods of the forget answers and refusals (DPO, NPO) and the next-token
-    # log-probabilities on the answers of the retain items in the schedule (KL).
+    # log-probabilities on the answers of the retain items (KL) and forget items (UNDIAL)
+    # in the schedule.
     t_setup = time.perf_counter()
     ref: dict[str, torch.Tensor] = {}
     ref_retain: dict[int, torch.Tensor] = {}
+    ref_forget: dict[int, torch.Tensor] = {}  # per forget item: reference log-probs on its answer tokens (UNDIAL)
     chunks = lambda idx: [idx[s : s + 32] for s in range(0, len(idx), 32)]  # noqa: E731
     with torch.no_grad(), reference_mode(model):
         for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
             if key in need:
                 ref[name] = torch.cat([logp([(enc[name], c)])[0][0] for c in chunks(list(range(len(enc[name]))))])
-        if "retain_kl" in need:
-            for c in chunks(sorted({i for _, ri in schedule for i in ri})):
-                lg, _, rws, _ = answer_pass(model, [(enc["retain"], c)], pad, dev, dt)[0]
-                lp = torch.log_softmax(lg, dim=-1).cpu()
-                ref_retain.update({i: lp[rws.cpu() == k] for k, i in enumerate(c)})
+        for name, key, store, col in (
+            ("retain", "retain_kl", ref_retain, 1),
+            ("forget", "forget_adjusted_kl", ref_forget, 0),
+        ):
+            if key in need:
+                for c in chunks(sorted({i for batch in schedule for i in batch[col]})):
+                    lg, _, rws, _ = answer_pass(model, [(enc[name], c)], pad, dev, dt)[0]
+                    lp = torch.log_softmax(lg, dim=-1).cpu()
+                    store.update({i: lp[rws.cpu() == k] for k, i in enumerate(c)})
+        control = None
+        ref_hidden: dict[int, torch.Tensor] = {}  # per retain item: the reference's layer output at its answers
+        if layer is not None:
+            # RMU's control vector c·u: u a seeded random unit vector, c = rmu_steer × the mean
+            # norm of the layer's activations on the forget answers (scale-free across models).
+            norms, width = [], 0
+            for c in chunks(sorted({i for batch in schedule for i in batch[0]})):
+                h = answer_pass(model, [(enc["forget"], c)], pad, dev, dt, hidden_of=layer)[0][4].float()
+                norms.append(h.norm(dim=-1).cpu())
+                width = h.shape[-1]
+            u = torch.rand(width, generator=torch.Generator().manual_seed(seed))
+            control = (cfg.rmu_steer * float(torch.cat(norms).mean()) * u / u.norm()).to(dev)
+            if "retain_rmu_mse" in need:
+                for c in chunks(sorted({i for batch in schedule for i in batch[1]})):
+                    _, _, rws, _, h = answer_pass(model, [(enc["retain"], c)], pad, dev, dt, hidden_of=layer)[0]
+                    ref_hidden.update({i: h[rws == k].cpu() for k, i in enumerate(c)})
     setup_seconds = time.perf_counter() - t_setup
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+
+    def grad_norm(term: torch.Tensor) -> float:
+        """The norm of ``term``'s gradient over the trained parameters, the whole batch's (each
+        process's share of it summed), without touching ``.grad``: BGD weighs its concepts by it."""
+        grads = (
+            torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+            if term.requires_grad
+            else [None] * len(params)  # none of this concept's items is in this process's share
+        )
+        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, params)])
+        return float(D.all_reduce_tensor(flat).norm())
+
+    extra = {"grad_norm": grad_norm} if spec.needs_grad_norm else {}
     g = random.Random(seed)
     check_idx = sorted(g.sample(range(len(sets.forget)), min(len(sets.forget), max(8, eval_cfg.max_items // 2))))
     state, rows, status = None, [], "ok"
@@ -260,31 +327,43 @@ def run_unlearning(
             parts = [
                 (name, e, idx)
                 for name, e, idx, keys in (
-                    ("forget", enc.get("forget"), mine_f, {"forget_logp_sum"}),
+                    ("forget", enc.get("forget"), mine_f, {"forget_logp_sum", "forget_adjusted_kl", "forget_rmu_mse"}),
                     ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum"}),
-                    ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl"}),
+                    ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl", "retain_rmu_mse"}),
                 )
                 if keys & need
             ]
             names = [p[0] for p in parts]
             branch = {names.index("refusal"): 0} if names[:2] == ["forget", "refusal"] else None
-            outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch)))
+            outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch, hidden_of=layer)))
             for name in ("forget", "refusal", "retain"):
                 if name in outs and f"{name}_logp_sum" in need:
-                    lp, nt = packed_answer_logprobs(*outs[name])
+                    lp, nt = packed_answer_logprobs(*outs[name][:4])
                     inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = D.gather_cat(lp), D.gather_cat(nt)
             for name in ("forget", "refusal"):
                 if f"{name}_ref_logp_sum" in need:
                     inp[f"{name}_ref_logp_sum"] = ref[name][fi]
             if "retain_kl" in need:
-                lg, _, seq, n = outs["retain"]
+                lg, _, seq, n = outs["retain"][:4]
                 lp_ref = torch.cat([ref_retain[i] for i in mine_r]).to(lg.device)
                 inp["retain_kl"] = D.gather_cat(packed_kl_per_sequence(lg, lp_ref, seq, n))
+            if "forget_rmu_mse" in need:
+                _, _, seq, n, h = outs["forget"]
+                inp["forget_rmu_mse"] = D.gather_cat(mse_per_sequence(h, control, seq, n))
+            if "retain_rmu_mse" in need:
+                _, _, seq, n, h = outs["retain"]
+                h_ref = torch.cat([ref_hidden[i] for i in mine_r]).to(h.device)
+                inp["retain_rmu_mse"] = D.gather_cat(mse_per_sequence(h, h_ref, seq, n))
+            if "forget_adjusted_kl" in need:
+                lg, tg, seq, n = outs["forget"][:4]
+                lp_ref = torch.cat([ref_forget[i] for i in mine_f]).to(lg.device)
+                target = adjusted_logits(lp_ref, tg, cfg.undial_strength)
+                inp["forget_adjusted_kl"] = D.gather_cat(packed_kl_per_sequence(lg, target, seq, n))
             if "forget_concepts" in need:
                 inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
             if "retain_concepts" in need:
                 inp["retain_concepts"] = [sets.retain_concepts[i] for i in ri]
-            out = spec(LossInputs(**inp), state=state, **spec.settings(cfg))
+            out = spec(LossInputs(**inp), state=state, **spec.settings(cfg), **extra)
             if not torch.isfinite(out.loss):
                 status = (
                     f"stopped at step {step}: the {method} loss became {float(out.loss.detach())}; "
@@ -304,12 +383,18 @@ def run_unlearning(
             row = {"step": steps_done, "seconds": time.perf_counter() - t0, **out.parts}
             if steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
                 model.eval()
+                if finish is not None:  # the check scores what the method would hand over now
+                    finish(model, cfg)
                 row.update(quick_efficacy(ub, sets, ds, check_idx, eval_cfg))
+                if finish is not None:
+                    model.load_state_dict(good, strict=False)
                 model.train()
             rows.append(row)
     finally:  # an interrupted run leaves no half-drawn bar after its last line
         bar.close()
     model.eval()
+    if finish is not None:
+        finish(model, cfg)
     secs = time.perf_counter() - t0
     traj = pd.DataFrame(rows)
     hp = {

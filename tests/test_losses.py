@@ -12,7 +12,9 @@ from pebench_core import config, methods
 from pebench_core.config import ConfigError
 from pebench_core.losses import (
     LOSSES,
-    BGDState,
+    adjusted_logits,
+    bgd_weights,
+    mse_per_sequence,
     LossInputs,
     answer_logprobs,
     compute_loss,
@@ -54,6 +56,9 @@ def full_inputs(**over) -> LossInputs:
         retain_logp_sum=T(K_LOGP),
         retain_n_tokens=T(K_N),
         retain_kl=T(RETAIN_KL),
+        forget_adjusted_kl=T([0.2, 0.4]),
+        forget_rmu_mse=T([2.0, 4.0]),
+        retain_rmu_mse=T([0.1, 0.2, 0.6]),
         forget_concepts=["person", "event"],
         retain_concepts=["person", "event", "event"],
     )
@@ -321,7 +326,8 @@ def test_required_inputs_are_sufficient(name, lam):
     spec = get_loss(name)
     full = full_inputs()
     only = LossInputs(**{f: getattr(full, f) for f in spec.required_inputs(lam)})
-    out = spec(only, retain_weight=lam, beta=0.5)
+    extra = {"grad_norm": lambda t: 1.0} if spec.needs_grad_norm else {}
+    out = spec(only, retain_weight=lam, beta=0.5, **extra)
     assert torch.isfinite(out.loss)
 
 
@@ -347,64 +353,157 @@ def bgd_inputs() -> LossInputs:
     )
 
 
-def test_bgd_balances_concepts():
-    inp = bgd_inputs()
-    out = compute_loss("gd+bgd", inp, retain_weight=0.0)
-    # fresh state: m_person = 10, m_event = 1; K = 2 concepts
-    # w_person = 1 / (2 * 10) = 0.05 ; w_event = 1 / (2 * 1) = 0.5
-    assert close(out.parts["weight/person"], 0.05) and close(out.parts["weight/event"], 0.5)
-    # contributions: 0.05 * -10 = -0.5 and 0.5 * -1 = -0.5 : equal, total -1
-    assert close(
-        out.parts["weight/person"] * out.parts["forget_term/person"], out.parts["weight/event"] * out.parts["forget_term/event"]
-    )
-    assert close(out.loss, -1.0)
-    # without balancing, plain GD's forget term is dominated by people: -(10 + 10 + 1)/3 = -7
-    assert close(compute_loss("ga", inp).loss, -7.0)
-    # gradient w.r.t. each concept's mean NLL equals -w_c: check through logp_sum
+def test_adjusted_logits_by_hand():
+    ref = T([[0.0, 0.0, 1.0], [2.0, 0.0, 0.0]])
+    got = adjusted_logits(ref, torch.tensor([2, 0]), strength=1.5)
+    assert torch.equal(got, T([[0.0, 0.0, -0.5], [0.5, 0.0, 0.0]]))
+    assert torch.equal(ref, T([[0.0, 0.0, 1.0], [2.0, 0.0, 0.0]]))  # the reference is not modified
+    assert torch.equal(adjusted_logits(ref, torch.tensor([2, 0]), 0.0), ref)
+    with pytest.raises(ValueError, match="strength"):
+        adjusted_logits(ref, torch.tensor([2, 0]), -1.0)
+    with pytest.raises(ValueError, match=r"\[N, V\]"):
+        adjusted_logits(ref[0], torch.tensor([2]), 1.0)
+
+
+def test_undial_by_hand():
+    # V = 2, reference logits [0, 0], true token 0, strength ln 3: the target is [1/4, 3/4].
+    # theta at [0, 0] (p = [1/2, 1/2]): KL = 1/4 ln(1/2) + 3/4 ln(3/2)
+    target = adjusted_logits(T([[0.0, 0.0]]), torch.tensor([0]), math.log(3.0))
+    assert torch.allclose(torch.softmax(target, -1), T([[0.25, 0.75]]))
+    theta = T([[0.0, 0.0]], requires_grad=True)
+    kl = packed_kl_per_sequence(theta, target, torch.tensor([0]), 1)
+    want = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    assert close(kl[0], want)
+    out = compute_loss("undial", LossInputs(forget_adjusted_kl=kl))
+    assert close(out.loss, want) and close(out.parts["forget_loss"], want)
+    # the gradient of KL(q || softmax(theta)) w.r.t. theta is softmax(theta) - q: [1/4, -1/4]
     out.loss.backward()
-    g = inp.forget_logp_sum.grad
-    # d/dlogp_i of w_c * (-(-logp_i/n_i)/|c|) = w_c / (n_i * |c|)
-    assert close(g[0], 0.05 / (2 * 2)) and close(g[1], 0.05 / (3 * 2)) and close(g[2], 0.5 / 1)
+    assert torch.allclose(theta.grad, T([[0.25, -0.25]]))
+    # the mean over sequences, with the forget NLL logged when it is there
+    out = compute_loss(
+        "undial", LossInputs(forget_adjusted_kl=T([0.2, 0.4]), forget_logp_sum=T([-2.0, -6.0]), forget_n_tokens=T([4.0, 3.0]))
+    )
+    assert close(out.loss, 0.3) and close(out.parts["forget_nll"], 1.25)
+    with pytest.raises(ValueError, match="forget_adjusted_kl"):
+        compute_loss("undial", full_inputs(forget_adjusted_kl=None))
 
 
-def test_bgd_state_update_is_pure_and_ema():
-    s0 = BGDState()
-    out1 = compute_loss("gd+bgd", bgd_inputs(), retain_weight=0.0, state=s0)
-    assert dict(s0.magnitudes) == {}  # the passed state is not modified
-    s1 = out1.state
-    assert close(s1.magnitudes["person"], 10.0) and close(s1.magnitudes["event"], 1.0)
-    assert dict(s1.steps) == {"person": 1, "event": 1}
-    # second step: person NLL 20, event NLL 1 -> m_person = 0.9*10 + 0.1*20 = 11 ; m_event = 1
-    inp2 = LossInputs(forget_logp_sum=T([-40.0, -20.0]), forget_n_tokens=T([2.0, 1.0]), forget_concepts=["person", "event"])
-    out2 = compute_loss("gd+bgd", inp2, retain_weight=0.0, state=s1)
-    assert close(out2.state.magnitudes["person"], 11.0)
-    assert close(out2.state.magnitudes["event"], 0.9 * 1 + 0.1 * 20)
-    # w_person = 1/(2*11), w_event = 1/(2*2.9)
-    assert close(out2.parts["weight/person"], 1 / 22) and close(out2.parts["weight/event"], 1 / 5.8)
-    # a batch with one concept only: K = 1, the absent concept's magnitude is untouched
-    inp3 = LossInputs(forget_logp_sum=T([-2.0]), forget_n_tokens=T([1.0]), forget_concepts=["event"])
-    out3 = compute_loss("gd+bgd", inp3, retain_weight=0.0, state=out2.state)
-    assert close(out3.state.magnitudes["person"], 11.0)
-    m_e = 0.9 * 2.9 + 0.1 * 2
-    assert close(out3.parts["weight/event"], 1 / m_e) and close(out3.loss, -2 / m_e)
-    assert out3.state.steps["event"] == 3 and out3.state.steps["person"] == 2
+def test_mse_per_sequence_by_hand():
+    # two sequences: rows 0, 0, 1 ; H = 2
+    h = T([[1.0, 3.0], [0.0, 0.0], [2.0, 2.0]])
+    u = T([1.0, 1.0])  # one control vector for every position
+    # per token: mean((0, 2)^2) = 2 ; mean((-1, -1)^2) = 1 ; mean((1, 1)^2) = 1 -> sequences (2+1)/2, 1
+    got = mse_per_sequence(h, u, torch.tensor([0, 0, 1]), 2)
+    assert torch.allclose(got, T([1.5, 1.0]))
+    ref = h.clone()
+    assert torch.equal(mse_per_sequence(h, ref, torch.tensor([0, 0, 1]), 2), T([0.0, 0.0]))
+    with pytest.raises(ValueError, match="no answer positions"):
+        mse_per_sequence(h, u, torch.tensor([0, 0, 1]), 3)
+    with pytest.raises(ValueError, match="disagree"):
+        mse_per_sequence(h, T([1.0, 1.0, 1.0]), torch.tensor([0, 0, 1]), 2)
 
 
-def test_bgd_retain_is_balanced_across_concepts():
+def test_rmu_by_hand():
+    # forget MSE [2, 4] -> 3 ; retain MSE [0.1, 0.2, 0.6] -> 0.3 ; lambda 2 -> 3 + 0.6
+    out = compute_loss("rmu", full_inputs(), retain_weight=2.0)
+    assert close(out.loss, 3.6) and close(out.parts["forget_loss"], 3.0) and close(out.parts["retain_loss"], 0.3)
+    assert close(out.parts["forget_nll"], 1.25)
+    out = compute_loss("rmu", full_inputs(retain_rmu_mse=None), retain_weight=0.0)
+    assert close(out.loss, 3.0)
+    with pytest.raises(ValueError, match="retain_rmu_mse"):
+        compute_loss("rmu", full_inputs(retain_rmu_mse=None))
+
+
+def test_task_vector_descends_on_the_forget_set():
+    out = compute_loss("task_vector", full_inputs())
+    assert close(out.loss, 1.25) and close(out.parts["forget_nll"], 1.25)  # +NLL_f, where GA has -NLL_f
+    assert close(compute_loss("ga", full_inputs()).loss, -1.25)
+
+
+def leaf_grad_norm(leaf: torch.Tensor):
+    """BGD's grad_norm for a test: the norm of a term's gradient with respect to one leaf tensor."""
+    return lambda t: float(torch.autograd.grad(t, [leaf], retain_graph=True)[0].norm())
+
+
+def test_bgd_weights_by_hand():
+    # mean norm 2: person 2/3, event 2; each weighted gradient then has norm 2
+    w = bgd_weights({"person": 3.0, "event": 1.0}, max_weight=4.0)
+    assert close(w["person"], 2 / 3) and close(w["event"], 2.0)
+    # a vanishing gradient: 0.5005 / 0.001 = 500.5 is clipped to rho = 4
+    w = bgd_weights({"person": 1.0, "event": 0.001}, max_weight=4.0)
+    assert close(w["event"], 4.0) and close(w["person"], 0.5005)
+    assert bgd_weights({"person": 1.0, "event": 0.0}, max_weight=4.0)["event"] == 4.0
+    assert bgd_weights({"person": 3.0, "event": 1.0}, max_weight=1.0) == {"person": 1.0, "event": 1.0}
+    assert bgd_weights({"event": 0.2}, max_weight=4.0) == {"event": 1.0}  # one concept: nothing to balance
+    with pytest.raises(ValueError, match="max_weight"):
+        bgd_weights({"person": 1.0}, max_weight=0.5)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        bgd_weights({"person": float("nan")}, max_weight=4.0)
+
+
+def test_bgd_equalises_the_concepts_gradients():
+    inp = bgd_inputs()
+    leaf = inp.forget_logp_sum
+    out = compute_loss("gd+bgd", inp, retain_weight=0.0, grad_norm=leaf_grad_norm(leaf), bgd_max_weight=4.0)
+    # t_person = mean(logp_i / n_i) over rows 0, 1: d/dlogp = (1/4, 1/6), norm sqrt(13)/12
+    # t_event = logp_2: d/dlogp = 1, norm 1 ; mean norm (sqrt(13)/12 + 1)/2
+    g_p, g_e = math.sqrt(13) / 12, 1.0
+    g = (g_p + g_e) / 2
+    assert close(out.parts["grad_norm/person"], g_p) and close(out.parts["grad_norm/event"], g_e)
+    assert close(out.parts["weight/person"], g / g_p) and close(out.parts["weight/event"], g / g_e)
+    assert close(out.parts["grad_norm_ratio"], g_e / g_p) and close(out.parts["balanced_ratio"], 1.0)
+    # forget = (w_p * -10 + w_e * -1) / 2
+    assert close(out.loss, (g / g_p * -10 + g / g_e * -1) / 2)
+    # the gradient: d/dlogp_i = (w_c / K) * 1 / (|c| n_i)
+    out.loss.backward()
+    want = [g / g_p / 2 / 4, g / g_p / 2 / 6, g / g_e / 2]
+    assert torch.allclose(leaf.grad, torch.tensor(want), atol=1e-6)
+    # and the two concepts' parts of it have the same norm
+    assert close(leaf.grad[:2].norm(), leaf.grad[2:].norm())
+    # unbalanced, plain GD's forget term is dominated by people: -(10 + 10 + 1)/3 = -7
+    assert close(compute_loss("ga", inp).loss, -7.0)
+
+
+def test_bgd_weights_stay_bounded_when_a_concept_is_already_certain():
+    """The events' NLL after fine-tuning is ~1e-4: its gradient all but vanishes. The weight
+    must stop at rho, not grow as 1/NLL (the old magnitude normalisation gave ~5,000)."""
+    logits = torch.tensor([[1.0, 0.5, -0.3], [0.2, 0.9, 0.1], [30.0, 0.0, 0.0]], requires_grad=True)
+    targets = torch.tensor([0, 1, 0])
+    logp = torch.log_softmax(logits, -1)[torch.arange(3), targets]
+    inp = LossInputs(forget_logp_sum=logp, forget_n_tokens=T([1.0, 1.0, 1.0]), forget_concepts=["person", "person", "event"])
+    out = compute_loss("gd+bgd", inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), bgd_max_weight=4.0)
+    assert -out.parts["forget_term/event"] < 1e-12  # NLL ~ 2e-13
+    assert out.parts["weight/event"] == 4.0
+    assert 0.25 <= out.parts["weight/person"] <= 4.0 and close(out.parts["weight/person"], 0.5, 1e-6)
+    # bounded for every rho: the weight ratio is at most rho**2
+    for rho in (1.0, 2.0, 10.0):
+        o = compute_loss("kl+bgd", inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), bgd_max_weight=rho)
+        assert 1 / rho <= o.parts["weight/event"] <= rho and 1 / rho <= o.parts["weight/person"] <= rho
+
+
+def test_bgd_needs_the_loops_gradient_norms():
+    with pytest.raises(ValueError, match="grad_norm"):
+        compute_loss("gd+bgd", bgd_inputs())
+
+
+def test_bgd_retain_is_balanced_across_concepts_and_in_force():
     # retain NLL = [0.5 (person), 1.5 (event), 0.5 (event)] -> mean(0.5, 1.0) = 0.75 (not 2.5/3)
-    out = compute_loss("gd+bgd", bgd_inputs(), retain_weight=1.0)
+    inp = bgd_inputs()
+    gn = leaf_grad_norm(inp.forget_logp_sum)
+    forget = compute_loss("gd+bgd", inp, retain_weight=0.0, grad_norm=gn).loss.detach()
+    out = compute_loss("gd+bgd", inp, retain_weight=1.0, grad_norm=gn)
     assert close(out.parts["retain_loss"], 0.75)
-    assert close(out.loss, -1.0 + 0.75)
+    assert close(out.loss, float(forget) + 0.75)  # the retain term is added unweighted by BGD
     # KL = [0.1 (person), 0.3, 0.5 (event)] -> mean(0.1, 0.4) = 0.25
-    out = compute_loss("kl+bgd", bgd_inputs(), retain_weight=2.0)
+    out = compute_loss("kl+bgd", inp, retain_weight=2.0, grad_norm=gn)
     assert close(out.parts["retain_loss"], 0.25)
-    assert close(out.loss, -1.0 + 2 * 0.25)
+    assert close(out.loss, float(forget) + 2 * 0.25)
 
 
 def test_bgd_label_length_mismatch():
     inp = dataclasses.replace(bgd_inputs(), forget_concepts=["person"])
     with pytest.raises(ValueError, match="forget_concepts"):
-        compute_loss("gd+bgd", inp)
+        compute_loss("gd+bgd", inp, grad_norm=lambda t: 1.0)
 
 
 # packed (answer-positions-only) statistics equal the padded ones

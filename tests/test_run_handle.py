@@ -88,6 +88,30 @@ def test_an_unlearning_run_is_built_on_first_access_and_read_back(run, cfg):
         u.model = "gd"
 
 
+def test_the_learning_rate_grid_picks_the_run_and_every_row_says_so(run, cfg):
+    """smoke tunes over unlearn.lr × (1, 3) on the full budget: the kept grid run is the final
+    run (the same adapter bytes, not trained again), and every result row carries its rate
+    and the rule."""
+    from pebench_core.pipeline import get_tuning
+    from pebench_core.tuning import rates, rule_text
+
+    u = run.unlearned("ga", "person")
+    grid = run.tuning("ga", "person")
+    assert list(grid["lr"]) == rates(cfg.unlearn) and grid["kept"].sum() == 1
+    assert {"efficacy/person", "retain/person", "criterion", "status", "seconds"} <= set(grid.columns)
+    assert (grid["criterion"] == (grid["efficacy/person"] + grid["retain/person"]) / 2).all()
+    kept = grid[grid["kept"]].iloc[0]
+    tune = get_tuning(cfg, "ga", "person", run.dir, progress=False)
+    assert read_marker(tune)["lr"] == kept["lr"]
+    same = tune / f"lr{int(kept['point'])}" / "adapter" / "adapter_model.safetensors"
+    assert same.read_bytes() == (u.folder / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert set(u.results["lr"]) == {kept["lr"]} and set(u.results["lr_rule"]) == {rule_text(cfg.unlearn, cfg.eval)}
+    assert u.hparams["lr"] == kept["lr"] and u.hparams["lr_selection"] == rule_text(cfg.unlearn, cfg.eval)
+    assert run.evaluation("finetune", "person").results["lr"].isna().all()
+    untuned = Run(dataclasses.replace(cfg, unlearn=dataclasses.replace(cfg.unlearn, lr_factors=(1.0,))), run.dir)
+    assert untuned.tuning("ga", "person") is None
+
+
 def test_an_evaluation_reads_what_the_files_hold(run, cfg):
     for model in ("finetune", "goal"):
         ev = run.evaluation(model, "person")

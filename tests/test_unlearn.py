@@ -62,21 +62,26 @@ def test_gradient_ascent_raises_the_forget_nll(setup):
     assert _forget_nll(bundle, ds, "person") == pytest.approx(before, abs=1e-5)  # base untouched
 
 
-@pytest.mark.parametrize("method", ["kl", "dpo", "npo"])
+@pytest.mark.parametrize("method", ["kl", "dpo", "npo", "undial", "rmu"])
 def test_reference_outputs_match_the_model_at_the_first_step(setup, method):
     """LoRA starts at θ = ref, so at step 1 KL's precomputed reference gives KL = 0, DPO's
-    loss is log 2 and NPO's is (2/β)·log 2: the cached reference outputs line up with the
-    items the step trains on."""
+    loss is log 2, NPO's is (2/β)·log 2, UNDIAL's at strength 0 (the target is the
+    reference itself) is 0 and RMU's retain term (the reference's own activations) is 0: the
+    cached reference outputs line up with the items the step trains on."""
     import math
 
     cfg, ds, bundle = setup
-    u = dataclasses.replace(cfg.unlearn, steps=1, eval_every=100, retain_weight=1.0)
+    u = dataclasses.replace(cfg.unlearn, steps=1, eval_every=100, retain_weight=1.0, undial_strength=0.0)
     run = run_unlearning(bundle, ds, "both", method, u, cfg.eval, progress=False, log=lambda *_: None)
     remove_lora(run.model)
     first = run.trajectory.iloc[0]
-    want = {"kl": ("retain_loss", 0.0), "dpo": ("forget_loss", math.log(2)), "npo": ("forget_loss", 2 / u.beta * math.log(2))}[
-        method
-    ]
+    want = {
+        "kl": ("retain_loss", 0.0),
+        "dpo": ("forget_loss", math.log(2)),
+        "npo": ("forget_loss", 2 / u.beta * math.log(2)),
+        "undial": ("forget_loss", 0.0),
+        "rmu": ("retain_loss", 0.0),
+    }[method]
     assert first[want[0]] == pytest.approx(want[1], abs=1e-4)
     assert run.setup_seconds > 0
 
@@ -218,3 +223,78 @@ def test_answer_likelihoods_match_the_full_model(setup):
         assert df[f"n_{name}"].iloc[:4].tolist() == n.tolist()
     assert (df["logp_first_true"] >= df["logp_true"] - 1e-5).all()
     assert (df["logp_first_refusal"] >= df["logp_refusal"] - 1e-5).all()
+
+
+def test_bgd_variants_with_different_retain_terms_train_different_adapters(setup):
+    """The old reconstruction amplified a near-certain concept ~5,000 times, which swamped the
+    retain term: gd+bgd and kl+bgd ended on the same numbers. Without a retain term the two
+    are one method (the same adapter to the bit); with it, the retain term must move the
+    adapter by a visible share of the whole update."""
+    cfg, ds, bundle = setup
+    u = dataclasses.replace(cfg.unlearn, steps=4, eval_every=100, lr=5e-3)
+
+    def adapter(method, **kw):
+        run = run_unlearning(
+            bundle, ds, "both", method, dataclasses.replace(u, **kw), cfg.eval, progress=False, log=lambda *_: None
+        )
+        try:
+            return {k: v.detach().clone() for k, v in run.model.state_dict().items() if "lora_B" in k}, run.trajectory
+        finally:
+            remove_lora(run.model)
+
+    gd0, _ = adapter("gd+bgd", retain_weight=0.0)
+    kl0, _ = adapter("kl+bgd", retain_weight=0.0)
+    assert all(torch.equal(gd0[k], kl0[k]) for k in gd0)
+    gd1, traj = adapter("gd+bgd")
+    kl1, _ = adapter("kl+bgd")
+    dist = lambda a, b: float(sum(((a[k] - b[k]) ** 2).sum() for k in a) ** 0.5)  # noqa: E731
+    update = dist(gd1, {k: torch.zeros_like(v) for k, v in gd1.items()})  # lora_B starts at zero
+    assert dist(gd1, kl1) > 0.05 * update and dist(gd1, gd0) > 0.05 * update
+    rho = u.bgd_max_weight
+    for c in ("person", "event"):
+        assert traj[f"weight/{c}"].between(1 / rho, rho).all() and (traj[f"grad_norm/{c}"] > 0).all()
+    assert "grad_norm_ratio" in traj and "balanced_ratio" in traj
+
+
+def test_task_vector_negation_subtracts_the_adapter_it_trained(setup):
+    """The loop trains τ by descent on the forget answers, then hands over θ_ft − α·τ: the
+    same training with α = 2 gives exactly twice the (negated) B of α = 1, and the negated
+    adapter raises the forget NLL that τ itself lowered."""
+    cfg, ds, bundle = setup
+    before = _forget_nll(bundle, ds, "person")
+    out = {}
+    for alpha in (1.0, 2.0):
+        u = dataclasses.replace(cfg.unlearn, steps=4, lr=5e-3, eval_every=2, negation_scale=alpha)
+        run = run_unlearning(bundle, ds, "person", "task_vector", u, cfg.eval, progress=False, log=lambda *_: None)
+        try:
+            out[alpha] = {k: v.detach().clone() for k, v in run.model.state_dict().items() if "lora_B" in k}
+            if alpha == 1.0:
+                after = _forget_nll(bundle.with_model(run.model), ds, "person")
+                assert run.trajectory["forget_nll"].iloc[-1] < run.trajectory["forget_nll"].iloc[0]  # τ learns the forget set
+        finally:
+            remove_lora(run.model)
+    assert all(torch.allclose(out[2.0][k], 2 * out[1.0][k], atol=1e-7) for k in out[1.0])
+    assert any(float(v.abs().max()) > 0 for v in out[1.0].values())
+    assert after > before
+
+
+def test_rmu_adapts_only_the_mlps_below_its_layer_and_steers_it(setup):
+    """RMU's adapter sits on the MLPs of the layer at unlearn.rmu_depth and the two below it,
+    and its forget term starts at the distance of the reference's activations from c·u."""
+    from pebench_core.models import decoder_layers
+
+    cfg, ds, bundle = setup
+    n = len(decoder_layers(bundle.model))
+    u = dataclasses.replace(cfg.unlearn, steps=8, lr=5e-3, eval_every=100, rmu_depth=1.0)
+    run = run_unlearning(bundle, ds, "person", "rmu", u, cfg.eval, progress=False, log=lambda *_: None)
+    try:
+        names = [name for name, p in run.model.named_parameters() if p.requires_grad]
+        assert names and all(".mlp." in name and "lora_" in name for name in names)
+        layers = {int(name.split(".layers.")[1].split(".")[0]) for name in names}
+        assert layers == set(range(max(0, n - 3), n))
+        t = run.trajectory
+        # each step has its own batch, so compare the first steps with the last ones
+        assert t["forget_loss"].iloc[0] > 0 and t["forget_loss"].iloc[-3:].mean() < t["forget_loss"].iloc[:3].mean()
+        assert t["retain_loss"].iloc[0] == pytest.approx(0.0, abs=1e-9) and (t["retain_loss"].iloc[1:] > 0).any()
+    finally:
+        remove_lora(run.model)

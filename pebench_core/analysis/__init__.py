@@ -52,6 +52,7 @@ from .schema import bgd_base, KEYS, method_order, METRIC_ORDER, unlearn_methods
 from .stats import Estimate, ci_column, format_ci, summarise
 from .tables import (
     IMAGE_DIRECTIONS,
+    chosen_rates,
     INTERFERENCE_CELLS,
     interference_matrix,
     interference_table,
@@ -76,6 +77,7 @@ from .verdicts import (
 
 __all__ = [
     "KEYS",
+    "chosen_rates",
     "unlearn_methods",
     "bgd_base",
     "PAPER_TABLE1",

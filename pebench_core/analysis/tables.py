@@ -64,6 +64,20 @@ def leaderboard(summary: pd.DataFrame, concept: str, metrics: Sequence[str] | No
 # Simultaneous unlearning and BGD (chapter 5)
 
 
+def chosen_rates(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The learning rate each method ran at, method × target (the median over seeds, which
+    may choose differently), and the distinct selection rules the rows state. Rows without
+    ``lr`` (the finetune and goal bounds, or results from before tuning) are left out."""
+    if "lr" not in results or "lr_rule" not in results:
+        return pd.DataFrame(), []
+    runs = results.dropna(subset=["lr"]).drop_duplicates(["seed", "target", "method"])
+    if runs.empty:
+        return pd.DataFrame(), []
+    table = runs.pivot_table(index="method", columns="target", values="lr", aggfunc="median")
+    table = table.reindex(in_order(table.index, method_order()))
+    return table[[t for t in ("person", "event", "both") if t in table.columns]], sorted(set(runs["lr_rule"]))
+
+
 def simultaneous_vs_single(
     summary: pd.DataFrame,
     items: pd.DataFrame | None = None,

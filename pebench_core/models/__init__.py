@@ -51,7 +51,18 @@ from .bundle import ModelBundle, model_device_dtype, quiet_transformers, resolve
 from .cards import count_parameters, describe, model_card, prompt_tokens
 from .checkpoints import family_of_folder, image_only_processor_class, load_bundle, load_processor, load_skeleton, save_bundle
 from .generation import generate
-from .lora import add_lora, load_adapter, load_merged, lora_target_regex, lora_targets, reference_mode, remove_lora, save_adapter
+from .lora import (
+    add_lora,
+    decoder_layers,
+    load_adapter,
+    load_merged,
+    lora_target_regex,
+    lora_targets,
+    mlp_target_regex,
+    reference_mode,
+    remove_lora,
+    save_adapter,
+)
 from .prompts import (
     Prompt,
     answer_ids,
@@ -86,6 +97,8 @@ __all__ = [
     "to_device",
     "generate",
     "lora_target_regex",
+    "mlp_target_regex",
+    "decoder_layers",
     "add_lora",
     "remove_lora",
     "reference_mode",

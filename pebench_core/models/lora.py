@@ -23,6 +23,8 @@ from .checkpoints import load_bundle
 __all__ = [
     "lora_targets",
     "lora_target_regex",
+    "mlp_target_regex",
+    "decoder_layers",
     "add_lora",
     "remove_lora",
     "reference_mode",
@@ -80,10 +82,46 @@ def lora_target_regex(model: torch.nn.Module, projector: bool) -> str:
     return "^(?:" + "|".join(parts) + ")$"
 
 
-def add_lora(bundle: ModelBundle, r: int = 8, alpha: int = 16, projector: bool = True, dropout: float = 0.0, seed: int = 0):
+_MLP_TARGETS = ("gate_proj", "up_proj", "down_proj", "fc1", "fc2")
+
+
+def mlp_target_regex(model: torch.nn.Module, layers: tuple[int, ...]) -> str:
+    """The regex of the MLP projections of the language model's decoder layers ``layers``
+    (0-based): where RMU puts its adapter."""
+    fam = family_of(model)
+    lm = fam.language_model
+    found = [
+        n
+        for n in lora_targets(model, False)
+        if n.rsplit(".", 1)[-1] in _MLP_TARGETS and any(f"{lm}.layers.{k}." in n + "." for k in layers)
+    ]
+    if not found:
+        raise ConfigError(f"add_lora: no MLP projections in layers {list(layers)} of this {fam.title} model's {lm}")
+    return "^(?:" + "|".join(re.escape(n) for n in found) + ")$"
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The language model's decoder layers, in order."""
+    lm = family_of(model).language_model_of(model)
+    layers = getattr(lm, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
+        raise ConfigError(f"{type(lm).__name__} has no decoder layers at .layers")
+    return layers
+
+
+def add_lora(
+    bundle: ModelBundle,
+    r: int = 8,
+    alpha: int = 16,
+    projector: bool = True,
+    dropout: float = 0.0,
+    seed: int = 0,
+    mlp_layers: tuple[int, ...] | None = None,
+):
     """Wrap ``bundle.model`` in a peft ``PeftModel`` with a fresh LoRA adapter (seeded init).
 
-    Targets come from :func:`lora_target_regex`. Only the adapter is trainable. peft injects
+    Targets come from :func:`lora_target_regex`, or with ``mlp_layers`` only the MLPs of those
+    decoder layers (:func:`mlp_target_regex`; RMU). Only the adapter is trainable. peft injects
     the LoRA layers into ``bundle.model`` in place; :func:`remove_lora` takes them out again.
     Use ``bundle.with_model(peft_model)`` to generate / score with the adapter on.
     """
@@ -99,7 +137,7 @@ def add_lora(bundle: ModelBundle, r: int = 8, alpha: int = 16, projector: bool =
         lora_alpha=int(alpha),
         lora_dropout=float(dropout),
         bias="none",
-        target_modules=lora_target_regex(base, projector),
+        target_modules=lora_target_regex(base, projector) if mlp_layers is None else mlp_target_regex(base, mlp_layers),
         init_lora_weights=True,
     )
     with torch.random.fork_rng(devices=[bundle.device] if bundle.device.type == "cuda" else []):
