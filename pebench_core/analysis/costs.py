@@ -24,8 +24,8 @@ def sequences_per_step(method: str, batch_size: int, retain_weight: float = 1.0)
     from ..losses import get_loss
 
     need = set(get_loss(method).required_inputs(retain_weight))
-    forget = int("forget_logp_sum" in need) + int("refusal_logp_sum" in need)
-    retain = int(bool(need & {"retain_logp_sum", "retain_kl"}))
+    forget = int(bool(need & {"forget_logp_sum", "forget_adjusted_kl", "forget_rmu_mse"})) + int("refusal_logp_sum" in need)
+    retain = int(bool(need & {"retain_logp_sum", "retain_kl", "retain_rmu_mse"}))
     return (min(forget, 1) + retain) * batch_size, (forget + retain) * batch_size
 
 
