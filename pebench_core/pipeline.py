@@ -314,7 +314,7 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
 
     import pandas as pd
 
-    from .config import safe_name
+    from .config import ConfigError, safe_name
     from .evaluate import validation_score
     from .models import remove_lora, save_adapter
     from .results import StageCache, atomic_write_json, atomic_write_parquet
@@ -357,7 +357,16 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
                 remove_lora(run.model)
             points.append({"point": k, "lr": lr, "steps": u.steps, "status": "ok" if ok else run.status,
                            "seconds": round(run.seconds + run.setup_seconds, 2), "criterion": math.nan, **score})  # fmt: skip
-        kept = choose(points)
+        if any(p["status"] == "ok" for p in points):
+            kept = choose(points)
+        elif u0.keep_stopped:  # nothing finished: keep the lowest rate's run, marked with how it stopped
+            kept = 0
+        else:
+            raise ConfigError(
+                f"unlearning {method}/{target} {points[0]['status']}; so did every rate of the grid "
+                f"({', '.join(f'{p:.3g}' for p in rates(u0))}); no result was stored (lower unlearn.lr, or set "
+                "unlearn.keep_stopped=true to keep what the lowest rate reached, its rows marked with this status)"
+            )
         grid = pd.DataFrame(points).assign(kept=lambda d: d["point"] == kept)
         atomic_write_parquet(tmp / "grid.parquet", grid)
         return {"lr": points[kept]["lr"], "point": kept, "rule": rule_text(u0, cfg.eval), "whole_budget": whole}
