@@ -71,6 +71,8 @@ __all__ = [
     "undial_loss",
     "task_vector_loss",
     "rmu_loss",
+    "siu_loss",
+    "dual_masked_kl_per_sequence",
     "mse_per_sequence",
     "adjusted_logits",
     "gd_bgd_loss",
@@ -218,6 +220,52 @@ def mse_per_sequence(hidden: torch.Tensor, target: torch.Tensor, rows: torch.Ten
     return tot / n
 
 
+def dual_masked_kl_per_sequence(
+    logits_theta: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    targets: torch.Tensor,
+    rows: torch.Tensor,
+    n_rows: int,
+    concept_tokens: Sequence[Sequence[int]],
+) -> torch.Tensor:
+    """``[n_rows]``: per sequence, the mean over its kept positions of ``KL(ref ‖ θ)`` with the
+    sequence's concept tokens (``concept_tokens[row]``: the token ids of its true forget
+    answer) masked twice, as SIU's dual masked KL does:
+
+    * **vocabulary mask**: those tokens are taken out of both next-token distributions (each
+      renormalised over the rest), so the KL never holds the model to the reference's
+      probability of saying the concept;
+    * **token mask**: a position whose own target token is one of them is left out.
+
+    ``logits_theta``, ``ref_logprobs`` ``[N, V]``, ``targets``/``rows`` ``[N]`` as in
+    :func:`packed_kl_per_sequence`; ``ref_logprobs`` is a constant. A sequence whose every
+    position is masked contributes 0. Computed in float32.
+    """
+    if logits_theta.shape != ref_logprobs.shape or logits_theta.dim() != 2 or rows.shape != logits_theta.shape[:1]:
+        raise ValueError(
+            f"dual_masked_kl_per_sequence: logits_theta {tuple(logits_theta.shape)}, ref_logprobs "
+            f"{tuple(ref_logprobs.shape)} and rows {tuple(rows.shape)} disagree"
+        )
+    if len(concept_tokens) != n_rows:
+        raise ValueError(f"dual_masked_kl_per_sequence: {len(concept_tokens)} concept token sets for {n_rows} sequences")
+    n, v = logits_theta.shape
+    vocab_mask = torch.zeros(n, v, dtype=torch.bool, device=logits_theta.device)
+    keep = torch.ones(n, dtype=torch.bool, device=logits_theta.device)
+    for k, (r, t) in enumerate(zip(rows.tolist(), targets.tolist())):
+        ids = [int(i) for i in concept_tokens[r]]
+        if ids:
+            vocab_mask[k, ids] = True
+        keep[k] = int(t) not in set(ids)
+    neg = torch.finfo(torch.float32).min
+    lt = F.log_softmax(logits_theta.float().masked_fill(vocab_mask, neg), dim=-1)
+    lr = F.log_softmax(ref_logprobs.detach().float().masked_fill(vocab_mask, neg), dim=-1)
+    kl_tok = torch.where(vocab_mask, torch.zeros_like(lt), lr.exp() * (lr - lt)).sum(dim=-1)
+    kl_tok = torch.where(keep, kl_tok, torch.zeros_like(kl_tok))
+    tot = kl_tok.new_zeros(n_rows).index_add(0, rows, kl_tok)
+    cnt = kl_tok.new_zeros(n_rows).index_add(0, rows, keep.to(kl_tok.dtype))
+    return tot / cnt.clamp(min=1.0)
+
+
 def adjusted_logits(ref_logits: torch.Tensor, targets: torch.Tensor, strength: float) -> torch.Tensor:
     """UNDIAL's target: the reference's logits (or log-probabilities) ``[N, V]`` with each
     row's true token ``targets[i]`` lowered by ``strength``; detached, in float32.
@@ -255,6 +303,7 @@ INPUT_FIELDS = (
     "forget_adjusted_kl",
     "forget_rmu_mse",
     "retain_rmu_mse",
+    "refusal_dual_masked_kl",
     "forget_concepts",
     "retain_concepts",
 )
@@ -279,6 +328,9 @@ class LossInputs:
     RMU's activations at one decoder layer, per sequence (:func:`mse_per_sequence`):
       * ``forget_rmu_mse`` ``[B_f]`` — to the fixed random control vector;
       * ``retain_rmu_mse`` ``[B_r]`` — to the reference model's own activations.
+    The SIU-style dual masked KL on the refusal answers (shape ``[B_f]``):
+      * ``refusal_dual_masked_kl`` — per-sequence ``KL(ref ‖ θ)`` with the forget concept's
+        tokens masked twice (:func:`dual_masked_kl_per_sequence`).
     Concept labels for BGD (``"person"`` / ``"event"``, one per row):
       * ``forget_concepts`` (length ``B_f``), ``retain_concepts`` (length ``B_r``).
     """
@@ -295,6 +347,7 @@ class LossInputs:
     forget_adjusted_kl: torch.Tensor | None = None
     forget_rmu_mse: torch.Tensor | None = None
     retain_rmu_mse: torch.Tensor | None = None
+    refusal_dual_masked_kl: torch.Tensor | None = None
     forget_concepts: Sequence[str] | None = None
     retain_concepts: Sequence[str] | None = None
 
@@ -505,6 +558,34 @@ def rmu_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, 
         r = _vec(_given(inp.retain_rmu_mse, "rmu", "retain_rmu_mse"), "retain_rmu_mse").mean()
         loss = loss + retain_weight * r
         parts["retain_loss"] = _f(r)
+    parts["loss"] = _f(loss)
+    return LossOutput(loss=loss, parts=parts)
+
+
+def siu_loss(inp: LossInputs, *, retain_weight: float = 1.0, beta: float = 0.1, state: Any = None) -> LossOutput:
+    """SIU-style dual masked KL (our reconstruction of PEBench v1's sixth method, after Li et
+    al., 2024, whose formula is incomplete in the sources we have)::
+
+        NLL(y_refusal | D_f)  +  λ · mean_i DMK_i
+
+    The cross-entropy teaches the refusal on the forget images, as PO does; the dual masked
+    KL (``refusal_dual_masked_kl``, :func:`dual_masked_kl_per_sequence`) holds the rest of the
+    model's next-token distributions on those same sequences to the reference's, except for
+    the forget concept's own tokens, which are masked out of both the vocabulary and the
+    positions. Like SIU it trains on the forget images alone: no retain set."""
+    inp.require("siu", "refusal_logp_sum", "refusal_n_tokens")
+    nll = sequence_nll(
+        _given(inp.refusal_logp_sum, "siu", "refusal_logp_sum"),
+        _given(inp.refusal_n_tokens, "siu", "refusal_n_tokens"),
+        "refusal_logp_sum",
+    ).mean()
+    loss = nll
+    parts = {"refusal_nll": _f(nll), "forget_loss": _f(nll)}
+    if retain_weight != 0:
+        inp.require("siu", "refusal_dual_masked_kl")
+        kl = _vec(_given(inp.refusal_dual_masked_kl, "siu", "refusal_dual_masked_kl"), "refusal_dual_masked_kl").mean()
+        loss = loss + retain_weight * kl
+        parts["retain_loss"] = _f(kl)
     parts["loss"] = _f(loss)
     return LossOutput(loss=loss, parts=parts)
 

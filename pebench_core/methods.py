@@ -66,7 +66,9 @@ class Method:
     distributions on the forget answers → ``forget_adjusted_kl``; UNDIAL), ``needs_concepts``
     (concept labels, and batches balanced by concept; BGD), ``needs_hidden`` (θ's output of
     the decoder layer at ``unlearn.rmu_depth`` on the forget answers, and on the retain answers
-    the reference's too → ``forget_rmu_mse``, ``retain_rmu_mse``; RMU), ``needs_grad_norm`` (the loop
+    the reference's too → ``forget_rmu_mse``, ``retain_rmu_mse``; RMU),
+    ``needs_dual_masked_kl`` (θ's and the reference's next-token distributions on the refusal
+    answers, with the true answer's tokens masked → ``refusal_dual_masked_kl``; SIU), ``needs_grad_norm`` (the loop
     passes ``grad_norm``, a function from a scalar term to the norm of its gradient over the
     trained parameters; BGD); ``stateful``: the loss returns a state (``LossOutput.state``)
     that the loop hands back the next step. Retain inputs are needed only when
@@ -93,6 +95,7 @@ class Method:
     needs_kl: bool = False
     needs_adjusted_kl: bool = False
     needs_hidden: bool = False
+    needs_dual_masked_kl: bool = False
     needs_concepts: bool = False
     needs_grad_norm: bool = False
     stateful: bool = False
@@ -139,6 +142,8 @@ class Method:
             req += ["forget_adjusted_kl"]
         if self.needs_hidden:
             req += ["forget_rmu_mse"] + (["retain_rmu_mse"] if retain_weight != 0 else [])
+        if self.needs_dual_masked_kl and retain_weight != 0:
+            req += ["refusal_dual_masked_kl"]
         if self.needs_concepts:
             req += ["forget_concepts"]
         if retain_weight != 0:
@@ -309,6 +314,26 @@ METHODS: dict[str, Method] = {
         "which is what its authors mean by robust. As in its paper there is no retain term.",
         hparams=("undial_strength",),
         needs_adjusted_kl=True,
+    ),
+    "siu": Method(
+        "siu",
+        loss="siu_loss",
+        title="Bonus: SIU-style dual masked KL (SIU)",
+        summary="Learn a refusal on the forget images; a KL with the concept's tokens masked twice keeps the rest",
+        formula=r"\mathcal{L} = \mathrm{NLL}(y_\mathrm{refusal} \mid D_f) + \lambda\,\mathbb{E}_{D_f}\frac{1}{|T_i|}"
+        r"\sum_{t \in T_i}\mathrm{KL}\big(\tilde p_\mathrm{ref,t}\,\|\,\tilde p_{\theta,t}\big)",
+        citation="li2024single",
+        about="**SIU** {cite}`li2024single` is the sixth method of PEBench v1 {cite}`xu2025pebench`. Its "
+        "published description gives the idea but not every detail, so this is a reconstruction: it fine-tunes "
+        "the forget images towards a refusal (as PO does) and regularises with a *dual masked* KL to the "
+        "reference on those same answers. The forget concept's tokens (those of the true answer) are masked "
+        r"twice: out of the vocabulary of both distributions ($\tilde p$, renormalised over the rest), and out "
+        r"of the positions $T_i$ that predict one of them. So the KL keeps everything the model says *around* "
+        "the concept and leaves the concept itself free to go. Like SIU it trains on the forget images alone.",
+        hparams=("retain_weight",),
+        needs_forget=False,
+        needs_refusal=True,
+        needs_dual_masked_kl=True,
     ),
     "rmu": Method(
         "rmu",

@@ -37,7 +37,15 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
-from .losses import LossInputs, adjusted_logits, get_loss, mse_per_sequence, packed_answer_logprobs, packed_kl_per_sequence
+from .losses import (
+    LossInputs,
+    adjusted_logits,
+    dual_masked_kl_per_sequence,
+    get_loss,
+    mse_per_sequence,
+    packed_answer_logprobs,
+    packed_kl_per_sequence,
+)
 from .models import ModelBundle, add_lora, decoder_layers, generate, reference_mode
 from . import distributed as D
 from .encoding import encode_qa
@@ -256,6 +264,14 @@ def run_unlearning(
     ref: dict[str, torch.Tensor] = {}
     ref_retain: dict[int, torch.Tensor] = {}
     ref_forget: dict[int, torch.Tensor] = {}  # per forget item: reference log-probs on its answer tokens (UNDIAL)
+    ref_refusal: dict[int, torch.Tensor] = {}  # the same on its refusal's tokens (SIU)
+    # SIU's concept tokens per forget item: those of its true answer, the special tokens aside
+    special = {bundle.pad_token_id, *bundle.eos_token_ids}
+    concept_tokens = (
+        [sorted({int(t) for t in lab.tolist() if t != -100} - special) for lab in enc["forget"].labels]
+        if "refusal_dual_masked_kl" in need
+        else []
+    )
     chunks = lambda idx: [idx[s : s + 32] for s in range(0, len(idx), 32)]  # noqa: E731
     with torch.no_grad(), reference_mode(model):
         for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
@@ -264,6 +280,7 @@ def run_unlearning(
         for name, key, store, col in (
             ("retain", "retain_kl", ref_retain, 1),
             ("forget", "forget_adjusted_kl", ref_forget, 0),
+            ("refusal", "refusal_dual_masked_kl", ref_refusal, 0),
         ):
             if key in need:
                 for c in chunks(sorted({i for batch in schedule for i in batch[col]})):
@@ -328,7 +345,7 @@ def run_unlearning(
                 (name, e, idx)
                 for name, e, idx, keys in (
                     ("forget", enc.get("forget"), mine_f, {"forget_logp_sum", "forget_adjusted_kl", "forget_rmu_mse"}),
-                    ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum"}),
+                    ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum", "refusal_dual_masked_kl"}),
                     ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl", "retain_rmu_mse"}),
                 )
                 if keys & need
@@ -359,6 +376,11 @@ def run_unlearning(
                 lp_ref = torch.cat([ref_forget[i] for i in mine_f]).to(lg.device)
                 target = adjusted_logits(lp_ref, tg, cfg.undial_strength)
                 inp["forget_adjusted_kl"] = D.gather_cat(packed_kl_per_sequence(lg, target, seq, n))
+            if "refusal_dual_masked_kl" in need:
+                lg, tg, seq, n = outs["refusal"][:4]
+                lp_ref = torch.cat([ref_refusal[i] for i in mine_f]).to(lg.device)
+                kl = dual_masked_kl_per_sequence(lg, lp_ref, tg, seq, n, [concept_tokens[i] for i in mine_f])
+                inp["refusal_dual_masked_kl"] = D.gather_cat(kl)
             if "forget_concepts" in need:
                 inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
             if "retain_concepts" in need:

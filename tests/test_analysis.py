@@ -369,7 +369,7 @@ def test_sequences_per_step_follow_the_losses_inputs():
     assert A.sequences_per_step("dpo", b, retain_weight=0.0) == (8, 16)
     assert A.sequences_per_step("undial", b) == (8, 8)  # the forget answers against a fixed target, no retain
     assert A.sequences_per_step("rmu", b) == (16, 16) and A.sequences_per_step("rmu", b, retain_weight=0.0) == (8, 8)
-    assert A.sequences_per_step("task_vector", b) == (8, 8)
+    assert A.sequences_per_step("task_vector", b) == (8, 8) and A.sequences_per_step("siu", b) == (8, 8)
 
 
 def test_step_costs_read_the_trajectories(tmp_path):

@@ -14,6 +14,7 @@ from pebench_core.losses import (
     LOSSES,
     adjusted_logits,
     bgd_weights,
+    dual_masked_kl_per_sequence,
     mse_per_sequence,
     LossInputs,
     answer_logprobs,
@@ -59,6 +60,7 @@ def full_inputs(**over) -> LossInputs:
         forget_adjusted_kl=T([0.2, 0.4]),
         forget_rmu_mse=T([2.0, 4.0]),
         retain_rmu_mse=T([0.1, 0.2, 0.6]),
+        refusal_dual_masked_kl=T([0.3, 0.5]),
         forget_concepts=["person", "event"],
         retain_concepts=["person", "event", "event"],
     )
@@ -412,6 +414,40 @@ def test_rmu_by_hand():
     assert close(out.loss, 3.0)
     with pytest.raises(ValueError, match="retain_rmu_mse"):
         compute_loss("rmu", full_inputs(retain_rmu_mse=None))
+
+
+def test_dual_masked_kl_by_hand():
+    """V = 3. Position 0 of sequence 0 predicts token 2, the concept token: masked. Position 1
+    (token 0) is kept, with token 2 out of both distributions: ref [1/2, 1/2] against theta
+    [e/(e+1), 1/(e+1)]. Sequence 1 has no concept tokens: a plain KL."""
+    ref = torch.log(T([[0.2, 0.2, 0.6], [0.25, 0.25, 0.5], [0.5, 0.25, 0.25]]))
+    theta = T([[0.0, 0.0, 0.0], [1.0, 0.0, 5.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    targets, rows = torch.tensor([2, 0, 1]), torch.tensor([0, 0, 1])
+    got = dual_masked_kl_per_sequence(theta, ref, targets, rows, 2, [[2], []])
+    e = math.e
+    p1 = [e / (e + 1), 1 / (e + 1)]
+    want0 = 0.5 * math.log(0.5 / p1[0]) + 0.5 * math.log(0.5 / p1[1])
+    want1 = 0.5 * math.log(0.5 / (1 / 3)) + 0.25 * math.log(0.25 / (1 / 3)) * 2
+    assert torch.allclose(got, T([want0, want1]), atol=1e-6)
+    # without masks it is the packed KL
+    plain = dual_masked_kl_per_sequence(theta, ref, targets, rows, 2, [[], []])
+    assert torch.allclose(plain, packed_kl_per_sequence(theta, ref, rows, 2), atol=1e-6)
+    # a sequence whose every position is masked contributes 0
+    assert float(dual_masked_kl_per_sequence(theta[:1], ref[:1], targets[:1], rows[:1], 1, [[2]])[0]) == 0.0
+    # the concept token gets no gradient from the KL: it may go wherever the refusal takes it
+    got[0].backward()
+    assert float(theta.grad[1, 2]) == 0.0 and float(theta.grad[0].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="concept token sets"):
+        dual_masked_kl_per_sequence(theta, ref, targets, rows, 2, [[2]])
+
+
+def test_siu_by_hand():
+    # refusal NLL = [0.2, 0.2] -> 0.2 ; DMK [0.3, 0.5] -> 0.4 ; lambda 0.5 -> 0.2 + 0.2
+    out = compute_loss("siu", full_inputs(), retain_weight=0.5)
+    assert close(out.loss, 0.4) and close(out.parts["refusal_nll"], 0.2) and close(out.parts["retain_loss"], 0.4)
+    assert close(compute_loss("siu", full_inputs(refusal_dual_masked_kl=None), retain_weight=0.0).loss, 0.2)
+    with pytest.raises(ValueError, match="refusal_dual_masked_kl"):
+        compute_loss("siu", full_inputs(refusal_dual_masked_kl=None))
 
 
 def test_task_vector_descends_on_the_forget_set():

@@ -62,11 +62,12 @@ def test_gradient_ascent_raises_the_forget_nll(setup):
     assert _forget_nll(bundle, ds, "person") == pytest.approx(before, abs=1e-5)  # base untouched
 
 
-@pytest.mark.parametrize("method", ["kl", "dpo", "npo", "undial", "rmu"])
+@pytest.mark.parametrize("method", ["kl", "dpo", "npo", "undial", "rmu", "siu"])
 def test_reference_outputs_match_the_model_at_the_first_step(setup, method):
     """LoRA starts at θ = ref, so at step 1 KL's precomputed reference gives KL = 0, DPO's
     loss is log 2, NPO's is (2/β)·log 2, UNDIAL's at strength 0 (the target is the
-    reference itself) is 0 and RMU's retain term (the reference's own activations) is 0: the
+    reference itself) is 0, RMU's retain term (the reference's own activations) and SIU's dual
+    masked KL are 0: the
     cached reference outputs line up with the items the step trains on."""
     import math
 
@@ -81,6 +82,7 @@ def test_reference_outputs_match_the_model_at_the_first_step(setup, method):
         "npo": ("forget_loss", 2 / u.beta * math.log(2)),
         "undial": ("forget_loss", 0.0),
         "rmu": ("retain_loss", 0.0),
+        "siu": ("retain_loss", 0.0),
     }[method]
     assert first[want[0]] == pytest.approx(want[1], abs=1e-4)
     assert run.setup_seconds > 0
