@@ -12,8 +12,9 @@ runs*, found by following names from the stage's entry points through the packag
   followed, so editing a helper three calls down re-keys the stage;
 * a module-level value it uses (a constant, a table, a registry) contributes its content,
   and the package functions that content holds are followed in turn;
-* anything outside the package (torch, transformers) is not hashed: its version is part of
-  every result row's provenance instead.
+* anything outside the package (torch, transformers) is not hashed, and is named by the name
+  the code uses for it rather than by what that name resolves to (``tqdm.auto.tqdm`` is
+  another class in a notebook kernel): its version is part of every result row's provenance.
 
 A module-level cache that a process fills as it runs is not code: mark it with
 :func:`state` and it is left out (else the key would depend on what ran before).
@@ -233,7 +234,10 @@ class _Walk:
                 return f"<{__name__}.{base.__qualname__}>"
             if _in_package(base):
                 return self.code(base)
-            return f"<{getattr(base, '__module__', '?')}.{getattr(base, '__qualname__', type(base).__name__)}>"
+            # Outside the package: named by the name the code uses, not by what it resolves to.
+            # ``tqdm.auto.tqdm`` is one class in a terminal and another in a notebook kernel, and
+            # a key that followed it would make every chapter rebuild what ``pebench run`` built.
+            return f"<external {label}>"
         if isinstance(obj, functools.partial):
             return (
                 f"partial({self.value(obj.func, label, depth + 1)},{self.value(obj.args, label, depth + 1)},"
@@ -266,4 +270,4 @@ class _Walk:
             return "<path>"
         if _in_package(type(obj)):  # an instance of a package class: its class's code
             return self.value(type(obj), label, depth + 1)
-        return f"<{type(obj).__module__}.{type(obj).__qualname__}>"
+        return f"<external {label}>"

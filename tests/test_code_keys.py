@@ -147,3 +147,23 @@ def test_reachable_follows_calls_across_modules_and_stops_at_the_package():
     assert "pebench_core.data.training_examples" in names
     assert not any(n.startswith("pebench_core.plots.") for n in names)
     assert not any(n.startswith("torch") for n in names)
+
+
+def test_a_key_does_not_depend_on_what_an_outside_name_resolves_to(monkeypatch):
+    """In a notebook kernel ``tqdm.auto.tqdm`` is the notebook progress bar, in a terminal the
+    plain one: the models ``pebench run`` built must be the ones a chapter finds."""
+    from pebench_core import trainer
+    from pebench_core.config import load_config
+
+    cfg = load_config("smoke", seed=0)
+    terminal = pipeline.model_key(cfg, "finetune")
+
+    class NotebookBar:  # what tqdm.auto gives inside a kernel, as far as a key can tell
+        pass
+
+    monkeypatch.setattr(trainer, "tqdm", NotebookBar)
+    code_keys._MEMO.clear()
+    try:
+        assert pipeline.model_key(cfg, "finetune") == terminal
+    finally:
+        code_keys._MEMO.clear()
