@@ -50,7 +50,8 @@ CHAPTERS: list[Chapter] = [
     *[Chapter("04_method.ipynb", f"04_{m.name}", "Unlearning methods", {"method": m.name}, m.title) for m in chapter_methods()],
     Chapter("05_simultaneous.ipynb", "05_simultaneous", "Interference"),
     Chapter("06_interference.ipynb", "06_interference", "Interference"),
-    Chapter("07_leaderboard.ipynb", "07_leaderboard", "Results"),
+    Chapter("07_robustness.ipynb", "07_robustness", "Is it really forgotten?"),
+    Chapter("08_leaderboard.ipynb", "08_leaderboard", "Results"),
 ]
 
 FRONT = ["book/how_to_read"]

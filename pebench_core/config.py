@@ -63,6 +63,10 @@ class WorldConfig:
     pretrain_eval_renders: int = 1  # held-out pre-training renders, for the "real" metrics
     pope_questions: int = 2  # yes/no object questions per pre-training render (half yes)
     forget_share: float = 0.1  # share of people / of events in the forget set
+    # The never-seen group (membership inference): fictitious people and events no model trains
+    # on, rendered with a seed stream of their own, so the other images are unchanged.
+    n_unseen_people: int = 2
+    n_unseen_events: int = 4
     data_dir: str = ""  # a real PEBench folder; empty = the embedded synthetic world
 
 
@@ -172,6 +176,29 @@ class EvalConfig:
     val_items: int = 16
 
 
+def _default_probes() -> tuple[str, ...]:
+    from .robustness import probe_names  # it imports this module: read it when asked
+
+    return probe_names()
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """The robustness probes (design: Is it really forgotten?): is the knowledge gone, or only
+    hidden from the training question? Each probe runs for every method × target and the two
+    bounds (pebench_core.robustness)."""
+
+    probes: tuple[str, ...] = field(default_factory=lambda: _default_probes())  # the registry's probes
+    items: int = 24  # forget (and retain) images per concept a generating probe asks about; 0 = all
+    relearn_steps: tuple[int, ...] = (0, 5, 10, 20)  # points of the relearning curve, in steps
+    relearn_share: float = 0.25  # share of the forget images relearning trains on (the rest measure it)
+    relearn_lr: float = 1e-3  # relearning's rate, on a fresh LoRA of unlearn.lora_r
+    perturbations: tuple[str, ...] = ("blur", "crop", "colour", "noise", "jpeg")
+    strength: float = 0.5  # of every perturbation, 0 (none) to 1 (the strongest the probe allows)
+    mink_share: float = 0.4  # Min-K%: the share of an answer's least likely tokens averaged
+    probe_depth: float = 0.5  # the language-model layer the linear probe reads, as a share of the depth
+
+
 @dataclass(frozen=True)
 class RunConfig:
     profile: str = "tiny"
@@ -181,6 +208,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -254,6 +282,8 @@ RANGES: dict[str, Range] = {
     "world.pretrain_eval_renders": AT_LEAST_1,
     "world.pope_questions": NON_NEGATIVE,  # and even: checked in validate()
     "world.forget_share": Range(lo=0, hi=1, lo_open=True, hi_open=True),
+    "world.n_unseen_people": Range(lo=0, hi=1_000, why="0: no never-seen people, no membership inference of names"),
+    "world.n_unseen_events": Range(lo=0, hi=4, why="the catalogue holds 4; 0: no membership inference of events"),
     # model (architecture sizes of the tiny model)
     "model.vocab_size": Range(lo=300),
     "model.vision_hidden": AT_LEAST_1,
@@ -302,6 +332,14 @@ RANGES: dict[str, Range] = {
     "eval.max_new_tokens": AT_LEAST_1,
     "eval.max_items": Range(lo=0, zero="all"),
     "eval.val_items": Range(lo=0, zero="no validation subset: the learning rate is not tuned"),
+    # robust
+    "robust.items": Range(lo=0, zero="all"),
+    "robust.relearn_steps": Range(lo=0, hi=10_000, unit="steps"),
+    "robust.relearn_share": Range(lo=0, hi=1, lo_open=True, hi_open=True, why="some forget images train, the rest measure"),
+    "robust.relearn_lr": POSITIVE,
+    "robust.strength": Range(lo=0, hi=1, lo_open=True, why="0 would leave the images untouched; 1 is the strongest"),
+    "robust.mink_share": Range(lo=0, hi=1, lo_open=True),
+    "robust.probe_depth": SHARE,
 }
 
 
@@ -311,7 +349,14 @@ RANGES: dict[str, Range] = {
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {},
     "smoke": {
-        "world": {"n_people": 10, "n_events": 10, "n_real_people": 3, "image_size": 32, "forget_share": 0.2},
+        "world": {
+            "n_people": 10,
+            "n_events": 10,
+            "n_real_people": 3,
+            "image_size": 32,
+            "forget_share": 0.2,
+            "n_unseen_events": 2,
+        },
         "model": {
             "vocab_size": 700,
             "patch_size": 8,
@@ -325,6 +370,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train": {"base_epochs": 2, "finetune_epochs": 2, "vision_images": 256, "vision_epochs": 1},
         "unlearn": {"steps": 4, "eval_every": 2, "batch_size": 4, "lr_factors": (1.0, 3.0)},
         "eval": {"max_items": 12, "max_new_tokens": 24, "batch_size": 16, "val_items": 3},
+        "robust": {"items": 6, "relearn_steps": (0, 2)},
     },
     "paper": {
         "world": {"n_people": 200, "n_events": 40, "n_real_people": 20, "image_size": 512},
@@ -351,8 +397,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list (or a comma-separated string), got {value!r}")
-        if typing.get_args(typ)[:1] == (float,):  # a list of numbers, each read as one
-            return tuple(_coerce(v, float, where) for v in value)
+        if typing.get_args(typ)[:1] in ((float,), (int,)):  # a list of numbers, each read as one
+            return tuple(_coerce(v, typing.get_args(typ)[0], where) for v in value)
         return tuple(str(v) for v in value)
     if origin is Literal:
         typ = str  # a fixed-strings field reads as a string; validate() checks it is one of them
@@ -597,10 +643,10 @@ def _check_field(where: str, value: Any, typ: Any) -> None:
     if origin is Literal:
         choices = typing.get_args(typ)
         _require(value in choices, f"{where} must be one of {', '.join(choices)}, got {value!r}")
-    elif origin is tuple and typing.get_args(typ)[:1] == (float,):
+    elif origin is tuple and typing.get_args(typ)[:1] in ((float,), (int,)):
         _require(isinstance(value, tuple), f"{where} must be a list of numbers, got {value!r}")
         for v in value:  # each number against the field's RANGES row
-            _check_field(where, v, float)
+            _check_field(where, v, typing.get_args(typ)[0])
         _require(len(set(value)) == len(value), f"{where} lists a number more than once, got {list(value)}")
     elif origin is tuple:
         _require(
@@ -685,6 +731,24 @@ def validate(cfg: RunConfig) -> RunConfig:
             not twice,
             f"unlearn.{name} names {', '.join(twice)} more than once; give each {name[:-1]} once, got {','.join(given)}",
         )
+    from .robustness import PERTURBATIONS, probe_names
+
+    r = cfg.robust
+    for name, given, allowed in (("probes", r.probes, probe_names()), ("perturbations", r.perturbations, tuple(PERTURBATIONS))):
+        unknown = [x for x in given if x not in allowed]
+        _require(not unknown, f"robust.{name} has unknown {name[:-1]}(s) {unknown}; allowed: {', '.join(allowed)}")
+        twice = _duplicates(given)
+        _require(not twice, f"robust.{name} names {', '.join(twice)} more than once; give each once")
+    _require(
+        len(r.relearn_steps) >= 1 and list(r.relearn_steps) == sorted(set(r.relearn_steps)),
+        f"robust.relearn_steps must list the curve's step counts in increasing order, each once (e.g. 0,5,10,20), "
+        f"got {list(r.relearn_steps)}",
+    )
+    _require(
+        "perturb" not in r.probes or len(r.perturbations) >= 1,
+        "robust.perturbations is empty while robust.probes asks for perturb; list at least one of "
+        f"{', '.join(PERTURBATIONS)} or drop perturb",
+    )
     _require(
         len(u.lr_factors) >= 1,
         "unlearn.lr_factors must list at least one multiple of unlearn.lr (1.0 alone: no tuning)",

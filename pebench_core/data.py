@@ -31,9 +31,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from PIL import Image, UnidentifiedImageError
 
 from .config import TARGETS, ConfigError, forget_count
-from .world import EVENTS, OBJECTS, POPE_ANSWERS, POPE_TEMPLATE, QUESTIONS, REFUSALS, Event, Person, make_splits
+from .world import EVENTS, OBJECTS, PARAPHRASES, POPE_ANSWERS, POPE_TEMPLATE, QUESTIONS, REFUSALS, Event, Person, make_splits
 
-ROLES = ("train", "heldout", "pretrain", "pretrain_eval")
+ROLES = ("train", "heldout", "pretrain", "pretrain_eval", "unseen")
 QA_KINDS = ("person", "event", "pope")
 STAGES = ("base", "finetune", "goal")
 
@@ -87,12 +87,15 @@ class Dataset:
     image_size: int | None = None
     seed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)  # world.json (synthetic) or loader info
+    # The never-seen group (role "unseen"): people and events no model trains on.
+    unseen_people: list[Person] = field(default_factory=list)
+    unseen_events: list[Event] = field(default_factory=list)
     _index: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def _lookup(self) -> dict[str, Any]:
         if not self._index:
-            self._index["person"] = {p.id: p for p in [*self.people, *self.real_people]}
-            self._index["event"] = {e.id: e for e in self.events}
+            self._index["person"] = {p.id: p for p in [*self.people, *self.real_people, *self.unseen_people]}
+            self._index["event"] = {e.id: e for e in [*self.events, *self.unseen_events]}
             self._index["item"] = {i.id: i for i in self.items}
         return self._index
 
@@ -199,6 +202,8 @@ def load_dataset(path: str | Path, check_images: bool = True) -> Dataset:
         people = [Person.from_dict(p) for p in world["people"]]
         real = [Person.from_dict(p) for p in world["real_people"]]
         events = [Event.from_dict(e) for e in world["events"]]
+        unseen_people = [Person.from_dict(p) for p in world.get("unseen_people", ())]
+        unseen_events = [Event.from_dict(e) for e in world.get("unseen_events", ())]
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{wj} is malformed: a person or event entry lacks {exc}") from None
 
@@ -242,8 +247,10 @@ def load_dataset(path: str | Path, check_images: bool = True) -> Dataset:
         image_size=world["config"].get("image_size"),
         seed=int(world["seed"]),
         meta=world,
+        unseen_people=unseen_people,
+        unseen_events=unseen_events,
     )
-    known_p, known_e = {p.id for p in people + real}, {e.id for e in events}
+    known_p, known_e = {p.id for p in people + real + unseen_people}, {e.id for e in events + unseen_events}
     bad = next((i for i in items if i.person not in known_p or i.event not in known_e), None)
     if bad is not None:
         raise ConfigError(f"{man}: image {bad.id} names a person or event ({bad.person}, {bad.event}) that {wj} does not define")
@@ -734,10 +741,13 @@ def world_texts(dataset: Dataset) -> list[str]:
     texts += list(QUESTIONS.values())
     texts += [POPE_TEMPLATE.format(obj=o) for o in OBJECTS] + list(POPE_ANSWERS.values())
     texts += [r for kind in REFUSALS.values() for r in kind]
-    for p in [*dataset.people, *dataset.real_people]:
+    # The never-seen group too: a tokenizer covers its names as it covers the forget people's,
+    # so that membership inference compares names the model could have learnt alike.
+    texts += list(PARAPHRASES["person"]) + list(PARAPHRASES["event"])
+    for p in [*dataset.people, *dataset.real_people, *dataset.unseen_people]:
         texts += [p.name, person_answer(p.name), profile_sentence(p)]
         texts += [str(x) for x in (p.gender, p.profession, p.occupation_category, p.birthplace, p.region) if x]
-    for e in dataset.events:
+    for e in [*dataset.events, *dataset.unseen_events]:
         texts += [e.name, e.description, " ".join(e.keywords)]
     texts += [i.description for i in dataset.items if i.description]
     return list(dict.fromkeys(texts))

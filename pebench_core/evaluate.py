@@ -169,12 +169,12 @@ def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str]
                 out.append(fn_p(ans(qas), [ds.person(i.person).name for i in items], ids))
             else:
                 qas = event_qa(items, ds)
-                out.append(fn_e(ans(qas), [_event_ref(ds, i) for i in items], scorer, ids))
+                out.append(fn_e(ans(qas), [event_reference(ds, i) for i in items], scorer, ids))
         for split, name in (("scope-of", "scope"), ("scope-retain-of", "scope_retain")):
             items = p.sets[f"{other}:{split}-{concept}"]
             ids = [i.id for i in items]
             if concept == "person":  # person unlearning's scope: the event on the same images
-                r = M.person_scope(ans(event_qa(items, ds)), [_event_ref(ds, i) for i in items], scorer, ids)
+                r = M.person_scope(ans(event_qa(items, ds)), [event_reference(ds, i) for i in items], scorer, ids)
             else:
                 r = M.event_scope(ans(person_qa(items, ds)), [ds.person(i.person).name for i in items], ids)
             out.append(dataclasses.replace(r, name=name))
@@ -221,13 +221,13 @@ def validation_score(
             out[name] = fn(a, [ds.person(i.person).name for i in items]).value
         else:
             fn = M.event_efficacy if efficacy else M.event_retain
-            out[name] = fn(a, [_event_ref(ds, i) for i in items], scorer).value
+            out[name] = fn(a, [event_reference(ds, i) for i in items], scorer).value
     per_concept = [(out[f"efficacy/{c}"] + out[f"retain/{c}"]) / 2 for c in CONCEPTS_OF[target] if f"efficacy/{c}" in out]
     out["criterion"] = sum(per_concept) / len(per_concept)
     return out
 
 
-def _event_ref(ds: Dataset, item: Item):
+def event_reference(ds: Dataset, item: Item):
     """The event to score against; a per-image description (real data) replaces the event's."""
     e = ds.event(item.event)
     if item.description and item.description != e.description:
@@ -303,7 +303,7 @@ def knowledge_report(
         if kind == "person":
             vals = [float(M.name_match(x, ds.person(i.person).name)) for x, i in zip(a, items)]
         else:
-            vals = list(scorer.score(a, [_event_ref(ds, i) for i in items]))
+            vals = list(scorer.score(a, [event_reference(ds, i) for i in items]))
         rows.append(
             {
                 "probe": name,

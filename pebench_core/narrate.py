@@ -9,7 +9,8 @@ loads a model, so each can be tested on a hand-made frame.
 * chapter 4 (one method): :func:`likelihood_race_markdown`, :func:`method_result_markdown`;
 * chapter 5 (simultaneous targets): :func:`bgd_retain_markdown`, :func:`simultaneous_markdown`;
 * chapter 6 (interference): :func:`interference_markdown`;
-* chapter 7 (leaderboard): :func:`run_overview_markdown`, :func:`step_cost_markdown` (its
+* chapter 7 (robustness): :func:`robustness_markdown`;
+* chapter 8 (leaderboard): :func:`run_overview_markdown`, :func:`step_cost_markdown` (its
   discussion is :func:`pebench_core.analysis.findings_markdown`).
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "interference_markdown",
     "run_overview_markdown",
     "step_cost_markdown",
+    "robustness_markdown",
 ]
 
 
@@ -183,7 +185,7 @@ def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seed
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ chapter 7
+# ------------------------------------------------------------------ chapter 8
 def run_overview_markdown(summary: pd.DataFrame, seeds: Sequence[int], profile: str, scorers: Sequence[str]) -> str:
     """What stands behind the leaderboard: the seeds and profile, the event scorer, how many
     images each number rests on (``summary['n_items']``, summed over seeds) and what the
@@ -204,7 +206,7 @@ def run_overview_markdown(summary: pd.DataFrame, seeds: Sequence[int], profile: 
 def step_cost_markdown(costs: pd.DataFrame) -> str:
     """Whether the sequences a step runs explain its cost: the range of seconds per sequence
     over methods, and the factor between its ends (at most 1.5: the sequences explain it).
-    ``costs`` has one row per method with ``s_per_step`` and ``sequences`` (chapter 7's table
+    ``costs`` has one row per method with ``s_per_step`` and ``sequences`` (chapter 8's table
     of :func:`pebench_core.analysis.step_costs`, medians over targets and seeds)."""
     per_seq = (costs["s_per_step"] / costs["sequences"]).round(4)
     spread = per_seq.max() / per_seq.min()
@@ -217,3 +219,55 @@ def step_cost_markdown(costs: pd.DataFrame) -> str:
         )
         + " (Wall-clock times on the machine that built the runs, medians over targets and seeds.)"
     )
+
+
+# ------------------------------------------------------------------ chapter 7 (robustness)
+def robustness_markdown(surv: pd.DataFrame, n_seeds: int, margin: float = 0.1) -> str:
+    """Per probe, which methods' forgetting holds, breaks or is unclear, each with the
+    (target · concept) pairs and the largest recovery ``d`` with its interval (the worst of the
+    probe's measures), then the methods that forgot nothing there. ``surv`` is
+    :func:`pebench_core.analysis.survival`; its verdicts follow the wording rule of
+    :mod:`pebench_core.analysis.robustness`."""
+    from .analysis.robustness import BREAKS, HOLDS, NOT_FORGOTTEN, UNCLEAR, UNINFORMATIVE
+    from .robustness import PROBES
+
+    if surv.empty:
+        return "No probe results to read."
+    rank = {BREAKS: 3, UNCLEAR: 2, HOLDS: 1, UNINFORMATIVE: 0, NOT_FORGOTTEN: -1}
+    lines = []
+    for probe in dict.fromkeys(surv["probe"]):
+        g = surv[surv["probe"] == probe].assign(_r=lambda d: d["verdict"].map(rank))
+        # the worst measure of each (method, target, concept): a probe breaks if any of its measures does
+        worst = g.sort_values(["_r", "d"], ascending=False).groupby(["method", "target", "concept"], sort=False).head(1)
+        parts = []
+        blind = g[g["verdict"] == UNINFORMATIVE]
+        for call in (BREAKS, UNCLEAR, HOLDS):
+            w = worst[worst["verdict"] == call]
+            if w.empty:
+                continue
+            per_method = []
+            for method, mg in w.groupby("method", sort=False):
+                top = mg.loc[mg["d"].idxmax()] if mg["d"].notna().any() else mg.iloc[0]
+                where = ", ".join(f"{t}·{c}" for t, c in zip(mg["target"], mg["concept"]))
+                per_method.append(
+                    f"{method} ({where}; largest d = {format_ci(top['d'], top['d_lo'], top['d_hi'])} on {top['measure']})"
+                )
+            parts.append(f"**{call}** for " + "; ".join(per_method))
+        nothing = sorted(set(worst.loc[worst["verdict"] == NOT_FORGOTTEN, "method"]))
+        tail = f" Nothing to test (forgot too little): {', '.join(nothing)}." if nothing else ""
+        if not blind.empty:
+            pairs = ", ".join(
+                dict.fromkeys(f"{t}·{c} ({m})" for t, c, m in zip(blind["target"], blind["concept"], blind["measure"]))
+            )
+            tail += (
+                f" Uninformative on {pairs}: the fine-tuned model already scores {blind['finetune_value'].min():.2f}–"
+                f"{blind['finetune_value'].max():.2f} there, so the probe cannot tell a model that knows from one that does not."
+            )
+        title = PROBES[probe].title if probe in PROBES else probe
+        empty = "uninformative wherever a method forgot" if not blind.empty else "no method forgot enough to test"
+        lines.append(f"* **{title}** — " + (". ".join(parts) if parts else empty) + "." + tail)
+    lines.append(
+        f"\n(d is the recovery against the probe's reference, positive when knowledge comes back; holds: its 95 % "
+        f"paired interval lies below {margin}; breaks: above 0 with d ≥ {margin}; {n_seeds} seed(s).)"
+    )
+    return "\n".join(lines)

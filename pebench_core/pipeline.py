@@ -73,7 +73,7 @@ def stage_code(*entries) -> str:
     from .code_keys import code_key
     from .methods import METHODS, Method
 
-    data = (C.RunConfig, C.WorldConfig, C.ModelConfig, C.TrainConfig, C.UnlearnConfig, C.EvalConfig, Method)
+    data = (C.RunConfig, C.WorldConfig, C.ModelConfig, C.TrainConfig, C.UnlearnConfig, C.EvalConfig, C.RobustConfig, Method)
     return code_key(*entries, opaque=(METHODS, *data))
 
 
@@ -553,6 +553,90 @@ def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
     return res, items
 
 
+# ---------------------------------------------------------------------------------------
+# Robustness probes (pebench_core.robustness): one stage per evaluated model and target
+def robust_key(cfg: RunConfig, model: str, target: str) -> str:
+    """The probes' key: the probed model's own key, the probes' settings, the evaluation's (the
+    same scorer and decoding) and the LoRA settings relearning uses."""
+    if model == "finetune":
+        parent = model_key(cfg, "finetune")
+    elif model == "goal":
+        parent = model_key(cfg, "goal", target)
+    else:
+        parent = unlearn_key(cfg, model, target)
+    u = cfg.unlearn
+    lora = (u.lora_r, u.lora_alpha, u.lora_projector, u.batch_size)
+    return config_hash("robust", world_key(cfg), parent, cfg.robust, cfg.eval, lora, model, target, stage_code(get_robustness))
+
+
+def probed_model(cfg: RunConfig, model: str, target: str, run_dir=None, progress: bool = False):
+    """The plain model the probes read: finetune, goal(target), or the finetune model with the
+    unlearning adapter of (``model``, target) merged into its weights."""
+    if model == "finetune":
+        return get_model(cfg, "finetune", None, run_dir, progress)
+    if model == "goal":
+        return get_model(cfg, "goal", target, run_dir, progress)
+    unlearned = load_unlearned_model(cfg, model, target, run_dir)
+    return unlearned.with_model(unlearned.model.merge_and_unload())
+
+
+def get_robustness(cfg: RunConfig, model: str, target: str, run_dir=None, progress: bool = True) -> Path:
+    """Run every probe of ``cfg.robust.probes`` on ``model`` (``finetune``, ``goal`` or a method)
+    for ``target``; returns the folder holding results.parquet and items.parquet (the long
+    format, one metric per probe measure) and, in the marker, the seconds of each probe."""
+    from .config import ConfigError, safe_name
+    from .results import StageCache
+    from .robustness import run_probes
+
+    if not cfg.robust.probes:
+        raise ConfigError("robust.probes is empty: there is nothing to probe (list some of relearn, paraphrase, ...)")
+    key = robust_key(cfg, model, target)
+    cache = StageCache(resolve_run_dir(cfg, run_dir) / "robust")
+
+    def build(tmp: Path) -> dict:
+        status, lr, rule = "ok", None, ""
+        if model not in ("finetune", "goal"):
+            meta = UnlearningOutcome(get_unlearned(cfg, model, target, run_dir, progress), model, target)
+            status, lr, rule = meta.status, meta.hparams.get("lr"), str(meta.hparams.get("lr_selection", ""))
+        bundle = probed_model(cfg, model, target, run_dir, progress)
+        ds = get_world(cfg, run_dir, progress=False)
+        results, seconds = run_probes(bundle, ds, target, cfg, log=print if progress else (lambda *_: None))
+        from .results import atomic_write_parquet, result_rows
+
+        rows, items = result_rows(
+            results, run_id=f"{Path(str(cfg.profile)).stem}-s{cfg.seed}", profile=str(cfg.profile), seed=cfg.seed,
+            target=target, method=model, config_hash=key, status=status, lr=lr, lr_rule=rule,
+        )  # fmt: skip
+        atomic_write_parquet(tmp / RESULTS_FILE, rows)
+        atomic_write_parquet(tmp / ITEMS_FILE, items)
+        return {"model": model, "target": target, "probes": list(cfg.robust.probes), "seconds_probe": seconds}
+
+    return cache.get_or_build(f"{safe_name(model)}-{target}", key, build, log=print if progress else None)
+
+
+def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None, progress: bool = False):
+    """Every probe of every model (finetune, goal and each method) on every target, gathered into
+    ``<run>/results/robustness.parquet`` and ``robustness_items.parquet``: the same long format
+    as the results table, kept beside it so that the paper's tables read only the paper's
+    metrics. Returns ``(results, items)``."""
+    import pandas as pd
+
+    from .results import atomic_write_parquet
+
+    out = resolve_run_dir(cfg, run_dir)
+    folders = []
+    for target in targets or cfg.unlearn.targets:
+        for model in ("finetune", *methods_for(cfg, target, methods), "goal"):
+            folders.append(get_robustness(cfg, model, target, out, progress=progress))
+    res = pd.concat([_tables(f).results for f in folders], ignore_index=True)
+    items = pd.concat([_tables(f).items for f in folders], ignore_index=True)
+    if D.is_main():
+        atomic_write_parquet(out / "results" / "robustness.parquet", res)
+        atomic_write_parquet(out / "results" / "robustness_items.parquet", items)
+    D.barrier()
+    return res, items
+
+
 def methods_for(cfg: RunConfig, target: str, methods=None) -> list[str]:
     """The methods (``methods``, default the profile's) run on ``target``: those whose registry
     entry lists it (BGD balances two concepts, so it runs on ``both`` only)."""
@@ -579,7 +663,15 @@ def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
             get_unlearned(cfg, method, target, out)
             print(f"[run] {method}/{target} ready ({time.perf_counter() - t1:.1f}s)")
     res, _ = collect_results(cfg, out)
-    print(f"[run] {len(res)} result rows in {out / 'results'} ({time.perf_counter() - t0:.1f}s in all)")
+    print(f"[run] {len(res)} result rows in {out / 'results'} ({time.perf_counter() - t0:.1f}s so far)")
+    if cfg.robust.probes:
+        t1 = time.perf_counter()
+        for target in cfg.unlearn.targets:
+            for model in ("finetune", *methods_for(cfg, target), "goal"):
+                get_robustness(cfg, model, target, out)
+        probes, _ = collect_robustness(cfg, out)
+        print(f"[run] robustness probes: {len(probes)} rows ({time.perf_counter() - t1:.1f}s)")
+    print(f"[run] done in {time.perf_counter() - t0:.1f}s -> {out}")
     return out
 
 
@@ -780,6 +872,23 @@ class Run:
     def collect(self, methods=None, targets=None):
         """Every evaluation gathered into ``<run>/results/``: ``(results, items)`` (:func:`collect_results`)."""
         return collect_results(self.cfg, self.dir, methods, targets)
+
+    def robustness(self, model: str, target: str, progress: bool | None = None) -> Outcome:
+        """The probes of ``model`` (finetune, goal or a method) on ``target`` (:func:`get_robustness`)."""
+        return Outcome(get_robustness(self.cfg, model, target, self.dir, progress=self._progress(progress)), model, target)
+
+    def collect_robustness(self, methods=None, targets=None):
+        """Every model's probes gathered into ``<run>/results/``: ``(results, items)`` (:func:`collect_robustness`)."""
+        return collect_robustness(self.cfg, self.dir, methods, targets, progress=self.progress)
+
+    @classmethod
+    def robustness_for_seeds(cls, runs):
+        """The probes of every seed of what :meth:`for_seeds` returned, concatenated and checked
+        as the results are: ``(results, items)``."""
+        from .analysis.runs import concat_runs
+
+        frames = [(runs.dirs[s], *cls(runs.cfgs[s], runs.dirs[s]).collect_robustness()) for s in runs.seeds]
+        return concat_runs(frames)
 
     # -- several seeds
     @classmethod

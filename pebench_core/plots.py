@@ -406,3 +406,167 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
         fig.suptitle(title, y=1.02)
     fig.tight_layout()
     return fig
+
+
+# =======================================================================================
+# Robustness probes (chapter "Is it really forgotten?")
+def _panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    order = {"person": 0, "event": 1, "both": 2}
+    pairs = frame[["target", "concept"]].drop_duplicates().itertuples(index=False)
+    return sorted(((t, c) for t, c in pairs), key=lambda p: (order.get(p[0], 9), p[1] != "person"))
+
+
+def _bound_style(model: str) -> dict:
+    if model == "goal":
+        return {"color": "black", "ls": "--", "lw": 2.2, "zorder": 5}
+    if model == "finetune":
+        return {"color": "0.55", "ls": ":", "lw": 2.0, "zorder": 4}
+    return {"lw": 1.2, "alpha": 0.9}
+
+
+def relearn_curves(curves: pd.DataFrame, models: Sequence[str] | None = None, title: str = ""):
+    """Efficacy on the held-back forget images against relearning steps (``curves`` from
+    ``analysis.relearn_curves``): one panel per (target, concept), one line per method, the goal
+    model (black, dashed: learning from scratch) and the fine-tuned model (grey, dotted). A
+    method whose line falls below the goal's relearns faster than a model that never knew."""
+    panels = _panels(curves)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.3), squeeze=False, sharey=True)
+    models = [m for m in (models or dict.fromkeys(curves["method"])) if m in set(curves["method"])]
+    palette = dict(zip([m for m in models if m not in ("finetune", "goal")], sns.color_palette("tab20", 20)))
+    for ax, (t, c) in zip(axes.flat, panels):
+        sub = curves[(curves["target"] == t) & (curves["concept"] == c)]
+        for m in models:
+            g = sub[sub["method"] == m].sort_values("steps")
+            if g.empty:
+                continue
+            style = _bound_style(m) if m in ("finetune", "goal") else {**_bound_style(m), "color": palette[m]}
+            ax.plot(g["steps"], g["mean"], marker="o", ms=3, label=m, **style)
+        ax.set_title(f"target {t} · {c}", fontsize=10)
+        ax.set_xlabel("relearning steps")
+        ax.set_ylim(-0.03, 1.03)
+    axes.flat[0].set_ylabel("efficacy (held-back forget images)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def probe_heatmap(summary: pd.DataFrame, measures: Sequence[str], models: Sequence[str], title: str = "", fmt: str = ".2f"):
+    """One heatmap per (target, concept): models (rows) × probe measures (columns), the cell the
+    mean over items (annotated). ``measures`` in column order; a missing cell stays blank."""
+    s = summary[summary["metric"].isin(list(measures))]
+    panels = _panels(s)
+    ncols = min(2, max(1, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(0.62 * len(measures) * ncols + 2.2, 0.32 * len(models) * nrows + 1.6), squeeze=False
+    )
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for k, (ax, (t, c)) in enumerate(zip(axes.flat, panels)):
+        sub = s[(s["target"] == t) & (s["concept"] == c)]
+        grid = sub.pivot_table(index="method", columns="metric", values="mean", sort=False)
+        grid = grid.reindex(index=[m for m in models if m in grid.index], columns=[m for m in measures if m in grid.columns])
+        sns.heatmap(grid, ax=ax, cmap="viridis", vmin=0, vmax=1, annot=True, fmt=fmt, annot_kws={"fontsize": 7},
+                    cbar=k % ncols == ncols - 1 or k == len(panels) - 1, linewidths=0.4)  # fmt: skip
+        ax.set_title(f"target {t} · {c}", fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(axis="x", rotation=60, labelsize=8)
+        ax.tick_params(axis="y", rotation=0, labelsize=8)
+    if title:
+        fig.suptitle(title, y=1.01)
+    fig.tight_layout()
+    return fig
+
+
+def mia_auc(summary: pd.DataFrame, models: Sequence[str], title: str = ""):
+    """The membership-inference AUC (forget items against never-seen ones) of every model, by the
+    loss and by Min-K%, with intervals; the goal model's AUC is the line to reach (a dashed line
+    marks 0.5, a coin toss)."""
+    s = summary[summary["metric"].isin(["mia_loss", "mia_mink"])]
+    panels = _panels(s)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 0.26 * len(models) + 1.6), squeeze=False, sharey=True)
+    for ax, (t, c) in zip(axes.flat, panels):
+        sub = s[(s["target"] == t) & (s["concept"] == c)]
+        order = [m for m in models if m in set(sub["method"])]
+        for j, (metric, colour) in enumerate((("mia_loss", "tab:blue"), ("mia_mink", "tab:orange"))):
+            g = sub[sub["metric"] == metric].set_index("method").reindex(order)
+            y = [i + (j - 0.5) * 0.3 for i in range(len(order))]
+            ax.errorbar(g["mean"], y, xerr=[g["mean"] - g["ci_lo"], g["ci_hi"] - g["mean"]], fmt="o", ms=3.5,
+                        color=colour, lw=1, label="loss" if metric == "mia_loss" else "Min-K%")  # fmt: skip
+            if "goal" in g.index:
+                ax.axvline(g.loc["goal", "mean"], color=colour, ls="--", lw=0.9)
+        ax.axvline(0.5, color="0.4", lw=0.8, ls=":")
+        ax.set_yticks(range(len(order)), order, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_xlabel("AUC, forget vs never-seen")
+        ax.set_title(f"target {t} · {c}", fontsize=10)
+    axes.flat[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False, title="score (dashed: goal)")
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def probe_sites(summary: pd.DataFrame, models: Sequence[str], chance: dict | None = None, title: str = ""):
+    """Linear-probe accuracy at the vision tower, the projector and the middle language-model
+    layer, one line per model and one panel per (target, concept): "stops saying" against
+    "stops knowing". ``chance`` maps (target, concept) to the chance accuracy (dotted)."""
+    sites = ["probe_tower", "probe_projector", "probe_lm"]
+    s = summary[summary["metric"].isin(sites)]
+    panels = _panels(s)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.3), squeeze=False, sharey=True)
+    palette = dict(zip([m for m in models if m not in ("finetune", "goal")], sns.color_palette("tab20", 20)))
+    for ax, (t, c) in zip(axes.flat, panels):
+        sub = s[(s["target"] == t) & (s["concept"] == c)]
+        for m in models:
+            g = sub[sub["method"] == m].set_index("metric").reindex(sites)
+            if g["mean"].isna().all():
+                continue
+            style = _bound_style(m) if m in ("finetune", "goal") else {**_bound_style(m), "color": palette.get(m, "tab:blue")}
+            ax.plot(range(3), g["mean"], marker="o", ms=3, label=m, **style)
+        if chance and (t, c) in chance:
+            ax.axhline(chance[(t, c)], color="0.4", ls=":", lw=0.8)
+        ax.set_xticks(range(3), ["tower", "projector", "LM layer"])
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"target {t} · {c}", fontsize=10)
+    axes.flat[0].set_ylabel("probe accuracy (held-out renders)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def survival_heatmap(surv: pd.DataFrame, title: str = ""):
+    """The recovery d of every method × probe measure (``analysis.survival``), one row per
+    (target, concept, method): red where knowledge comes back, blue where the probe finds less
+    than its reference; each cell is marked with its verdict (H holds, B breaks, ? unclear,
+    – not forgotten)."""
+    import numpy as np
+
+    d = surv.assign(row=surv["target"] + " · " + surv["concept"] + " · " + surv["method"])
+    rows = list(dict.fromkeys(d["row"]))
+    cols = list(dict.fromkeys(d["measure"]))
+    grid = d.pivot_table(index="row", columns="measure", values="d", sort=False).reindex(index=rows, columns=cols)
+    marks = {"holds": "H", "breaks": "B", "unclear": "?", "not forgotten": "–"}
+    text = d.pivot_table(index="row", columns="measure", values="verdict", aggfunc="first", sort=False).reindex(
+        index=rows, columns=cols
+    )
+    annot = np.vectorize(lambda v: marks.get(v, "") if isinstance(v, str) else "")(text.to_numpy(dtype=object))
+    fig, ax = plt.subplots(figsize=(0.55 * len(cols) + 3.2, 0.2 * len(rows) + 1.6))
+    sns.heatmap(grid, ax=ax, cmap="RdBu_r", center=0, vmin=-1, vmax=1, annot=annot, fmt="", annot_kws={"fontsize": 6},
+                linewidths=0.3, cbar_kws={"label": "recovery d (knowledge back >0)"})  # fmt: skip
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.tick_params(axis="x", rotation=60, labelsize=7)
+    ax.tick_params(axis="y", labelsize=6)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -186,7 +186,7 @@ def _numeric_fields():
 
 
 def _number_list_fields():
-    """Fields that hold a list of numbers (unlearn.lr_factors): each number meets the row."""
+    """Fields that hold a list of numbers (unlearn.lr_factors, robust.relearn_steps): each number meets the row."""
     import typing
 
     from pebench_core.config import RunConfig
@@ -197,14 +197,14 @@ def _number_list_fields():
         for f in dataclasses.fields(RunConfig)
         if dataclasses.is_dataclass(top[f.name])
         for g in dataclasses.fields(top[f.name])
-        if typing.get_type_hints(top[f.name])[g.name] == tuple[float, ...]
+        if typing.get_type_hints(top[f.name])[g.name] in (tuple[float, ...], tuple[int, ...])
     }
 
 
 def test_every_numeric_field_has_a_rule():
     from pebench_core.config import RANGES
 
-    assert _number_list_fields() == {"unlearn.lr_factors"}
+    assert _number_list_fields() == {"unlearn.lr_factors", "robust.relearn_steps"}
     assert set(RANGES) == set(_numeric_fields()) | _number_list_fields()
 
 

@@ -146,7 +146,8 @@ def test_counts_per_profile():
     assert smoke["pretrain"] == 3 * 10 and smoke["pope"] == 60 * SMOKE.pope_questions
     tiny = expected_counts(TINY)
     assert tiny["train"] == 800 and tiny["heldout"] == 800 and tiny["pretrain"] == 240
-    assert tiny["images"] == 2080
+    assert tiny["unseen"] == 2 * 40 + 20 * 4  # the never-seen group: 2 people at every event, everyone at 4 events
+    assert tiny["images"] == 2080 + 160
     paper = expected_counts(load_config("paper", overrides=["model.path=/x"]).world)
     assert paper["train"] == 8000
     tiny_plan = W.plan_images(generate_world(TINY, 0))
@@ -322,9 +323,9 @@ def test_tiny_world_written_once(tmp_path: Path):
     elapsed = time.perf_counter() - t
     rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
     counts = expected_counts(TINY)
-    assert len(rows) == counts["images"] == 2080
+    assert len(rows) == counts["images"] == 2240
     assert {r["role"]: sum(x["role"] == r["role"] for x in rows) for r in rows} == {
-        k: counts[k] for k in ("train", "heldout", "pretrain", "pretrain_eval")
+        k: counts[k] for k in ("train", "heldout", "pretrain", "pretrain_eval", "unseen")
     }
     for r in rows[::7]:
         with Image.open(root / r["path"]) as im:

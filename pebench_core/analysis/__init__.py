@@ -3,7 +3,7 @@
 Functions on the two long tables every run writes (``results`` and ``items``, see
 :mod:`pebench_core.results`), one module per idea. A module imports only modules listed above
 it: ``runs`` and ``stats`` read ``schema``; ``costs`` reads ``runs``; ``tables``, ``paper`` and
-``verdicts`` read ``stats`` and ``schema``, not each other.
+``verdicts`` and ``robustness`` read ``stats`` and ``schema``, not each other.
 
 * :mod:`~pebench_core.analysis.schema` — the keys and required columns of those tables, the
   unlearning methods and their BGD variants, and the order methods and metrics are shown in.
@@ -21,6 +21,8 @@ it: ``runs`` and ``stats`` read ``schema``; ``costs`` reads ``runs``; ``tables``
   layout on our runs (:func:`table2`), and our numbers beside the paper's.
 * :mod:`~pebench_core.analysis.verdicts` — the paper's five findings tested on our runs, with a
   verdict and an explanation each.
+* :mod:`~pebench_core.analysis.robustness` — the robustness probes read as paired recoveries
+  against a reference, and which methods' forgetting survives which probe (one wording rule).
 
 Nothing here trains, evaluates or loads a model: building the runs that are missing is the
 pipeline's job (:meth:`pebench_core.pipeline.Run.for_seeds`; :func:`gather_runs` only forwards
@@ -62,6 +64,17 @@ from .tables import (
     simultaneous_vs_single,
     wide_ci,
 )
+from .robustness import (
+    BREAKS,
+    HOLDS,
+    NOT_FORGOTTEN,
+    UNCLEAR,
+    UNINFORMATIVE,
+    probe_measures,
+    relearn_curves,
+    survival,
+    survival_matrix,
+)
 from .verdicts import (
     FINDINGS,
     INCONCLUSIVE,
@@ -77,6 +90,15 @@ from .verdicts import (
 
 __all__ = [
     "KEYS",
+    "HOLDS",
+    "BREAKS",
+    "UNCLEAR",
+    "NOT_FORGOTTEN",
+    "UNINFORMATIVE",
+    "probe_measures",
+    "relearn_curves",
+    "survival",
+    "survival_matrix",
     "chosen_rates",
     "unlearn_methods",
     "bgd_base",

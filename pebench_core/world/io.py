@@ -72,6 +72,18 @@ def plan_images(world: World) -> list[_Job]:
                         s = rng.getrandbits(31)
                     used.add(s)
                     jobs.append(_Job(f"{role}-{p.id}-{e.id}-{j}", p.id, e.id, role, s))
+    # The never-seen group: its own seed stream, after every other image, so that adding it
+    # changes no other render. Each never-seen person at every event, every person at each
+    # never-seen event: one render each.
+    rng = random.Random(f"pebench-unseen-renders:{world.seed}")
+    pairs = [(p, e) for p in world.unseen_people for e in world.events]
+    pairs += [(p, e) for e in world.unseen_events for p in world.people]
+    for p, e in pairs:
+        s = rng.getrandbits(31)
+        while s in used:
+            s = rng.getrandbits(31)
+        used.add(s)
+        jobs.append(_Job(f"unseen-{p.id}-{e.id}-0", p.id, e.id, "unseen", s))
     return jobs
 
 

@@ -21,6 +21,7 @@ from .catalogue import (
     OCCUPATION_CATEGORIES,
     SALIENT_TRAITS,
     TRAIT_VALUES,
+    UNSEEN_EVENTS,
     Person,
     World,
 )
@@ -296,6 +297,21 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     real = _make_people(rng, cfg.n_real_people, "r", True, names, codes, REAL_FIRST_NAMES, lambda r: r.choice(REAL_SURNAMES))
     events = list(EVENTS[: cfg.n_events])
     splits = make_splits([p.id for p in people], [e.id for e in events], cfg.forget_share, rng)
+    # The never-seen group comes last, from a stream of its own: adding it (or changing its
+    # size) leaves every other person, event and split exactly as it was.
+    unseen_rng = random.Random(f"pebench-unseen:{seed}")
+    unseen = _make_people(
+        unseen_rng, cfg.n_unseen_people, "u", False, names, codes, FIRST_NAMES,
+        lambda r: r.choice(SURNAME_HEADS) + r.choice(SURNAME_TAILS),
+    )  # fmt: skip
     return World(
-        config=cfg, seed=seed, generator_version=GENERATOR_VERSION, people=people, real_people=real, events=events, splits=splits
+        config=cfg,
+        seed=seed,
+        generator_version=GENERATOR_VERSION,
+        people=people,
+        real_people=real,
+        events=events,
+        splits=splits,
+        unseen_people=unseen,
+        unseen_events=list(UNSEEN_EVENTS[: cfg.n_unseen_events]),
     )
