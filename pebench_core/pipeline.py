@@ -535,20 +535,25 @@ def load_unlearned_model(cfg: RunConfig, method: str, target: str, run_dir=None)
 def collect_results(cfg: RunConfig, run_dir=None, methods=None, targets=None):
     """Gather every evaluation of this configuration into ``<run>/results/`` and return
     ``(results, items)``: the long-format tables every figure and table is made from."""
-    import pandas as pd
-
-    from .results import atomic_write_parquet
-
     out = resolve_run_dir(cfg, run_dir)
     folders = []
     for target in targets or cfg.unlearn.targets:
         folders += [get_eval(cfg, "finetune", target, out, progress=False), get_eval(cfg, "goal", target, out, progress=False)]
         folders += [get_unlearned(cfg, m, target, out, progress=False) for m in methods_for(cfg, target, methods)]
+    return _gather(folders, out / "results", "results.parquet", "items.parquet")
+
+
+def _gather(folders: Sequence[Path], dest: Path, results_name: str, items_name: str):
+    """The results and items tables of ``folders`` stacked, written under ``dest`` (rank 0)."""
+    import pandas as pd
+
+    from .results import atomic_write_parquet
+
     res = pd.concat([_tables(f).results for f in folders], ignore_index=True)
     items = pd.concat([_tables(f).items for f in folders], ignore_index=True)
     if D.is_main():
-        atomic_write_parquet(out / "results" / "results.parquet", res)
-        atomic_write_parquet(out / "results" / "items.parquet", items)
+        atomic_write_parquet(dest / results_name, res)
+        atomic_write_parquet(dest / items_name, items)
     D.barrier()
     return res, items
 
@@ -619,22 +624,12 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
     ``<run>/results/robustness.parquet`` and ``robustness_items.parquet``: the same long format
     as the results table, kept beside it so that the paper's tables read only the paper's
     metrics. Returns ``(results, items)``."""
-    import pandas as pd
-
-    from .results import atomic_write_parquet
-
     out = resolve_run_dir(cfg, run_dir)
     folders = []
     for target in targets or cfg.unlearn.targets:
         for model in ("finetune", *methods_for(cfg, target, methods), "goal"):
             folders.append(get_robustness(cfg, model, target, out, progress=progress))
-    res = pd.concat([_tables(f).results for f in folders], ignore_index=True)
-    items = pd.concat([_tables(f).items for f in folders], ignore_index=True)
-    if D.is_main():
-        atomic_write_parquet(out / "results" / "robustness.parquet", res)
-        atomic_write_parquet(out / "results" / "robustness_items.parquet", items)
-    D.barrier()
-    return res, items
+    return _gather(folders, out / "results", "robustness.parquet", "robustness_items.parquet")
 
 
 def methods_for(cfg: RunConfig, target: str, methods=None) -> list[str]:
@@ -666,10 +661,7 @@ def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     print(f"[run] {len(res)} result rows in {out / 'results'} ({time.perf_counter() - t0:.1f}s so far)")
     if cfg.robust.probes:
         t1 = time.perf_counter()
-        for target in cfg.unlearn.targets:
-            for model in ("finetune", *methods_for(cfg, target), "goal"):
-                get_robustness(cfg, model, target, out)
-        probes, _ = collect_robustness(cfg, out)
+        probes, _ = collect_robustness(cfg, out, progress=True)  # builds each missing probe stage, then gathers
         print(f"[run] robustness probes: {len(probes)} rows ({time.perf_counter() - t1:.1f}s)")
     print(f"[run] done in {time.perf_counter() - t0:.1f}s -> {out}")
     return out

@@ -416,12 +416,28 @@ def _panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(((t, c) for t, c in pairs), key=lambda p: (order.get(p[0], 9), p[1] != "person"))
 
 
-def _bound_style(model: str) -> dict:
+def _line_style(model: str, palette: dict) -> dict:
+    """The goal model black and dashed, the fine-tuned model grey and dotted, a method its colour."""
     if model == "goal":
         return {"color": "black", "ls": "--", "lw": 2.2, "zorder": 5}
     if model == "finetune":
         return {"color": "0.55", "ls": ":", "lw": 2.0, "zorder": 4}
-    return {"lw": 1.2, "alpha": 0.9}
+    return {"lw": 1.2, "alpha": 0.9, "color": palette.get(model, "tab:blue")}
+
+
+def _method_palette(models: Sequence[str]) -> dict:
+    return dict(zip([m for m in models if m not in ("finetune", "goal")], sns.color_palette("tab20", 20)))
+
+
+def _legend_right(fig, axes, ylabel: str, title: str):
+    """The first panel's y label, one legend right of the panels, the title; laid out."""
+    axes.flat[0].set_ylabel(ylabel)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
 
 
 def relearn_curves(curves: pd.DataFrame, models: Sequence[str] | None = None, title: str = ""):
@@ -432,25 +448,18 @@ def relearn_curves(curves: pd.DataFrame, models: Sequence[str] | None = None, ti
     panels = _panels(curves)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.3), squeeze=False, sharey=True)
     models = [m for m in (models or dict.fromkeys(curves["method"])) if m in set(curves["method"])]
-    palette = dict(zip([m for m in models if m not in ("finetune", "goal")], sns.color_palette("tab20", 20)))
+    palette = _method_palette(models)
     for ax, (t, c) in zip(axes.flat, panels):
         sub = curves[(curves["target"] == t) & (curves["concept"] == c)]
         for m in models:
             g = sub[sub["method"] == m].sort_values("steps")
             if g.empty:
                 continue
-            style = _bound_style(m) if m in ("finetune", "goal") else {**_bound_style(m), "color": palette[m]}
-            ax.plot(g["steps"], g["mean"], marker="o", ms=3, label=m, **style)
+            ax.plot(g["steps"], g["mean"], marker="o", ms=3, label=m, **_line_style(m, palette))
         ax.set_title(f"target {t} · {c}", fontsize=10)
         ax.set_xlabel("relearning steps")
         ax.set_ylim(-0.03, 1.03)
-    axes.flat[0].set_ylabel("efficacy (held-back forget images)")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, y=1.02)
-    fig.tight_layout()
-    return fig
+    return _legend_right(fig, axes, "efficacy (held-back forget images)", title)
 
 
 def probe_heatmap(summary: pd.DataFrame, measures: Sequence[str], models: Sequence[str], title: str = "", fmt: str = ".2f"):
@@ -520,27 +529,20 @@ def probe_sites(summary: pd.DataFrame, models: Sequence[str], chance: dict | Non
     s = summary[summary["metric"].isin(sites)]
     panels = _panels(s)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.3), squeeze=False, sharey=True)
-    palette = dict(zip([m for m in models if m not in ("finetune", "goal")], sns.color_palette("tab20", 20)))
+    palette = _method_palette(models)
     for ax, (t, c) in zip(axes.flat, panels):
         sub = s[(s["target"] == t) & (s["concept"] == c)]
         for m in models:
             g = sub[sub["method"] == m].set_index("metric").reindex(sites)
             if g["mean"].isna().all():
                 continue
-            style = _bound_style(m) if m in ("finetune", "goal") else {**_bound_style(m), "color": palette.get(m, "tab:blue")}
-            ax.plot(range(3), g["mean"], marker="o", ms=3, label=m, **style)
+            ax.plot(range(3), g["mean"], marker="o", ms=3, label=m, **_line_style(m, palette))
         if chance and (t, c) in chance:
             ax.axhline(chance[(t, c)], color="0.4", ls=":", lw=0.8)
         ax.set_xticks(range(3), ["tower", "projector", "LM layer"])
         ax.set_ylim(-0.03, 1.03)
         ax.set_title(f"target {t} · {c}", fontsize=10)
-    axes.flat[0].set_ylabel("probe accuracy (held-out renders)")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, y=1.02)
-    fig.tight_layout()
-    return fig
+    return _legend_right(fig, axes, "probe accuracy (held-out renders)", title)
 
 
 def survival_heatmap(surv: pd.DataFrame, title: str = ""):

@@ -333,7 +333,13 @@ def _generating(ctx: _Context, probes: Sequence[str]) -> list[M.MetricResult]:
             for kind in cfg.robust.perturbations:
                 asks = [(perturb(ds.image(i), kind, cfg.robust.strength, f"{cfg.seed}:{i.id}"), q) for i in forget]
                 plan.append((concept, f"perturb_{kind}", True, forget, asks))
-    answers = _ask(ctx.bundle, cfg, [a for *_, asks in plan for a in asks])
+    return _answer_plan(ctx, ctx.bundle, plan)
+
+
+def _answer_plan(ctx: _Context, bundle: ModelBundle, plan: list) -> list[M.MetricResult]:
+    """Answer every ``(concept, name, efficacy?, items, asks)`` of ``plan`` in one batched call
+    and score each as its metric."""
+    answers = _ask(bundle, ctx.cfg, [a for *_, asks in plan for a in asks])
     out, at = [], 0
     for concept, name, eff, items, asks in plan:
         out.append(_score(ctx, concept, name, answers[at : at + len(asks)], items, eff))
@@ -357,11 +363,7 @@ def _quant(ctx: _Context) -> list[M.MetricResult]:
             q = QUESTIONS[concept]
             for name, eff, items in (("efficacy", True, ctx.sets.forget[concept]), ("retain", False, ctx.sets.retain[concept])):
                 plan.append((concept, f"{label}_{name}", eff, items, [(ctx.ds.image(i), q) for i in items]))
-        answers = _ask(low, ctx.cfg, [a for *_, asks in plan for a in asks])
-        at = 0
-        for concept, name, eff, items, asks in plan:
-            out.append(_score(ctx, concept, name, answers[at : at + len(asks)], items, eff))
-            at += len(asks)
+        out += _answer_plan(ctx, low, plan)
         del low
     return out
 
