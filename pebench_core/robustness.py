@@ -251,12 +251,18 @@ def probe_sets(ds: Dataset, target: str, cfg: RunConfig) -> ProbeSets:
                 f"target {target!r} has {len(pool)} forget image(s) of its {concept} concept outside the validation "
                 f"subset; the probes need at least 2 (raise world.forget_share or lower eval.val_items)"
             )
-        out.forget[concept] = sample(pool, k, seed, f"robust:{concept}:forget")
+        out.forget[concept] = forget = sample(pool, k, seed, f"robust:{concept}:forget")
         out.retain[concept] = sample(retain_pool, k, seed, f"robust:{concept}:retain")
+        # Relearning trains on a share of the pool drawn first from outside the forget sample
+        # and is measured on the rest of that sample, so its step 0 is the clean answers
+        # (asked once) and its curve reads on the same images as every other efficacy.
+        in_sample = {i.id for i in forget}
         shuffled = random.Random(f"{seed}:robust:{target}:{concept}:relearn").sample(pool, len(pool))
+        shuffled.sort(key=lambda i: i.id in in_sample)  # stable: outside the sample first
         n_train = min(len(pool) - 1, max(1, round(r.relearn_share * len(pool))))
+        train_ids = {i.id for i in shuffled[:n_train]}
         out.relearn_train[concept] = sorted(shuffled[:n_train], key=lambda i: i.id)
-        out.relearn_eval[concept] = sample(shuffled[n_train:], k, seed, f"robust:{concept}:relearn-eval")
+        out.relearn_eval[concept] = [i for i in forget if i.id not in train_ids]  # never empty: train < pool
         out.members[concept] = sample(pool, cfg.eval.max_items, seed, f"robust:{concept}:members")
         if concept == "person":
             unseen = [i for i in ds.items_where(role="unseen") if i.person in unseen_people]
@@ -316,35 +322,61 @@ def _paraphrase_of(item: Item, concept: str, seed: int) -> str:
 
 
 def _generating(ctx: _Context, probes: Sequence[str]) -> list[M.MetricResult]:
-    """``clean``, ``paraphrase`` and ``perturb`` in one batched generation call."""
+    """``clean``, ``paraphrase``, ``perturb`` and relearning's step 0 (the model as it is) in
+    one batched generation call."""
     from .world import QUESTIONS
 
     cfg, ds, sets = ctx.cfg, ctx.ds, ctx.sets
-    plan: list[tuple[str, str, bool, list[Item], list[tuple[Image.Image, str]]]] = []
+    plan: list[tuple[str, str, bool, list[Item], list[_Ask]]] = []
     for concept in CONCEPTS_OF[sets.target]:
         q = QUESTIONS[concept]
         forget, retain = sets.forget[concept], sets.retain[concept]
-        plan.append((concept, "clean_efficacy", True, forget, [(ds.image(i), q) for i in forget]))
-        plan.append((concept, "clean_retain", False, retain, [(ds.image(i), q) for i in retain]))
+        plan.append((concept, "clean_efficacy", True, forget, _plain(ds, forget, q)))
+        plan.append((concept, "clean_retain", False, retain, _plain(ds, retain, q)))
+        if "relearn" in probes and 0 in cfg.robust.relearn_steps:
+            ev = sets.relearn_eval[concept]
+            plan.append((concept, "relearn@0", True, ev, _plain(ds, ev, q)))
         if "paraphrase" in probes:
             for name, eff, items in (("paraphrase_efficacy", True, forget), ("paraphrase_retain", False, retain)):
-                plan.append((concept, name, eff, items, [(ds.image(i), _paraphrase_of(i, concept, cfg.seed)) for i in items]))
+                worded = [(i, _paraphrase_of(i, concept, cfg.seed)) for i in items]
+                plan.append((concept, name, eff, items, [_Ask((i.id, p), lambda i=i: ds.image(i), p) for i, p in worded]))
         if "perturb" in probes:
             for kind in cfg.robust.perturbations:
-                asks = [(perturb(ds.image(i), kind, cfg.robust.strength, f"{cfg.seed}:{i.id}"), q) for i in forget]
+                asks = [
+                    _Ask(
+                        (i.id, q, kind),
+                        lambda i=i, kind=kind: perturb(ds.image(i), kind, cfg.robust.strength, f"{cfg.seed}:{i.id}"),
+                        q,
+                    )
+                    for i in forget
+                ]
                 plan.append((concept, f"perturb_{kind}", True, forget, asks))
     return _answer_plan(ctx, ctx.bundle, plan)
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """One (image, question) to answer: ``key`` names it, so an ask that two metrics share is
+    generated once; ``image`` makes the image only when it is asked."""
+
+    key: tuple
+    image: Callable[[], Image.Image]
+    question: str
+
+
+def _plain(ds: Dataset, items: Sequence[Item], question: str) -> list[_Ask]:
+    return [_Ask((i.id, question), lambda i=i: ds.image(i), question) for i in items]
+
+
 def _answer_plan(ctx: _Context, bundle: ModelBundle, plan: list) -> list[M.MetricResult]:
-    """Answer every ``(concept, name, efficacy?, items, asks)`` of ``plan`` in one batched call
-    and score each as its metric."""
-    answers = _ask(bundle, ctx.cfg, [a for *_, asks in plan for a in asks])
-    out, at = [], 0
-    for concept, name, eff, items, asks in plan:
-        out.append(_score(ctx, concept, name, answers[at : at + len(asks)], items, eff))
-        at += len(asks)
-    return out
+    """Answer every ``(concept, name, efficacy?, items, asks)`` of ``plan`` in one batched call,
+    each distinct ask once, and score each entry as its metric."""
+    unique: dict[tuple, _Ask] = {}
+    for *_, asks in plan:
+        for a in asks:
+            unique.setdefault(a.key, a)
+    answers = dict(zip(unique, _ask(bundle, ctx.cfg, [(a.image(), a.question) for a in unique.values()]), strict=True))
+    return [_score(ctx, concept, name, [answers[a.key] for a in asks], items, eff) for concept, name, eff, items, asks in plan]
 
 
 def _quant(ctx: _Context) -> list[M.MetricResult]:
@@ -362,7 +394,7 @@ def _quant(ctx: _Context) -> list[M.MetricResult]:
         for concept in CONCEPTS_OF[ctx.sets.target]:
             q = QUESTIONS[concept]
             for name, eff, items in (("efficacy", True, ctx.sets.forget[concept]), ("retain", False, ctx.sets.retain[concept])):
-                plan.append((concept, f"{label}_{name}", eff, items, [(ctx.ds.image(i), q) for i in items]))
+                plan.append((concept, f"{label}_{name}", eff, items, _plain(ctx.ds, items, q)))
         out += _answer_plan(ctx, low, plan)
         del low
     return out
@@ -513,7 +545,7 @@ def _relearn(ctx: _Context) -> list[M.MetricResult]:
         queue: list[int] = []
         last = max(cfg.robust.relearn_steps)
         for step in range(last + 1):
-            if step in cfg.robust.relearn_steps:
+            if step in cfg.robust.relearn_steps and step > 0:  # step 0 is asked with the clean answers
                 answers = _ask(tuned, cfg, asks)
                 at = 0
                 for c, items in evals:

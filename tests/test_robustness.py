@@ -184,6 +184,7 @@ def test_probe_sets_split_the_forget_images_and_are_the_same_for_every_model(smo
     for c in ("person", "event"):
         train, ev = {i.id for i in s.relearn_train[c]}, {i.id for i in s.relearn_eval[c]}
         assert train and ev and not train & ev
+        assert ev <= {i.id for i in s.forget[c]}  # relearning reads on the forget sample, so step 0 is its clean answers
         assert len(s.forget[c]) == cfg.robust.items and s.unseen[c]
         assert {i.role for i in s.probe_test[c]} == {"heldout"} and {i.role for i in s.probe_train[c]} == {"train"}
     assert all(i.person in {p.id for p in ds.unseen_people} for i in s.unseen["person"])
@@ -299,3 +300,20 @@ def test_survival_reads_a_recovery_against_its_reference():
     blind = _items({("finetune", "clean_efficacy"): zeros, ("finetune", "paraphrase_efficacy"): ones,
                     ("ga", "clean_efficacy"): ones, ("ga", "paraphrase_efficacy"): zeros})  # fmt: skip
     assert A.survival(blind, n_boot=100)["verdict"].tolist() == [A.UNINFORMATIVE]
+
+
+def test_shared_asks_are_generated_once_and_relearning_starts_from_the_clean_answers(cfg, run_dir, monkeypatch):
+    bundle = probed_model(cfg, "finetune", "person", run_dir)
+    ds = Run(cfg, run_dir).world
+    asked: list[int] = []
+    real = R.generate
+    monkeypatch.setattr(R, "generate", lambda b, images, *a, **k: asked.append(len(images)) or real(b, images, *a, **k))
+    only = dataclasses.replace(cfg, robust=dataclasses.replace(cfg.robust, probes=("relearn",), relearn_steps=(0,)))
+    results, _ = R.run_probes(bundle, ds, "person", only, log=lambda *_: None)
+    out = {r.name: r for r in results}
+    sets = R.probe_sets(ds, "person", only)
+    assert asked == [len(sets.forget["person"]) + len(sets.retain["person"])]  # relearn@0 added no generation
+    clean = dict(zip(out["clean_efficacy"].item_ids, out["clean_efficacy"].per_item, strict=True))
+    start = out["relearn@0"]
+    assert start.item_ids == [i.id for i in sets.relearn_eval["person"]]
+    assert [clean[i] for i in start.item_ids] == list(start.per_item)
