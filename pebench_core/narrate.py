@@ -27,6 +27,7 @@ from .analysis.stats import format_ci
 __all__ = [
     "likelihood_race_markdown",
     "method_result_markdown",
+    "paper_comparison_markdown",
     "bgd_retain_markdown",
     "simultaneous_markdown",
     "interference_markdown",
@@ -88,6 +89,49 @@ def method_result_markdown(res: pd.DataFrame, method: str, targets: Sequence[str
             f"{v['goal', 'efficacy']:.2f}); retain {v[method, 'retain']:.2f} (finetune {v['finetune', 'retain']:.2f}); "
             f"scope {v[method, 'scope']:.2f} (finetune {v['finetune', 'scope']:.2f})."
         )
+    return "\n".join(lines)
+
+
+def paper_comparison_markdown(res: pd.DataFrame, method: str, targets: Sequence[str]) -> str:
+    """How ``method`` on this run compares with the paper's Table 1 for the same method, per
+    target, on the target's own concept: efficacy and retain, the method's and the bounds'.
+
+    The person columns of the paper are name matches, as ours are, so they compare directly;
+    its event columns are G-Eval (an LLM judge) scores, so only the place of the method
+    between its bounds compares. A method the paper did not run says so.
+    """
+    from .analysis.paper import paper_table1_long
+
+    paper = paper_table1_long()
+    mine = paper[paper["method"] == method]
+    if mine.empty:
+        return (
+            f"**Against the paper.** {method.upper()} is not in the paper's Table 1, which reports GA, GD, KL, PO and "
+            "DPO: there is no published number to compare with. The leaderboard chapter sets it beside those five "
+            "on this run."
+        )
+
+    def printed(model: str, concept: str, metric: str) -> float:
+        row = paper[(paper["method"] == model) & (paper["concept"] == concept) & (paper["metric"] == metric)]
+        return float(row["paper"].iloc[0]) if len(row) else float("nan")
+
+    lines = [f"**Against the paper** (Table 1, {method.upper()}; the paper's numbers on our 0–1 scale):"]
+    for t in targets:
+        if t not in ("person", "event"):
+            continue
+        c = t
+        ours = {(m, k): _value(res, t, m, c, k) for m in ("finetune", method, "goal") for k in ("efficacy", "retain")}
+        theirs = {(m, k): printed(m, c, k) for m in ("finetune", method, "goal") for k in ("efficacy", "retain")}
+        how = "name match, as ours" if c == "person" else "G-Eval scores, ours another scorer: compare places, not values"
+        lines.append(
+            f"* **{t}** ({how}): efficacy {ours[method, 'efficacy']:.2f} here, {theirs[method, 'efficacy']:.2f} in "
+            f"the paper (bounds here {ours['finetune', 'efficacy']:.2f} → {ours['goal', 'efficacy']:.2f}, paper "
+            f"{theirs['finetune', 'efficacy']:.2f} → {theirs['goal', 'efficacy']:.2f}); retain "
+            f"{ours[method, 'retain']:.2f} here, {theirs[method, 'retain']:.2f} in the paper (finetune "
+            f"{ours['finetune', 'retain']:.2f} here, {theirs['finetune', 'retain']:.2f} there)."
+        )
+    if "both" in targets:
+        lines.append("* **both**: the paper's Table 1 has no joint target; chapter 5 compares it with Table 2.")
     return "\n".join(lines)
 
 

@@ -217,6 +217,20 @@ def test_method_result_markdown():
     )
 
 
+def test_paper_comparison_markdown_reads_table1_for_the_method_and_says_when_there_is_none():
+    rows = [
+        ("person", m, "person", k, v)
+        for m, vals in {"finetune": (0.0, 1.0), "ga": (0.75, 0.5), "goal": (1.0, 0.95)}.items()
+        for k, v in zip(("efficacy", "retain"), vals)
+    ]
+    res = pd.DataFrame(rows, columns=["target", "method", "concept", "metric", "value"])
+    text = N.paper_comparison_markdown(res, "ga", ["person"])
+    # Table 1, GA: P-eff 100, P-ret 3.9; finetune 0.0 / 97.5; goal 100 (all % → /100)
+    assert "efficacy 0.75 here, 1.00 in the paper (bounds here 0.00 → 1.00, paper 0.00 → 1.00)" in text
+    assert "retain 0.50 here, 0.04 in the paper (finetune 1.00 here, 0.97 there)" in text
+    assert "is not in the paper's Table 1" in N.paper_comparison_markdown(res, "npo", ["person"])
+
+
 # ------------------------------------------------------------------ narration, chapter 5
 def _t2(rows):
     return pd.DataFrame(rows, columns=["method", "base", "concept", "metric", "delta", "delta_lo", "delta_hi"])
