@@ -132,6 +132,38 @@ def test_summarise_one_seed_has_no_seed_interval():
     assert r["mean"] == pytest.approx(0.4) and np.isnan(r["seed_lo"]) and r["scorer"] == "keywords"
 
 
+def test_cluster_bootstrap_resamples_people_not_images():
+    # person A: four images, all forgotten (1); person B: two images, none (0). Drawing two
+    # people with replacement gives AA -> 1, BB -> 0, AB or BA -> 4/6, so the 95 % cluster
+    # interval is [0, 1]; resampling the six images as if independent gives a narrower one.
+    res, its = frames({("person", "ga", "person", "efficacy"): [1, 1, 1, 1, 0, 0]})
+    units = pd.DataFrame({"item_id": [f"person-efficacy-{j}" for j in range(6)], "person": list("AAAABB"), "event": ["e0"] * 6})
+    by_item = row(A.summarise(res, its, n_boot=2000), "person", "ga", "person", "efficacy")
+    by_person = row(A.summarise(res, its, n_boot=2000, unit="person", units=units), "person", "ga", "person", "efficacy")
+    assert by_item["mean"] == by_person["mean"] == pytest.approx(4 / 6)
+    assert (by_person["ci_lo"], by_person["ci_hi"]) == (0.0, 1.0)
+    assert by_item["ci_lo"] > 0.0 or by_item["ci_hi"] < 1.0
+    assert (by_item["ci_unit"], by_item["n_units"]) == ("item", 6)
+    assert (by_person["ci_unit"], by_person["n_units"]) == ("person", 2)
+    # one event only: the event bootstrap cannot say how another event would fare
+    by_event = row(A.summarise(res, its, n_boot=200, unit="event", units=units), "person", "ga", "person", "efficacy")
+    assert by_event["ci_lo"] == by_event["ci_hi"] == pytest.approx(4 / 6) and by_event["n_units"] == 1
+    # "concept": a person metric is clustered by person
+    by_concept = row(A.summarise(res, its, n_boot=2000, unit="concept", units=units), "person", "ga", "person", "efficacy")
+    assert by_concept["ci_unit"] == "person" and by_concept["ci_lo"] == by_person["ci_lo"]
+
+
+def test_cluster_bootstrap_refuses_bad_units():
+    res, its = frames({("person", "ga", "person", "efficacy"): [1, 0]})
+    with pytest.raises(ConfigError, match="unit='people'; allowed"):
+        A.summarise(res, its, unit="people")
+    with pytest.raises(ConfigError, match="needs units="):
+        A.summarise(res, its, unit="person")
+    partial = pd.DataFrame({"item_id": ["person-efficacy-0"], "person": ["A"], "event": ["e"]})
+    with pytest.raises(ConfigError, match="1 item\\(s\\) not in units"):
+        A.summarise(res, its, unit="person", units=partial)
+
+
 # ------------------------------------------------------------------ chapter 5
 
 

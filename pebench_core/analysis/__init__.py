@@ -51,7 +51,7 @@ from .paper import (
 )
 from .runs import Runs, gather_runs, load_runs, parse_seeds
 from .schema import bgd_base, KEYS, method_order, METRIC_ORDER, unlearn_methods
-from .stats import Estimate, ci_column, format_ci, summarise
+from .stats import Estimate, ci_column, format_ci, item_units, summarise
 from .tables import (
     IMAGE_DIRECTIONS,
     chosen_rates,
@@ -116,6 +116,7 @@ __all__ = [
     "likelihood_race",
     "load_runs",
     "summarise",
+    "item_units",
     "sequences_per_step",
     "step_costs",
     "format_ci",

@@ -12,6 +12,11 @@ Conventions, followed by every table and finding of :mod:`pebench_core.analysis`
   items *within each seed* (with replacement, same count), averages each seed's resample
   and then averages the seeds; ``alpha = 0.05`` gives a 95 % interval. It measures how much
   a number depends on *which images* were evaluated, for the trained models at hand.
+  Images of one person (or one event) are not independent draws: forgetting acts on people
+  and events. ``summarise(..., unit="person" | "event" | "concept")`` resamples whole people
+  or events instead (a cluster bootstrap), which asks how the number would move with *other
+  people or events*; with few of them the interval widens, and with one it has no width.
+  Every summary row names its unit (``ci_unit``) and how many units it rests on (``n_units``).
 * **Seed interval** (``seed_lo``, ``seed_hi``, only with ≥ 2 seeds): a Student-t interval
   ``mean ± t_{0.975, k−1} · sd / √k`` over the ``k`` per-seed values. It measures how much a
   number depends on the training seed (world, model, forget set).
@@ -50,6 +55,8 @@ __all__ = [
     "ci_column",
     "summarise",
     "summary_row",
+    "item_units",
+    "UNITS",
 ]
 
 
@@ -100,9 +107,20 @@ class _Boot:
     per_seed: dict[int, dict[str, float]]
 
 
-def _boot_matrices(mats: Mapping[int, np.ndarray], columns: list[str], n_boot: int, rng: np.random.Generator) -> _Boot:
+def _boot_matrices(
+    mats: Mapping[int, np.ndarray],
+    columns: list[str],
+    n_boot: int,
+    rng: np.random.Generator,
+    groups: Mapping[int, np.ndarray] | None = None,
+) -> _Boot:
     """``mats[seed]`` is an (items × columns) array; items are resampled within each seed,
-    each seed's resample is averaged, then the seeds are averaged."""
+    each seed's resample is averaged, then the seeds are averaged.
+
+    With ``groups[seed]`` (one cluster label per row) whole clusters are resampled instead:
+    as many clusters as there are, with replacement, and a replicate's mean is the items of
+    the drawn clusters pooled (sum of their values over sum of their sizes). One cluster
+    gives a zero-width interval: the data cannot say how another cluster would fare."""
     k = len(columns)
     reps = np.zeros((n_boot, k))
     point = np.zeros(k)
@@ -110,8 +128,17 @@ def _boot_matrices(mats: Mapping[int, np.ndarray], columns: list[str], n_boot: i
     for s in sorted(mats):
         x = np.asarray(mats[s], dtype=np.float64)
         n = x.shape[0]
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # counts of each item per replicate
-        reps += (w @ x) / n
+        if groups is None:
+            w = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # counts of each item per replicate
+            reps += (w @ x) / n
+        else:
+            codes, uniq = pd.factorize(np.asarray(groups[s]), sort=True)
+            g = len(uniq)
+            sums = np.zeros((g, k))
+            np.add.at(sums, codes, x)
+            sizes = np.bincount(codes, minlength=g).astype(np.float64)
+            w = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot)  # counts of each cluster per replicate
+            reps += (w @ sums) / (w @ sizes)[:, None]
         m = x.mean(axis=0)
         point += m
         per_seed[int(s)] = dict(zip(columns, m.tolist()))
@@ -216,8 +243,49 @@ def ci_column(df: pd.DataFrame, value: str, lo: str | None = None, hi: str | Non
     return [format_ci(*v, digits=digits) for v in df[cols].to_numpy(dtype=float)]
 
 
-def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+UNITS = ("item", "person", "event", "concept")
+
+
+def item_units(ds) -> pd.DataFrame:
+    """Who and what every evaluated item shows: ``item_id``, ``person``, ``event``, from a
+    dataset's images (:class:`pebench_core.data.Dataset`). An item of the items table whose
+    id carries a suffix after ``:`` (a POPE question: ``<image>:<object>``) is its image's."""
+    return pd.DataFrame([{"item_id": it.id, "person": it.person, "event": it.event} for it in ds.items])
+
+
+def _cluster_labels(g: pd.DataFrame, unit: str, concept: str, units: pd.DataFrame | None) -> pd.Series | None:
+    """The cluster label of every row of ``g`` (``None``: resample items)."""
+    col = concept if unit == "concept" else unit
+    if col not in ("person", "event"):
+        return None
+    if units is None:
+        raise ConfigError(f"summarise: unit={unit!r} needs units= (item_units(ds): item_id, person, event)")
+    require_columns(units, {"item_id", "person", "event"}, "units")
+    lookup = units.drop_duplicates("item_id").set_index("item_id")[col]
+    labels = g["item_id"].astype(str).str.split(":", n=1).str[0].map(lookup)
+    if labels.isna().any():
+        missing = g.loc[labels.isna(), "item_id"].head(3).tolist()
+        raise ConfigError(
+            f"summarise: {int(labels.isna().sum())} item(s) not in units (e.g. {missing}); units must come from the run's world"
+        )
+    return labels
+
+
+def summarise(
+    results: pd.DataFrame,
+    items: pd.DataFrame,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    unit: str = "item",
+    units: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """One row per (target, method, concept, metric) over every seed.
+
+    ``unit`` is what the interval resamples within each seed: ``"item"`` (images, as if
+    independent), ``"person"`` or ``"event"`` (whole people or events, a cluster bootstrap;
+    needs ``units``, :func:`item_units` of the run's world), or ``"concept"`` (person metrics by
+    person, event metrics by event). The unit is stated in the ``ci_unit`` column.
 
     Columns: ``mean`` (mean over seeds of the per-seed value), ``ci_lo``/``ci_hi`` (the
     item bootstrap of the module docstring: items resampled within each seed, seeds averaged,
@@ -228,6 +296,8 @@ def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, se
     """
     require_columns(results, RESULT_COLUMNS, "results")
     require_columns(items, ITEM_COLUMNS, "items")
+    if unit not in UNITS:
+        raise ConfigError(f"summarise: unit={unit!r}; allowed: {list(UNITS)}")
     per_seed = results.groupby([*KEYS, "seed"], sort=False)["value"].mean()
     scorer = results.groupby(KEYS)["scorer"].agg(lambda s: ",".join(sorted(set(map(str, s))))) if "scorer" in results else None
     groups = {k: g for k, g in items.groupby(KEYS, sort=False)}
@@ -246,6 +316,8 @@ def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, se
             sd_seeds=np.nan,
             n_seeds=k,
             n_items=0,
+            ci_unit="",
+            n_units=0,
         )
         if k >= 2:
             sd = float(v.std(ddof=1))
@@ -253,10 +325,14 @@ def summarise(results: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, se
             row.update(seed_lo=mean - half, seed_hi=mean + half, sd_seeds=sd)
         g = groups.get(key)
         if g is not None and len(g):
+            labels = _cluster_labels(g, unit, str(key[KEYS.index("concept")]), units)
             mats = {int(s): gg["value"].to_numpy(dtype=np.float64)[:, None] for s, gg in g.groupby("seed")}
-            b = _boot_matrices(mats, ["v"], n_boot, named_rng(seed, "summary", *key))
+            clusters = None if labels is None else {int(s): labels[gg.index].to_numpy() for s, gg in g.groupby("seed")}
+            b = _boot_matrices(mats, ["v"], n_boot, named_rng(seed, "summary", *key), clusters)
             lo, hi = np.percentile(b.reps["v"], [100 * alpha / 2, 100 * (1 - alpha / 2)])
             row.update(ci_lo=float(lo), ci_hi=float(hi), n_items=int(len(g)))
+            row["ci_unit"] = "item" if labels is None else (unit if unit != "concept" else str(key[KEYS.index("concept")]))
+            row["n_units"] = int(len(g)) if labels is None else int(labels.groupby(g["seed"]).nunique().sum())
         if scorer is not None:
             row["scorer"] = scorer.get(key, "")
         rows.append(row)
