@@ -438,3 +438,23 @@ def test_likelihood_race_by_hand():
     assert r.loc["po", "refusal_first"] == pytest.approx(0.5)  # -1 > -5 but -2 < -0.5
     assert r.loc["po", "refusal_likelier"] == pytest.approx(0.5)  # -6 > -8 but -9 < -3
     assert r.loc["finetune", "refusal_first"] == 0 and r.loc["finetune", "refusal_likelier"] == 0
+
+
+def test_step_cost_table_ratio_is_the_ratio_of_the_times_it_shows():
+    # two targets: GA takes 1 s and 3 s, GD 2 s and 4 s. Per-run ratios are 2 and 4/3 (median
+    # 5/3), but the table shows medians 2 s and 3 s, so its ratio must be 1.5.
+    costs = pd.DataFrame(
+        {
+            "seed": [0] * 4,
+            "target": ["person", "event"] * 2,
+            "method": ["ga", "ga", "gd", "gd"],
+            "s_per_step": [1.0, 3.0, 2.0, 4.0],
+            "sequences": [4, 4, 8, 8],
+            "answers": [4, 4, 8, 8],
+        }
+    )
+    c = A.step_cost_table(costs, order=["gd", "ga"])
+    assert list(c.index) == ["gd", "ga"]
+    assert c.loc["gd", "s_per_step"] == 3.0 and c.loc["gd", "x_ga"] == pytest.approx(1.5)
+    assert c.loc["ga", "x_ga"] == 1.0 and c.loc["gd", "sequences"] == 8
+    assert np.isnan(A.step_cost_table(costs[costs.method == "gd"])["x_ga"]).all()

@@ -38,7 +38,7 @@ directly, so a patch on this package reaches only callers that go through it.
 
 from __future__ import annotations
 
-from .costs import likelihood_race, sequences_per_step, step_costs
+from .costs import likelihood_race, sequences_per_step, step_cost_table, step_costs
 from .paper import (
     PAPER_COLUMNS,
     PAPER_TABLE1,
@@ -119,6 +119,7 @@ __all__ = [
     "item_units",
     "sequences_per_step",
     "step_costs",
+    "step_cost_table",
     "format_ci",
     "wide_ci",
     "leaderboard",

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .runs import Runs
 
-__all__ = ["sequences_per_step", "step_costs", "likelihood_race"]
+__all__ = ["sequences_per_step", "step_costs", "step_cost_table", "likelihood_race"]
 
 
 def sequences_per_step(method: str, batch_size: int, retain_weight: float = 1.0) -> tuple[int, int]:
@@ -64,6 +64,21 @@ def step_costs(runs: Runs) -> pd.DataFrame:
     ga = out[out["method"] == "ga"].set_index(["seed", "target"])["s_per_step"]
     out["x_ga"] = [row.s_per_step / ga.get((row.seed, row.target), np.nan) for row in out.itertuples()]
     return out
+
+
+def step_cost_table(costs: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
+    """One row per method of :func:`step_costs`: the median seconds per step over targets and
+    seeds, and ``x_ga``, that median against GA's (``NaN`` without GA), so that the ratio a
+    table shows is the ratio of the times it shows (a median of per-run ratios is not).
+    ``order`` lists the methods first, in that order (the rest follow as they come)."""
+    c = costs.groupby("method", sort=False).agg(
+        s_per_step=("s_per_step", "median"), sequences=("sequences", "first"), answers=("answers", "first")
+    )
+    ga = c["s_per_step"].get("ga", np.nan)
+    c["x_ga"] = c["s_per_step"] / ga
+    if order is not None:
+        c = c.reindex([m for m in order if m in c.index] + [m for m in c.index if m not in order])
+    return c[["s_per_step", "x_ga", "sequences", "answers"]]
 
 
 def likelihood_race(lk: pd.DataFrame) -> pd.DataFrame:
