@@ -159,14 +159,17 @@ def bgd_retain_markdown(t2: pd.DataFrame) -> str:
     return "\n".join(lines) or "No BGD runs in this configuration."
 
 
-def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int) -> str:
+def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int, tests: pd.DataFrame | None = None) -> str:
     """Chapter 5's reading: for how many method × concept pairs forgetting both concepts at
     once lowered (or raised) efficacy beyond noise, then one bullet per BGD run on whether it
     gained efficacy over its base method.
 
     ``svs`` is :func:`pebench_core.analysis.simultaneous_vs_single` (``method``, ``concept``,
     ``delta`` with ``delta_lo``/``delta_hi``; only the base methods count), ``t2``
-    :func:`pebench_core.analysis.table2`.
+    :func:`pebench_core.analysis.table2`. With ``tests``
+    (:func:`pebench_core.analysis.finding_tests`) the pairs are then read against the paper's
+    finding 4 in the words of the leaderboard chapter (:func:`~pebench_core.analysis.verdicts.count_line`):
+    an efficacy change too small to tell from zero *contradicts* a claim that it falls.
     """
     base = svs[svs["method"].isin(unlearn_methods())]
     down = base[base["delta_hi"] < 0]
@@ -179,8 +182,18 @@ def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int) -> 
     text = [
         f"Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for "
         f"{len(down)} of {len(base)} method × concept pairs: {names(down)}. It **raised** it for {len(up)}: "
-        f"{names(up)}; the remaining {len(same)} are within noise."
+        f"{names(up)}; for the remaining {len(same)} the change cannot be told from zero."
     ]
+    f4 = None if tests is None else tests[tests["finding"] == 4]
+    if f4 is not None and not f4.empty:
+        from .analysis.verdicts import FINDINGS, count_line
+
+        margin = float(f4["margin"].iloc[0])
+        text.append(
+            f"\nRead against the paper's finding 4 (*{FINDINGS[4]}*), tested as the leaderboard chapter tests it "
+            f"(efficacy single − both: supported when its interval lies above 0, contradicted when it lies below "
+            f"{margin:.2f}): {count_line(f4, 'method × concept pairs')}."
+        )
     for r in _bgd_rows(t2, "efficacy").itertuples():
         word = "gained" if r.delta_lo > 0 else ("lost" if r.delta_hi < 0 else "changed by an amount we cannot tell from zero:")
         text.append(f"* {r.method} against {r.base}, {r.concept} efficacy: {word} {format_ci(r.delta, r.delta_lo, r.delta_hi)}.")

@@ -276,7 +276,8 @@ def test_simultaneous_markdown():
     )
     assert N.simultaneous_markdown(svs, t2, n_seeds=3) == (
         "Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for 1 of 3 method × concept "
-        "pairs: ga (person, -0.30). It **raised** it for 1: gd (person, +0.20); the remaining 1 are within noise.\n"
+        "pairs: ga (person, -0.30). It **raised** it for 1: gd (person, +0.20); for the remaining 1 the change "
+        "cannot be told from zero.\n"
         "* gd+bgd against gd, person efficacy: gained 0.20 [0.10, 0.30].\n"
         "* gd+bgd against gd, event efficacy: lost -0.20 [-0.30, -0.10].\n"
         "* kl+bgd against kl, person efficacy: changed by an amount we cannot tell from zero: 0.00 [-0.10, 0.10].\n"
@@ -285,8 +286,29 @@ def test_simultaneous_markdown():
     none = N.simultaneous_markdown(svs.iloc[1:2], t2.iloc[0:0], n_seeds=1)
     assert none.startswith(
         "Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for 0 of 1 "
-        "method × concept pairs: none. It **raised** it for 0: none; the remaining 1 are within noise.\n"
+        "method × concept pairs: none. It **raised** it for 0: none; for the remaining 1 the change cannot be told from zero.\n"
     )
+
+
+def test_simultaneous_markdown_words_finding_4_as_the_leaderboard_does():
+    from pebench_core.analysis.verdicts import count_line
+
+    svs = pd.DataFrame([("ga", "person", 0.0, -0.02, 0.02)], columns=["method", "concept", "delta", "delta_lo", "delta_hi"])
+    tests = pd.DataFrame(
+        {
+            "finding": [4, 4, 1],
+            "subject": ["ga (person)", "ga (event)", "ga"],
+            "margin": [0.05, 0.05, 0.0],
+            "verdict": ["not reproduced", "inconclusive", "reproduced"],
+        }
+    )
+    text = N.simultaneous_markdown(svs, _t2([]), n_seeds=1, tests=tests)
+    line = count_line(tests[tests["finding"] == 4], "method × concept pairs")
+    assert (
+        line == "0 of 2 method × concept pairs support it (none); 1 contradict it (ga (person)); 1 are inconclusive (ga (event))"
+    )
+    assert line in text and "contradicted when it lies below 0.05" in text
+    assert "the change cannot be told from zero" in text and "within noise" not in text
 
 
 # ------------------------------------------------------------------ narration, chapter 6

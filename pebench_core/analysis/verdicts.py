@@ -20,6 +20,7 @@ __all__ = [
     "FINDINGS",
     "TESTS",
     "combine_verdicts",
+    "count_line",
     "finding_tests",
     "findings",
     "findings_markdown",
@@ -340,7 +341,12 @@ def _names(t: pd.DataFrame, verdict: str) -> str:
     return ", ".join(t.loc[t["verdict"] == verdict, "subject"].astype(str)) or "none"
 
 
-def _count_line(t: pd.DataFrame, what: str) -> str:
+def count_line(t: pd.DataFrame, what: str) -> str:
+    """The wording rule for a claim's sub-tests (``subject`` and ``verdict`` columns of
+    :func:`finding_tests`): how many *support* it (reproduced), *contradict* it (not
+    reproduced: the effect is absent, below its margin, or reversed) and are *inconclusive*,
+    each with its subjects. Every chapter that states a finding's sub-tests uses it, so the
+    same results get the same words wherever they appear."""
     n = len(t)
     r, x = (t["verdict"] == REPRODUCED).sum(), (t["verdict"] == NOT_REPRODUCED).sum()
     i = n - r - x
@@ -389,7 +395,7 @@ def findings(
             pm = per_m.rename("verdict").reset_index()
             expl = (
                 f"Person unlearning with efficacy and generality above {kw.get('high', 0.8)} and a retain drop above "
-                f"{kw.get('large_cost', 0.2)}: {_count_line(pm, 'methods')}."
+                f"{kw.get('large_cost', 0.2)}: {count_line(pm, 'methods')}."
             )
         elif f == 3:
             inter = ft[ft["part"] == "interference"]
@@ -400,7 +406,7 @@ def findings(
                 verdict = MIXED
             mean_drop = inter["estimate"].mean() if len(inter) else np.nan
             expl = (
-                f"Scope below finetune: {_count_line(inter, 'method × direction tests')} "
+                f"Scope below finetune: {count_line(inter, 'method × direction tests')} "
                 f"(mean scope drop {mean_drop:+.2f}); PO least affected: {po_v}."
             )
         else:
@@ -412,7 +418,7 @@ def findings(
                 5: "BGD raises efficacy on target both over its base method",
             }[f]
             mean_eff = ft["estimate"].mean()
-            expl = f"{lead}: {_count_line(ft, what)}" + (f" (mean effect {mean_eff:+.2f})." if np.isfinite(mean_eff) else ".")
+            expl = f"{lead}: {count_line(ft, what)}" + (f" (mean effect {mean_eff:+.2f})." if np.isfinite(mean_eff) else ".")
         blocked = sorted(
             {n for n in ft.loc[ft["verdict"] == INCONCLUSIVE, "note"].astype(str) if "never learned" in n or "no room" in n}
         )
