@@ -16,24 +16,40 @@ from .metrics import PAPER_METRIC_ORDER
 sns.set_theme(context="notebook", style="whitegrid")
 
 
+# The book's text column is about 10 inches of figure at the size the page shows it: a wider
+# figure is scaled down, and its captions with it (a 7-point caption on a 13-inch grid reads
+# at about 3 pixels). Grids are therefore capped at this width and their captions wrapped.
+PAGE_WIDTH_IN = 10.0
+
+
 def image_grid(
     images: Sequence,
     titles: Sequence[str] | None = None,
     ncols: int = 8,
     size: float = 1.6,
     title: str | None = None,
-    fontsize: int = 7,
+    fontsize: int = 9,
 ):
-    """A grid of images with a small caption under each."""
+    """A grid of images with a caption above each. The grid is at most :data:`PAGE_WIDTH_IN`
+    wide (``size`` shrinks to fit), so that captions keep their size on the page; long
+    captions wrap to the width of their image instead of running into the next one."""
+    import textwrap
+
     n = len(images)
+    ncols = max(1, min(ncols, n)) if n else max(1, ncols)
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False)
+    size = min(size, PAGE_WIDTH_IN / ncols)
+    chars = max(8, int(size * 72 / (0.6 * fontsize)))  # characters of this font that fit in one image width
+    wrapped = [textwrap.fill(str(t), chars) for t in titles] if titles is not None else None
+    lines = max((w.count("\n") + 1 for w in wrapped), default=0) if wrapped else 0
+    caption = lines * fontsize * 1.25 / 72  # inches of caption above each image
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + caption + 0.08)), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
             ax.imshow(images[k], interpolation="nearest")
-            if titles is not None:
-                ax.set_title(titles[k], fontsize=fontsize, pad=2)
+            if wrapped is not None:
+                ax.set_title(wrapped[k], fontsize=fontsize, pad=2)
     if title:
         fig.suptitle(title, y=1.0)
     fig.tight_layout()
@@ -93,7 +109,12 @@ def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | No
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{concept} unlearning" if concept else "")
         ax.set_xlabel("")
-        ax.legend(fontsize=8, loc="lower left")
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    # one legend, right of the panels: inside, it covered the bars it names
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, y=1.02)
     fig.tight_layout()
@@ -110,7 +131,8 @@ def trajectory(traj: pd.DataFrame, title: str = ""):
     eff = [c for c in traj.columns if c.startswith("efficacy/")]
     if eff:
         e = traj.melt(id_vars="step", value_vars=eff, var_name="check", value_name="efficacy").dropna()
-        sns.lineplot(data=e, x="step", y="efficacy", hue="check", marker="o", ax=axes[1])
+        # a dash and a marker per check: two checks at the same value would hide each other
+        sns.lineplot(data=e, x="step", y="efficacy", hue="check", style="check", markers=True, dashes=True, ax=axes[1])
         axes[1].set_ylim(-0.02, 1.02)
     axes[1].set_title("efficacy on a fixed forget subset")
     if title:
@@ -161,7 +183,9 @@ def single_vs_both(svs: pd.DataFrame, title: str = ""):
         ax.set_ylim(0, 1.08)
         ax.set_ylabel("efficacy")
         ax.set_title(f"{concept} efficacy")
-    axes.flat[0].legend(fontsize=8, loc="lower left")
+    # above the panels, not over the bars (low efficacy bars sat under a lower-left legend)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, y=1.02)
     fig.tight_layout()
@@ -182,10 +206,29 @@ def concept_trajectories(trajs: dict, title: str = ""):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
     if rows:
         long = pd.concat(rows, ignore_index=True)
+        runs = list(dict.fromkeys(long["run"]))
         for ax, c in zip(axes, ("person", "event")):
-            sns.lineplot(data=long[long["concept"] == c], x="step", y="efficacy", hue="run", marker="o", ax=ax)
+            # a dash pattern and a marker per run as well as a colour: two runs that agree
+            # (efficacy 1.0 from the first check on) would otherwise draw one line over the other
+            sns.lineplot(
+                data=long[long["concept"] == c],
+                x="step",
+                y="efficacy",
+                hue="run",
+                style="run",
+                hue_order=runs,
+                style_order=runs,
+                markers=True,
+                dashes=True,
+                alpha=0.85,
+                ax=ax,
+            )
             ax.set_title(f"{c} efficacy on a fixed forget subset")
             ax.set_ylim(-0.02, 1.05)
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, y=1.03)
     fig.tight_layout()
@@ -392,6 +435,9 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
                 linewidths=1.4,
                 zorder=3,
             )
+            for x, y, m in zip(g["paper"], g["ours"], g["method"]):
+                # every point says whose it is: colour is the metric, so the method is written
+                ax.annotate(m, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=6.5, color=col)
         ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
         ax.set_xlim(-0.04, 1.04)
         ax.set_ylim(-0.04, 1.04)
