@@ -19,3 +19,36 @@ def smoke_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = load_config("smoke")
     world = generate_world(cfg.world, cfg.seed)
     return write_world(world, tmp_path_factory.mktemp("smoke-world") / "world", progress=False)
+
+
+@pytest.fixture(scope="session")
+def executed(tmp_path_factory: pytest.TempPathFactory):
+    """Every chapter executed on the smoke profile, as ``pebench book`` does, into a
+    temporary copy of the book (the checkout is never touched): (site, chapters)."""
+    import shutil
+
+    from pebench_core.book import ROOT, execute_chapters
+
+    site = tmp_path_factory.mktemp("site")
+    for name in ("_config.yml", "book"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("chapters", "_generated"))
+        else:
+            shutil.copy(src, site / name)
+    run_dir = tmp_path_factory.mktemp("run")
+    chapters = execute_chapters(
+        profile="smoke", seed=0, run_dir=str(run_dir), out_dir=site / "book" / "chapters", log=lambda *_: None
+    )
+    return site, chapters
+
+
+@pytest.fixture(scope="session")
+def built(executed):
+    """The HTML book of the executed smoke chapters: (site, html folder, chapters)."""
+    from pebench_core.book import build_html, write_toc
+
+    site, chapters = executed
+    write_toc(chapters, root=site)
+    index = build_html(root=site, log=lambda *_: None)
+    return site, index.parent, chapters

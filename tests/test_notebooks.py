@@ -7,29 +7,12 @@ errors. It runs in a temporary copy so the checkout is never touched.
 """
 
 import json
-import shutil
 
 import pytest
 
-from pebench_core.book import CHAPTERS, ROOT, build_html, execute_chapters, write_toc
+from pebench_core.book import CHAPTERS, execute_chapters
 
 pytestmark = pytest.mark.notebooks
-
-
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    site = tmp_path_factory.mktemp("site")
-    for name in ("_config.yml", "book"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("chapters"))
-        else:
-            shutil.copy(src, site / name)
-    run_dir = tmp_path_factory.mktemp("run")
-    chapters = execute_chapters(
-        profile="smoke", seed=0, run_dir=str(run_dir), out_dir=site / "book" / "chapters", log=lambda *_: None
-    )
-    return site, chapters
 
 
 def test_every_chapter_executes_without_errors(executed):
@@ -60,12 +43,10 @@ def test_unchanged_chapters_are_kept(executed):
     assert "unchanged" in seen[-1]
 
 
-def test_book_builds_with_warnings_as_errors(executed):
-    site, chapters = executed
-    write_toc(chapters, root=site)
-    index = build_html(root=site, log=lambda *_: None)
-    assert index.is_file()
-    html = (site / "_build" / "html" / "book" / "chapters" / f"{chapters[0].output}.html").read_text()
+def test_book_builds_with_warnings_as_errors(built):
+    _, html_dir, chapters = built
+    assert (html_dir / "index.html").is_file()
+    html = (html_dir / "book" / "chapters" / f"{chapters[0].output}.html").read_text()
     assert "<img" in html
 
 

@@ -1,0 +1,163 @@
+"""What a reader sees on the built pages (issue: the book as readers see it).
+
+Checks on the HTML that ``tests/test_notebooks.py`` builds from the smoke chapters: math
+and citations render as math and links, not as raw text; no build residue (papermill's
+injected cell, the build machine's paths, a script loaded twice); nothing loaded from the
+network; the course pieces (exercises with hidden solutions, the syllabus, the repository
+link) are there. The last test opens the pages in headless Chromium with the network cut
+off and proves that the math typesets and that the world browser follows its menus.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+
+from pebench_core.book import CHAPTERS, ROOT
+from pebench_core.methods import chapter_methods
+
+pytestmark = pytest.mark.notebooks
+
+METHOD_PAGES = [f"04_{m.name}" for m in chapter_methods()]
+
+
+def _page(html_dir: Path, name: str) -> BeautifulSoup:
+    return BeautifulSoup((html_dir / "book" / "chapters" / f"{name}.html").read_text(), "html.parser")
+
+
+def _reader_text(soup: BeautifulSoup) -> str:
+    """The page's text outside math, code and scripts: what would show as raw markup."""
+    main = soup.find("main") or soup
+    for tag in main.find_all(["script", "style", "pre", "code"]):
+        tag.decompose()
+    for tag in main.find_all(class_="math"):
+        tag.decompose()
+    return main.get_text(" ")
+
+
+@pytest.mark.parametrize("page", METHOD_PAGES)
+def test_method_pages_show_formulas_and_citations_not_their_markup(built, page):
+    _, html_dir, _ = built
+    soup = _page(html_dir, page)
+    text = _reader_text(BeautifulSoup(str(soup), "html.parser"))
+    for raw in ("$$", "{cite}", "\\\\mathcal", "\\\\mathrm"):
+        assert raw not in text, f"{page}: raw {raw!r} in the page text"
+    assert soup.select("main .math"), f"{page}: the method's formula is not a math element"
+    assert soup.select("main a[href*='bibliography']"), f"{page}: no citation links to the bibliography"
+
+
+def test_pages_carry_no_build_residue(built):
+    site, html_dir, _ = built
+    for path in sorted((html_dir / "book" / "chapters").glob("*.html")):
+        html = path.read_text()
+        soup = BeautifulSoup(html, "html.parser")
+        assert not soup.select(".tag_injected-parameters"), f"{path.name}: papermill's injected cell is shown"
+        for where in (str(site.parent), str(ROOT), os.path.expanduser("~") + "/"):
+            assert where not in html, f"{path.name}: shows the build machine's path {where}"
+        inline = [s.string or "" for s in soup.find_all("script") if not s.get("src")]
+        assert sum("const THEBE_JS_URL" in s for s in inline) <= 1, f"{path.name}: thebe's configuration declared twice"
+        srcs = [s["src"] for s in soup.find_all("script", src=True)]
+        assert len(srcs) == len(set(srcs)), f"{path.name}: a script is loaded twice"
+        remote = [s for s in srcs if re.match(r"(https?:)?//", s)]
+        assert not remote, f"{path.name}: loads scripts from the network: {remote}"
+        assert "widget-state+json" not in html and "require.min.js" not in html
+
+
+def test_each_method_page_shows_the_parameters_that_ran(built):
+    _, html_dir, _ = built
+    for m in chapter_methods():
+        soup = _page(html_dir, f"04_{m.name}")
+        shown = soup.select_one(".tag_parameters")
+        assert shown is not None and f'method = "{m.name}"' in shown.get_text(), m.name
+
+
+def test_math_is_served_by_the_book_itself(built):
+    _, html_dir, _ = built
+    soup = _page(html_dir, METHOD_PAGES[0])
+    mathjax = [s["src"] for s in soup.find_all("script", src=True) if "mathjax" in s["src"].lower()]
+    assert mathjax and all(not s.startswith(("http", "//")) for s in mathjax)
+    assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_method_pages_have_their_own_exercises_with_hidden_solutions(built):
+    _, html_dir, _ = built
+    seen = {}
+    for page in METHOD_PAGES:
+        soup = _page(html_dir, page)
+        exercises = soup.select("main .exercise")
+        solutions = soup.select("main .solution")
+        assert exercises and len(solutions) == len(exercises), page
+        assert all("dropdown" in s.get("class", []) for s in solutions), f"{page}: a solution is not hidden"
+        seen[page] = tuple(e.get_text(" ", strip=True) for e in exercises)
+    assert len(set(seen.values())) == len(seen), "two method chapters share their exercises"
+
+
+def test_the_header_links_the_repository_and_the_syllabus_is_built(built):
+    site, html_dir, _ = built
+    url = yaml.safe_load((site / "_config.yml").read_text())["repository"]["url"]
+    # index.html only redirects to the root page; every page's header carries the buttons
+    for page in ("book/intro.html", f"book/chapters/{METHOD_PAGES[0]}.html"):
+        soup = BeautifulSoup((html_dir / page).read_text(), "html.parser")
+        assert soup.select(f"a[href^='{url}']"), f"{page}: no repository link in the header"
+        assert soup.select(".dropdown-download-buttons"), f"{page}: no download button in the header"
+    syllabus = BeautifulSoup((html_dir / "book" / "syllabus.html").read_text(), "html.parser")
+    rows = syllabus.select("main table tbody tr")
+    assert len(rows) >= len(CHAPTERS), "the syllabus's run-time table misses chapters"
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def test_offline_in_a_browser_math_renders_and_the_world_browser_follows_its_menus(built, tmp_path):
+    """Headless Chromium, every network request sent to a closed port: the pages still work."""
+    found = _chromium()
+    if found is None:
+        if os.environ.get("PEBENCH_REQUIRE_BROWSER"):
+            pytest.fail("PEBENCH_REQUIRE_BROWSER is set but chromium / chromedriver are not installed")
+        pytest.skip("needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser, driver_path = found
+    _, html_dir, _ = built
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        # offline: any request that is not a local file goes to a port nobody listens on
+        "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+    ):  # fmt: skip
+        opts.add_argument(flag)
+    drv = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        drv.get((html_dir / "book" / "chapters" / f"{METHOD_PAGES[0]}.html").as_uri())
+        WebDriverWait(drv, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "mjx-container"))
+        assert not drv.find_elements(By.CSS_SELECTOR, "mjx-merror"), "MathJax could not typeset a formula"
+
+        drv.get((html_dir / "book" / "chapters" / f"{CHAPTERS[0].output}.html").as_uri())
+        menu = Select(drv.find_element(By.CSS_SELECTOR, ".pb-browser .pb-person"))
+
+        def shown():
+            panels = [p for p in drv.find_elements(By.CSS_SELECTOR, ".pb-browser .pb-panel") if p.is_displayed()]
+            assert len(panels) == 1
+            return panels[0].get_attribute("data-key"), panels[0].find_element(By.TAG_NAME, "img").get_attribute("src")
+
+        first = shown()
+        menu.select_by_index(1)
+        second = shown()
+        assert second[0] != first[0] and second[1] != first[1], "choosing another person changed nothing"
+        assert second[0].split("|")[0] == menu.first_selected_option.get_attribute("value")
+    finally:
+        drv.quit()
