@@ -69,6 +69,14 @@ def test_pages_carry_no_build_residue(built):
         assert "widget-state+json" not in html and "require.min.js" not in html
 
 
+def test_method_pages_tables_have_no_empty_cells(built):
+    """A table half of "nan" cells (a target's metrics spread over both concepts' columns)."""
+    _, html_dir, _ = built
+    for page in METHOD_PAGES:
+        cells = [td.get_text(strip=True).lower() for td in _page(html_dir, page).select("main table td")]
+        assert cells and not [c for c in cells if c in ("nan", "none")], f"{page}: a table has empty (nan) cells"
+
+
 def test_each_method_page_shows_the_parameters_that_ran(built):
     _, html_dir, _ = built
     for m in chapter_methods():
