@@ -181,8 +181,10 @@ def tidy_for_the_page(nb: dict, params: dict[str, Any], root: Path = ROOT) -> No
     cell; the page would show both (``method = "ga"`` then ``method = "gd"``). The injected
     cell stays in the notebook (it is the record of what ran) but is tagged ``remove-cell``,
     and the parameters cell shows the values that ran, its comments kept. Outputs lose the
-    build machine's absolute paths (``/home/…/runs/tiny-s0`` reads ``runs/tiny-s0``).
+    build machine's absolute paths (``/home/…/runs/tiny-s0`` reads ``runs/tiny-s0``; a run
+    folder outside the checkout, e.g. ``/tmp/x/run0``, reads by its name, ``run0``).
     """
+    places = _places(params, root)
     shown = {k: v for k, v in params.items() if k not in _LOCAL_PARAMETERS}
     for cell in nb["cells"]:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -203,21 +205,35 @@ def tidy_for_the_page(nb: dict, params: dict[str, Any], root: Path = ROOT) -> No
             cell["source"] = "\n".join(lines)
         if cell.get("cell_type") == "code":
             for out in cell.get("outputs", []):
-                _scrub_output(out, root)
+                _scrub_output(out, places)
 
 
-def _scrub(text: str, root: Path) -> str:
-    return text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
+def _places(params: dict[str, Any], root: Path) -> list[tuple[str, str]]:
+    """(absolute prefix, what the page shows instead), longest first: the checkout reads as
+    relative paths, a run folder elsewhere by its own name."""
+    places = {str(root): "."}
+    run_dir = params.get("run_dir")
+    if run_dir:
+        run = Path(run_dir).absolute()
+        if not run.is_relative_to(root):
+            places[str(run)] = run.name or "."
+    return sorted(places.items(), key=lambda kv: -len(kv[0]))
 
 
-def _scrub_output(out: dict, root: Path) -> None:
+def _scrub(text: str, places: list[tuple[str, str]]) -> str:
+    for prefix, shown in places:
+        text = text.replace(f"{prefix}{os.sep}", "" if shown == "." else f"{shown}{os.sep}").replace(prefix, shown)
+    return text
+
+
+def _scrub_output(out: dict, places: list[tuple[str, str]]) -> None:
     if "text" in out:
-        out["text"] = _scrub(_text(out["text"]), root)
+        out["text"] = _scrub(_text(out["text"]), places)
     for mime, value in out.get("data", {}).items():
         if mime.startswith("text/") or mime in ("application/javascript",):
-            out["data"][mime] = _scrub(_text(value), root)
+            out["data"][mime] = _scrub(_text(value), places)
     if "traceback" in out:
-        out["traceback"] = [_scrub(t, root) for t in out["traceback"]]
+        out["traceback"] = [_scrub(t, places) for t in out["traceback"]]
 
 
 def _retitle(nb: dict, title: str) -> None:

@@ -65,3 +65,13 @@ def test_run_times_come_from_the_notebooks(tmp_path: Path):
     assert out == tmp_path / RUN_TIMES
     rows = [ln for ln in out.read_text().splitlines() if ln.startswith("| ") and "Chapter" not in ln]
     assert rows == ["| Gradient ascent (GA) | 1.5 min | tiny | 2 |"]  # a chapter not executed has no row
+
+
+def test_a_run_folder_outside_the_checkout_reads_by_its_name(tmp_path: Path):
+    root, run = tmp_path / "checkout", tmp_path / "elsewhere" / "run0"
+    nb = _nb(root)
+    nb["cells"][3]["outputs"][0]["text"] = f"300 images in {run}/world/f4cc\nrun folder {run}\n"
+    tidy_for_the_page(nb, {"method": "gd", "run_dir": str(run)}, root=root)
+    text = nb["cells"][3]["outputs"][0]["text"]
+    assert str(tmp_path) not in text
+    assert text == "300 images in run0/world/f4cc\nrun folder run0\n"
