@@ -614,7 +614,11 @@ def get_robustness(cfg: RunConfig, model: str, target: str, run_dir=None, progre
         )  # fmt: skip
         atomic_write_parquet(tmp / RESULTS_FILE, rows)
         atomic_write_parquet(tmp / ITEMS_FILE, items)
-        return {"model": model, "target": target, "probes": list(cfg.robust.probes), "seconds_probe": seconds}
+        import torch
+
+        # threads: a worker of pebench_core.parallel computes on one, a plain run on the process's
+        meta = {"model": model, "target": target, "probes": list(cfg.robust.probes), "seconds_probe": seconds}
+        return {**meta, "threads": torch.get_num_threads()}
 
     return cache.get_or_build(f"{safe_name(model)}-{target}", key, build, log=print if progress else None)
 
@@ -624,12 +628,35 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
     ``<run>/results/robustness.parquet`` and ``robustness_items.parquet``: the same long format
     as the results table, kept beside it so that the paper's tables read only the paper's
     metrics. Returns ``(results, items)``."""
+    from .config import safe_name
+    from .parallel import run_stages, stage_workers
+    from .results import StageCache
+
     out = resolve_run_dir(cfg, run_dir)
-    folders = []
-    for target in targets or cfg.unlearn.targets:
-        for model in ("finetune", *methods_for(cfg, target, methods), "goal"):
-            folders.append(get_robustness(cfg, model, target, out, progress=progress))
+    jobs = [(m, t) for t in targets or cfg.unlearn.targets for m in ("finetune", *methods_for(cfg, t, methods), "goal")]
+    cache = StageCache(out / "robust")
+    missing = [(m, t) for m, t in jobs if not cache.has(f"{safe_name(m)}-{t}", robust_key(cfg, m, t))]
+    workers = stage_workers(cfg, len(missing))
+    if workers > 1:
+        # what the probes read is built here first, so two workers never build the same model
+        for model, target in missing:
+            if model == "finetune":
+                get_model(cfg, "finetune", None, out, progress)
+            elif model == "goal":
+                get_model(cfg, "goal", target, out, progress)
+            else:
+                get_unlearned(cfg, model, target, out, progress)
+        run_stages(
+            _robust_stage, [(cfg, m, t, str(out)) for m, t in missing], workers,
+            name=lambda job: f"robust {job[1]}-{job[2]}", log=print if progress else None,
+        )  # fmt: skip
+    folders = [get_robustness(cfg, model, target, out, progress=progress) for model, target in jobs]
     return _gather(folders, out / "results", "robustness.parquet", "robustness_items.parquet")
+
+
+def _robust_stage(cfg: RunConfig, model: str, target: str, run_dir: str) -> str:
+    """One probe stage, as a worker process builds it (:func:`pebench_core.parallel.run_stages`)."""
+    return str(get_robustness(cfg, model, target, run_dir, progress=False))
 
 
 def methods_for(cfg: RunConfig, target: str, methods=None) -> list[str]:

@@ -16,7 +16,7 @@ probe           what it measures (per concept of the target)                    
 ``perturb``     efficacy on blurred, cropped, recoloured, noisy, JPEG-compressed images   ``perturb_<kind>``
 ``mia``         AUC of forget items against never-seen items, scored by the answer's      ``mia_loss``, ``mia_mink``
                 likelihood (loss) and by its least likely tokens (Min-K%)
-``quant``       efficacy and retain after int8 dynamic quantisation and bf16 rounding     ``int8_efficacy`` …
+``quant``       efficacy and retain after int8 weight quantisation and bf16 rounding       ``int8_efficacy`` …
 ``probe``       accuracy of a linear probe telling the forget people (events) apart on    ``probe_tower``,
                 held-out renders, from the vision tower, the projector and a middle       ``probe_projector``,
                 language-model layer                                                      ``probe_lm``
@@ -33,7 +33,7 @@ reference is the goal model's value, not 0 (a goal model still tells two people 
 looks, and its AUC is near 0.5).
 
 The pure parts (:func:`perturb`, :func:`auc_placements`, :func:`min_k_scores`,
-:func:`probe_accuracy`, :func:`rounded_bf16`, :func:`int8_dynamic`) are tested on values worked
+:func:`probe_accuracy`, :func:`rounded_bf16`, :func:`int8_weights`) are tested on values worked
 out by hand; :func:`run_probes` applies them to a model and returns metric results, which the
 pipeline caches (:func:`pebench_core.pipeline.get_robustness`).
 """
@@ -45,7 +45,6 @@ import dataclasses
 import io
 import math
 import random
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -70,7 +69,7 @@ __all__ = [
     "min_k_scores",
     "probe_accuracy",
     "rounded_bf16",
-    "int8_dynamic",
+    "int8_weights",
     "ProbeSets",
     "probe_sets",
     "run_probes",
@@ -193,16 +192,28 @@ def rounded_bf16(model: torch.nn.Module) -> torch.nn.Module:
     return out
 
 
-def int8_dynamic(model: torch.nn.Module) -> torch.nn.Module:
-    """A float32 copy with every ``nn.Linear`` quantised to int8 by torch's dynamic quantisation
-    (weights int8 per tensor, activations quantised on the fly; CPU only)."""
-    from torch.ao.quantization import quantize_dynamic
+def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy whose every ``nn.Linear`` weight is quantised to int8 and back, per output
+    channel and symmetric (scale = the row's largest magnitude / 127, zero point 0, round
+    half to even, as ``torch.quantize_per_channel`` does), computed in the weight's own
+    dtype: what an int8 checkpoint of the model holds (weight-only int8, as GPTQ, AWQ and
+    LLM.int8 store weights).
 
-    out = copy.deepcopy(model).float()
-    with warnings.catch_warnings():  # torch marks its eager quantisation deprecated (it moves to torchao); it still runs
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)  # "quantized tensor creation functions are deprecated"
-        return quantize_dynamic(out, {torch.nn.Linear}, dtype=torch.qint8)
+    Not torch's dynamic quantisation: that also quantises the activations with one scale per
+    tensor, so an item's answer depends on the other items (and the padding) in its batch:
+    measured on the tiny world, the quant probe's metrics moved with the evaluation batch size (sums
+    6.391, 6.395, 6.378 at 32, 64, 128), which a metric must not do.
+    """
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for m in out.modules():
+            if isinstance(m, torch.nn.Linear):
+                w = m.weight.float()
+                scale = (w.abs().amax(dim=1) / 127).clamp_min(torch.finfo(torch.float32).tiny)
+                # by hand: torch's quantized-tensor constructors are deprecated (they move to torchao)
+                q = torch.round(w / scale[:, None]).clamp_(-127, 127) * scale[:, None]
+                m.weight.copy_(q.to(m.weight.dtype))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -312,7 +323,8 @@ def _ask(bundle: ModelBundle, cfg: RunConfig, asks: list[tuple[Image.Image, str]
     if not asks:
         return []
     e = cfg.eval
-    return generate(bundle, [a[0] for a in asks], [a[1] for a in asks], max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
+    images, questions = [a[0] for a in asks], [a[1] for a in asks]
+    return generate(bundle, images, questions, max_new_tokens=e.max_new_tokens, batch_size=cfg.robust.batch_size)
 
 
 def _paraphrase_of(item: Item, concept: str, seed: int) -> str:
@@ -382,13 +394,8 @@ def _answer_plan(ctx: _Context, bundle: ModelBundle, plan: list) -> list[M.Metri
 def _quant(ctx: _Context) -> list[M.MetricResult]:
     from .world import QUESTIONS
 
-    if ctx.bundle.device.type != "cpu":
-        raise ConfigError(
-            f"robust.probes: 'quant' quantises to int8 with torch's dynamic quantisation, which runs on the CPU only, "
-            f"and the model is on {ctx.bundle.device.type}; drop quant from robust.probes or set model.device=cpu"
-        )
     out = []
-    for label, make in (("int8", int8_dynamic), ("bf16", rounded_bf16)):
+    for label, make in (("int8", int8_weights), ("bf16", rounded_bf16)):
         low = ctx.bundle.with_model(make(ctx.bundle.model))
         plan = []
         for concept in CONCEPTS_OF[ctx.sets.target]:
@@ -432,7 +439,7 @@ def _mia(ctx: _Context) -> list[M.MetricResult]:
                     f"(set {what} above 0, or drop mia from robust.probes; a real PEBench folder holds no never-seen group)"
                 )
             qas = _qa(members, ctx.ds, concept) + _qa(unseen, ctx.ds, concept)
-            lp, rows = _answer_tokens(ctx.bundle, ctx.ds, qas, ctx.cfg.eval.batch_size)
+            lp, rows = _answer_tokens(ctx.bundle, ctx.ds, qas, ctx.cfg.robust.batch_size)
             n = len(qas)
             for name, share in (("mia_loss", 1.0), ("mia_mink", ctx.cfg.robust.mink_share)):
                 score = min_k_scores(lp, rows, n, share).numpy()
@@ -510,8 +517,8 @@ def _linear_probes(ctx: _Context) -> list[M.MetricResult]:
                 "and this world has none (world.heldout_renders; a real PEBench folder has one image per pair): drop probe"
             )
         q, d = QUESTIONS[concept], ctx.cfg.robust.probe_depth
-        ftr = probe_features(ctx.bundle, [ctx.ds.image(i) for i in train], q, d, ctx.cfg.eval.batch_size)
-        fte = probe_features(ctx.bundle, [ctx.ds.image(i) for i in test], q, d, ctx.cfg.eval.batch_size)
+        ftr = probe_features(ctx.bundle, [ctx.ds.image(i) for i in train], q, d, ctx.cfg.robust.batch_size)
+        fte = probe_features(ctx.bundle, [ctx.ds.image(i) for i in test], q, d, ctx.cfg.robust.batch_size)
         ytr, yte = [_label(i, concept) for i in train], [_label(i, concept) for i in test]
         for site in ("tower", "projector", "lm"):
             hit = probe_accuracy(ftr[site], ytr, fte[site], yte, ctx.cfg.seed)

@@ -105,19 +105,20 @@ def survival(
         for method in methods:
             if not (g["method"] == method).any():
                 continue
+            own = g[g["method"].isin([method, "goal"])]  # what its estimates read: filtered once, not per measure
             clean = means.get((target, method, concept, "clean_efficacy"), np.nan)
             base = means.get((target, "finetune", concept, "clean_efficacy"), np.nan)
             forgot_by = float(clean - base)
             for probe, measure, ref_metric, ref_model in probe_measures(g["metric"]):
                 a = (target, method, concept, measure)
                 if ref_model == "self":  # recovery = reference − probe
-                    est = paired_delta(items, (target, method, concept, ref_metric), a, n_boot, seed)
+                    est = paired_delta(own, (target, method, concept, ref_metric), a, n_boot, seed)
                     reference = f"{method} {ref_metric}"
                 elif probe == "relearn":  # goal − method: relearnt faster than a model that never knew
-                    est = paired_delta(items, (target, "goal", concept, ref_metric), a, n_boot, seed)
+                    est = paired_delta(own, (target, "goal", concept, ref_metric), a, n_boot, seed)
                     reference = f"goal {ref_metric}"
                 else:  # method − goal: still looks like a member / still readable
-                    est = paired_delta(items, a, (target, "goal", concept, ref_metric), n_boot, seed)
+                    est = paired_delta(own, a, (target, "goal", concept, ref_metric), n_boot, seed)
                     reference = f"goal {ref_metric}"
                 ft = means.get((target, "finetune", concept, measure), np.nan)
                 if ref_model == "self":  # the probe on the model that knows: does it still show the knowledge?

@@ -1,0 +1,136 @@
+"""Independent stages in parallel processes, one torch thread each (design: Budgets).
+
+A stage of the tiny model is small matrices and Python overhead: a second torch thread buys
+little (measured on 2 cores: a probe stage takes 13.1 s on one thread, 9.5 s on two), while
+two processes of one thread each do two stages at once (two probe stages: 27 s in parallel
+against 46 s one after the other on two threads). So where a run has many independent
+stages of the tiny model on the CPU, :func:`run_stages` builds them in worker processes of
+one thread each, never more processes than the cores this process may use; everywhere else
+(a GPU, a real checkpoint, a multi-process launch, a handful of stages) they run here, as
+before.
+
+Stages are cached under their key and written atomically, so workers need no coordination:
+each builds its own stages, and the caller reads the folders they return.
+``PEBENCH_WORKERS`` overrides the number of processes (1 turns the pool off).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Callable, Sequence
+
+from .config import ConfigError, RunConfig
+
+__all__ = ["cores", "torch_threads", "stage_workers", "run_stages", "WORKERS_ENV"]
+
+WORKERS_ENV = "PEBENCH_WORKERS"
+# Each worker pays its imports (torch, transformers: about 6 s on 2 cores) once; a probe stage
+# of the tiny model takes 3-10 s. Below three stages per worker the pool does not pay for itself.
+MIN_STAGES_PER_WORKER = 3
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number of at least 1")
+    return value
+
+
+def torch_threads(processes: int = 1) -> int:
+    """Threads for each of ``processes`` torch processes sharing this process's cores:
+    ``OMP_NUM_THREADS`` when set (the user's word on how many threads a job may use), else
+    the cores divided among the processes, at least one."""
+    given = _env_int("OMP_NUM_THREADS")
+    if given is not None:
+        return given
+    return max(1, cores() // max(1, processes))
+
+
+def stage_workers(cfg: RunConfig, n_stages: int) -> int:
+    """How many worker processes build ``n_stages`` independent stages of ``cfg``: 1 (here,
+    no pool) unless the model is the tiny one on the CPU, outside a multi-process launch,
+    with at least :data:`MIN_STAGES_PER_WORKER` stages per worker; ``PEBENCH_WORKERS``
+    decides when set. The total never exceeds the cores (or ``OMP_NUM_THREADS``)."""
+    from . import distributed as D
+    from .models import resolve_device_dtype
+
+    asked = _env_int(WORKERS_ENV)
+    device = resolve_device_dtype(cfg.model.device, "auto")[0].type
+    if device != "cpu" or D.world_size() > 1:
+        if asked and asked > 1:
+            where = f"the model is on {device}" if device != "cpu" else "this is a multi-process launch"
+            raise ConfigError(f"{WORKERS_ENV}={asked} builds stages in parallel CPU processes, and {where}; unset it")
+        return 1
+    if asked is not None:
+        return max(1, min(asked, n_stages))
+    if cfg.model.kind != "tiny":  # a real checkpoint per process could fill the memory
+        return 1
+    budget = min(cores(), _env_int("OMP_NUM_THREADS") or cores())
+    return max(1, min(budget, n_stages // MIN_STAGES_PER_WORKER))
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ["TQDM_DISABLE"] = "1"  # the caller reports progress, one line per stage
+
+
+def run_stages(
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple],
+    workers: int,
+    name: Callable[[tuple], str] = str,
+    log: Callable[[str], None] | None = print,
+) -> list[Any]:
+    """``[fn(*job) for job in jobs]``, in ``workers`` processes of one torch thread each when
+    ``workers`` > 1 (``fn`` must be importable: a module-level function). Results come back in
+    the order of ``jobs``; ``log`` gets one line per finished stage, with how many are done.
+    The first error is raised here as the stage raised it, once the others are cancelled."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(*job) for job in jobs]
+    import multiprocessing as mp
+
+    t0 = time.perf_counter()
+    out: list[Any] = [None] * len(jobs)
+    # spawn, not fork: the parent has torch's thread pools (and maybe a Jupyter kernel) loaded.
+    # A spawned worker reads OMP_NUM_THREADS when it imports torch: one thread from the start.
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+    if log:
+        log(f"[parallel] {len(jobs)} stages in {workers} processes of one thread each")
+    try:
+        futures = {ex.submit(fn, *job): k for k, job in enumerate(jobs)}
+        for done, fut in enumerate(as_completed(futures), 1):
+            k = futures[fut]
+            out[k] = fut.result()
+            if log:
+                log(f"[parallel] {done}/{len(jobs)} {name(jobs[k])} done ({time.perf_counter() - t0:.0f}s)")
+    except BaseException:
+        ex.shutdown(wait=True, cancel_futures=True)  # the stages under way finish or clean up after themselves
+        raise
+    ex.shutdown(wait=True)
+    return out
