@@ -650,7 +650,8 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
             _robust_stage, [(cfg, m, t, str(out)) for m, t in missing], workers,
             name=lambda job: f"robust {job[1]}-{job[2]}", log=print if progress else None,
         )  # fmt: skip
-    folders = [get_robustness(cfg, model, target, out, progress=progress) for model, target in jobs]
+    say = progress and workers <= 1  # the pool reported each stage it built: no "cached" line for them
+    folders = [get_robustness(cfg, model, target, out, progress=say) for model, target in jobs]
     return _gather(folders, out / "results", "robustness.parquet", "robustness_items.parquet")
 
 
