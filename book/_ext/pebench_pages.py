@@ -16,7 +16,8 @@ STATIC = Path(__file__).resolve().parent.parent / "_static"
 
 
 def _script_identity(script) -> tuple:
-    filename = getattr(script, "filename", script)
+    # an inline script's filename is None or "" depending on who added it (both mean none)
+    filename = getattr(script, "filename", script) or ""
     attributes = getattr(script, "attributes", {}) or {}
     return (str(filename), attributes.get("body", ""))
 
