@@ -75,3 +75,17 @@ def test_a_run_folder_outside_the_checkout_reads_by_its_name(tmp_path: Path):
     text = nb["cells"][3]["outputs"][0]["text"]
     assert str(tmp_path) not in text
     assert text == "300 images in run0/world/f4cc\nrun folder run0\n"
+
+
+def test_progress_widgets_and_their_state_leave_the_page(tmp_path: Path):
+    nb = _nb(tmp_path)
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    bar = {
+        "output_type": "display_data",
+        "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "finetune:  57%"},
+        "metadata": {},
+    }
+    nb["cells"][3]["outputs"].insert(0, bar)
+    tidy_for_the_page(nb, {"method": "gd"}, root=tmp_path)
+    assert "widgets" not in nb["metadata"]
+    assert [o["output_type"] for o in nb["cells"][3]["outputs"]] == ["stream", "execute_result"]
