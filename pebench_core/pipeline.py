@@ -629,6 +629,7 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
     as the results table, kept beside it so that the paper's tables read only the paper's
     metrics. Returns ``(results, items)``."""
     from .config import safe_name
+    from .evaluate import CONCEPTS_OF
     from .parallel import run_stages, stage_workers
     from .results import StageCache
 
@@ -646,6 +647,9 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
                 get_model(cfg, "goal", target, out, progress)
             else:
                 get_unlearned(cfg, model, target, out, progress)
+        # the two-concept stages (target both) take about twice as long: started first, they do not
+        # leave one worker finishing alone at the end (longest first)
+        missing.sort(key=lambda job: -len(CONCEPTS_OF[job[1]]))
         run_stages(
             _robust_stage, [(cfg, m, t, str(out)) for m, t in missing], workers,
             name=lambda job: f"robust {job[1]}-{job[2]}", log=print if progress else None,

@@ -296,6 +296,60 @@ def bgd_balance(trajs: dict, max_weight: float | None = None, title: str = ""):
     return fig
 
 
+def _heatmap(
+    ax,
+    grid: pd.DataFrame,
+    cmap: str,
+    vmin: float,
+    vmax: float,
+    annot=True,
+    fmt: str = ".2f",
+    fontsize: float = 7,
+    cbar: bool = True,
+    cbar_label: str = "",
+    linewidths: float = 0.4,
+    square: bool = False,
+):
+    """A labelled heatmap of ``grid`` (rows top-down, a missing cell left blank), each cell
+    annotated with its value (``annot=True``), with given strings (an array) or not at all.
+    seaborn's heatmap draws the whole figure once per call to see whether its tick labels
+    overlap, so a figure of 13 panels was drawn 13 times before it was shown."""
+    import numpy as np
+    from matplotlib import colors
+
+    data = grid.to_numpy(dtype=float)
+    norm = colors.Normalize(vmin=vmin, vmax=vmax)
+    cm = plt.get_cmap(cmap)
+    mesh = ax.pcolormesh(np.ma.masked_invalid(data), cmap=cm, norm=norm, edgecolors="white", linewidth=linewidths)
+    n_rows, n_cols = data.shape
+    ax.set_xlim(0, n_cols)
+    ax.set_ylim(n_rows, 0)
+    ax.set_xticks(np.arange(n_cols) + 0.5, [str(c) for c in grid.columns])
+    ax.set_yticks(np.arange(n_rows) + 0.5, [str(i) for i in grid.index])
+    ax.tick_params(length=0)
+    ax.grid(False)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if square:
+        ax.set_aspect("equal")
+    if annot is not False and annot is not None:
+        labels = None if annot is True else np.asarray(annot, dtype=object)
+        for i in range(n_rows):
+            for j in range(n_cols):
+                v = data[i, j]
+                text = format(v, fmt) if labels is None else str(labels[i, j])
+                if not np.isfinite(v) or not text:
+                    continue
+                r, g, b, _ = cm(norm(v))
+                dark = 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.408  # light cell: dark text, as seaborn picks
+                ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=fontsize, color="0.15" if dark else "white")
+    if cbar:
+        bar = ax.figure.colorbar(mesh, ax=ax)
+        if cbar_label:
+            bar.set_label(cbar_label)
+    return mesh
+
+
 def interference_heatmaps(matrices: dict, title: str = "", vmax: float = 1.0, ncols: int = 3):
     """Small multiples: one target × measured-concept heatmap per method (``matrices`` maps a
     method to ``analysis.interference_matrix``), cells = change against finetune, diverging
@@ -307,20 +361,8 @@ def interference_heatmaps(matrices: dict, title: str = "", vmax: float = 1.0, nc
     for ax in axes.flat[n:]:
         ax.axis("off")
     for k, (ax, (method, m)) in enumerate(zip(axes.flat, matrices.items())):
-        sns.heatmap(
-            m.astype(float),
-            ax=ax,
-            cmap="RdBu",
-            vmin=-vmax,
-            vmax=vmax,
-            center=0,
-            annot=True,
-            fmt="+.2f",
-            cbar=(k % ncols == ncols - 1 or k == n - 1),
-            square=True,
-            linewidths=0.5,
-            annot_kws={"fontsize": 8},
-        )
+        _heatmap(ax, m.astype(float), "RdBu", -vmax, vmax, fmt="+.2f", fontsize=8,
+                 cbar=(k % ncols == ncols - 1 or k == n - 1), linewidths=0.5, square=True)  # fmt: skip
         ax.set_title(method, fontsize=10)
         ax.set_xlabel("measured concept" if k // ncols == nrows - 1 else "")
         ax.set_ylabel("target" if k % ncols == 0 else "")
@@ -524,8 +566,7 @@ def probe_heatmap(summary: pd.DataFrame, measures: Sequence[str], models: Sequen
         sub = s[(s["target"] == t) & (s["concept"] == c)]
         grid = sub.pivot_table(index="method", columns="metric", values="mean", sort=False)
         grid = grid.reindex(index=[m for m in models if m in grid.index], columns=[m for m in measures if m in grid.columns])
-        sns.heatmap(grid, ax=ax, cmap="viridis", vmin=0, vmax=1, annot=True, fmt=fmt, annot_kws={"fontsize": 7},
-                    cbar=k % ncols == ncols - 1 or k == len(panels) - 1, linewidths=0.4)  # fmt: skip
+        _heatmap(ax, grid, "viridis", 0, 1, fmt=fmt, fontsize=7, cbar=k % ncols == ncols - 1 or k == len(panels) - 1)
         ax.set_title(f"target {t} · {c}", fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("")
@@ -608,8 +649,7 @@ def survival_heatmap(surv: pd.DataFrame, title: str = ""):
     )
     annot = np.vectorize(lambda v: marks.get(v, "") if isinstance(v, str) else "")(text.to_numpy(dtype=object))
     fig, ax = plt.subplots(figsize=(0.55 * len(cols) + 3.2, 0.2 * len(rows) + 1.6))
-    sns.heatmap(grid, ax=ax, cmap="RdBu_r", center=0, vmin=-1, vmax=1, annot=annot, fmt="", annot_kws={"fontsize": 6},
-                linewidths=0.3, cbar_kws={"label": "recovery d (knowledge back >0)"})  # fmt: skip
+    _heatmap(ax, grid, "RdBu_r", -1, 1, annot=annot, fontsize=6, linewidths=0.3, cbar_label="recovery d (knowledge back >0)")
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.tick_params(axis="x", rotation=60, labelsize=7)

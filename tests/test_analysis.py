@@ -164,6 +164,46 @@ def test_cluster_bootstrap_refuses_bad_units():
         A.summarise(res, its, unit="person", units=partial)
 
 
+def test_item_index_gives_the_frames_paired_deltas_to_the_bit():
+    # paired (the same images), unpaired (another image set), a repeated item and a missing value
+    res, its = frames(
+        {
+            ("person", "ga", "person", "efficacy"): [1, 0, 1, 1, 0.5, 0],
+            ("person", "finetune", "person", "efficacy"): [0, 0, 1, 0, 0, 0],
+            ("person", "ga", "person", "retain"): [1, 1, 0.5, 1],
+        },
+        seeds=(0, 1),
+    )
+    its = pd.concat([its, its.iloc[[0]].assign(value=0.0)], ignore_index=True)  # item 0 twice in seed 0: mean 0.5
+    its.loc[3, "value"] = np.nan
+    index = A.ItemIndex(its)
+    for a, b in (
+        (("person", "ga", "person", "efficacy"), ("person", "finetune", "person", "efficacy")),
+        (("person", "ga", "person", "efficacy"), ("person", "ga", "person", "retain")),
+    ):
+        by_frame, by_index = A.paired_delta(its, a, b, 300, 0), A.paired_delta(index, a, b, 300, 0)
+        assert (by_frame.value, by_frame.lo, by_frame.hi) == (by_index.value, by_index.lo, by_index.hi)
+    assert A.paired_delta(index, ("person", "ga", "person", "efficacy"), ("event", "ga", "event", "efficacy"), 100, 0) is None
+
+
+def test_paired_delta_by_person_by_hand():
+    # forgetting minus finetune per image: person A's four images all 1, person B's two all 0.
+    # Drawing two people: AA -> 1, AB/BA -> 4/6, BB -> 0, so the 95 % interval is [0, 1]
+    res, its = frames(
+        {("person", "ga", "person", "efficacy"): [1, 1, 1, 1, 0, 0], ("person", "finetune", "person", "efficacy"): [0] * 6}
+    )
+    units = pd.DataFrame({"item_id": [f"person-efficacy-{j}" for j in range(6)], "person": list("AAAABB"), "event": ["e0"] * 6})
+    a, b = ("person", "ga", "person", "efficacy"), ("person", "finetune", "person", "efficacy")
+    by_person = A.paired_delta(A.ItemIndex(its, unit="concept", units=units), a, b, 2000, 0)
+    assert by_person.value == pytest.approx(4 / 6) and (by_person.lo, by_person.hi) == (0.0, 1.0)
+    by_image = A.paired_delta(its, a, b, 2000, 0)
+    assert by_image.lo > 0.0 or by_image.hi < 1.0
+    with pytest.raises(ConfigError, match="unit='people'; allowed"):
+        A.ItemIndex(its, unit="people")
+    with pytest.raises(ConfigError, match="needs units="):
+        A.ItemIndex(its, unit="person")
+
+
 # ------------------------------------------------------------------ chapter 5
 
 
@@ -458,3 +498,13 @@ def test_step_cost_table_ratio_is_the_ratio_of_the_times_it_shows():
     assert c.loc["gd", "s_per_step"] == 3.0 and c.loc["gd", "x_ga"] == pytest.approx(1.5)
     assert c.loc["ga", "x_ga"] == 1.0 and c.loc["gd", "sequences"] == 8
     assert np.isnan(A.step_cost_table(costs[costs.method == "gd"])["x_ga"]).all()
+
+
+def test_resample_counts_draw_n_with_replacement():
+    from pebench_core.analysis.stats import _resample_counts
+
+    w = _resample_counts(np.random.default_rng(0), 5, 20000)
+    assert w.shape == (20000, 5) and (w.sum(axis=1) == 5).all() and (w >= 0).all()
+    # multinomial(5, 1/5 each): mean 1 and variance 1 - 1/5 per unit; two units covary by -1/5
+    assert np.allclose(w.mean(axis=0), 1.0, atol=0.03) and np.allclose(w.var(axis=0), 0.8, atol=0.04)
+    assert abs(np.cov(w[:, 0], w[:, 1])[0, 1] + 0.2) < 0.03

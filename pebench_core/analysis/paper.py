@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .schema import bgd_base, method_order, METRIC_ORDER, in_order
-from .stats import paired_delta, summary_row
+from .stats import item_index, paired_delta, summary_row
 
 __all__ = [
     "PAPER_TABLE1",
@@ -114,7 +114,13 @@ def paper_table2_long() -> pd.DataFrame:
 
 
 def table2(
-    summary: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+    summary: pd.DataFrame,
+    items: pd.DataFrame | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    unit: str = "item",
+    units: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The layout of the paper's Table 2: target ``both``, methods gd, gd+bgd, kl, kl+bgd; for
     person and event, efficacy and retain.
@@ -123,9 +129,11 @@ def table2(
     ``summary``) and, for ``X+bgd`` rows, ``delta = mean(X+bgd) − mean(X)`` with its interval
     ``delta_lo``/``delta_hi``, bootstrapped **paired over items** (both methods answered the
     same items; rows joined on (seed, item_id)) — NaN without ``items``. ``paper`` is the
-    paper's number in [0, 1] where Table 2 gives one (efficacies only).
+    paper's number in [0, 1] where Table 2 gives one (efficacies only). ``unit`` / ``units``:
+    what the delta's interval resamples, as :func:`summarise` takes them (``ci_unit``).
     """
     paper = paper_table2_long().set_index(["method", "concept", "metric"])["paper"]
+    index = item_index(items, unit, units)
     rows = []
     for method in ("gd", "gd+bgd", "kl", "kl+bgd"):
         base = bgd_base().get(method)
@@ -146,12 +154,13 @@ def table2(
                     "delta_lo": np.nan,
                     "delta_hi": np.nan,
                     "paper": paper.get((method, concept, metric), np.nan),
+                    "ci_unit": index.unit_of(concept) if index is not None else "",
                 }
                 b = summary_row(summary, "both", base, concept, metric) if base else None
                 if b is not None:
                     row["delta"] = r["mean"] - b["mean"]
                     e = paired_delta(
-                        items, ("both", method, concept, metric), ("both", base, concept, metric), n_boot, seed, alpha
+                        index, ("both", method, concept, metric), ("both", base, concept, metric), n_boot, seed, alpha
                     )
                     if e is not None:
                         row.update(delta=e.value, delta_lo=e.lo, delta_hi=e.hi)

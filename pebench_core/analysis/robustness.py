@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .schema import in_order, method_order, require_columns, ITEM_COLUMNS
-from .stats import Estimate, paired_delta
+from .stats import Estimate, ItemIndex, paired_delta
 
 __all__ = [
     "HOLDS",
@@ -92,33 +92,37 @@ def survival(
     forgot: float = 0.25,
     n_boot: int = 1000,
     seed: int = 0,
+    unit: str = "item",
+    units: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (target, method, concept, probe measure): the measure, its reference, the
-    recovery ``d`` with its paired interval (``d``, ``d_lo``, ``d_hi``), ``forgot_by`` (clean
+    recovery ``d`` with its paired interval (``d``, ``d_lo``, ``d_hi``, resampling ``unit`` as
+    :func:`~pebench_core.analysis.stats.summarise` takes it; ``ci_unit``), ``forgot_by`` (clean
     efficacy above the fine-tuned model's) and the ``verdict``."""
     require_columns(items, ITEM_COLUMNS, "robustness items")
     means = items.groupby(["target", "method", "concept", "metric"])["value"].mean()
     pool = [m for m in in_order(items["method"], method_order()) if m not in ("finetune", "goal")]
     methods = [m for m in (methods or pool) if m in set(items["method"])]
+    index = ItemIndex(items, unit, units)  # ~700 paired intervals read selections of one large frame
     rows = []
     for (target, concept), g in items.groupby(["target", "concept"], sort=False):
+        present, measures = set(g["method"]), probe_measures(g["metric"])
         for method in methods:
-            if not (g["method"] == method).any():
+            if method not in present:
                 continue
-            own = g[g["method"].isin([method, "goal"])]  # what its estimates read: filtered once, not per measure
             clean = means.get((target, method, concept, "clean_efficacy"), np.nan)
             base = means.get((target, "finetune", concept, "clean_efficacy"), np.nan)
             forgot_by = float(clean - base)
-            for probe, measure, ref_metric, ref_model in probe_measures(g["metric"]):
+            for probe, measure, ref_metric, ref_model in measures:
                 a = (target, method, concept, measure)
                 if ref_model == "self":  # recovery = reference − probe
-                    est = paired_delta(own, (target, method, concept, ref_metric), a, n_boot, seed)
+                    est = paired_delta(index, (target, method, concept, ref_metric), a, n_boot, seed)
                     reference = f"{method} {ref_metric}"
                 elif probe == "relearn":  # goal − method: relearnt faster than a model that never knew
-                    est = paired_delta(own, (target, "goal", concept, ref_metric), a, n_boot, seed)
+                    est = paired_delta(index, (target, "goal", concept, ref_metric), a, n_boot, seed)
                     reference = f"goal {ref_metric}"
                 else:  # method − goal: still looks like a member / still readable
-                    est = paired_delta(own, a, (target, "goal", concept, ref_metric), n_boot, seed)
+                    est = paired_delta(index, a, (target, "goal", concept, ref_metric), n_boot, seed)
                     reference = f"goal {ref_metric}"
                 ft = means.get((target, "finetune", concept, measure), np.nan)
                 if ref_model == "self":  # the probe on the model that knows: does it still show the knowledge?
@@ -151,6 +155,7 @@ def survival(
                         "forgot_by": forgot_by,
                         "finetune_value": ft,
                         "verdict": call,
+                        "ci_unit": index.unit_of(concept),
                     }
                 )
     out = pd.DataFrame(rows)

@@ -47,6 +47,8 @@ from .schema import ITEM_COLUMNS, KEYS, method_order, METRIC_ORDER, RESULT_COLUM
 __all__ = [
     "Estimate",
     "named_rng",
+    "ItemIndex",
+    "item_index",
     "paired_block",
     "bootstrap_wide",
     "bootstrap_estimate",
@@ -107,6 +109,15 @@ class _Boot:
     per_seed: dict[int, dict[str, float]]
 
 
+def _resample_counts(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """``(n_boot, n)`` counts: how often each of ``n`` units is drawn in each replicate of ``n``
+    draws with replacement. The distribution of ``rng.multinomial(n, [1/n] * n, n_boot)``, made
+    from uniform draws: numpy's multinomial draws one binomial per unit and replicate, which
+    made the bootstraps of a chapter take seconds."""
+    draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
 def _boot_matrices(
     mats: Mapping[int, np.ndarray],
     columns: list[str],
@@ -129,7 +140,7 @@ def _boot_matrices(
         x = np.asarray(mats[s], dtype=np.float64)
         n = x.shape[0]
         if groups is None:
-            w = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # counts of each item per replicate
+            w = _resample_counts(rng, n, n_boot)  # counts of each item per replicate
             reps += (w @ x) / n
         else:
             codes, uniq = pd.factorize(np.asarray(groups[s]), sort=True)
@@ -137,7 +148,7 @@ def _boot_matrices(
             sums = np.zeros((g, k))
             np.add.at(sums, codes, x)
             sizes = np.bincount(codes, minlength=g).astype(np.float64)
-            w = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot)  # counts of each cluster per replicate
+            w = _resample_counts(rng, g, n_boot)  # counts of each cluster per replicate
             reps += (w @ sums) / (w @ sizes)[:, None]
         m = x.mean(axis=0)
         point += m
@@ -158,22 +169,127 @@ def bootstrap_wide(wide: pd.DataFrame, n_boot: int, rng: np.random.Generator) ->
     return _boot_matrices(mats, [str(c) for c in wide.columns], n_boot, rng)
 
 
+class ItemIndex:
+    """An items table indexed once by (target, method, concept, metric) and by (seed, item_id).
+
+    Pass it for ``items`` to :func:`paired_block` and :func:`paired_delta` when a table reads
+    hundreds of selections of one large frame: a plain frame is scanned afresh by every call,
+    the index looks a selection up and joins two of them on integer codes. With ``unit`` and
+    ``units`` (as :func:`summarise` takes them) :func:`paired_delta` resamples whole people or
+    events instead of images."""
+
+    def __init__(self, items: pd.DataFrame, unit: str = "item", units: pd.DataFrame | None = None):
+        require_columns(items, ITEM_COLUMNS, "items")
+        if unit not in UNITS:
+            raise ConfigError(f"unit={unit!r}; allowed: {list(UNITS)}")
+        self.items, self.unit, self._units = items, unit, units
+        self._rows = items.groupby(KEYS, sort=False).indices
+        pairs = items.groupby(["seed", "item_id"], sort=True)  # codes in (seed, item_id) order: the order blocks have
+        self._code = pairs.ngroup().to_numpy()
+        keys = pairs.size().index
+        self._seed_of = keys.get_level_values("seed").to_numpy()
+        self._item_of = keys.get_level_values("item_id").to_numpy()
+        self._value = items["value"].to_numpy(dtype=np.float64)
+        self._means: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._labels: dict[str, np.ndarray] = {}
+        if unit != "item":
+            frame = pd.DataFrame({"item_id": self._item_of})
+            for col in ("person", "event"):
+                self._labels[col] = _cluster_labels(frame, col, col, units).to_numpy()
+
+    def select(self, key: tuple[str, str, str, str]) -> pd.DataFrame:
+        """The rows of one (target, method, concept, metric); empty when there are none."""
+        rows = self._rows.get(tuple(key))
+        return self.items.iloc[:0] if rows is None else self.items.iloc[rows]
+
+    def means(self, key: tuple[str, str, str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, values)`` of one selection: its (seed, item_id) codes in order and the value
+        of each (the mean of the non-missing ones where an item repeats, as pandas takes it)."""
+        key = tuple(key)
+        if key not in self._means:
+            rows = self._rows.get(key)
+            if rows is None:
+                self._means[key] = (np.zeros(0, dtype=np.int64), np.zeros(0))
+            else:
+                codes, inv = np.unique(self._code[rows], return_inverse=True)
+                v = self._value[rows]
+                ok = ~np.isnan(v)
+                with np.errstate(invalid="ignore"):
+                    m = np.bincount(inv, np.where(ok, v, 0.0), len(codes)) / np.bincount(inv, ok, len(codes))
+                self._means[key] = (codes, m)
+        return self._means[key]
+
+    def item_means(self, key: tuple[str, str, str, str]) -> pd.Series:
+        """:func:`item_means` of one selection."""
+        codes, m = self.means(key)
+        index = pd.MultiIndex.from_arrays([self._seed_of[codes], self._item_of[codes]], names=["seed", "item_id"])
+        return pd.Series(m, index=index, name="value")
+
+    def unit_of(self, concept: str) -> str:
+        """What an interval on ``concept``'s images resamples: ``item``, ``person`` or ``event``."""
+        return concept if self.unit == "concept" else self.unit
+
+    def bootstrap_block(self, wide: pd.DataFrame | None, concept: str, n_boot: int, rng) -> _Boot | None:
+        """:func:`bootstrap_wide` of a :func:`paired_block`, by the index's unit for ``concept``."""
+        if wide is None or wide.empty:
+            return None
+        if self.unit == "item":
+            return bootstrap_wide(wide, n_boot, rng)
+        seeds = wide.index.get_level_values("seed").to_numpy()
+        labels = _cluster_labels(
+            pd.DataFrame({"item_id": wide.index.get_level_values("item_id")}), self.unit_of(concept), concept, self._units
+        ).to_numpy()
+        x = wide.to_numpy(dtype=np.float64)
+        mats = {int(s): x[seeds == s] for s in pd.unique(seeds)}
+        return _boot_matrices(
+            mats, [str(c) for c in wide.columns], n_boot, rng, {int(s): labels[seeds == s] for s in pd.unique(seeds)}
+        )
+
+    def bootstrap(self, codes: np.ndarray, x: np.ndarray, columns: list[str], concept: str, n_boot: int, rng) -> _Boot:
+        """:func:`_boot_matrices` of the rows ``x`` (one per code), by the index's unit."""
+        seeds = self._seed_of[codes]
+        col = concept if self.unit == "concept" else self.unit
+        labels = self._labels.get(col)
+        mats = {int(s): x[seeds == s] for s in pd.unique(seeds)}
+        groups = None if labels is None else {int(s): labels[codes[seeds == s]] for s in pd.unique(seeds)}
+        return _boot_matrices(mats, columns, n_boot, rng, groups)
+
+
+def item_index(items: pd.DataFrame | ItemIndex | None, unit: str = "item", units: pd.DataFrame | None = None) -> ItemIndex | None:
+    """``items`` as an :class:`ItemIndex` resampling by ``unit`` (an index passed in is kept as it is)."""
+    if items is None or isinstance(items, ItemIndex):
+        return items
+    return ItemIndex(items, unit, units)
+
+
+def item_means(sel: pd.DataFrame, seeds: Sequence[int] | None = None) -> pd.Series:
+    """The value of every (seed, item_id) of one selection (the mean where an item repeats)."""
+    if seeds is not None:
+        sel = sel[sel["seed"].isin(list(seeds))]
+    return sel.groupby(["seed", "item_id"], sort=True)["value"].mean()
+
+
+def _selection(items: pd.DataFrame, key: tuple[str, str, str, str]) -> pd.DataFrame:
+    t, m, c, k = key
+    return items[(items["target"] == t) & (items["method"] == m) & (items["concept"] == c) & (items["metric"] == k)]
+
+
 def paired_block(
-    items: pd.DataFrame, spec: Mapping[str, tuple[str, str, str, str]], seeds: Sequence[int] | None = None
+    items: pd.DataFrame | ItemIndex, spec: Mapping[str, tuple[str, str, str, str]], seeds: Sequence[int] | None = None
 ) -> pd.DataFrame | None:
     """A paired block: one column per label of ``spec`` (label → (target, method, concept,
     metric)), rows = the (seed, item_id) that **every** column has (inner join). ``None``
-    if a column has no items."""
+    if a column has no items. ``items``: the items table or its :class:`ItemIndex`."""
     cols = []
-    for label, (t, m, c, k) in spec.items():
-        sel = items[(items["target"] == t) & (items["method"] == m) & (items["concept"] == c) & (items["metric"] == k)]
-        if seeds is not None:
-            sel = sel[sel["seed"].isin(list(seeds))]
-        if sel.empty:
+    for label, key in spec.items():
+        if isinstance(items, ItemIndex) and seeds is None:
+            s = items.item_means(key)
+        else:
+            s = item_means(items.select(key) if isinstance(items, ItemIndex) else _selection(items, key), seeds)
+        if s.empty:
             return None
-        s = sel.groupby(["seed", "item_id"], sort=True)["value"].mean().rename(label)
-        cols.append(s)
-    wide = pd.concat(cols, axis=1, join="inner").dropna()
+        cols.append(s.rename(label))
+    wide = (cols[0].to_frame() if len(cols) == 1 else pd.concat(cols, axis=1, join="inner")).dropna()
     return None if wide.empty else wide
 
 
@@ -209,22 +325,30 @@ def bootstrap_estimate(boots: Mapping[str, _Boot | None], stat: Callable, alpha:
     return Estimate(value, float(lo), float(hi), per_seed, float(1 - finite.mean()))
 
 
-def paired_delta(items: pd.DataFrame | None, a: tuple, b: tuple, n_boot: int, seed: int, alpha: float = 0.05) -> Estimate | None:
+def paired_delta(
+    items: pd.DataFrame | ItemIndex | None, a: tuple, b: tuple, n_boot: int, seed: int, alpha: float = 0.05
+) -> Estimate | None:
     """``a − b`` for two (target, method, concept, metric) selections: paired over the items
-    they share when they are the same items, else the two resampled independently."""
+    they share when they are the same items, else the two resampled independently. Images are
+    resampled, or whole people / events when ``items`` is an :class:`ItemIndex` with a unit."""
     if items is None:
         return None
+    index = items if isinstance(items, ItemIndex) else ItemIndex(items)
     rng = named_rng(seed, "delta", *a, *b)
-    na = paired_block(items, {"a": a})
-    nb = paired_block(items, {"b": b})
-    if na is None or nb is None:
+    (ca, va), (cb, vb) = index.means(a), index.means(b)
+    ka, kb = ~np.isnan(va), ~np.isnan(vb)
+    ca, va, cb, vb = ca[ka], va[ka], cb[kb], vb[kb]
+    if not len(ca) or not len(cb):
         return None
-    w = pd.concat([na, nb], axis=1, join="inner").dropna()
-    if len(w) == len(na) == len(nb):  # the same items: paired
-        return bootstrap_estimate({"p": bootstrap_wide(w, n_boot, rng)}, lambda m: m["p"]["a"] - m["p"]["b"], alpha)
-    return bootstrap_estimate(
-        {"a": bootstrap_wide(na, n_boot, rng), "b": bootstrap_wide(nb, n_boot, rng)}, lambda m: m["a"]["a"] - m["b"]["b"], alpha
-    )
+    common, ia, ib = np.intersect1d(ca, cb, assume_unique=True, return_indices=True)
+    if len(common) == len(ca) == len(cb):  # the same items: paired
+        boot = index.bootstrap(common, np.column_stack([va[ia], vb[ib]]), ["a", "b"], str(a[2]), n_boot, rng)
+        return bootstrap_estimate({"p": boot}, lambda m: m["p"]["a"] - m["p"]["b"], alpha)
+    boots = {
+        "a": index.bootstrap(ca, va[:, None], ["a"], str(a[2]), n_boot, rng),
+        "b": index.bootstrap(cb, vb[:, None], ["b"], str(b[2]), n_boot, rng),
+    }
+    return bootstrap_estimate(boots, lambda m: m["a"]["a"] - m["b"]["b"], alpha)
 
 
 def format_ci(value: float, lo: float, hi: float, digits: int = 2) -> str:
@@ -300,7 +424,18 @@ def summarise(
         raise ConfigError(f"summarise: unit={unit!r}; allowed: {list(UNITS)}")
     per_seed = results.groupby([*KEYS, "seed"], sort=False)["value"].mean()
     scorer = results.groupby(KEYS)["scorer"].agg(lambda s: ",".join(sorted(set(map(str, s))))) if "scorer" in results else None
-    groups = {k: g for k, g in items.groupby(KEYS, sort=False)}
+    groups = items.groupby(KEYS, sort=False).indices  # row positions: a sub-frame per key costs more than its bootstrap
+    seed_of, value_of = items["seed"].to_numpy(), items["value"].to_numpy(dtype=np.float64)
+    labels_of: dict[str, np.ndarray] = {}  # cluster labels of every row, per column, made when first asked
+
+    def labels(concept: str) -> np.ndarray | None:
+        col = concept if unit == "concept" else unit
+        if col not in ("person", "event"):
+            return None
+        if col not in labels_of:
+            labels_of[col] = _cluster_labels(items, col, col, units).to_numpy()
+        return labels_of[col]
+
     rows = []
     for key, vals in per_seed.groupby(level=list(range(len(KEYS))), sort=False):
         v = vals.to_numpy(dtype=np.float64)
@@ -323,16 +458,19 @@ def summarise(
             sd = float(v.std(ddof=1))
             half = _t_quantile(k - 1, alpha) * sd / math.sqrt(k)
             row.update(seed_lo=mean - half, seed_hi=mean + half, sd_seeds=sd)
-        g = groups.get(key)
-        if g is not None and len(g):
-            labels = _cluster_labels(g, unit, str(key[KEYS.index("concept")]), units)
-            mats = {int(s): gg["value"].to_numpy(dtype=np.float64)[:, None] for s, gg in g.groupby("seed")}
-            clusters = None if labels is None else {int(s): labels[gg.index].to_numpy() for s, gg in g.groupby("seed")}
+        at = groups.get(key)
+        if at is not None and len(at):
+            concept = str(key[KEYS.index("concept")])
+            lab = labels(concept)
+            sv, vv = seed_of[at], value_of[at]
+            by_seed = {int(s): sv == s for s in np.unique(sv)}  # rows in table order within a seed, as groupby gives
+            mats = {s: vv[m][:, None] for s, m in by_seed.items()}
+            clusters = None if lab is None else {s: lab[at][m] for s, m in by_seed.items()}
             b = _boot_matrices(mats, ["v"], n_boot, named_rng(seed, "summary", *key), clusters)
             lo, hi = np.percentile(b.reps["v"], [100 * alpha / 2, 100 * (1 - alpha / 2)])
-            row.update(ci_lo=float(lo), ci_hi=float(hi), n_items=int(len(g)))
-            row["ci_unit"] = "item" if labels is None else (unit if unit != "concept" else str(key[KEYS.index("concept")]))
-            row["n_units"] = int(len(g)) if labels is None else int(labels.groupby(g["seed"]).nunique().sum())
+            row.update(ci_lo=float(lo), ci_hi=float(hi), n_items=int(len(at)))
+            row["ci_unit"] = "item" if lab is None else (unit if unit != "concept" else concept)
+            row["n_units"] = int(len(at)) if clusters is None else sum(len(pd.unique(c)) for c in clusters.values())
         if scorer is not None:
             row["scorer"] = scorer.get(key, "")
         rows.append(row)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .schema import bgd_base, ITEM_COLUMNS, method_order, METRIC_ORDER, unlearn_methods, in_order, require_columns
-from .stats import bootstrap_estimate, bootstrap_wide, format_ci, named_rng, paired_block, paired_delta, summary_row
+from .stats import bootstrap_estimate, bootstrap_wide, format_ci, item_index, named_rng, paired_block, paired_delta, summary_row
 
 __all__ = [
     "wide_ci",
@@ -86,6 +86,8 @@ def simultaneous_vs_single(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    unit: str = "item",
+    units: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Efficacy of each method when it forgets one concept (target ``person`` or ``event``)
     against forgetting both at once (target ``both``), concept by concept.
@@ -95,8 +97,10 @@ def simultaneous_vs_single(
     ``delta = both − single`` (negative: simultaneous forgetting is less effective, the
     paper's finding 4), paired over items (the forget images of a concept are the same
     for target ``both`` and the single target). With ``with_bgd``, rows for ``X+bgd`` compare
-    it on ``both`` with ``X`` alone on the single target (``single_method = X``).
+    it on ``both`` with ``X`` alone on the single target (``single_method = X``). ``unit`` /
+    ``units``: what the delta's interval resamples, as :func:`summarise` takes them (``ci_unit``).
     """
+    index = item_index(items, unit, units)
     present = lambda t: set(summary.loc[summary["target"] == t, "method"])  # noqa: E731
     if methods is None:
         methods = [m for m in unlearn_methods() if m in present("both") and (m in present("person") or m in present("event"))]
@@ -123,9 +127,10 @@ def simultaneous_vs_single(
                 "delta": b["mean"] - s["mean"],
                 "delta_lo": np.nan,
                 "delta_hi": np.nan,
+                "ci_unit": index.unit_of(concept) if index is not None else "",
             }
             e = paired_delta(
-                items, ("both", method, concept, "efficacy"), (concept, single_m, concept, "efficacy"), n_boot, seed, alpha
+                index, ("both", method, concept, "efficacy"), (concept, single_m, concept, "efficacy"), n_boot, seed, alpha
             )
             if e is not None:
                 row.update(delta=e.value, delta_lo=e.lo, delta_hi=e.hi)
@@ -150,7 +155,14 @@ INTERFERENCE_CELLS = {
 
 
 def interference_table(
-    summary: pd.DataFrame, method: str, items: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+    summary: pd.DataFrame,
+    method: str,
+    items: pd.DataFrame | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    unit: str = "item",
+    units: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The cells of the target × measured-concept matrix of ``method``, long format.
 
@@ -169,8 +181,10 @@ def interference_table(
     cells are the scope rows of :func:`scope_table`). ``score`` is the method's value,
     ``finetune``/``goal`` the bounds' values of the same target on the same items, and
     ``delta = score − finetune`` (negative on the intended cells = forgotten; negative on
-    the interference cells = collateral damage), with a paired item bootstrap interval.
+    the interference cells = collateral damage), with a paired bootstrap interval resampling
+    ``unit`` (as :func:`summarise` takes it; ``ci_unit``). ``items`` may be an :class:`ItemIndex`.
     """
+    index = item_index(items, unit, units)
     rows = []
     for (target, measured), (concept, metric, inv, what) in INTERFERENCE_CELLS.items():
         r = summary_row(summary, target, method, concept, metric)
@@ -193,10 +207,11 @@ def interference_table(
             "delta": np.nan,
             "delta_lo": np.nan,
             "delta_hi": np.nan,
+            "ci_unit": index.unit_of(concept) if index is not None else "",
         }
         if f is not None:
             row["delta"] = row["score"] - row["finetune"] + 0.0
-            e = paired_delta(items, (target, method, concept, metric), (target, "finetune", concept, metric), n_boot, seed, alpha)
+            e = paired_delta(index, (target, method, concept, metric), (target, "finetune", concept, metric), n_boot, seed, alpha)
             if e is not None:
                 lo, hi = sorted((sign * e.lo + 0.0, sign * e.hi + 0.0))
                 row.update(delta=sign * e.value + 0.0, delta_lo=lo, delta_hi=hi)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .schema import bgd_base, ITEM_COLUMNS, unlearn_methods, require_columns
-from .stats import Estimate, bootstrap_estimate, bootstrap_wide, format_ci, named_rng, paired_block, paired_delta
+from .stats import Estimate, bootstrap_estimate, format_ci, item_index, named_rng, paired_block, paired_delta
 
 __all__ = [
     "REPRODUCED",
@@ -103,6 +103,8 @@ def finding_tests(
     large_cost: float = 0.2,
     min_gap: float = 0.05,
     methods: Sequence[str] | None = None,
+    unit: str = "item",
+    units: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every sub-test of the five findings: one row per (finding, part, subject, quantity)
     with the estimate, its interval, the per-seed estimates and the verdict of :func:`_call`.
@@ -128,7 +130,12 @@ def finding_tests(
     5. for X in gd, kl and concept C: ``eff_{X+bgd} − eff_X`` on target both (paired).
        Reported beside it (not tested): the share of the loss of finding 4 recovered,
        ``(eff_{X+bgd,both} − eff_{X,both}) / (eff_{X,C} − eff_{X,both})``, and the retain change.
+
+    ``unit`` / ``units`` choose what every interval resamples, as :func:`summarise` takes them
+    (``items`` may also be an :class:`~pebench_core.analysis.stats.ItemIndex` that says it).
     """
+    index = item_index(items, unit, units)  # every interval resamples ``unit``, as summarise's
+    items = index.items
     require_columns(items, ITEM_COLUMNS, "items")
     pool = list(methods) if methods is not None else list(unlearn_methods())
     rows: list[dict] = []
@@ -152,10 +159,13 @@ def finding_tests(
 
     def boots(spec_blocks: Mapping[str, Mapping[str, tuple]], key: str):
         rng = named_rng(seed, "findings", key)
-        return {name: bootstrap_wide(paired_block(items, spec), n_boot, rng) for name, spec in spec_blocks.items()}
+        return {
+            name: index.bootstrap_block(paired_block(index, spec), str(next(iter(spec.values()))[2]), n_boot, rng)
+            for name, spec in spec_blocks.items()
+        }
 
     def point(t, m, c, k):
-        w = paired_block(items, {"v": (t, m, c, k)})
+        w = paired_block(index, {"v": (t, m, c, k)})
         return float(w.groupby(level="seed")["v"].mean().mean()) if w is not None else float("nan")
 
     # Preconditions: a concept can only be forgotten if finetune knows it and goal does not.
@@ -310,14 +320,14 @@ def finding_tests(
             b = boots({"x": {"bgd": ("both", bgd, c, "efficacy"), "base": ("both", base, c, "efficacy")}}, f"f5-{bgd}-{c}")
             est = bootstrap_estimate(b, lambda x: x["x"]["bgd"] - x["x"]["base"], alpha)
             notes = []
-            single = paired_block(items, {"s": (c, base, c, "efficacy")})
+            single = paired_block(index, {"s": (c, base, c, "efficacy")})
             if est is not None and single is not None:
                 loss = float(single.groupby(level="seed")["s"].mean().mean()) - b["x"].point["base"]
                 if loss >= min_gap:
                     notes.append(f"share of the simultaneous loss recovered {est.value / loss:.0%}")
                 else:
                     notes.append(f"no simultaneous loss to recover ({loss:+.2f})")
-            r = paired_delta(items, ("both", bgd, c, "retain"), ("both", base, c, "retain"), n_boot, seed, alpha)
+            r = paired_delta(index, ("both", bgd, c, "retain"), ("both", base, c, "retain"), n_boot, seed, alpha)
             if r is not None:
                 notes.append(f"retain change {r.text()}")
             if c in no_gap:
