@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis.schema import unlearn_methods
-from .analysis.stats import format_ci
+from .analysis.stats import format_ci, interval_words
 
 __all__ = [
     "likelihood_race_markdown",
@@ -198,7 +198,7 @@ def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int, tes
         word = "gained" if r.delta_lo > 0 else ("lost" if r.delta_hi < 0 else "changed by an amount we cannot tell from zero:")
         text.append(f"* {r.method} against {r.base}, {r.concept} efficacy: {word} {format_ci(r.delta, r.delta_lo, r.delta_hi)}.")
     text.append(
-        f"\n({n_seeds} seed(s); intervals are 95 % item bootstraps. The leaderboard chapter tests the "
+        f"\n({n_seeds} seed(s); intervals are 95 % bootstraps over {interval_words(svs)}. The leaderboard chapter tests the "
         "paper's findings 4 and 5 formally.)"
     )
     return "\n".join(text)
@@ -238,7 +238,12 @@ def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seed
         f"the retain images (interval below 0 and p < 0.05) in {len(sig)} of {len(image_tests)} method × "
         f"direction tests{which}."
     )
-    lines.append(f"\n({n_seeds} seed(s). The leaderboard chapter turns this into a verdict on the paper's finding 3.)")
+    words = interval_words(cells)
+    also = "" if words == "images" else ", the image-level tests images"
+    lines.append(
+        f"\n({n_seeds} seed(s); the cells' paired intervals resample {words}{also}. The leaderboard chapter turns this "
+        "into a verdict on the paper's finding 3.)"
+    )
     return "\n".join(lines)
 
 
@@ -251,7 +256,7 @@ def run_overview_markdown(summary: pd.DataFrame, seeds: Sequence[int], profile: 
         f"* **seeds**: {len(seeds)} ({', '.join(map(str, seeds))}); profile `{profile}`\n"
         f"* **event scorer**: {', '.join(scorers) or 'none'}; names are matched exactly (full name, normalised)\n"
         f"* **images per number** (summed over seeds): {int(summary['n_items'].min())} to {int(summary['n_items'].max())}\n"
-        f"* **intervals**: 95 % bootstrap over images (resampled within each seed)"
+        f"* **intervals**: 95 % bootstrap over {interval_words(summary)} (resampled within each seed)"
         + (
             "; with several seeds, a t-interval over seeds is shown too"
             if len(seeds) > 1
@@ -325,6 +330,6 @@ def robustness_markdown(surv: pd.DataFrame, n_seeds: int, margin: float = 0.1) -
         lines.append(f"* **{title}** — " + (". ".join(parts) if parts else empty) + "." + tail)
     lines.append(
         f"\n(d is the recovery against the probe's reference, positive when knowledge comes back; holds: its 95 % "
-        f"paired interval lies below {margin}; breaks: above 0 with d ≥ {margin}; {n_seeds} seed(s).)"
+        f"paired interval over {interval_words(surv)} lies below {margin}; breaks: above 0 with d ≥ {margin}; {n_seeds} seed(s).)"
     )
     return "\n".join(lines)

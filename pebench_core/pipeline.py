@@ -906,6 +906,17 @@ class Run:
         return collect_robustness(self.cfg, self.dir, methods, targets, progress=self.progress)
 
     @classmethod
+    def units_for_seeds(cls, runs):
+        """Who and what every image of every seed's world shows (``seed``, ``item_id``,
+        ``person``, ``event``): the ``units`` a cluster bootstrap over these runs reads
+        (:func:`pebench_core.analysis.item_units`)."""
+        import pandas as pd
+
+        from .analysis import item_units
+
+        return pd.concat([item_units(cls.of_seed(runs, s).world, seed=s) for s in runs.seeds], ignore_index=True)
+
+    @classmethod
     def robustness_for_seeds(cls, runs):
         """The probes of every seed of what :meth:`for_seeds` returned, concatenated and checked
         as the results are: ``(results, items)``."""

@@ -508,3 +508,65 @@ def test_resample_counts_draw_n_with_replacement():
     # multinomial(5, 1/5 each): mean 1 and variance 1 - 1/5 per unit; two units covary by -1/5
     assert np.allclose(w.mean(axis=0), 1.0, atol=0.03) and np.allclose(w.var(axis=0), 0.8, atol=0.04)
     assert abs(np.cov(w[:, 0], w[:, 1])[0, 1] + 0.2) < 0.03
+
+
+def test_units_of_several_seeds_are_looked_up_by_seed():
+    # the same image id shows person A in seed 0's world and person B in seed 1's
+    res, its = frames({("person", "ga", "person", "efficacy"): [1, 1, 0, 0]}, seeds=(0, 1))
+    ids = [f"person-efficacy-{j}" for j in range(4)]
+    units = pd.concat(
+        [
+            pd.DataFrame({"item_id": ids, "person": list("AABB"), "event": ["e"] * 4, "seed": 0}),
+            pd.DataFrame({"item_id": ids, "person": list("CCCD"), "event": ["e"] * 4, "seed": 1}),
+        ]
+    )
+    r = row(A.summarise(res, its, n_boot=200, unit="person", units=units), "person", "ga", "person", "efficacy")
+    assert r["n_units"] == 4 and r["ci_unit"] == "person"  # two people in each seed
+    with pytest.raises(ConfigError, match="4 item\\(s\\) not in units"):
+        A.summarise(res, its, unit="person", units=units[units["seed"] == 0])
+
+
+def test_unit_note_says_what_the_intervals_resample():
+    res, its = frames({("person", "ga", "person", "efficacy"): [1, 1, 1, 1, 0, 0], ("event", "ga", "event", "efficacy"): [1, 0]})
+    units = pd.DataFrame(
+        {
+            "item_id": [f"person-efficacy-{j}" for j in range(6)] + ["event-efficacy-0", "event-efficacy-1"],
+            "person": list("AAAABB") + ["A", "B"],
+            "event": ["e0"] * 6 + ["e0", "e1"],
+        }
+    )
+    note = A.unit_note(A.summarise(res, its, n_boot=50, unit="concept", units=units))
+    assert "whole events (2 per interval, event metrics)" in note and "whole people (2 per interval, person metrics)" in note
+    assert "images (2–6 per interval, event and person metrics)" in A.unit_note(A.summarise(res, its, n_boot=50))
+
+
+def test_interval_words_name_the_units():
+    item = pd.DataFrame({"concept": ["person", "event"], "ci_unit": ["item", "item"]})
+    assert A.interval_words(item) == "images"
+    both = pd.DataFrame({"concept": ["person", "event"], "ci_unit": ["person", "event"]})
+    assert A.interval_words(both) == "whole people (person metrics) and whole events (event metrics)"
+    assert A.interval_words(pd.DataFrame({"concept": ["person"]})) == "images"  # no ci_unit column: the default
+
+
+def test_simultaneous_delta_is_finding_4_negated():
+    # the table of chapter 5 and finding 4 read one estimate per pair, so they cannot word it differently
+    rng = np.random.default_rng(3)
+    vals = {}
+    for m in ("ga", "gd"):
+        for c in ("person", "event"):
+            vals[(c, m, c, "efficacy")] = rng.random(12).round(2)
+            vals[("both", m, c, "efficacy")] = rng.random(12).round(2)
+        vals[("person", "finetune", "person", "efficacy")] = np.zeros(12)
+        vals[("event", "finetune", "event", "efficacy")] = np.zeros(12)
+        vals[("person", "goal", "person", "efficacy")] = np.ones(12)
+        vals[("event", "goal", "event", "efficacy")] = np.ones(12)
+    res, its = frames(vals)
+    s = A.summarise(res, its, n_boot=200)
+    svs = A.simultaneous_vs_single(s, its, n_boot=300).set_index(["method", "concept"])
+    f4 = A.finding_tests(its, n_boot=300, methods=["ga", "gd"])
+    f4 = f4[f4["finding"] == 4]
+    assert len(f4) == 4
+    for r in f4.itertuples():
+        m, c = r.subject.split(" (")[0], r.subject.split("(")[1].rstrip(")")
+        row = svs.loc[(m, c)]
+        assert (row["delta"], row["delta_lo"], row["delta_hi"]) == pytest.approx((-r.estimate, -r.hi, -r.lo))

@@ -281,7 +281,8 @@ def test_simultaneous_markdown():
         "* gd+bgd against gd, person efficacy: gained 0.20 [0.10, 0.30].\n"
         "* gd+bgd against gd, event efficacy: lost -0.20 [-0.30, -0.10].\n"
         "* kl+bgd against kl, person efficacy: changed by an amount we cannot tell from zero: 0.00 [-0.10, 0.10].\n"
-        "\n(3 seed(s); intervals are 95 % item bootstraps. The leaderboard chapter tests the paper's findings 4 and 5 formally.)"
+        "\n(3 seed(s); intervals are 95 % bootstraps over images. "
+        "The leaderboard chapter tests the paper's findings 4 and 5 formally.)"
     )
     none = N.simultaneous_markdown(svs.iloc[1:2], t2.iloc[0:0], n_seeds=1)
     assert none.startswith(
@@ -305,7 +306,7 @@ def test_simultaneous_markdown_words_finding_4_as_the_leaderboard_does():
     text = N.simultaneous_markdown(svs, _t2([]), n_seeds=1, tests=tests)
     line = count_line(tests[tests["finding"] == 4], "method × concept pairs")
     assert (
-        line == "0 of 2 method × concept pairs support it (none); 1 contradict it (ga (person)); 1 are inconclusive (ga (event))"
+        line == "0 of 2 method × concept pairs support it (none); 1 contradicts it (ga (person)); 1 is inconclusive (ga (event))"
     )
     assert line in text and "contradicted when it lies below 0.05" in text
     assert "the change cannot be told from zero" in text and "within noise" not in text
@@ -342,10 +343,11 @@ def test_interference_markdown():
         "below 0, for 0 of 2 methods (none); higher for 0; least affected: all methods tie (+0.00).\n"
         "* **Image level**: the other concept suffered significantly more on the forget images than on the retain "
         "images (interval below 0 and p < 0.05) in 1 of 3 method × direction tests: ga (forget people → event answers).\n"
-        "\n(1 seed(s). The leaderboard chapter turns this into a verdict on the paper's finding 3.)"
+        "\n(1 seed(s); the cells' paired intervals resample images. "
+        "The leaderboard chapter turns this into a verdict on the paper's finding 3.)"
     )
     no_sig = N.interference_markdown(cells, tests.iloc[1:], n_seeds=2)
-    assert "in 0 of 2 method × direction tests.\n\n(2 seed(s)." in no_sig
+    assert "in 0 of 2 method × direction tests.\n\n(2 seed(s);" in no_sig
     unmeasured = cells.assign(delta=np.nan, delta_lo=np.nan, delta_hi=np.nan)  # no finite change: no crash
     assert "least affected: none (no change could be computed)." in N.interference_markdown(unmeasured, tests, n_seeds=1)
 

@@ -51,7 +51,7 @@ from .paper import (
 )
 from .runs import Runs, gather_runs, load_runs, parse_seeds
 from .schema import bgd_base, KEYS, method_order, METRIC_ORDER, unlearn_methods
-from .stats import Estimate, ci_column, format_ci, item_units, ItemIndex, paired_delta, summarise
+from .stats import Estimate, ci_column, format_ci, item_units, interval_words, ItemIndex, paired_delta, summarise, unit_note
 from .tables import (
     IMAGE_DIRECTIONS,
     chosen_rates,
@@ -119,6 +119,8 @@ __all__ = [
     "item_units",
     "ItemIndex",
     "paired_delta",
+    "unit_note",
+    "interval_words",
     "sequences_per_step",
     "step_costs",
     "step_cost_table",

@@ -49,6 +49,8 @@ __all__ = [
     "named_rng",
     "ItemIndex",
     "item_index",
+    "unit_note",
+    "interval_words",
     "paired_block",
     "bootstrap_wide",
     "bootstrap_estimate",
@@ -193,7 +195,7 @@ class ItemIndex:
         self._means: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._labels: dict[str, np.ndarray] = {}
         if unit != "item":
-            frame = pd.DataFrame({"item_id": self._item_of})
+            frame = pd.DataFrame({"seed": self._seed_of, "item_id": self._item_of})
             for col in ("person", "event"):
                 self._labels[col] = _cluster_labels(frame, col, col, units).to_numpy()
 
@@ -236,9 +238,8 @@ class ItemIndex:
         if self.unit == "item":
             return bootstrap_wide(wide, n_boot, rng)
         seeds = wide.index.get_level_values("seed").to_numpy()
-        labels = _cluster_labels(
-            pd.DataFrame({"item_id": wide.index.get_level_values("item_id")}), self.unit_of(concept), concept, self._units
-        ).to_numpy()
+        frame = pd.DataFrame({"seed": seeds, "item_id": wide.index.get_level_values("item_id")})
+        labels = _cluster_labels(frame, self.unit_of(concept), concept, self._units).to_numpy()
         x = wide.to_numpy(dtype=np.float64)
         mats = {int(s): x[seeds == s] for s in pd.unique(seeds)}
         return _boot_matrices(
@@ -370,27 +371,37 @@ def ci_column(df: pd.DataFrame, value: str, lo: str | None = None, hi: str | Non
 UNITS = ("item", "person", "event", "concept")
 
 
-def item_units(ds) -> pd.DataFrame:
+def item_units(ds, seed: int | None = None) -> pd.DataFrame:
     """Who and what every evaluated item shows: ``item_id``, ``person``, ``event``, from a
     dataset's images (:class:`pebench_core.data.Dataset`). An item of the items table whose
-    id carries a suffix after ``:`` (a POPE question: ``<image>:<object>``) is its image's."""
-    return pd.DataFrame([{"item_id": it.id, "person": it.person, "event": it.event} for it in ds.items])
+    id carries a suffix after ``:`` (a POPE question: ``<image>:<object>``) is its image's.
+    With ``seed``, a ``seed`` column too: each seed's world is its own (an image id names
+    another person in another seed's world), so the units of several seeds are concatenated
+    with their seed and looked up by (seed, item_id)."""
+    units = pd.DataFrame([{"item_id": it.id, "person": it.person, "event": it.event} for it in ds.items])
+    return units if seed is None else units.assign(seed=int(seed))
 
 
 def _cluster_labels(g: pd.DataFrame, unit: str, concept: str, units: pd.DataFrame | None) -> pd.Series | None:
-    """The cluster label of every row of ``g`` (``None``: resample items)."""
+    """The cluster label of every row of ``g`` (``None``: resample items): by ``item_id``, or by
+    (``seed``, ``item_id``) when ``units`` has a seed column."""
     col = concept if unit == "concept" else unit
     if col not in ("person", "event"):
         return None
     if units is None:
-        raise ConfigError(f"summarise: unit={unit!r} needs units= (item_units(ds): item_id, person, event)")
+        raise ConfigError(f"unit={unit!r} needs units= (item_units(ds): item_id, person, event)")
     require_columns(units, {"item_id", "person", "event"}, "units")
-    lookup = units.drop_duplicates("item_id").set_index("item_id")[col]
-    labels = g["item_id"].astype(str).str.split(":", n=1).str[0].map(lookup)
+    image = g["item_id"].astype(str).str.split(":", n=1).str[0]
+    if "seed" in units.columns:
+        lookup = units.drop_duplicates(["seed", "item_id"]).set_index(["seed", "item_id"])[col]
+        keys = pd.MultiIndex.from_arrays([g["seed"].to_numpy(), image.to_numpy()])
+        labels = pd.Series(lookup.reindex(keys).to_numpy(), index=g.index)
+    else:
+        labels = image.map(units.drop_duplicates("item_id").set_index("item_id")[col])
     if labels.isna().any():
         missing = g.loc[labels.isna(), "item_id"].head(3).tolist()
         raise ConfigError(
-            f"summarise: {int(labels.isna().sum())} item(s) not in units (e.g. {missing}); units must come from the run's world"
+            f"{int(labels.isna().sum())} item(s) not in units (e.g. {missing}); units must come from the run's world"
         )
     return labels
 
@@ -482,6 +493,42 @@ def summarise(
     out["_t"] = out["target"].map({"person": 0, "event": 1, "both": 2}).fillna(9)
     out = out.sort_values(["_t", "_m", "concept", "_k"]).drop(columns=["_m", "_k", "_t"])
     return out.reset_index(drop=True)
+
+
+_UNIT_WORDS = {"item": "images", "person": "whole people", "event": "whole events"}
+
+
+def interval_words(frame: pd.DataFrame) -> str:
+    """What the intervals of a frame with a ``ci_unit`` column resample, in a few words:
+    ``"images"``, or ``"whole people (person metrics) and whole events (event metrics)"``."""
+    if "ci_unit" not in frame or frame.empty:
+        return "images"
+    pairs = frame[["concept", "ci_unit"]].astype(str).drop_duplicates()
+    pairs = pairs[pairs["ci_unit"] != ""]
+    if pairs.empty or set(pairs["ci_unit"]) == {"item"}:
+        return "images"
+    words = []
+    for unit in ("item", "person", "event"):
+        concepts = sorted(set(pairs.loc[pairs["ci_unit"] == unit, "concept"]))
+        if concepts:
+            words.append(f"{_UNIT_WORDS[unit]} ({' and '.join(concepts)} metrics)")
+    return " and ".join(words)
+
+
+def unit_note(summary: pd.DataFrame) -> str:
+    """In words, what the intervals of a :func:`summarise` frame resample and how many of each
+    stand behind an interval (``ci_unit``, ``n_units``): the line a chapter prints under its tables."""
+    s = summary[summary["ci_unit"].astype(str) != ""] if "ci_unit" in summary else summary.iloc[:0]
+    if s.empty:
+        return "No interval: no per-item values were given."
+    parts = []
+    for unit, g in s.groupby("ci_unit", sort=True):
+        lo, hi = int(g["n_units"].min()), int(g["n_units"].max())
+        metrics = sorted(set(g["concept"]))
+        parts.append(
+            f"{_UNIT_WORDS.get(unit, unit)} ({lo if lo == hi else f'{lo}–{hi}'} per interval, {' and '.join(metrics)} metrics)"
+        )
+    return "95 % intervals resample " + "; ".join(parts) + ", within each seed, then average the seeds."
 
 
 def summary_row(summary: pd.DataFrame, target: str, method: str, concept: str, metric: str) -> pd.Series | None:

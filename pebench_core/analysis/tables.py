@@ -129,11 +129,13 @@ def simultaneous_vs_single(
                 "delta_hi": np.nan,
                 "ci_unit": index.unit_of(concept) if index is not None else "",
             }
+            # single − both, negated: the very estimate finding 4 tests (analysis.verdicts), so the
+            # two never word one pair differently
             e = paired_delta(
-                index, ("both", method, concept, "efficacy"), (concept, single_m, concept, "efficacy"), n_boot, seed, alpha
+                index, (concept, single_m, concept, "efficacy"), ("both", method, concept, "efficacy"), n_boot, seed, alpha
             )
             if e is not None:
-                row.update(delta=e.value, delta_lo=e.lo, delta_hi=e.hi)
+                row.update(delta=-e.value + 0.0, delta_lo=-e.hi + 0.0, delta_hi=-e.lo + 0.0)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -207,6 +209,7 @@ def interference_table(
             "delta": np.nan,
             "delta_lo": np.nan,
             "delta_hi": np.nan,
+            "concept": concept,
             "ci_unit": index.unit_of(concept) if index is not None else "",
         }
         if f is not None:

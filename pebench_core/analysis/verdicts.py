@@ -295,15 +295,15 @@ def finding_tests(
         mc = [m for m in ms if ((items["target"] == c) & (items["method"] == m)).any()]
         if not mc:
             continue
-        spec = {f"{t}:{m}": (t, m, c, "efficacy") for m in mc for t in (c, "both")}
-        b = boots({"x": spec}, f"f4-{c}")
         for m in mc:
+            # the estimate of analysis.simultaneous_vs_single (its delta is this one negated): one
+            # interval per pair, so chapter 5's table and its finding-4 reading never disagree
             add(
                 4,
                 "efficacy loss",
                 f"{m} ({c})",
                 "efficacy single − both",
-                bootstrap_estimate(b, lambda x, m=m, c=c: x["x"][f"{c}:{m}"] - x["x"][f"both:{m}"], alpha),
+                paired_delta(index, (c, m, c, "efficacy"), ("both", m, c, "efficacy"), n_boot, seed, alpha),
                 margin,
                 no_gap.get(c, ""),
                 c not in no_gap,
@@ -360,11 +360,12 @@ def count_line(t: pd.DataFrame, what: str) -> str:
     n = len(t)
     r, x = (t["verdict"] == REPRODUCED).sum(), (t["verdict"] == NOT_REPRODUCED).sum()
     i = n - r - x
-    parts = [f"{r} of {n} {what} support it ({_names(t, REPRODUCED)})"]
+    one = lambda k, single, plural: single if k == 1 else plural  # noqa: E731
+    parts = [f"{r} of {n} {what} {one(r, 'supports', 'support')} it ({_names(t, REPRODUCED)})"]
     if x:
-        parts.append(f"{x} contradict it ({_names(t, NOT_REPRODUCED)})")
+        parts.append(f"{x} {one(x, 'contradicts', 'contradict')} it ({_names(t, NOT_REPRODUCED)})")
     if i:
-        parts.append(f"{i} are inconclusive ({_names(t, INCONCLUSIVE)})")
+        parts.append(f"{i} {one(i, 'is', 'are')} inconclusive ({_names(t, INCONCLUSIVE)})")
     return "; ".join(parts)
 
 
