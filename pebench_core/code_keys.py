@@ -30,7 +30,6 @@ a name at run time (``getattr(module, "f" + x)``), which no static reading can f
 from __future__ import annotations
 
 import ast
-import copy
 import dataclasses
 import enum
 import functools
@@ -108,8 +107,10 @@ class _StripDocstrings(ast.NodeTransformer):
 @functools.lru_cache(maxsize=None)
 def _module_defs(module: str) -> dict[str, ast.AST]:
     """Every top-level function and class of a module, and the methods of its classes, by
-    qualified name (one parse per module: much faster than ``inspect.getsource`` per object)."""
-    tree = ast.parse(Path(inspect.getfile(sys.modules[module])).read_text())
+    qualified name, docstrings stripped (one parse per module: much faster than
+    ``inspect.getsource`` per object; stripped once here rather than on a deep copy per
+    object, which took half of a process's key time). The trees are only read, never changed."""
+    tree = _StripDocstrings().visit(ast.parse(Path(inspect.getfile(sys.modules[module])).read_text()))
     defs: dict[str, ast.AST] = {}
 
     def visit(body: list, prefix: str) -> None:
@@ -126,7 +127,7 @@ def _module_defs(module: str) -> dict[str, ast.AST]:
 def _source_tree(obj: Any) -> tuple[str, ast.AST | None]:
     node = _module_defs(obj.__module__).get(obj.__qualname__)
     if node is not None:
-        return "", _StripDocstrings().visit(copy.deepcopy(node))
+        return "", node
     src = textwrap.dedent(inspect.getsource(obj))
     try:
         return src, _StripDocstrings().visit(ast.parse(src))
@@ -168,6 +169,47 @@ def _parsed(obj: Any) -> tuple[str, tuple[tuple[str, ...], ...], tuple[tuple[str
     return ast.dump(tree, annotate_fields=False), tuple(sorted(chains)), tuple(sorted(imports))
 
 
+_NAMED = object()  # a name outside the package, hashed by the name the code uses
+
+
+@functools.lru_cache(maxsize=None)
+def _uses(obj: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """``(tree dump, what it uses)`` of a package function or class: each name chain it uses
+    that reaches package code or a module-level value, as ``(label, value)``, or
+    ``(label, _NAMED)`` for an attribute of an outside module (``torch.where``). Resolved
+    once per object per process: every stage key walks much the same code, and rebuilding
+    each function's namespace on every walk was most of a process's key time."""
+    dump, chains, imports = _parsed(obj)
+    namespace = dict(vars(sys.modules[obj.__module__]))
+    for local, module, attr in imports:
+        if module == PACKAGE or module.startswith(PACKAGE + "."):
+            mod = importlib.import_module(module)
+            if attr is None:
+                namespace[local] = mod
+            elif hasattr(mod, attr):
+                namespace[local] = getattr(mod, attr)
+            else:  # a submodule imported by name: ``from . import train``
+                try:
+                    namespace[local] = importlib.import_module(f"{module}.{attr}")
+                except ImportError:  # a name the module lacks: the call itself would fail
+                    continue
+    uses: list[tuple[str, Any]] = []
+    for chain in chains:
+        if chain[0] not in namespace or chain[0].startswith("__"):  # a local, a builtin, ``__file__``
+            continue
+        target, label = namespace[chain[0]], chain[0]
+        for attr in chain[1:]:  # ``module.attr``, followed through package modules only
+            if not (isinstance(target, types.ModuleType) and _in_package(target)) or not hasattr(target, attr):
+                break
+            target, label = getattr(target, attr), f"{label}.{attr}"
+        if isinstance(target, types.ModuleType):
+            if not _in_package(target) and len(chain) > 1:
+                uses.append((f"{label}.{chain[1]}", _NAMED))  # torch.where: named, not hashed
+            continue
+        uses.append((label, target))
+    return dump, tuple(uses)
+
+
 class _Walk:
     def __init__(self, opaque: tuple):
         self.opaque = {id(o) for o in opaque}
@@ -184,35 +226,9 @@ class _Walk:
         name = _qualname(obj)
         if name in self.parts:
             return name
-        dump, chains, imports = _parsed(obj)
+        dump, uses = _uses(obj)
         self.parts[name] = dump  # set before following, so recursion ends
-        namespace = dict(vars(sys.modules[obj.__module__]))
-        for local, module, attr in imports:
-            if module == PACKAGE or module.startswith(PACKAGE + "."):
-                mod = importlib.import_module(module)
-                if attr is None:
-                    namespace[local] = mod
-                elif hasattr(mod, attr):
-                    namespace[local] = getattr(mod, attr)
-                else:  # a submodule imported by name: ``from . import train``
-                    try:
-                        namespace[local] = importlib.import_module(f"{module}.{attr}")
-                    except ImportError:  # a name the module lacks: the call itself would fail
-                        continue
-        used: list[str] = []
-        for chain in chains:
-            if chain[0] not in namespace or chain[0].startswith("__"):  # a local, a builtin, ``__file__``
-                continue
-            target, label = namespace[chain[0]], chain[0]
-            for attr in chain[1:]:  # ``module.attr``, followed through package modules only
-                if not (isinstance(target, types.ModuleType) and _in_package(target)) or not hasattr(target, attr):
-                    break
-                target, label = getattr(target, attr), f"{label}.{attr}"
-            if isinstance(target, types.ModuleType):
-                if not _in_package(target) and len(chain) > 1:
-                    used.append(f"{label}.{chain[1]}")  # torch.where: named, not hashed
-                continue
-            used.append(f"{label}={self.value(target, label)}")
+        used = [label if target is _NAMED else f"{label}={self.value(target, label)}" for label, target in uses]
         self.parts[name] = dump + "|" + ";".join(sorted(used))
         return name
 
