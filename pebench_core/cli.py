@@ -121,7 +121,10 @@ def _cmd_run(args) -> None:
     # Every seed's configuration is checked before the first one runs.
     cfgs = [load_config(args.profile, seed=seed, overrides=args.overrides) for seed in seeds]
     _check_out(args.out)
+    from .parallel import apply_threads
     from .pipeline import run_all, seed_run_dir
+
+    apply_threads()  # the cores this process may use (or OMP_NUM_THREADS), not torch's count of the machine's
 
     for cfg in cfgs:
         run_all(cfg, seed_run_dir(cfg, args.out, several))
@@ -172,20 +175,33 @@ def _cmd_plan(args) -> None:
 
 def _cmd_book(args) -> None:
     cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)  # bad settings stop here
-    from .book import build_html, execute_chapters, write_toc
+    from .book import build_html, build_stages_first, execute_chapters, write_toc
 
     only = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
+    from .parallel import apply_threads
+
+    apply_threads()
     t0 = time.perf_counter()
+    parts: list[str] = []
+    if not only:  # a chapter or two asked for: they build what they need themselves
+        stages = build_stages_first(cfg)
+        if stages is not None:
+            parts.append(f"stages {stages:.0f}s")
+    t1 = time.perf_counter()
     chapters = execute_chapters(profile=str(args.profile), seed=cfg.seed, only=only, force=args.force, overrides=args.overrides)
+    parts.append(f"chapters {time.perf_counter() - t1:.0f}s")
     if only:
         from .book import CHAPTERS
 
         executed = Path(__file__).resolve().parent.parent / "book" / "chapters"
         chapters = [c for c in CHAPTERS if (executed / f"{c.output}.ipynb").is_file()]
     write_toc(chapters)
+    where = "no HTML (--no-html)"
     if not args.no_html:
-        build_html()
-    print(f"[book] done in {time.perf_counter() - t0:.1f}s")
+        t1 = time.perf_counter()
+        where = str(build_html())
+        parts.append(f"HTML {time.perf_counter() - t1:.0f}s")
+    print(f"[book] done in {time.perf_counter() - t0:.1f}s ({', '.join(parts)}) -> {where}")
 
 
 def main(argv: list[str] | None = None) -> int:

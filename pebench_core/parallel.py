@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from .config import ConfigError, RunConfig
 
-__all__ = ["cores", "torch_threads", "stage_workers", "run_stages", "WORKERS_ENV"]
+__all__ = ["cores", "torch_threads", "apply_threads", "stage_workers", "run_stages", "WORKERS_ENV"]
 
 WORKERS_ENV = "PEBENCH_WORKERS"
 # Each worker pays its imports (torch, transformers: about 6 s on 2 cores) once; a probe stage
@@ -32,11 +32,34 @@ MIN_STAGES_PER_WORKER = 3
 
 
 def cores() -> int:
-    """The cores this process may run on (its CPU affinity, not the machine's count)."""
+    """The cores this process may run on: its CPU affinity, not the machine's count, and no
+    more than a container's CPU quota (cgroup ``cpu.max``), which a container on a large
+    host often sets while its affinity still lists every core of the host."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return min(n, quota) if quota else n
+
+
+def _cgroup_quota(root: str = "/sys/fs/cgroup") -> int | None:
+    """Whole cores of the cgroup's CPU quota (rounded up), or None when there is none."""
+    import math
+
+    for path, split in (("cpu.max", lambda t: t.split()[:2]), ("cpu/cpu.cfs_quota_us", None)):
+        try:
+            if split is not None:
+                quota, period = split(open(os.path.join(root, path)).read())
+            else:
+                quota = open(os.path.join(root, path)).read().strip()
+                period = open(os.path.join(root, "cpu/cpu.cfs_period_us")).read().strip()
+            if quota in ("max", "-1"):
+                return None
+            return max(1, math.ceil(int(quota) / int(period)))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _env_int(name: str) -> int | None:
@@ -62,6 +85,18 @@ def torch_threads(processes: int = 1) -> int:
     return max(1, cores() // max(1, processes))
 
 
+def apply_threads() -> int:
+    """Set torch's thread count by :func:`torch_threads` (``OMP_NUM_THREADS`` when set, else
+    the cores this process may use) and return it. torch's own default counts the machine's
+    cores, which in a container with a CPU quota is more threads than cores: they thrash."""
+    import torch
+
+    n = torch_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def stage_workers(cfg: RunConfig, n_stages: int) -> int:
     """How many worker processes build ``n_stages`` independent stages of ``cfg``: 1 (here,
     no pool) unless the model is the tiny one on the CPU, outside a multi-process launch,
@@ -85,7 +120,21 @@ def stage_workers(cfg: RunConfig, n_stages: int) -> int:
     return max(1, min(budget, n_stages // MIN_STAGES_PER_WORKER))
 
 
+def _die_with_parent() -> None:
+    """On Linux, ask for SIGKILL when the process that started this worker dies: a
+    ``kill -9`` of ``pebench run`` must not leave workers training (and then writing) stages
+    nobody waits for, racing the run that resumes. Elsewhere a no-op."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not glibc Linux
+        pass
+
+
 def _init_worker() -> None:
+    _die_with_parent()
     import torch
 
     torch.set_num_threads(1)
@@ -111,10 +160,13 @@ def run_stages(
     out: list[Any] = [None] * len(jobs)
     # spawn, not fork: the parent has torch's thread pools (and maybe a Jupyter kernel) loaded.
     # A spawned worker reads OMP_NUM_THREADS when it imports torch: one thread from the start.
+    # The pool starts its processes at the first submit, not when it is made: the variable
+    # stays set until every job is submitted.
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+        futures = {ex.submit(fn, *job): k for k, job in enumerate(jobs)}
     finally:
         if before is None:
             os.environ.pop("OMP_NUM_THREADS", None)
@@ -123,7 +175,6 @@ def run_stages(
     if log:
         log(f"[parallel] {len(jobs)} stages in {workers} processes of one thread each")
     try:
-        futures = {ex.submit(fn, *job): k for k, job in enumerate(jobs)}
         for done, fut in enumerate(as_completed(futures), 1):
             k = futures[fut]
             out[k] = fut.result()

@@ -639,14 +639,12 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
     missing = [(m, t) for m, t in jobs if not cache.has(f"{safe_name(m)}-{t}", robust_key(cfg, m, t))]
     workers = stage_workers(cfg, len(missing))
     if workers > 1:
-        # what the probes read is built here first, so two workers never build the same model
+        # what the probes read is built first, so two workers never build the same model
         for model, target in missing:
-            if model == "finetune":
-                get_model(cfg, "finetune", None, out, progress)
-            elif model == "goal":
-                get_model(cfg, "goal", target, out, progress)
-            else:
-                get_unlearned(cfg, model, target, out, progress)
+            if model in ("finetune", "goal"):
+                get_model(cfg, model, target if model == "goal" else None, out, progress)
+        build_unlearning(cfg, out, [m for m, _ in missing if m not in ("finetune", "goal")] or None,
+                         sorted({t for m, t in missing if m not in ("finetune", "goal")}), progress)  # fmt: skip
         # the two-concept stages (target both) take about twice as long: started first, they do not
         # leave one worker finishing alone at the end (longest first)
         missing.sort(key=lambda job: -len(CONCEPTS_OF[job[1]]))
@@ -657,6 +655,42 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
     say = progress and workers <= 1  # the pool reported each stage it built: no "cached" line for them
     folders = [get_robustness(cfg, model, target, out, progress=say) for model, target in jobs]
     return _gather(folders, out / "results", "robustness.parquet", "robustness_items.parquet")
+
+
+def build_unlearning(cfg: RunConfig, run_dir=None, methods=None, targets=None, progress: bool = False) -> bool:
+    """Build every missing unlearning stage of ``methods`` × ``targets`` (default: the
+    profile's), in worker processes of one thread each when that pays
+    (:func:`pebench_core.parallel.stage_workers`); otherwise nothing happens here and each
+    stage is built where it is first asked for. The stages are independent once the
+    fine-tuned model exists (each runs its own learning-rate grid): on 2 cores two processes
+    of one thread build two tiny stages in about the time one process of two threads builds
+    one (measured: ga and gd on person, 34 s together against 38 s one after the other).
+    Returns whether a pool built them."""
+    from .config import safe_name
+    from .evaluate import CONCEPTS_OF
+    from .parallel import run_stages, stage_workers
+    from .results import StageCache
+
+    out = resolve_run_dir(cfg, run_dir)
+    cache = StageCache(out / "unlearn")
+    jobs = [(m, t) for t in targets or cfg.unlearn.targets for m in methods_for(cfg, t, methods)]
+    missing = [(m, t) for m, t in jobs if not cache.has(f"{safe_name(m)}-{t}", unlearn_key(cfg, m, t))]
+    workers = stage_workers(cfg, len(missing))
+    if workers <= 1:
+        return False
+    get_world(cfg, out, progress=False)
+    get_model(cfg, "finetune", None, out, progress)  # what every stage starts from, built once
+    missing.sort(key=lambda job: -len(CONCEPTS_OF[job[1]]))  # the two-concept stages are the longest: first
+    run_stages(
+        _unlearn_stage, [(cfg, m, t, str(out)) for m, t in missing], workers,
+        name=lambda job: f"unlearn {job[1]}/{job[2]}", log=print if progress else None,
+    )  # fmt: skip
+    return True
+
+
+def _unlearn_stage(cfg: RunConfig, method: str, target: str, run_dir: str) -> str:
+    """One unlearning stage (its grid included), as a worker process builds it."""
+    return str(get_unlearned(cfg, method, target, run_dir, progress=False))
 
 
 def _robust_stage(cfg: RunConfig, model: str, target: str, run_dir: str) -> str:
@@ -672,12 +706,76 @@ def methods_for(cfg: RunConfig, target: str, methods=None) -> list[str]:
     return [m for m in (methods or cfg.unlearn.methods) if runs_on(m, target)]
 
 
+STAGE_TIMES = "stage_times.csv"
+
+
+def stage_times(cfg: RunConfig, run_dir=None) -> "Any":
+    """How long each stage of this configuration took to build, read from the markers of its
+    cached stages (a stage not built yet is left out): one row per stage with its ``kind``
+    (models, eval, tune, unlearn, robust), ``stage``, ``seconds`` and the torch ``threads`` it
+    computed on where recorded. The table to look at first when a run is slow."""
+    import pandas as pd
+
+    from .config import safe_name
+    from .storage import is_complete, read_marker
+
+    out = resolve_run_dir(cfg, run_dir)
+    want: list[tuple[str, str, Path]] = []
+    bases = sorted({_base_variant(None), *(_base_variant(t) for t in cfg.unlearn.targets)})
+    for variant in bases:
+        target = None if variant == "full" else "event"
+        want.append(("models", f"base-{variant}", model_dir(cfg, "base", target, out)))
+    want.append(("models", "finetune", model_dir(cfg, "finetune", None, out)))
+    want += [("models", f"goal-{t}", model_dir(cfg, "goal", t, out)) for t in cfg.unlearn.targets]
+    for t in cfg.unlearn.targets:
+        want += [("eval", f"{m}-{t}", out / "eval" / f"{m}-{t}" / eval_key(cfg, m, t)) for m in ("finetune", "goal")]
+        for m in methods_for(cfg, t):
+            name = f"{safe_name(m)}-{t}"
+            want.append(("tune", name, out / "tune" / name / tuning_key(cfg, m, t)))
+            want.append(("unlearn", name, out / "unlearn" / name / unlearn_key(cfg, m, t)))
+    if cfg.robust.probes:
+        for t in cfg.unlearn.targets:
+            for m in ("finetune", *methods_for(cfg, t), "goal"):
+                name = f"{safe_name(m)}-{t}"
+                want.append(("robust", name, out / "robust" / name / robust_key(cfg, m, t)))
+    rows = []
+    for kind, stage, folder in want:
+        if is_complete(folder):
+            meta = read_marker(folder)
+            rows.append({"kind": kind, "stage": stage, "seconds": meta.get("seconds"), "threads": meta.get("threads")})
+    return pd.DataFrame(rows, columns=["kind", "stage", "seconds", "threads"])
+
+
+def report_stage_times(cfg: RunConfig, run_dir=None, log=print) -> Path:
+    """Write :func:`stage_times` to ``<run>/stage_times.csv`` and print it by kind: how many
+    stages, their seconds in all and the slowest. Returns the file."""
+    from .results import atomic_write_bytes
+
+    out = resolve_run_dir(cfg, run_dir)
+    table = stage_times(cfg, out)
+    path = atomic_write_bytes(out / STAGE_TIMES, table.to_csv(index=False).encode())
+    if log and len(table):
+        log(
+            f"[times] how long each stage took when it was built (an unlearning stage's time includes its grid "
+            f"when they were built together) -> {path}"
+        )
+        for kind, g in table.groupby("kind", sort=False):
+            sec = g["seconds"].fillna(0.0)
+            slow = g.loc[sec.idxmax()]
+            log(f"[times]   {kind:<8} {len(g):>3} stages {sec.sum():>8.1f}s   slowest {slow['stage']} {sec.max():.1f}s")
+    return path
+
+
 def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     """Every stage in dependency order; returns the run folder."""
     out = resolve_run_dir(cfg, run_dir)
     t0 = time.perf_counter()
     ds = get_world(cfg, out)
     print(f"[run] world: {len(ds.items)} images ({time.perf_counter() - t0:.1f}s)")
+    # The models are built here, one after another on every thread: a tiny model's training gains
+    # from a second thread (fine-tuning: 87 s on two, 131-140 s in a worker of one), so two
+    # workers built the six models in 490 s against 566 s here, and with other weights
+    # (another summation order) than a run that builds them here. Not worth it: here.
     for stage, target in (("finetune", None), *(("goal", t) for t in cfg.unlearn.targets)):
         t1 = time.perf_counter()
         get_model(cfg, stage, target, out)
@@ -685,10 +783,13 @@ def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     for target in cfg.unlearn.targets:
         for model in ("finetune", "goal"):
             get_eval(cfg, model, target, out)
+    pooled = build_unlearning(cfg, out, progress=True)  # in worker processes when that pays; else one by one here
+    for target in cfg.unlearn.targets:
         for method in methods_for(cfg, target):
             t1 = time.perf_counter()
-            get_unlearned(cfg, method, target, out)
-            print(f"[run] {method}/{target} ready ({time.perf_counter() - t1:.1f}s)")
+            get_unlearned(cfg, method, target, out, progress=not pooled)
+            if not pooled:
+                print(f"[run] {method}/{target} ready ({time.perf_counter() - t1:.1f}s)")
     res, _ = collect_results(cfg, out)
     print(f"[run] {len(res)} result rows in {out / 'results'} ({time.perf_counter() - t0:.1f}s so far)")
     if cfg.robust.probes:
@@ -696,6 +797,7 @@ def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
         probes, _ = collect_robustness(cfg, out, progress=True)  # builds each missing probe stage, then gathers
         print(f"[run] robustness probes: {len(probes)} rows ({time.perf_counter() - t1:.1f}s)")
     print(f"[run] done in {time.perf_counter() - t0:.1f}s -> {out}")
+    report_stage_times(cfg, out)
     return out
 
 

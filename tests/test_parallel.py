@@ -11,7 +11,13 @@ import torch
 
 from pebench_core import parallel as P
 from pebench_core.config import ConfigError, load_config
-from pebench_core.pipeline import collect_robustness
+from pebench_core.pipeline import (
+    build_unlearning,
+    collect_results,
+    collect_robustness,
+    report_stage_times,
+    stage_times,
+)
 
 
 def test_workers_follow_the_cores_the_stages_and_the_environment(monkeypatch):
@@ -30,6 +36,27 @@ def test_workers_follow_the_cores_the_stages_and_the_environment(monkeypatch):
     local = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, kind="local"))
     monkeypatch.delenv(P.WORKERS_ENV)
     assert P.stage_workers(local, 41) == 1  # a real checkpoint per process could fill the memory
+
+
+def test_a_container_quota_caps_the_cores(tmp_path, monkeypatch):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 cores of quota: two threads may run
+    assert P._cgroup_quota(str(tmp_path)) == 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert P._cgroup_quota(str(tmp_path)) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert P._cgroup_quota(str(tmp_path)) == 1
+    assert P._cgroup_quota(str(tmp_path / "absent")) is None
+    monkeypatch.setattr(P, "_cgroup_quota", lambda: 1)
+    assert P.cores() == 1  # an affinity of every host core, a quota of one: one
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    try:
+        assert P.apply_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
@@ -53,7 +80,7 @@ def test_run_stages_keeps_the_order_and_raises_a_stage_error():
         P.run_stages(_stage, [(1, 1), (-1, 1), (2, 1)], 2, log=None)
 
 
-def test_two_workers_build_the_probe_stages_of_one_process_of_one_thread(tmp_path, monkeypatch):
+def test_two_workers_build_the_unlearning_and_probe_stages_of_one_process_of_one_thread(tmp_path, monkeypatch):
     cfg = load_config("smoke", seed=0, overrides={"unlearn": {"targets": ["person", "event"], "methods": ["ga"]}})
     threads = torch.get_num_threads()
     monkeypatch.setenv(P.WORKERS_ENV, "1")
@@ -63,8 +90,76 @@ def test_two_workers_build_the_probe_stages_of_one_process_of_one_thread(tmp_pat
     finally:
         torch.set_num_threads(threads)
     monkeypatch.setenv(P.WORKERS_ENV, "2")
+    assert build_unlearning(cfg, tmp_path / "pooled")  # ga on person and on event, one worker each
+    assert not build_unlearning(cfg, tmp_path / "pooled")  # nothing missing: no pool
     pooled, pooled_items = collect_robustness(cfg, tmp_path / "pooled")
     drop = ["git_commit", "versions"]  # provenance, not results
     cols = [c for c in alone.columns if c not in drop]
     pd.testing.assert_frame_equal(alone[cols], pooled[cols])
     pd.testing.assert_frame_equal(alone_items, pooled_items)
+    (a, a_items), (b, b_items) = collect_results(cfg, tmp_path / "alone"), collect_results(cfg, tmp_path / "pooled")
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    pd.testing.assert_frame_equal(a_items, b_items)
+
+    # the run's time table (pebench run prints it at the end): every stage this run built, by kind
+    table = stage_times(cfg, tmp_path / "pooled")
+    counts = table.groupby("kind")["stage"].apply(sorted).to_dict()
+    assert counts["unlearn"] == ["ga-event", "ga-person"] and len(counts["eval"]) == 4
+    assert counts["models"] == ["base-full", "base-noevents", "finetune", "goal-event", "goal-person"]
+    assert len(counts["robust"]) == 6 and set(table.loc[table["kind"] == "robust", "threads"]) == {1}
+    assert (table["seconds"] > 0).all()
+    lines: list[str] = []
+    path = report_stage_times(cfg, tmp_path / "pooled", log=lines.append)
+    assert pd.read_csv(path).equals(table) and any(ln.split()[1:3] == ["unlearn", "2"] for ln in lines)
+
+
+def _sleep_and_say(folder: str, k: int) -> int:
+    import os
+    import time
+    from pathlib import Path
+
+    Path(folder, f"worker{k}").write_text(str(os.getpid()))
+    time.sleep(120)
+    return k
+
+
+POOL_THEN_WAIT = """
+import sys
+from pebench_core.parallel import run_stages
+from tests.test_parallel import _sleep_and_say
+if __name__ == "__main__":
+    run_stages(_sleep_and_say, [(sys.argv[1], 0), (sys.argv[1], 1)], 2, log=None)
+"""
+
+
+def test_workers_die_with_a_killed_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "pool.py").write_text(POOL_THEN_WAIT)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "pool.py"), str(tmp_path)], env=env, cwd=root)
+    end = time.monotonic() + 120
+    while len(list(tmp_path.glob("worker*"))) < 2 and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in tmp_path.glob("worker*")]
+    assert len(pids) == 2, "the workers did not start"
+    proc.send_signal(signal.SIGKILL)  # kill -9: the run cannot tell its workers anything
+    proc.wait(timeout=30)
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie waits for its reaper only
+
+    end = time.monotonic() + 20
+    while any(alive(p) for p in pids) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids), "a worker outlived the killed run"
