@@ -56,6 +56,7 @@ CHAPTERS: list[Chapter] = [
 
 FRONT = ["book/how_to_read", "book/syllabus"]
 RUN_TIMES = "book/_generated/run_times.md"  # the syllabus includes it
+STAGES_FIRST = "book/_generated/stages_first.json"  # what build_stages_first did, for the run-time table
 BACK = ["book/glossary", "book/design", "book/bibliography"]
 
 
@@ -82,6 +83,32 @@ def _stored_key(path: Path) -> str | None:
         return None
 
 
+def build_stages_first(cfg, root: Path = ROOT, run_dir=None, log=print) -> float | None:
+    """Before the chapters, build every stage of the run the chapters read (``pebench run``'s
+    pipeline into the run folder they use) when independent stages can be built in parallel
+    worker processes (:func:`pebench_core.parallel.stage_workers`: the tiny model on a CPU of
+    two or more cores). The chapters then read their stages from the cache instead of
+    building them one after another in their kernels. ``run_dir``: the chapters' run folder
+    (default ``runs/PROFILE-sSEED``, as theirs). Returns the seconds it took, or
+    ``None`` (nothing done: the chapters build what they need, as before)."""
+    from .parallel import stage_workers
+    from .pipeline import default_run_dir, run_all
+
+    record = root / STAGES_FIRST
+    workers = stage_workers(cfg, 10**6)
+    if workers <= 1:
+        record.unlink(missing_ok=True)
+        return None
+    log(f"[book] first the run's stages, independent ones in {workers} processes of one thread each (the chapters read them)")
+    t0 = time.perf_counter()
+    run_all(cfg, run_dir or default_run_dir(cfg))
+    seconds = round(time.perf_counter() - t0, 1)
+    info = {"seconds": seconds, "workers": workers, "profile": str(cfg.profile), "cores": os.cpu_count()}
+    atomic_write_bytes(record, (json.dumps(info) + "\n").encode())
+    log(f"[book] stages ready in {seconds:.1f}s")
+    return seconds
+
+
 def execute_chapters(
     profile: str = "tiny",
     seed: int = 0,
@@ -105,6 +132,11 @@ def execute_chapters(
     # A progress bar saved in an executed notebook is frozen at its first frame ("0%"):
     # the kernels run without them (tqdm reads TQDM_* variables as its defaults).
     os.environ["TQDM_DISABLE"] = "1"
+    # Each kernel's torch takes its thread count from here when it starts: the cores this
+    # process may use, not torch's count of the machine's (more, in a container with a quota).
+    from .parallel import torch_threads
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch_threads()))
     out_dir = Path(out_dir or ROOT / "book" / "chapters")
     out_dir.mkdir(parents=True, exist_ok=True)
     known = {c.output for c in CHAPTERS}
@@ -301,10 +333,24 @@ def write_run_times(chapters: list[Chapter], root: Path = ROOT) -> Path:
             f"| {title} | {f'{sec / 60:.1f} min' if sec is not None else 'not recorded'} | "
             f"{p.get('profile', '')} | {meta.get('cores', '')} |"
         )
+    first = ""
+    try:
+        info = json.loads((root / STAGES_FIRST).read_text())
+        rows.insert(
+            0,
+            f"| The run's stages, built before the chapters ({info['workers']} processes) | {info['seconds'] / 60:.1f} min | "
+            f"{info['profile']} | {info['cores']} |",
+        )
+        first = (
+            " This build made every stage of the run first, independent stages (the unlearning runs, the probes) in "
+            "parallel processes, so the chapters below only read them; "
+        )
+    except (OSError, ValueError, KeyError):
+        first = " "
     text = (
         "| Chapter | Time to execute | Profile | CPU cores |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
-        "Times are those of the build that made these pages. A chapter reads what an earlier chapter (or "
-        "`pebench run`) already computed from the run's cache, so a chapter executed on its own, over an empty "
+        "Times are those of the build that made these pages." + first + "a chapter reads what an earlier chapter "
+        "(or `pebench run`) already computed from the run's cache, so a chapter executed on its own, over an empty "
         "cache, may take longer than its line here.\n"
     )
     return atomic_write_bytes(root / RUN_TIMES, text.encode())

@@ -27,7 +27,8 @@ def executed(tmp_path_factory: pytest.TempPathFactory):
     temporary copy of the book (the checkout is never touched): (site, chapters)."""
     import shutil
 
-    from pebench_core.book import ROOT, execute_chapters
+    from pebench_core.book import ROOT, build_stages_first, execute_chapters
+    from pebench_core.config import load_config
 
     site = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "book"):
@@ -37,6 +38,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory):
         else:
             shutil.copy(src, site / name)
     run_dir = tmp_path_factory.mktemp("run")
+    build_stages_first(load_config("smoke", seed=0), root=site, run_dir=run_dir, log=lambda *_: None)
     chapters = execute_chapters(
         profile="smoke", seed=0, run_dir=str(run_dir), out_dir=site / "book" / "chapters", log=lambda *_: None
     )

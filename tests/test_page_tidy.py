@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pebench_core.book import RUN_TIMES, Chapter, tidy_for_the_page, write_run_times
+from pebench_core.book import RUN_TIMES, STAGES_FIRST, Chapter, tidy_for_the_page, write_run_times
 
 
 def _nb(root: Path) -> dict:
@@ -65,6 +65,13 @@ def test_run_times_come_from_the_notebooks(tmp_path: Path):
     assert out == tmp_path / RUN_TIMES
     rows = [ln for ln in out.read_text().splitlines() if ln.startswith("| ") and "Chapter" not in ln]
     assert rows == ["| Gradient ascent (GA) | 1.5 min | tiny | 2 |"]  # a chapter not executed has no row
+    assert "parallel processes" not in out.read_text()
+    # a build that made the run's stages first (pebench_core.book.build_stages_first) shows that time as its first row
+    (tmp_path / STAGES_FIRST).write_text(json.dumps({"seconds": 300.0, "workers": 2, "profile": "tiny", "cores": 2}))
+    text = write_run_times(chs, tmp_path).read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "Chapter" not in ln]
+    assert rows[0] == "| The run's stages, built before the chapters (2 processes) | 5.0 min | tiny | 2 |" and len(rows) == 2
+    assert "only read them" in text
 
 
 def test_a_run_folder_outside_the_checkout_reads_by_its_name(tmp_path: Path):
