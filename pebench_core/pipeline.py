@@ -643,8 +643,10 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
         for model, target in missing:
             if model in ("finetune", "goal"):
                 get_model(cfg, model, target if model == "goal" else None, out, progress)
-        build_unlearning(cfg, out, [m for m, _ in missing if m not in ("finetune", "goal")] or None,
-                         sorted({t for m, t in missing if m not in ("finetune", "goal")}), progress)  # fmt: skip
+        unlearned = [(m, t) for m, t in missing if m not in ("finetune", "goal")]
+        if unlearned:  # (with no methods or targets given, build_unlearning would build the profile's all)
+            methods_needed = list(dict.fromkeys(m for m, _ in unlearned))
+            build_unlearning(cfg, out, methods_needed, list(dict.fromkeys(t for _, t in unlearned)), progress)
         # the two-concept stages (target both) take about twice as long: started first, they do not
         # leave one worker finishing alone at the end (longest first)
         missing.sort(key=lambda job: -len(CONCEPTS_OF[job[1]]))
