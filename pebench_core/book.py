@@ -333,7 +333,6 @@ def write_run_times(chapters: list[Chapter], root: Path = ROOT) -> Path:
             f"| {title} | {f'{sec / 60:.1f} min' if sec is not None else 'not recorded'} | "
             f"{p.get('profile', '')} | {meta.get('cores', '')} |"
         )
-    first = ""
     try:
         info = json.loads((root / STAGES_FIRST).read_text())
         rows.insert(

@@ -176,10 +176,9 @@ def _cmd_plan(args) -> None:
 def _cmd_book(args) -> None:
     cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)  # bad settings stop here
     from .book import build_html, build_stages_first, execute_chapters, write_toc
-
-    only = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
     from .parallel import apply_threads
 
+    only = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
     apply_threads()
     t0 = time.perf_counter()
     parts: list[str] = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import ConfigError, RunConfig
@@ -47,19 +48,20 @@ def _cgroup_quota(root: str = "/sys/fs/cgroup") -> int | None:
     """Whole cores of the cgroup's CPU quota (rounded up), or None when there is none."""
     import math
 
-    for path, split in (("cpu.max", lambda t: t.split()[:2]), ("cpu/cpu.cfs_quota_us", None)):
-        try:
-            if split is not None:
-                quota, period = split(open(os.path.join(root, path)).read())
-            else:
-                quota = open(os.path.join(root, path)).read().strip()
-                period = open(os.path.join(root, "cpu/cpu.cfs_period_us")).read().strip()
-            if quota in ("max", "-1"):
-                return None
-            return max(1, math.ceil(int(quota) / int(period)))
-        except (OSError, ValueError):
-            continue
-    return None
+    def read(name: str) -> str:
+        return Path(root, name).read_text().strip()
+
+    try:  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
+        quota, period = read("cpu.max").split()[:2]
+    except (OSError, ValueError):
+        try:  # cgroup v1: two files, -1 for none
+            quota, period = read("cpu/cpu.cfs_quota_us"), read("cpu/cpu.cfs_period_us")
+        except OSError:
+            return None
+    try:
+        return None if quota in ("max", "-1") else max(1, math.ceil(int(quota) / int(period)))
+    except ValueError:
+        return None
 
 
 def _env_int(name: str) -> int | None:
