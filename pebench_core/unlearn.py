@@ -6,10 +6,13 @@ Fairness: every method gets the same LoRA config, step budget, learning rate and
 (the forget and retain batches are drawn from the same seeded stream whatever the method).
 
 The reference model is the fine-tuned model with the LoRA adapter disabled, never a
-second copy. Reference outputs never change, so they are computed once before training:
-the log-likelihoods of the forget answers and of the refusals (DPO, NPO), and, since the
-run's batches are drawn up front, the next-token log-probabilities on the answers of every
-retain item KL will see and every forget item UNDIAL will see.
+second copy. Reference outputs never change, and the run's batches are drawn up front, so
+they are computed once before training for every item the run will see: the
+log-likelihoods of the forget answers and of the refusals (DPO, NPO), the next-token
+log-probabilities on the answers of the retain items (KL) and forget items (UNDIAL, SIU),
+and RMU's layer output on the retain items. ``run_unlearning(..., reference="every_step")``
+runs the reference on every step's batch instead, the usual design; the numbers are the same
+(tested) and ``benchmarks/bench_ratios.py`` measures what the one-off pass saves.
 
 Cost (why a step costs what it costs): every sequence a method trains on in a step goes
 through **one** forward pass (:func:`pack_batch`), and a forget item's refusal shares its
@@ -52,6 +55,8 @@ from .encoding import encode_qa
 from .forward import answer_pass, feature_cache_fits, image_features
 
 CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
+# When the reference outputs are computed: once for the whole schedule, or on every step's batch.
+REFERENCE_MODES = ("once", "every_step")
 
 
 @dataclass
@@ -103,7 +108,7 @@ class UnlearnRun:
     status: str  # "ok" or why it stopped early
     steps_done: int
     hparams: dict = field(default_factory=dict)
-    setup_seconds: float = 0.0  # reference outputs computed once before the steps
+    setup_seconds: float = 0.0  # reference outputs computed before the steps (reference='once')
 
 
 class BatchStream:
@@ -200,6 +205,7 @@ def run_unlearning(
     progress: bool = True,
     encoded: dict | None = None,
     log: Callable[[str], None] = print,
+    reference: str = "once",
 ) -> UnlearnRun:
     """Unlearn ``target`` from ``bundle`` (a fine-tuned model) with ``method``; LoRA is added here.
 
@@ -209,6 +215,8 @@ def run_unlearning(
     """
     spec = get_loss(method)  # unknown method: ConfigError listing the allowed ones
     finish = finish_of(method)
+    if reference not in REFERENCE_MODES:
+        raise ConfigError(f"reference must be one of {', '.join(REFERENCE_MODES)}; got {reference!r}")
     if cfg.steps < 1:
         raise ConfigError(f"unlearn.steps must be at least 1, got {cfg.steps}")
     if not cfg.lr > 0:
@@ -256,15 +264,19 @@ def run_unlearning(
     # outputs of the retain items KL will see can then be computed before training.
     schedule = [(f_stream.next(), r_stream.next()) for _ in range(cfg.steps)]
 
-    # Reference outputs that never change, computed once with the adapter off: the
-    # log-likelihoods of the forget answers and refusals (DPO, NPO) and the next-token
-    # log-probabilities on the answers of the retain items (KL) and forget items (UNDIAL)
-    # in the schedule.
+    # Reference outputs that never change, computed with the adapter off: the
+    # log-likelihoods of the forget answers and refusals (DPO, NPO), the next-token
+    # log-probabilities on the answers of the retain items (KL) and of the forget items
+    # (UNDIAL, SIU) and RMU's layer output on the retain items, each kept per item.
+    # ``reference="once"`` computes them for every item of the schedule before training;
+    # ``"every_step"`` runs the reference on each step's batch instead, as the usual design
+    # (a reference model called every step) does: the same numbers, kept to measure against.
     t_setup = time.perf_counter()
-    ref: dict[str, torch.Tensor] = {}
+    ref: dict[str, dict[int, torch.Tensor]] = {"forget": {}, "refusal": {}}  # per item: reference answer log-likelihood
     ref_retain: dict[int, torch.Tensor] = {}
     ref_forget: dict[int, torch.Tensor] = {}  # per forget item: reference log-probs on its answer tokens (UNDIAL)
     ref_refusal: dict[int, torch.Tensor] = {}  # the same on its refusal's tokens (SIU)
+    ref_hidden: dict[int, torch.Tensor] = {}  # per retain item: the reference's layer output at its answers
     # SIU's concept tokens per forget item: those of its true answer, the special tokens aside
     special = {bundle.pad_token_id, *bundle.eos_token_ids}
     concept_tokens = (
@@ -273,36 +285,46 @@ def run_unlearning(
         else []
     )
     chunks = lambda idx: [idx[s : s + 32] for s in range(0, len(idx), 32)]  # noqa: E731
-    with torch.no_grad(), reference_mode(model):
-        for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
-            if key in need:
-                ref[name] = torch.cat([logp([(enc[name], c)])[0][0] for c in chunks(list(range(len(enc[name]))))])
-        for name, key, store, col in (
-            ("retain", "retain_kl", ref_retain, 1),
-            ("forget", "forget_adjusted_kl", ref_forget, 0),
-            ("refusal", "refusal_dual_masked_kl", ref_refusal, 0),
-        ):
-            if key in need:
-                for c in chunks(sorted({i for batch in schedule for i in batch[col]})):
-                    lg, _, rws, _ = answer_pass(model, [(enc[name], c)], pad, dev, dt)[0]
-                    lp = torch.log_softmax(lg, dim=-1).cpu()
-                    store.update({i: lp[rws.cpu() == k] for k, i in enumerate(c)})
-        control = None
-        ref_hidden: dict[int, torch.Tensor] = {}  # per retain item: the reference's layer output at its answers
-        if layer is not None:
-            # RMU's control vector c·u: u a seeded random unit vector, c = rmu_steer × the mean
-            # norm of the layer's activations on the forget answers (scale-free across models).
-            norms, width = [], 0
+
+    def reference_outputs(forget_items: list[int], retain_items: list[int]) -> None:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), reference_mode(model):
+            for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
+                if key in need:
+                    for c in chunks(forget_items):
+                        ref[name].update(zip(c, logp([(enc[name], c)])[0][0]))
+            for name, key, store, items in (
+                ("retain", "retain_kl", ref_retain, retain_items),
+                ("forget", "forget_adjusted_kl", ref_forget, forget_items),
+                ("refusal", "refusal_dual_masked_kl", ref_refusal, forget_items),
+            ):
+                if key in need:
+                    for c in chunks(items):
+                        lg, _, rws, _ = answer_pass(model, [(enc[name], c)], pad, dev, dt)[0]
+                        lp = torch.log_softmax(lg, dim=-1).cpu()
+                        store.update({i: lp[rws.cpu() == k] for k, i in enumerate(c)})
+            if "retain_rmu_mse" in need:
+                for c in chunks(retain_items):
+                    _, _, rws, _, h = answer_pass(model, [(enc["retain"], c)], pad, dev, dt, hidden_of=layer)[0]
+                    ref_hidden.update({i: h[rws == k].cpu() for k, i in enumerate(c)})
+        model.train(was_training)
+
+    control = None
+    if layer is not None:
+        # RMU's control vector c·u: u a seeded random unit vector, c = rmu_steer × the mean
+        # norm of the layer's activations on the forget answers (scale-free across models).
+        # A constant of the run in either reference mode.
+        norms, width = [], 0
+        with torch.no_grad(), reference_mode(model):
             for c in chunks(sorted({i for batch in schedule for i in batch[0]})):
                 h = answer_pass(model, [(enc["forget"], c)], pad, dev, dt, hidden_of=layer)[0][4].float()
                 norms.append(h.norm(dim=-1).cpu())
                 width = h.shape[-1]
-            u = torch.rand(width, generator=torch.Generator().manual_seed(seed))
-            control = (cfg.rmu_steer * float(torch.cat(norms).mean()) * u / u.norm()).to(dev)
-            if "retain_rmu_mse" in need:
-                for c in chunks(sorted({i for batch in schedule for i in batch[1]})):
-                    _, _, rws, _, h = answer_pass(model, [(enc["retain"], c)], pad, dev, dt, hidden_of=layer)[0]
-                    ref_hidden.update({i: h[rws == k].cpu() for k, i in enumerate(c)})
+        u = torch.rand(width, generator=torch.Generator().manual_seed(seed))
+        control = (cfg.rmu_steer * float(torch.cat(norms).mean()) * u / u.norm()).to(dev)
+    if reference == "once":
+        reference_outputs(sorted({i for b in schedule for i in b[0]}), sorted({i for b in schedule for i in b[1]}))
     setup_seconds = time.perf_counter() - t_setup
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -334,6 +356,10 @@ def run_unlearning(
     try:
         for step in bar:
             fi, ri = schedule[step]
+            if reference == "every_step":
+                for store in (ref["forget"], ref["refusal"], ref_retain, ref_forget, ref_refusal, ref_hidden):
+                    store.clear()
+                reference_outputs(sorted(set(fi)), sorted(set(ri)))
             # Data parallel: this process runs the model on its share of each batch (all of it
             # when launched alone); the per-sequence results are gathered so the loss is the
             # whole batch's everywhere, with gradients through this process's share only.
@@ -359,7 +385,7 @@ def run_unlearning(
                     inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = D.gather_cat(lp), D.gather_cat(nt)
             for name in ("forget", "refusal"):
                 if f"{name}_ref_logp_sum" in need:
-                    inp[f"{name}_ref_logp_sum"] = ref[name][fi]
+                    inp[f"{name}_ref_logp_sum"] = torch.stack([ref[name][i] for i in fi])
             if "retain_kl" in need:
                 lg, _, seq, n = outs["retain"][:4]
                 lp_ref = torch.cat([ref_retain[i] for i in mine_r]).to(lg.device)
@@ -450,13 +476,16 @@ def step_cost(
     steps: int = 5,
     seed: int = 0,
     with_setup: bool = False,
+    reference: str = "once",
 ):
     """Median seconds per unlearning step of ``method`` (no trajectory evaluation), for
     benchmarks; with ``with_setup`` also the seconds spent on reference outputs before training."""
     from .models import remove_lora
 
     c = dataclasses.replace(cfg, steps=steps, eval_every=10**9)
-    run = run_unlearning(bundle, ds, target, method, c, eval_cfg, seed=seed, progress=False, log=lambda *_: None)
+    run = run_unlearning(
+        bundle, ds, target, method, c, eval_cfg, seed=seed, progress=False, log=lambda *_: None, reference=reference
+    )
     remove_lora(run.model)
     per = run.trajectory["seconds"].diff().dropna()
     cost = float(per.median()) if len(per) else math.nan

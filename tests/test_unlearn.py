@@ -88,6 +88,28 @@ def test_reference_outputs_match_the_model_at_the_first_step(setup, method):
     assert run.setup_seconds > 0
 
 
+@pytest.mark.parametrize("method", ["kl", "dpo", "undial", "rmu", "siu"])
+def test_reference_once_equals_the_reference_every_step(setup, method):
+    """The one-off reference pass before training is a saving, not an approximation: the
+    usual design (the reference run on every step's batch) gives the same losses at every
+    step and the same adapter, to float precision."""
+    cfg, ds, bundle = setup
+    u = dataclasses.replace(cfg.unlearn, steps=3, eval_every=100, retain_weight=1.0, undial_strength=1.0)
+    runs = {}
+    for mode in ("once", "every_step"):
+        run = run_unlearning(bundle, ds, "both", method, u, cfg.eval, progress=False, log=lambda *_: None, reference=mode)
+        lora = {k: v.detach().clone() for k, v in run.model.state_dict().items() if "lora_" in k}
+        remove_lora(run.model)
+        runs[mode] = (run, lora)
+    (once, w1), (each, w2) = runs["once"], runs["every_step"]
+    assert once.setup_seconds > 0
+    cols = [c for c in once.trajectory.columns if c.endswith("loss")]
+    assert "loss" in cols and "forget_loss" in cols
+    for c in cols:
+        assert each.trajectory[c].tolist() == pytest.approx(once.trajectory[c].tolist(), abs=1e-6), c
+    assert w1.keys() == w2.keys() and all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_adapter(setup, monkeypatch):
     cfg, ds, bundle = setup
     real = losses.LOSSES["ga"]
@@ -117,6 +139,8 @@ def test_bad_inputs_stop_before_training(setup):
         run_unlearning(bundle, ds, "person", "magic", cfg.unlearn, cfg.eval, progress=False)
     with pytest.raises(ConfigError, match="unlearn.lr must be positive"):
         run_unlearning(bundle, ds, "person", "ga", dataclasses.replace(cfg.unlearn, lr=0.0), cfg.eval, progress=False)
+    with pytest.raises(ConfigError, match="reference must be one of once, every_step; got 'sometimes'"):
+        run_unlearning(bundle, ds, "person", "kl", cfg.unlearn, cfg.eval, progress=False, reference="sometimes")
     with pytest.raises(ConfigError, match="unlearn.steps"):
         run_unlearning(bundle, ds, "person", "ga", dataclasses.replace(cfg.unlearn, steps=0), cfg.eval, progress=False)
     empty = dataclasses.replace(ds, splits={**ds.splits, "person": {"forget_people": [], "forget_events": []}})
