@@ -253,12 +253,22 @@ def main() -> None:
         rows = unlearning_ratio(cfg, bundle, ds, args.target, args.repeats)
         out["unlearn"] = rows
         print(f"\n1. unlearning, reference once vs every step ({cfg.unlearn.steps} steps, batch {cfg.unlearn.batch_size}):")
-        cols = ("max |Δloss|", 11), ("relative", 9), ("step once", 10), ("every", 8), ("x", 5), ("run once", 9), ("every", 7), ("x", 5)
+        cols = (
+            ("max |Δloss|", 11),
+            ("relative", 9),
+            ("step once", 10),
+            ("every", 8),
+            ("x", 5),
+            ("run once", 9),
+            ("every", 7),
+            ("x", 5),
+        )
         print(f"{'method':8s}" + "".join(f" {c:>{w}s}" for c, w in cols))
         for r in rows:
             print(
-                f"{r['method']:8s} {r['max_loss_diff']:11.1e} {r['max_loss_diff_relative']:9.1e} {r['step_s_once']:10.4f} {r['step_s_every_step']:8.4f} "
-                f"{r['step_speedup']:5.2f} {r['run_s_once']:9.2f} {r['run_s_every_step']:7.2f} {r['run_speedup']:5.2f}"
+                f"{r['method']:8s} {r['max_loss_diff']:11.1e} {r['max_loss_diff_relative']:9.1e} "
+                f"{r['step_s_once']:10.4f} {r['step_s_every_step']:8.4f} {r['step_speedup']:5.2f} "
+                f"{r['run_s_once']:9.2f} {r['run_s_every_step']:7.2f} {r['run_speedup']:5.2f}"
             )
     if "generate" in parts:
         g = generation_ratio(cfg, bundle, ds, args.target, args.repeats)
