@@ -119,24 +119,23 @@ def execute_chapters(
     out_dir: Path | None = None,
     log=print,
     overrides: list[str] | None = None,
+    kernels: int = 1,
 ) -> list[Chapter]:
     """Run every chapter's notebook with papermill into ``book/chapters/``; return the chapters run.
 
     ``overrides`` (``key=value`` strings, as ``pebench --set`` takes them) reach every chapter
-    as its ``overrides`` parameter, and are part of each chapter's key.
+    as its ``overrides`` parameter, and are part of each chapter's key. ``kernels``: how many
+    chapters execute at once, the cores shared among them. More than one only pays once the
+    run's stages are built (:func:`build_stages_first`): chapters that build a stage themselves
+    would build it twice, side by side.
     """
-    import papermill as pm
-
     # A kernel started with MPLBACKEND=Agg silently drops every inline figure.
     os.environ.pop("MPLBACKEND", None)
     # A progress bar saved in an executed notebook is frozen at its first frame ("0%"):
     # the kernels run without them (tqdm reads TQDM_* variables as its defaults).
     os.environ["TQDM_DISABLE"] = "1"
-    # Each kernel's torch takes its thread count from here when it starts: the cores this
-    # process may use, not torch's count of the machine's (more, in a container with a quota).
-    from .parallel import torch_threads
-
-    os.environ.setdefault("OMP_NUM_THREADS", str(torch_threads()))
+    if kernels < 1:
+        raise ConfigError(f"kernels={kernels}: how many chapters execute at once; allowed: 1 or more")
     out_dir = Path(out_dir or ROOT / "book" / "chapters")
     out_dir.mkdir(parents=True, exist_ok=True)
     known = {c.output for c in CHAPTERS}
@@ -144,7 +143,7 @@ def execute_chapters(
         unknown = sorted(set(only) - known)
         if unknown:
             raise ConfigError(f"unknown chapter(s) {unknown}; allowed: {', '.join(sorted(known))}")
-    done = []
+    todo: list[tuple[Chapter, dict[str, Any], Path, str]] = []
     for ch in CHAPTERS:
         if only and ch.output not in only:
             continue
@@ -157,34 +156,88 @@ def execute_chapters(
         key = chapter_key(ch, params)
         if not force and target.is_file() and _stored_key(target) == key:
             log(f"[book] {ch.output}: unchanged, kept")
-            done.append(ch)
-            continue
-        t0 = time.perf_counter()
-        tmp = target.with_name(f".{target.name}.tmp.ipynb")
-        try:
-            pm.execute_notebook(
-                str(ROOT / "notebooks" / ch.source),
-                str(tmp),
-                parameters=params,
-                kernel_name="python3",
-                cwd=str(ROOT / "notebooks"),
-                progress_bar=False,
-                log_output=False,
-            )
-        except Exception:
-            log(f"[book] {ch.output}: FAILED; the partly executed notebook is at {tmp}")
-            raise
-        nb = json.loads(tmp.read_text())
-        if ch.title:
-            _retitle(nb, ch.title)
-        tidy_for_the_page(nb, params)
-        seconds = round(time.perf_counter() - t0, 1)
-        nb["metadata"]["pebench"] = {"key": key, "parameters": params, "seconds": seconds, "cores": os.cpu_count()}
-        atomic_write_bytes(target, (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode())
-        tmp.unlink()
-        log(f"[book] {ch.output}: executed in {time.perf_counter() - t0:.1f}s")
-        done.append(ch)
-    return done
+        else:
+            todo.append((ch, params, target, key))
+    # Each kernel's torch takes its thread count from here when it starts: its share of the
+    # cores this process may use (torch's own count is the machine's: more, under a quota).
+    # Never more kernels than that budget of threads, nor than chapters to execute.
+    from .parallel import torch_threads
+
+    budget = torch_threads()
+    kernels = max(1, min(kernels, budget, len(todo)))
+    threads = str(max(1, budget // kernels))
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = threads
+    try:
+        if kernels == 1:
+            for k, job in enumerate(todo, 1):
+                seconds = _execute_one(*job, kernels, log)
+                log(f"[book] {job[0].output}: executed in {seconds:.1f}s ({k}/{len(todo)})")
+        else:
+            _execute_side_by_side(todo, kernels, log)
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+    return [ch for ch in CHAPTERS if not only or ch.output in only]
+
+
+def _execute_side_by_side(todo: list[tuple[Chapter, dict[str, Any], Path, str]], kernels: int, log) -> None:
+    """The chapters of ``todo`` in ``kernels`` papermill runs at a time. Threads are enough
+    here: each run waits on its own kernel process, which does the work. The first failure is
+    raised once the running chapters end; those not yet started are dropped."""
+    import threading
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    lock, finished = threading.Lock(), []
+
+    def one(job) -> None:
+        seconds = _execute_one(*job, kernels, log)
+        with lock:
+            finished.append(job[0].output)
+            log(f"[book] {job[0].output}: executed in {seconds:.1f}s ({len(finished)}/{len(todo)}, {kernels} at a time)")
+
+    with ThreadPoolExecutor(kernels, thread_name_prefix="chapter") as ex:
+        futures = [ex.submit(one, job) for job in todo]
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in pending:
+            f.cancel()
+    for f in futures:
+        error = None if f.cancelled() else f.exception()
+        if error is not None:
+            raise error
+
+
+def _execute_one(ch: Chapter, params: dict[str, Any], target: Path, key: str, kernels: int, log) -> float:
+    """Execute one chapter into ``target`` (atomically, its key in the metadata); its seconds."""
+    import papermill as pm
+
+    t0 = time.perf_counter()
+    tmp = target.with_name(f".{target.name}.tmp.ipynb")
+    try:
+        pm.execute_notebook(
+            str(ROOT / "notebooks" / ch.source),
+            str(tmp),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(ROOT / "notebooks"),
+            progress_bar=False,
+            log_output=False,
+        )
+    except Exception:
+        log(f"[book] {ch.output}: FAILED; the partly executed notebook is at {tmp}")
+        raise
+    nb = json.loads(tmp.read_text())
+    if ch.title:
+        _retitle(nb, ch.title)
+    tidy_for_the_page(nb, params)
+    seconds = round(time.perf_counter() - t0, 1)
+    meta = {"key": key, "parameters": params, "seconds": seconds, "cores": os.cpu_count(), "kernels": kernels}
+    nb["metadata"]["pebench"] = meta
+    atomic_write_bytes(target, (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode())
+    tmp.unlink()
+    return seconds
 
 
 def _text(src: Any) -> str:
@@ -311,6 +364,7 @@ def write_run_times(chapters: list[Chapter], root: Path = ROOT) -> Path:
     """The syllabus's table of how long each chapter took to execute in this build (from
     each executed notebook's metadata), written to ``book/_generated/run_times.md``."""
     rows = []
+    side_by_side = 1
     for ch in chapters:
         try:
             nb = json.loads((root / "book" / "chapters" / f"{ch.output}.ipynb").read_text())
@@ -329,6 +383,7 @@ def write_run_times(chapters: list[Chapter], root: Path = ROOT) -> Path:
         )
         sec = meta.get("seconds")
         p = meta.get("parameters", {})
+        side_by_side = max(side_by_side, int(meta.get("kernels", 1)))
         rows.append(
             f"| {title} | {f'{sec / 60:.1f} min' if sec is not None else 'not recorded'} | "
             f"{p.get('profile', '')} | {meta.get('cores', '')} |"
@@ -346,9 +401,15 @@ def write_run_times(chapters: list[Chapter], root: Path = ROOT) -> Path:
         )
     except (OSError, ValueError, KeyError):
         first = " "
+    together = (
+        f"up to {side_by_side} chapters executed at a time, the cores shared among them, so their times overlap and "
+        "a chapter on its own runs faster than its line; "
+        if side_by_side > 1
+        else ""
+    )
     text = (
         "| Chapter | Time to execute | Profile | CPU cores |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
-        "Times are those of the build that made these pages." + first + "a chapter reads what an earlier chapter "
+        "Times are those of the build that made these pages." + first + together + "a chapter reads what an earlier chapter "
         "(or `pebench run`) already computed from the run's cache, so a chapter executed on its own, over an empty "
         "cache, may take longer than its line here.\n"
     )

@@ -23,7 +23,8 @@ def smoke_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def executed(tmp_path_factory: pytest.TempPathFactory):
-    """Every chapter executed on the smoke profile, as ``pebench book`` does, into a
+    """Every chapter executed on the smoke profile, as ``pebench book`` does (the stages first,
+    then the chapters side by side where the cores allow), into a
     temporary copy of the book (the checkout is never touched): (site, chapters)."""
     import shutil
 
@@ -37,10 +38,18 @@ def executed(tmp_path_factory: pytest.TempPathFactory):
             shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("chapters", "_generated"))
         else:
             shutil.copy(src, site / name)
+    from pebench_core.parallel import stage_workers
+
     run_dir = tmp_path_factory.mktemp("run")
-    build_stages_first(load_config("smoke", seed=0), root=site, run_dir=run_dir, log=lambda *_: None)
+    cfg = load_config("smoke", seed=0)
+    build_stages_first(cfg, root=site, run_dir=run_dir, log=lambda *_: None)
     chapters = execute_chapters(
-        profile="smoke", seed=0, run_dir=str(run_dir), out_dir=site / "book" / "chapters", log=lambda *_: None
+        profile="smoke",
+        seed=0,
+        run_dir=str(run_dir),
+        out_dir=site / "book" / "chapters",
+        log=lambda *_: None,
+        kernels=stage_workers(cfg, 10**6),  # side by side, as `pebench book` runs them
     )
     return site, chapters
 

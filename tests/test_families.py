@@ -26,6 +26,7 @@ from model_families import build_checkpoint  # noqa: E402
 
 from pebench_core import forward as F  # noqa: E402
 from pebench_core import models as M  # noqa: E402
+from pebench_core.book import execute_chapters  # noqa: E402
 from pebench_core.config import ConfigError  # noqa: E402
 from pebench_core.data import load_dataset, world_texts  # noqa: E402
 from pebench_core.families import FAMILIES  # noqa: E402
@@ -188,15 +189,6 @@ def _profile(tmp_path: Path, family: str, checkpoint: Path) -> Path:
     return p
 
 
-def _papermill(nb: str, out: Path, **params) -> dict:
-    import papermill as pm
-
-    pm.execute_notebook(
-        str(ROOT / "notebooks" / nb), str(out), parameters=params, progress_bar=False, kernel_name="python3", cwd=str(ROOT)
-    )
-    return json.loads(out.read_text())
-
-
 @pytest.mark.notebooks
 @pytest.mark.parametrize("family", FIXTURE_FAMILIES)
 def test_pebench_run_and_chapters_2_and_4(checkpoints, smoke_world_dir, tmp_path, family):
@@ -216,11 +208,21 @@ def test_pebench_run_and_chapters_2_and_4(checkpoints, smoke_world_dir, tmp_path
     res = pd.read_parquet(run / "results" / "results.parquet")
     assert set(res["method"]) == {"finetune", "goal", "ga", "npo"}
     assert res["value"].notna().all()
-    for nb, params in (("02_injection.ipynb", {}), ("04_method.ipynb", {"method": "npo"})):
-        out = _papermill(
-            nb, tmp_path / nb, profile=str(profile), run_dir=str(run), model_path=str(checkpoints[family]), device="cpu", **params
-        )
+    # As `pebench book` executes them once the run's stages are built: side by side.
+    chapters = execute_chapters(
+        profile=str(profile),
+        seed=0,
+        run_dir=str(run),
+        only=["02_injection", "04_npo"],
+        extra={"model_path": str(checkpoints[family]), "device": "cpu"},
+        out_dir=tmp_path / "chapters",
+        log=lambda *_: None,
+        kernels=2,
+    )
+    assert [c.output for c in chapters] == ["02_injection", "04_npo"]
+    for ch in chapters:
+        out = json.loads((tmp_path / "chapters" / f"{ch.output}.ipynb").read_text())
         errors = [
             o for c in out["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"
         ]
-        assert not errors, f"{family} {nb}: {errors[0]['ename']}: {errors[0]['evalue']}"
+        assert not errors, f"{family} {ch.output}: {errors[0]['ename']}: {errors[0]['evalue']}"

@@ -95,3 +95,30 @@ def test_the_world_chapter_reads_a_real_pebench_folder(tmp_path, smoke_world_dir
     assert not [o for o in outputs if o["output_type"] == "error"]
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "7 fictitious people" in text and "No POPE questions" in text  # 3 of 10 form the pre-training world
+
+
+def test_a_chapter_failing_side_by_side_stops_the_build(tmp_path):
+    """Two chapters at a time: a failed chapter's error reaches the caller (not a log line
+    lost in a thread), its partly executed notebook is kept and named, and nothing is
+    written over the executed copy."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from pebench_core.config import ConfigError
+
+    seen: list[str] = []
+    with pytest.raises(ConfigError, match="kernels=0"):
+        execute_chapters(profile="smoke", out_dir=tmp_path, only=["04_ga"], kernels=0, log=seen.append)
+    with pytest.raises(PapermillExecutionError, match="no-such-method"):
+        execute_chapters(
+            profile="smoke",
+            run_dir=str(tmp_path / "run"),
+            out_dir=tmp_path,
+            only=["04_ga", "04_npo"],
+            extra={"method": "no-such-method"},
+            kernels=2,
+            log=seen.append,
+        )
+    failed = [line for line in seen if "FAILED" in line]
+    assert len(failed) == 2 and all(".tmp.ipynb" in line for line in failed)
+    assert not list(tmp_path.glob("04_*.ipynb"))  # only the hidden partial copies
+    assert len(list(tmp_path.glob(".04_*.tmp.ipynb"))) == 2
