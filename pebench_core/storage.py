@@ -46,7 +46,8 @@ def ensure_writable_dir(path: Path, what: str = "output folder") -> Path:
         raise ConfigError(f"{what} {path} exists and is not a folder; choose another path")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
+        # unique per call: two threads of one process (chapters side by side) probe one folder
+        probe = path / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
