@@ -396,8 +396,8 @@ def write_run_times(chapters: list[Chapter], root: Path = ROOT) -> Path:
             f"{info['profile']} | {info['cores']} |",
         )
         first = (
-            " This build made every stage of the run first, independent stages (the unlearning runs, the probes) in "
-            "parallel processes, so the chapters below only read them; "
+            " This build made every stage of the run first (the models, the unlearning runs, the probes) in "
+            "parallel processes, each stage as soon as the stages it reads were there, so the chapters below only read them; "
         )
     except (OSError, ValueError, KeyError):
         first = " "

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import ConfigError, RunConfig
 
-__all__ = ["cores", "torch_threads", "apply_threads", "stage_workers", "run_stages", "WORKERS_ENV"]
+__all__ = ["cores", "torch_threads", "apply_threads", "stage_workers", "run_stages", "run_graph", "WORKERS_ENV"]
 
 WORKERS_ENV = "PEBENCH_WORKERS"
 # Each worker pays its imports (torch, transformers: about 6 s on 2 cores) once; a probe stage
@@ -154,9 +154,32 @@ def run_stages(
     ``workers`` > 1 (``fn`` must be importable: a module-level function). Results come back in
     the order of ``jobs``; ``log`` gets one line per finished stage, with how many are done.
     The first error is raised here as the stage raised it, once the others are cancelled."""
+    return run_graph(fn, jobs, [()] * len(jobs), workers, name, log)
+
+
+def run_graph(
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple],
+    after: Sequence[Sequence[int]],
+    workers: int,
+    name: Callable[[tuple], str] = str,
+    log: Callable[[str], None] | None = print,
+) -> list[Any]:
+    """:func:`run_stages` for stages that depend on one another: job ``k`` starts once every
+    job of ``after[k]`` (indices into ``jobs``, each earlier than ``k``) has finished. Of the
+    jobs that may start, the first in ``jobs`` starts first, and no more are handed out than
+    there are workers, so the order of ``jobs`` is the schedule's priority (put the stages
+    that unlock many others, and the longest, first). One process runs them in the order of
+    ``jobs``, which the dependencies then must allow."""
+    if len(after) != len(jobs):
+        raise ValueError(f"run_graph: {len(jobs)} jobs but {len(after)} dependency lists")
+    for k, deps in enumerate(after):
+        if any(not 0 <= d < k for d in deps):
+            raise ValueError(f"run_graph: job {k} ({name(jobs[k])}) may only wait for earlier jobs, got {list(deps)}")
     if workers <= 1 or len(jobs) <= 1:
         return [fn(*job) for job in jobs]
     import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     t0 = time.perf_counter()
     out: list[Any] = [None] * len(jobs)
@@ -164,11 +187,20 @@ def run_stages(
     # A spawned worker reads OMP_NUM_THREADS when it imports torch: one thread from the start.
     # The pool starts its processes at the first submit, not when it is made: the variable
     # stays set until every job is submitted.
+    waiting = [set(deps) for deps in after]
+    pending = list(range(len(jobs)))  # not started yet, in priority order
+    running: dict[Any, int] = {}
+
+    def hand_out() -> None:
+        for k in [k for k in pending if not waiting[k]][: workers - len(running)]:
+            pending.remove(k)
+            running[ex.submit(fn, *jobs[k])] = k
+
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
-        futures = {ex.submit(fn, *job): k for k, job in enumerate(jobs)}
+        hand_out()  # the processes start here, at the first submit
     finally:
         if before is None:
             os.environ.pop("OMP_NUM_THREADS", None)
@@ -176,12 +208,19 @@ def run_stages(
             os.environ["OMP_NUM_THREADS"] = before
     if log:
         log(f"[parallel] {len(jobs)} stages in {workers} processes of one thread each")
+    done = 0
     try:
-        for done, fut in enumerate(as_completed(futures), 1):
-            k = futures[fut]
-            out[k] = fut.result()
-            if log:
-                log(f"[parallel] {done}/{len(jobs)} {name(jobs[k])} done ({time.perf_counter() - t0:.0f}s)")
+        while running:
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in sorted(finished, key=lambda f: running[f]):
+                k = running.pop(fut)
+                out[k] = fut.result()
+                done += 1
+                for w in waiting:
+                    w.discard(k)
+                if log:
+                    log(f"[parallel] {done}/{len(jobs)} {name(jobs[k])} done ({time.perf_counter() - t0:.0f}s)")
+            hand_out()
     except BaseException:
         ex.shutdown(wait=True, cancel_futures=True)  # the stages under way finish or clean up after themselves
         raise

@@ -182,6 +182,11 @@ def model_dir(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
 _ADAPTER = "adapter"
 
 
+def _vision_cache(cfg: RunConfig, run_dir=None) -> Path:
+    """Where the bases' vision pre-training is kept (both bases share one: stored once)."""
+    return resolve_run_dir(cfg, run_dir) / "models" / "vision"
+
+
 def _load_stage(cfg: RunConfig, out: Path):
     """A built stage: a whole checkpoint, or (a local checkpoint's LoRA stage) the checkpoint
     with the stage's adapter merged in, so that unlearning adapts the fine-tuned weights and
@@ -235,7 +240,7 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
                 target,
                 cfg,
                 progress=progress,
-                vision_cache=resolve_run_dir(cfg, run_dir) / "models" / "vision",
+                vision_cache=_vision_cache(cfg, run_dir),
             )
         full = D.full_state_dict(bundle.model)  # FSDP shards gathered (collective); None otherwise
         if D.is_main():  # every process trained the same weights; one writes them
@@ -250,7 +255,10 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
                 save_adapter(bundle.model, tmp / _ADAPTER)
             else:
                 save_bundle(bundle, tmp, state_dict=full)
-        return {"stage": stage, "target": target, **(info or {})}
+        import torch
+
+        # threads: a worker of pebench_core.parallel trains on one, a plain run on the process's
+        return {"stage": stage, "target": target, **(info or {}), "threads": torch.get_num_threads()}
 
     def log(line: str) -> None:  # the cache's notices as they are; a build as the models' own line
         if " built in " in line:
@@ -700,6 +708,119 @@ def _robust_stage(cfg: RunConfig, model: str, target: str, run_dir: str) -> str:
     return str(get_robustness(cfg, model, target, run_dir, progress=False))
 
 
+@dataclass(frozen=True)
+class PlannedStage:
+    """One stage of a run: its ``kind`` (models, eval, unlearn, robust), its ``name`` in the
+    run folder (``base-full``, ``goal-event``, ``ga-person`` ...), its ``folder``, what builds it
+    (``what``: the model stage, evaluated model, method or probed model; ``target``) and the
+    names of the stages it reads (``after``, as ``kind/name``)."""
+
+    kind: str
+    name: str
+    folder: Path
+    what: str
+    target: str | None
+    after: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def run_plan(cfg: RunConfig, run_dir=None) -> list[PlannedStage]:
+    """Every stage ``pebench run`` builds for ``cfg`` (the world and the initial model aside),
+    each with the stages it reads, in the order a pool starts them when several may start:
+    the models first (everything waits for them, and they are the longest), then the
+    unlearning runs with their grids, the evaluations of finetune and goal, and the probes;
+    within a kind, the two-concept target first (its stages take about twice as long).
+    The one list of a run's stages: :func:`stage_times` reads it, :func:`build_in_parallel`
+    builds it."""
+    from .config import safe_name
+    from .evaluate import CONCEPTS_OF
+
+    out = resolve_run_dir(cfg, run_dir)
+    targets = sorted(cfg.unlearn.targets, key=lambda t: -len(CONCEPTS_OF[t]))
+    plan: list[PlannedStage] = []
+    # (variant of the base -> the target whose base it is): base-full for finetune and goal(person)
+    bases = {_base_variant(None): None, **{_base_variant(t): t for t in cfg.unlearn.targets if _base_variant(t) != "full"}}
+    for variant, target in sorted(bases.items()):
+        plan.append(PlannedStage("models", f"base-{variant}", model_dir(cfg, "base", target, out), "base", target))
+    finetune = model_dir(cfg, "finetune", None, out)
+    plan.append(PlannedStage("models", "finetune", finetune, "finetune", None, ("models/base-full",)))
+    for t in targets:
+        base = f"models/base-{_base_variant(t)}"
+        plan.append(PlannedStage("models", f"goal-{t}", model_dir(cfg, "goal", t, out), "goal", t, (base,)))
+    for t in targets:
+        for m in methods_for(cfg, t):
+            name = f"{safe_name(m)}-{t}"
+            folder = out / "unlearn" / name / unlearn_key(cfg, m, t)
+            plan.append(PlannedStage("unlearn", name, folder, m, t, ("models/finetune",)))
+    for t in targets:
+        for m in ("finetune", "goal"):
+            parent = "models/finetune" if m == "finetune" else f"models/goal-{t}"
+            plan.append(PlannedStage("eval", f"{m}-{t}", out / "eval" / f"{m}-{t}" / eval_key(cfg, m, t), m, t, (parent,)))
+    if cfg.robust.probes:
+        for t in targets:
+            for m in ("finetune", *methods_for(cfg, t), "goal"):
+                name = f"{safe_name(m)}-{t}"
+                parent = {"finetune": "models/finetune", "goal": f"models/goal-{t}"}.get(m, f"unlearn/{name}")
+                plan.append(PlannedStage("robust", name, out / "robust" / name / robust_key(cfg, m, t), m, t, (parent,)))
+    return plan
+
+
+# What builds a planned stage of each kind, in a worker process (quietly: the pool reports it).
+_BUILDERS = {
+    "models": lambda cfg, what, target, run_dir: get_model(cfg, what, target, run_dir, progress=False),
+    "eval": lambda cfg, what, target, run_dir: get_eval(cfg, what, target, run_dir, progress=False),
+    "unlearn": lambda cfg, what, target, run_dir: get_unlearned(cfg, what, target, run_dir, progress=False),
+    "robust": lambda cfg, what, target, run_dir: get_robustness(cfg, what, target, run_dir, progress=False),
+}
+
+
+def _planned_stage(cfg: RunConfig, kind: str, what: str, target: str | None, run_dir: str) -> None:
+    """One planned stage, as a worker process of :func:`build_in_parallel` builds it."""
+    _BUILDERS[kind](cfg, what, target, run_dir)
+
+
+def build_in_parallel(cfg: RunConfig, run_dir=None, progress: bool = False) -> bool:
+    """Build every missing stage of the run (:func:`run_plan`) in worker processes of one
+    thread each when that pays (:func:`pebench_core.parallel.stage_workers`), each stage
+    started as soon as the stages it reads are built: the six models too, so that no core
+    waits while another trains one. A tiny model's training does gain from a second thread
+    (the fine-tuned model: 61 s on two, about 1.5 times that on one), which is why the models
+    alone did not pay in a pool (490 s against 566 s in one process, two workers, 2026-11);
+    with the unlearning runs and probes filling every gap the run is shorter (the numbers are in
+    the README). The world, the initial model and the vision pre-training the two bases share
+    are built here first, so two workers never build the same thing. Returns whether a pool
+    built anything; otherwise every stage is built where it is first asked for, as before."""
+    from .parallel import run_graph, stage_workers
+    from .results import StageCache
+
+    out = resolve_run_dir(cfg, run_dir)
+    plan = run_plan(cfg, out)
+    missing = [s for s in plan if not StageCache(s.folder.parent.parent).has(s.folder.parent.name, s.folder.name)]
+    workers = stage_workers(cfg, len(missing))
+    if workers <= 1:
+        return False
+    ds = get_world(cfg, out, progress=False)
+    if any(s.what == "base" for s in missing):
+        from .train import base_vision
+
+        init = get_model(cfg, "init", None, out, progress)
+        if cfg.train.vision_exclude_forget_events and cfg.model.kind == "tiny":  # one encoder for both bases
+            t0 = time.perf_counter()
+            if base_vision(init, ds, cfg.train, cfg.seed, None, progress, _vision_cache(cfg, out)) and progress:
+                print(f"[models] vision pre-training shared by the bases ready ({time.perf_counter() - t0:.1f}s)")
+    index = {s.id: k for k, s in enumerate(missing)}
+    after = [[index[a] for a in s.after if a in index] for s in missing]
+    names = {(s.kind, s.what, s.target): s.name for s in missing}
+    run_graph(
+        _planned_stage, [(cfg, s.kind, s.what, s.target, str(out)) for s in missing], after, workers,
+        name=lambda job: f"{job[1]} {names[job[1:4]]}", log=print if progress else None,
+    )  # fmt: skip
+    return True
+
+
 def methods_for(cfg: RunConfig, target: str, methods=None) -> list[str]:
     """The methods (``methods``, default the profile's) run on ``target``: those whose registry
     entry lists it (BGD balances two concepts, so it runs on ``both`` only)."""
@@ -718,28 +839,14 @@ def stage_times(cfg: RunConfig, run_dir=None) -> "Any":
     computed on where recorded. The table to look at first when a run is slow."""
     import pandas as pd
 
-    from .config import safe_name
     from .storage import is_complete, read_marker
 
     out = resolve_run_dir(cfg, run_dir)
     want: list[tuple[str, str, Path]] = []
-    bases = sorted({_base_variant(None), *(_base_variant(t) for t in cfg.unlearn.targets)})
-    for variant in bases:
-        target = None if variant == "full" else "event"
-        want.append(("models", f"base-{variant}", model_dir(cfg, "base", target, out)))
-    want.append(("models", "finetune", model_dir(cfg, "finetune", None, out)))
-    want += [("models", f"goal-{t}", model_dir(cfg, "goal", t, out)) for t in cfg.unlearn.targets]
-    for t in cfg.unlearn.targets:
-        want += [("eval", f"{m}-{t}", out / "eval" / f"{m}-{t}" / eval_key(cfg, m, t)) for m in ("finetune", "goal")]
-        for m in methods_for(cfg, t):
-            name = f"{safe_name(m)}-{t}"
-            want.append(("tune", name, out / "tune" / name / tuning_key(cfg, m, t)))
-            want.append(("unlearn", name, out / "unlearn" / name / unlearn_key(cfg, m, t)))
-    if cfg.robust.probes:
-        for t in cfg.unlearn.targets:
-            for m in ("finetune", *methods_for(cfg, t), "goal"):
-                name = f"{safe_name(m)}-{t}"
-                want.append(("robust", name, out / "robust" / name / robust_key(cfg, m, t)))
+    for s in run_plan(cfg, out):
+        if s.kind == "unlearn":  # its grid, a stage of its own when it was built apart
+            want.append(("tune", s.name, out / "tune" / s.name / tuning_key(cfg, s.what, str(s.target))))
+        want.append((s.kind, s.name, s.folder))
     rows = []
     for kind, stage, folder in want:
         if is_complete(folder):
@@ -774,18 +881,18 @@ def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     t0 = time.perf_counter()
     ds = get_world(cfg, out)
     print(f"[run] world: {len(ds.items)} images ({time.perf_counter() - t0:.1f}s)")
-    # The models are built here, one after another on every thread: a tiny model's training gains
-    # from a second thread (fine-tuning: 87 s on two, 131-140 s in a worker of one), so two
-    # workers built the six models in 490 s against 566 s here, and with other weights
-    # (another summation order) than a run that builds them here. Not worth it: here.
+    # every stage in worker processes when that pays; else each one here, in dependency order
+    pooled = build_in_parallel(cfg, out, progress=True)
+    if pooled:
+        print(f"[run] every stage built ({time.perf_counter() - t0:.1f}s so far)")
     for stage, target in (("finetune", None), *(("goal", t) for t in cfg.unlearn.targets)):
         t1 = time.perf_counter()
-        get_model(cfg, stage, target, out)
-        print(f"[run] {stage}{'' if target is None else f'({target})'} ready ({time.perf_counter() - t1:.1f}s)")
+        get_model(cfg, stage, target, out, progress=not pooled)
+        if not pooled:
+            print(f"[run] {stage}{'' if target is None else f'({target})'} ready ({time.perf_counter() - t1:.1f}s)")
     for target in cfg.unlearn.targets:
         for model in ("finetune", "goal"):
-            get_eval(cfg, model, target, out)
-    pooled = build_unlearning(cfg, out, progress=True)  # in worker processes when that pays; else one by one here
+            get_eval(cfg, model, target, out, progress=not pooled)
     for target in cfg.unlearn.targets:
         for method in methods_for(cfg, target):
             t1 = time.perf_counter()
@@ -796,7 +903,7 @@ def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     print(f"[run] {len(res)} result rows in {out / 'results'} ({time.perf_counter() - t0:.1f}s so far)")
     if cfg.robust.probes:
         t1 = time.perf_counter()
-        probes, _ = collect_robustness(cfg, out, progress=True)  # builds each missing probe stage, then gathers
+        probes, _ = collect_robustness(cfg, out, progress=not pooled)  # builds each missing probe stage, then gathers
         print(f"[run] robustness probes: {len(probes)} rows ({time.perf_counter() - t1:.1f}s)")
     print(f"[run] done in {time.perf_counter() - t0:.1f}s -> {out}")
     report_stage_times(cfg, out)

@@ -74,6 +74,8 @@ __all__ = [
     "base_examples",
     "replay_examples",
     "stage_examples",
+    "vision_excluded_events",
+    "base_vision",
     "inject",
     # re-exported from the rooms below
     "EncodedQA",
@@ -188,6 +190,35 @@ def _configs(cfg):
     return cfg, None, None
 
 
+def vision_excluded_events(dataset, tcfg, target: str | None) -> list[str]:
+    """The event scenes the vision pre-training of ``target``'s base leaves out: the event
+    split's forget events for every base (``train.vision_exclude_forget_events``, so both
+    bases share one encoder), else only for the base of the event and both goals."""
+    if tcfg.vision_exclude_forget_events or target in ("event", "both"):
+        return list(dataset.splits.get("event", {}).get("forget_events", []))
+    return []
+
+
+def base_vision(
+    bundle: ModelBundle,
+    dataset,
+    tcfg,
+    seed: int,
+    target: str | None = None,
+    progress: bool = True,
+    cache: str | Path | None = None,
+) -> list[dict] | None:
+    """The vision pre-training that ``target``'s base starts with (in place on ``bundle``,
+    from ``cache`` when it holds it), or ``None`` when that base has none (``vision_epochs``
+    0, or not the tiny model's packed encoder). The first step of :func:`inject` for
+    ``base``; a run that builds both bases in parallel processes calls it first, once, so
+    that they load the encoder they share instead of both training it."""
+    if tcfg.vision_epochs <= 0 or packed_parts(bundle.model) is None:
+        return None
+    exclude = vision_excluded_events(dataset, tcfg, target)
+    return pretrain_vision(bundle, dataset, tcfg, seed, exclude_events=exclude, progress=progress, cache=cache)
+
+
 def inject(
     bundle: ModelBundle,
     dataset,
@@ -226,11 +257,9 @@ def inject(
     t0 = time.perf_counter()
     info: dict[str, Any] = {"stage": stage, "target": target}
     history: list[dict] = []
-    if stage == "base" and tcfg.vision_epochs > 0 and packed_parts(bundle.model) is not None:
-        exclude: list[str] = []
-        if tcfg.vision_exclude_forget_events or target in ("event", "both"):
-            exclude = list(dataset.splits.get("event", {}).get("forget_events", []))
-        vh = pretrain_vision(bundle, dataset, tcfg, seed, exclude_events=exclude, progress=progress, cache=vision_cache)
+    vh = base_vision(bundle, dataset, tcfg, seed, target, progress, vision_cache) if stage == "base" else None
+    if vh:
+        exclude = vision_excluded_events(dataset, tcfg, target)
         last = vh[-1]
         info["vision"] = {
             "seconds": last.get("seconds"),

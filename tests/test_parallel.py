@@ -1,5 +1,6 @@
 """Independent stages in worker processes (pebench_core.parallel): how many workers a run
-gets, and a pool that builds the same stages, to the bit, as one process of one thread."""
+gets, a schedule that starts a stage only after the stages it reads, and a pool that builds
+the same stages, to the bit, as one process of one thread."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from pebench_core import parallel as P
 from pebench_core.config import ConfigError, load_config
 from pebench_core.pipeline import (
+    build_in_parallel,
     build_unlearning,
     collect_results,
     collect_robustness,
@@ -80,7 +82,34 @@ def test_run_stages_keeps_the_order_and_raises_a_stage_error():
         P.run_stages(_stage, [(1, 1), (-1, 1), (2, 1)], 2, log=None)
 
 
-def test_two_workers_build_the_unlearning_and_probe_stages_of_one_process_of_one_thread(tmp_path, monkeypatch):
+def _after(folder: str, k: int, reads: tuple[int, ...], seconds: float) -> int:
+    """A stage that needs the files of the stages it reads, then writes its own."""
+    import time
+    from pathlib import Path
+
+    missing = [r for r in reads if not Path(folder, f"job{r}").is_file()]
+    if missing:
+        raise ConfigError(f"job {k} started before job {missing[0]} was done")
+    time.sleep(seconds)
+    Path(folder, f"job{k}").write_text("done")
+    return k
+
+
+def test_run_graph_starts_a_stage_after_the_stages_it_reads(tmp_path):
+    # 0 is long and 1, 2 wait for it; 3 waits for nothing: it runs beside 0, not after 1 and 2
+    after = [(), (0,), (0, 1), ()]
+    jobs = [(str(tmp_path), k, tuple(a), 1.0 if k == 0 else 0.1) for k, a in enumerate(after)]
+    lines: list[str] = []
+    assert P.run_graph(_after, jobs, after, 2, name=lambda job: f"job{job[1]}", log=lines.append) == [0, 1, 2, 3]
+    done = [ln.split()[2] for ln in lines[1:]]
+    assert done.index("job3") < done.index("job0") < done.index("job1") < done.index("job2")
+    with pytest.raises(ValueError, match="job 1 .* may only wait for earlier jobs"):
+        P.run_graph(_after, jobs[:2], [(), (1,)], 2)
+    with pytest.raises(ValueError, match="2 jobs but 1 dependency lists"):
+        P.run_graph(_after, jobs[:2], [()], 2)
+
+
+def test_two_workers_build_every_stage_of_one_process_of_one_thread(tmp_path, monkeypatch):
     cfg = load_config("smoke", seed=0, overrides={"unlearn": {"targets": ["person", "event"], "methods": ["ga"]}})
     threads = torch.get_num_threads()
     monkeypatch.setenv(P.WORKERS_ENV, "1")
@@ -90,8 +119,9 @@ def test_two_workers_build_the_unlearning_and_probe_stages_of_one_process_of_one
     finally:
         torch.set_num_threads(threads)
     monkeypatch.setenv(P.WORKERS_ENV, "2")
-    assert build_unlearning(cfg, tmp_path / "pooled")  # ga on person and on event, one worker each
-    assert not build_unlearning(cfg, tmp_path / "pooled")  # nothing missing: no pool
+    assert build_in_parallel(cfg, tmp_path / "pooled")  # the models too, each once its base is there
+    assert not build_in_parallel(cfg, tmp_path / "pooled")  # nothing missing: no pool
+    assert not build_unlearning(cfg, tmp_path / "pooled")
     pooled, pooled_items = collect_robustness(cfg, tmp_path / "pooled")
     drop = ["git_commit", "versions"]  # provenance, not results
     cols = [c for c in alone.columns if c not in drop]
@@ -106,7 +136,7 @@ def test_two_workers_build_the_unlearning_and_probe_stages_of_one_process_of_one
     counts = table.groupby("kind")["stage"].apply(sorted).to_dict()
     assert counts["unlearn"] == ["ga-event", "ga-person"] and len(counts["eval"]) == 4
     assert counts["models"] == ["base-full", "base-noevents", "finetune", "goal-event", "goal-person"]
-    assert len(counts["robust"]) == 6 and set(table.loc[table["kind"] == "robust", "threads"]) == {1}
+    assert len(counts["robust"]) == 6 and set(table.loc[table["kind"].isin(["robust", "models"]), "threads"]) == {1}
     assert (table["seconds"] > 0).all()
     lines: list[str] = []
     path = report_stage_times(cfg, tmp_path / "pooled", log=lines.append)
