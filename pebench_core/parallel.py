@@ -122,21 +122,25 @@ def stage_workers(cfg: RunConfig, n_stages: int) -> int:
     return max(1, min(budget, n_stages // MIN_STAGES_PER_WORKER))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """On Linux, ask for SIGKILL when the process that started this worker dies: a
     ``kill -9`` of ``pebench run`` must not leave workers training (and then writing) stages
-    nobody waits for, racing the run that resumes. Elsewhere a no-op."""
+    nobody waits for, racing the run that resumes. A worker asks once it has imported what
+    its stages need (seconds after it started); if ``parent`` died in those seconds, no
+    signal will come, so the worker ends here. Elsewhere a no-op."""
     import ctypes
     import signal
 
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not glibc Linux
-        pass
+        return
+    if os.getppid() != parent:  # adopted already: the run was killed before the request
+        os._exit(1)
 
 
-def _init_worker() -> None:
-    _die_with_parent()
+def _init_worker(parent: int) -> None:
+    _die_with_parent(parent)
     import torch
 
     torch.set_num_threads(1)
@@ -199,7 +203,9 @@ def run_graph(
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+        ex = ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)
+        )
         hand_out()  # the processes start here, at the first submit
     finally:
         if before is None:

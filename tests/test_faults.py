@@ -28,6 +28,18 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Every stage of this module on one torch thread, in this process and in the runs it
+    starts (``_env`` passes the count on): a pooled ``pebench run`` trains in workers of one
+    thread, and weights summed in another order differ in their last bits, so the resumed
+    run's weights can equal the fixture's only when both count the same threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     cfg = load_config("smoke", seed=0, overrides=SMALL)
@@ -141,6 +153,7 @@ def _cli(argv, **env) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=_default_sigint,
+        start_new_session=True,  # a group of its own, as a terminal's job: Ctrl-C reaches its workers too
     )
 
 
@@ -172,21 +185,22 @@ def _one_error_line(stderr: str, command: str = "run") -> str:
 def test_ctrl_c_then_kill_9_mid_stage_then_resume_gives_the_same_results(built, tmp_path):
     cfg, _, folder = built
     out = tmp_path / "run"
+    pool = {"PEBENCH_WORKERS": "2"}  # the stages in worker processes, as `make book` builds them
     # Ctrl-C while the base model trains: one line, and no half-written folder
-    proc = _cli([*RUN_SMALL, "--out", str(out)])
+    proc = _cli([*RUN_SMALL, "--out", str(out)], **pool)
     _wait_for_temp(proc, out / "models" / "base-full")
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the run and its workers
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in _one_error_line(err) and _temps(out) == []
     # kill -9 while fine-tuning: nothing can clean up, so a temporary folder stays behind ...
-    proc = _cli([*RUN_SMALL, "--out", str(out)])
+    proc = _cli([*RUN_SMALL, "--out", str(out)], **pool)
     left = _wait_for_temp(proc, out / "models" / "finetune")
     proc.kill()
     proc.communicate(timeout=60)
     assert left.is_dir() and not (out / "models" / "finetune" / left.name.split(".")[1]).exists()
     # ... and the same command resumes: the stale folder swept, every number as without interruptions
-    proc = _cli([*RUN_SMALL, "--out", str(out)])
+    proc = _cli([*RUN_SMALL, "--out", str(out)], **pool)
     stdout, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "[models] base-full" not in stdout  # the base that finished before the kill is reused

@@ -193,3 +193,26 @@ def test_workers_die_with_a_killed_run(tmp_path):
     while any(alive(p) for p in pids) and time.monotonic() < end:
         time.sleep(0.1)
     assert not any(alive(p) for p in pids), "a worker outlived the killed run"
+
+
+def test_a_worker_whose_run_died_before_it_started_ends_itself(tmp_path):
+    """A worker asks for its SIGKILL seconds after it starts (once torch is imported); a run
+    killed in those seconds sends none, so the worker must see it was adopted and end."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import os, sys\n"
+        "from pebench_core import parallel\n"
+        "parallel._init_worker(int(sys.argv[1]))\n"
+        "print('still running')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    run = [sys.executable, "-c", code]
+    gone = subprocess.run([*run, str(2**22 + 1)], env=env, capture_output=True, text=True, timeout=120)  # not its parent
+    assert gone.returncode == 1 and "still running" not in gone.stdout
+    kept = subprocess.run([*run, str(os.getpid())], env=env, capture_output=True, text=True, timeout=120)
+    assert kept.returncode == 0 and "still running" in kept.stdout, kept.stderr
