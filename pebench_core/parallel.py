@@ -203,9 +203,7 @@ def run_graph(
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        ex = ProcessPoolExecutor(
-            workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)
-        )
+        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),))
         hand_out()  # the processes start here, at the first submit
     finally:
         if before is None:

@@ -204,12 +204,7 @@ def test_a_worker_whose_run_died_before_it_started_ends_itself(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    code = (
-        "import os, sys\n"
-        "from pebench_core import parallel\n"
-        "parallel._init_worker(int(sys.argv[1]))\n"
-        "print('still running')\n"
-    )
+    code = "import os, sys\nfrom pebench_core import parallel\nparallel._init_worker(int(sys.argv[1]))\nprint('still running')\n"
     env = {**os.environ, "PYTHONPATH": str(root)}
     run = [sys.executable, "-c", code]
     gone = subprocess.run([*run, str(2**22 + 1)], env=env, capture_output=True, text=True, timeout=120)  # not its parent
