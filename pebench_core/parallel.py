@@ -168,13 +168,15 @@ def run_graph(
     workers: int,
     name: Callable[[tuple], str] = str,
     log: Callable[[str], None] | None = print,
+    heartbeat: float = 30.0,
 ) -> list[Any]:
     """:func:`run_stages` for stages that depend on one another: job ``k`` starts once every
     job of ``after[k]`` (indices into ``jobs``, each earlier than ``k``) has finished. Of the
     jobs that may start, the first in ``jobs`` starts first, and no more are handed out than
     there are workers, so the order of ``jobs`` is the schedule's priority (put the stages
     that unlock many others, and the longest, first). One process runs them in the order of
-    ``jobs``, which the dependencies then must allow."""
+    ``jobs``, which the dependencies then must allow. When no stage finishes for ``heartbeat``
+    seconds, ``log`` gets a line naming the stages under way (a model trains for minutes)."""
     if len(after) != len(jobs):
         raise ValueError(f"run_graph: {len(jobs)} jobs but {len(after)} dependency lists")
     for k, deps in enumerate(after):
@@ -187,46 +189,53 @@ def run_graph(
 
     t0 = time.perf_counter()
     out: list[Any] = [None] * len(jobs)
-    # spawn, not fork: the parent has torch's thread pools (and maybe a Jupyter kernel) loaded.
-    # A spawned worker reads OMP_NUM_THREADS when it imports torch: one thread from the start.
-    # The pool starts its processes at the first submit, not when it is made: the variable
-    # stays set until every job is submitted.
     waiting = [set(deps) for deps in after]
     pending = list(range(len(jobs)))  # not started yet, in priority order
     running: dict[Any, int] = {}
+    started: dict[int, float] = {}
 
     def hand_out() -> None:
         for k in [k for k in pending if not waiting[k]][: workers - len(running)]:
             pending.remove(k)
             running[ex.submit(fn, *jobs[k])] = k
+            started[k] = time.perf_counter()
 
+    # spawn, not fork: the parent has torch's thread pools (and maybe a Jupyter kernel) loaded.
+    # A spawned worker imports torch and numpy before its initializer runs, and they size their
+    # thread pools by OMP_NUM_THREADS then. The pool starts a process at a submit, and a later
+    # submit (a stage whose inputs are now built) may start one too: the variable stays at 1
+    # for as long as the pool lives, not only for the first submit.
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),))
-        hand_out()  # the processes start here, at the first submit
+        try:
+            hand_out()
+            if log:
+                log(f"[parallel] {len(jobs)} stages in {workers} processes of one thread each")
+            done = 0
+            while running:
+                finished, _ = wait(list(running), timeout=heartbeat, return_when=FIRST_COMPLETED)
+                now = time.perf_counter()
+                if not finished and log:
+                    under_way = ", ".join(f"{name(jobs[k])} ({now - started[k]:.0f}s)" for k in sorted(running.values()))
+                    log(f"[parallel] {done}/{len(jobs)} done, building {under_way} ({now - t0:.0f}s)")
+                for fut in sorted(finished, key=lambda f: running[f]):
+                    k = running.pop(fut)
+                    out[k] = fut.result()
+                    done += 1
+                    for w in waiting:
+                        w.discard(k)
+                    if log:
+                        log(f"[parallel] {done}/{len(jobs)} {name(jobs[k])} done ({now - t0:.0f}s)")
+                hand_out()
+        except BaseException:
+            ex.shutdown(wait=True, cancel_futures=True)  # the stages under way finish or clean up after themselves
+            raise
+        ex.shutdown(wait=True)
     finally:
         if before is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = before
-    if log:
-        log(f"[parallel] {len(jobs)} stages in {workers} processes of one thread each")
-    done = 0
-    try:
-        while running:
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in sorted(finished, key=lambda f: running[f]):
-                k = running.pop(fut)
-                out[k] = fut.result()
-                done += 1
-                for w in waiting:
-                    w.discard(k)
-                if log:
-                    log(f"[parallel] {done}/{len(jobs)} {name(jobs[k])} done ({time.perf_counter() - t0:.0f}s)")
-            hand_out()
-    except BaseException:
-        ex.shutdown(wait=True, cancel_futures=True)  # the stages under way finish or clean up after themselves
-        raise
-    ex.shutdown(wait=True)
     return out

@@ -5,6 +5,7 @@ the same stages, to the bit, as one process of one thread."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pandas as pd
 import pytest
@@ -107,6 +108,30 @@ def test_run_graph_starts_a_stage_after_the_stages_it_reads(tmp_path):
         P.run_graph(_after, jobs[:2], [(), (1,)], 2)
     with pytest.raises(ValueError, match="2 jobs but 1 dependency lists"):
         P.run_graph(_after, jobs[:2], [()], 2)
+
+
+def _threads_seen(seconds: float) -> tuple[str | None, int]:
+    """What a worker's stage sees of its threads, after ``seconds`` of work."""
+    import os
+    import time
+
+    import torch
+
+    time.sleep(seconds)
+    return os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+
+
+def test_a_worker_started_late_has_one_thread_and_a_long_wait_says_what_runs(monkeypatch):
+    # job 0 alone may start (one process); 1-3 wait for it, so the second process starts at a
+    # later submit, after the first had been handed out: it too must see OMP_NUM_THREADS=1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    lines: list[str] = []
+    after = [(), (0,), (0,), (0,)]
+    jobs = [(0.0,), (2.0,), (2.0,), (2.0,)]
+    seen = P.run_graph(_threads_seen, jobs, after, 2, name=lambda job: f"sleep{job[0]:g}", log=lines.append, heartbeat=0.5)
+    assert seen == [("1", 1)] * 4
+    assert any(" done, building sleep2 (" in ln for ln in lines), lines  # nothing finished for 0.5 s
+    assert os.environ["OMP_NUM_THREADS"] == "2"  # the run's own setting back once the pool is gone
 
 
 def test_two_workers_build_every_stage_of_one_process_of_one_thread(tmp_path, monkeypatch):
