@@ -112,7 +112,6 @@ def test_run_graph_starts_a_stage_after_the_stages_it_reads(tmp_path):
 
 def _threads_seen(seconds: float) -> tuple[str | None, int]:
     """What a worker's stage sees of its threads, after ``seconds`` of work."""
-    import os
     import time
 
     import torch
@@ -223,13 +222,12 @@ def test_workers_die_with_a_killed_run(tmp_path):
 def test_a_worker_whose_run_died_before_it_started_ends_itself(tmp_path):
     """A worker asks for its SIGKILL seconds after it starts (once torch is imported); a run
     killed in those seconds sends none, so the worker must see it was adopted and end."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    code = "import os, sys\nfrom pebench_core import parallel\nparallel._init_worker(int(sys.argv[1]))\nprint('still running')\n"
+    code = "import sys\nfrom pebench_core import parallel\nparallel._init_worker(int(sys.argv[1]))\nprint('still running')\n"
     env = {**os.environ, "PYTHONPATH": str(root)}
     run = [sys.executable, "-c", code]
     gone = subprocess.run([*run, str(2**22 + 1)], env=env, capture_output=True, text=True, timeout=120)  # not its parent
