@@ -316,7 +316,10 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
     criterion, its status and seconds, and which was kept) and the marker's ``lr`` and
     ``rule``. When a grid run has the whole budget (``unlearn.grid_steps`` 0), each rate's
     adapter and trajectory are kept under ``lr<k>/``: the kept one *is* the final run, not
-    trained again."""
+    trained again. Only the kept run's trajectory has its efficacy checks: the others' would
+    be generated for nothing (a third of a three-rate grid's time on the tiny model), so each
+    run keeps its adapter at the check steps and the checks are asked once the rate is chosen
+    (:func:`pebench_core.unlearn.check_trajectory`; the same numbers as checking during the run)."""
     import dataclasses
     import math
 
@@ -324,10 +327,10 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
 
     from .config import ConfigError, safe_name
     from .evaluate import validation_score
-    from .models import remove_lora, save_adapter
+    from .models import load_adapter, remove_lora, save_adapter
     from .results import StageCache, atomic_write_json, atomic_write_parquet
     from .tuning import choose, is_tuned, rates, rule_text
-    from .unlearn import run_unlearning
+    from .unlearn import check_trajectory, run_unlearning
 
     u0 = cfg.unlearn
     if not is_tuned(u0):
@@ -343,24 +346,21 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
         ds = get_world(cfg, run_dir, progress=False)
         check_stage(cfg, bundle, "unlearn")
         encoded: dict = {}  # the sets are encoded (and their images' features computed) once for the grid
-        points = []
+        points, runs = [], {}
         for k, lr in enumerate(rates(u0)):
             u = dataclasses.replace(
                 u0, lr=lr, steps=u0.steps if whole else u0.grid_steps, eval_every=u0.eval_every if whole else 10**9
             )
             run = run_unlearning(
                 bundle, ds, target, method, u, cfg.eval, seed=cfg.seed, progress=progress, encoded=encoded,
-                log=print if progress else (lambda *_: None),
+                log=print if progress else (lambda *_: None), checks="later" if whole else "now",
             )  # fmt: skip
             try:
                 ok = run.status == "ok"
                 score = validation_score(bundle.with_model(run.model), ds, target, cfg.eval, cfg.seed) if ok else {}
                 if whole and ok:
                     save_adapter(run.model, tmp / f"lr{k}" / "adapter")
-                    atomic_write_parquet(tmp / f"lr{k}" / "trajectory.parquet", run.trajectory)
-                    meta = {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2),
-                            "seconds_reference": round(run.setup_seconds, 2), "hparams": run.hparams}  # fmt: skip
-                    atomic_write_json(tmp / f"lr{k}" / "run.json", meta)
+                    runs[k] = (run, u)
             finally:
                 remove_lora(run.model)
             points.append({"point": k, "lr": lr, "steps": u.steps, "status": "ok" if ok else run.status,
@@ -375,6 +375,19 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
                 f"({', '.join(f'{p:.3g}' for p in rates(u0))}); no result was stored (lower unlearn.lr, or set "
                 "unlearn.keep_stopped=true to keep what the lowest rate reached, its rows marked with this status)"
             )
+        for k, (run, u) in runs.items():  # the kept run's checks, asked now that it is known
+            traj = run.trajectory
+            if k == kept:
+                model = load_adapter(bundle, tmp / f"lr{k}" / "adapter")
+                try:
+                    traj = check_trajectory(bundle, ds, target, method, u, cfg.eval, cfg.seed, model,
+                                            run.snapshots, traj)  # fmt: skip
+                finally:
+                    remove_lora(model)
+            atomic_write_parquet(tmp / f"lr{k}" / "trajectory.parquet", traj)
+            meta = {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2),
+                    "seconds_reference": round(run.setup_seconds, 2), "hparams": run.hparams}  # fmt: skip
+            atomic_write_json(tmp / f"lr{k}" / "run.json", meta)
         grid = pd.DataFrame(points).assign(kept=lambda d: d["point"] == kept)
         atomic_write_parquet(tmp / "grid.parquet", grid)
         return {"lr": points[kept]["lr"], "point": kept, "rule": rule_text(u0, cfg.eval), "whole_budget": whole}

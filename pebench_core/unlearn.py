@@ -109,6 +109,8 @@ class UnlearnRun:
     steps_done: int
     hparams: dict = field(default_factory=dict)
     setup_seconds: float = 0.0  # reference outputs computed before the steps (reference='once')
+    # With ``checks="later"``: the adapter's tensors at each check step, for :func:`check_trajectory`.
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 class BatchStream:
@@ -194,6 +196,12 @@ def quick_efficacy(bundle: ModelBundle, sets: UnlearnSets, ds: Dataset, idx: lis
     return out
 
 
+def check_items(sets: UnlearnSets, eval_cfg: EvalConfig, seed: int) -> list[int]:
+    """The fixed forget items the trajectory's efficacy checks ask about (seeded)."""
+    g = random.Random(seed)
+    return sorted(g.sample(range(len(sets.forget)), min(len(sets.forget), max(8, eval_cfg.max_items // 2))))
+
+
 def run_unlearning(
     bundle: ModelBundle,
     ds: Dataset,
@@ -206,13 +214,22 @@ def run_unlearning(
     encoded: dict | None = None,
     log: Callable[[str], None] = print,
     reference: str = "once",
+    checks: str = "now",
 ) -> UnlearnRun:
     """Unlearn ``target`` from ``bundle`` (a fine-tuned model) with ``method``; LoRA is added here.
 
     ``encoded`` may carry pre-encoded sets (``forget``/``refusal``/``retain``) to share
     the encoding cost between methods. The bundle's model is modified in place (LoRA layers
     injected); the caller removes them with ``models.remove_lora`` when done.
+
+    Every ``cfg.eval_every`` steps the trajectory checks efficacy on a fixed subset of the
+    forget items. ``checks="later"`` keeps the adapter of each such step instead
+    (``run.snapshots``) and leaves the check to :func:`check_trajectory`: a learning-rate grid
+    then checks only the rate it keeps. Checking generates and consumes no random numbers, so
+    the steps and the checks' numbers are the same either way (tested).
     """
+    if checks not in ("now", "later"):
+        raise ConfigError(f"checks must be 'now' or 'later'; got {checks!r}")
     spec = get_loss(method)  # unknown method: ConfigError listing the allowed ones
     finish = finish_of(method)
     if reference not in REFERENCE_MODES:
@@ -342,8 +359,8 @@ def run_unlearning(
         return float(D.all_reduce_tensor(flat).norm())
 
     extra = {"grad_norm": grad_norm} if spec.needs_grad_norm else {}
-    g = random.Random(seed)
-    check_idx = sorted(g.sample(range(len(sets.forget)), min(len(sets.forget), max(8, eval_cfg.max_items // 2))))
+    check_idx = check_items(sets, eval_cfg, seed)
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
     state, rows, status = None, [], "ok"
     # The adapter's tensors (they share storage with the parameters): the last good step is a
     # copy of these, restored if a loss turns NaN.
@@ -429,7 +446,9 @@ def run_unlearning(
             good = {k: v.clone() for k, v in lora.items()}
             steps_done = step + 1
             row = {"step": steps_done, "seconds": time.perf_counter() - t0, **out.parts}
-            if steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
+            if (steps_done % cfg.eval_every == 0 or steps_done == cfg.steps) and checks == "later":
+                snapshots[steps_done] = good  # a fresh copy each step: never written to again
+            elif steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
                 model.eval()
                 if finish is not None:  # the check scores what the method would hand over now
                     finish(model, cfg)
@@ -463,7 +482,56 @@ def run_unlearning(
         f"[unlearn] {method}/{target}: {steps_done} steps in {secs:.1f}s after {setup_seconds:.1f}s of "
         f"reference outputs ({status})"
     )
-    return UnlearnRun(method, target, model, traj, secs, status, steps_done, hp, setup_seconds)
+    return UnlearnRun(method, target, model, traj, secs, status, steps_done, hp, setup_seconds, snapshots)
+
+
+def check_trajectory(
+    bundle: ModelBundle,
+    ds: Dataset,
+    target: str,
+    method: str,
+    cfg: UnlearnConfig,
+    eval_cfg: EvalConfig,
+    seed: int,
+    model: torch.nn.Module,
+    snapshots: dict[int, dict[str, torch.Tensor]],
+    trajectory: pd.DataFrame,
+) -> pd.DataFrame:
+    """The trajectory of a run made with ``checks="later"``, with the efficacy checks added
+    at the steps of ``snapshots``: what the run would have measured at those steps.
+
+    ``model`` carries the run's adapter (the run's own model or its saved adapter loaded
+    again); each snapshot is loaded into it, the method's finish applied, and the checks
+    asked. The model is left as it came."""
+    if not snapshots:
+        return trajectory
+    finish = finish_of(method)
+    sets = unlearn_sets(ds, target, seed)
+    idx = check_items(sets, eval_cfg, seed)
+    ub = bundle.with_model(model)
+    adapter = {k for k in model.state_dict() if "lora_" in k}
+    checked: dict[int, dict[str, float]] = {}
+    as_given = {k: v.clone() for k, v in model.state_dict().items() if k in adapter}
+    was_training = model.training
+    model.eval()
+    try:
+        for step, state in sorted(snapshots.items()):
+            if set(state) != adapter:
+                raise ValueError(
+                    f"check_trajectory: the snapshot of step {step} does not hold this model's adapter "
+                    f"({len(set(state) ^ adapter)} tensors differ): pass the model the run trained"
+                )
+            model.load_state_dict(state, strict=False)
+            if finish is not None:
+                finish(model, cfg)
+            checked[step] = quick_efficacy(ub, sets, ds, idx, eval_cfg)
+    finally:
+        model.load_state_dict(as_given, strict=False)
+        model.train(was_training)
+    traj = trajectory.copy()
+    for col in sorted({c for row in checked.values() for c in row}):
+        traj[col] = [checked.get(int(s), {}).get(col, float("nan")) for s in traj["step"]]
+    return traj
 
 
 def step_cost(

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pandas as pd
 import pytest
 import torch
 
@@ -108,6 +109,50 @@ def test_reference_once_equals_the_reference_every_step(setup, method):
     for c in cols:
         assert each.trajectory[c].tolist() == pytest.approx(once.trajectory[c].tolist(), abs=1e-6), c
     assert w1.keys() == w2.keys() and all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+
+
+@pytest.mark.parametrize("method", ["ga", "task_vector"])  # task_vector: a finish (negation) before every check
+def test_checks_asked_later_from_a_reloaded_adapter_are_the_checks_asked_during_the_run(setup, method, monkeypatch, tmp_path):
+    """A grid asks its trajectory checks only for the rate it keeps, after the run, from the
+    saved adapter and the run's snapshots: the checks must see the weights they would have
+    seen during the run (the check is also made to report the adapter's weights it sees)."""
+    from pebench_core import unlearn as U
+    from pebench_core.models import load_adapter, save_adapter
+
+    cfg, ds, bundle = setup
+    real = U.quick_efficacy
+
+    def seen(ub, sets, ds_, idx, eval_cfg):
+        w = sum(float(v.double().sum()) for k, v in ub.model.state_dict().items() if "lora_B" in k)
+        return {**real(ub, sets, ds_, idx, eval_cfg), "efficacy/weights_seen": w}
+
+    monkeypatch.setattr(U, "quick_efficacy", seen)
+    u = dataclasses.replace(cfg.unlearn, steps=5, eval_every=2, lr=5e-2)
+    now = run_unlearning(bundle, ds, "person", method, u, cfg.eval, progress=False, log=lambda *_: None)
+    remove_lora(now.model)
+    later = run_unlearning(bundle, ds, "person", method, u, cfg.eval, progress=False, log=lambda *_: None, checks="later")
+    try:
+        assert sorted(later.snapshots) == [2, 4, 5] and not any(c.startswith("efficacy/") for c in later.trajectory)
+        save_adapter(later.model, tmp_path / "adapter")
+    finally:
+        remove_lora(later.model)
+    model = load_adapter(bundle, tmp_path / "adapter")
+    try:
+        before = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
+        traj = U.check_trajectory(bundle, ds, "person", method, u, cfg.eval, 0, model, later.snapshots, later.trajectory)
+        after = {k: v for k, v in model.state_dict().items() if "lora_" in k}
+        assert all(torch.equal(before[k], after[k]) for k in before)  # the model is left as it came
+    finally:
+        remove_lora(model)
+    assert len(set(traj["efficacy/weights_seen"].dropna())) == 3  # the weights moved between checks
+    pd.testing.assert_frame_equal(traj.drop(columns="seconds"), now.trajectory.drop(columns="seconds"))
+    with pytest.raises(ValueError, match="snapshot of step 2"):
+        model = load_adapter(bundle, tmp_path / "adapter")
+        try:
+            U.check_trajectory(bundle, ds, "person", method, u, cfg.eval, 0, model, {2: {"x.lora_A": torch.zeros(1)}},
+                               later.trajectory)  # fmt: skip
+        finally:
+            remove_lora(model)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_adapter(setup, monkeypatch):
