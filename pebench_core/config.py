@@ -177,7 +177,7 @@ class EvalConfig:
 
 
 def _default_probes() -> tuple[str, ...]:
-    from .robustness import probe_names  # it imports this module: read it when asked
+    from .probes import probe_names  # it imports this module: read it when asked
 
     return probe_names()
 
@@ -736,7 +736,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             not twice,
             f"unlearn.{name} names {', '.join(twice)} more than once; give each {name[:-1]} once, got {','.join(given)}",
         )
-    from .robustness import PERTURBATIONS, probe_names
+    from .probes import PERTURBATIONS, probe_names
 
     r = cfg.robust
     for name, given, allowed in (("probes", r.probes, probe_names()), ("perturbations", r.perturbations, tuple(PERTURBATIONS))):

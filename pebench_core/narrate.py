@@ -291,7 +291,7 @@ def robustness_markdown(surv: pd.DataFrame, n_seeds: int, margin: float = 0.1) -
     :func:`pebench_core.analysis.survival`; its verdicts follow the wording rule of
     :mod:`pebench_core.analysis.robustness`."""
     from .analysis.robustness import BREAKS, HOLDS, NOT_FORGOTTEN, UNCLEAR, UNINFORMATIVE
-    from .robustness import PROBES
+    from .probes import PROBES
 
     if surv.empty:
         return "No probe results to read."

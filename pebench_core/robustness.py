@@ -32,7 +32,9 @@ exactly the AUC (Mann-Whitney). For ``mia`` and ``probe`` lower is more forgotte
 reference is the goal model's value, not 0 (a goal model still tells two people apart by their
 looks, and its AUC is near 0.5).
 
-The pure parts (:func:`perturb`, :func:`auc_placements`, :func:`min_k_scores`,
+The probes' table (:data:`PROBES`, what each asks and writes) and the image perturbations live
+in :mod:`pebench_core.probes`, which imports no torch, so that the settings are checked before
+anything heavy loads. The pure parts (:func:`perturb`, :func:`auc_placements`, :func:`min_k_scores`,
 :func:`probe_accuracy`, :func:`rounded_bf16`, :func:`int8_weights`) are tested on values worked
 out by hand; :func:`run_probes` applies them to a model and returns metric results, which the
 pipeline caches (:func:`pebench_core.pipeline.get_robustness`).
@@ -42,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import math
 import random
 from dataclasses import dataclass
@@ -50,13 +51,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image
 
 from . import metrics as M
 from .config import ConfigError, RunConfig
 from .data import QA, Dataset, Item, event_qa, person_qa, split_sets
 from .evaluate import CONCEPTS_OF, event_reference, sample, validation_ids
 from .models import ModelBundle, generate
+from .probes import PERTURBATIONS, PROBES, Probe, perturb, probe_metrics, probe_names
 
 __all__ = [
     "PROBES",
@@ -74,61 +76,6 @@ __all__ = [
     "probe_sets",
     "run_probes",
 ]
-
-
-# ---------------------------------------------------------------------------------------
-# Image perturbations: pure functions of (image, strength in (0, 1], seed)
-def _blur(img: Image.Image, s: float, rng: random.Random) -> Image.Image:
-    return img.filter(ImageFilter.GaussianBlur(radius=s * img.width / 16))  # 1/16 of the width at full strength
-
-
-def _crop(img: Image.Image, s: float, rng: random.Random) -> Image.Image:
-    keep = 1.0 - 0.5 * s  # full strength keeps half of each side, at a random place
-    w, h = img.size
-    cw, ch = max(1, round(w * keep)), max(1, round(h * keep))
-    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-    return img.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BILINEAR)
-
-
-def _colour(img: Image.Image, s: float, rng: random.Random) -> Image.Image:
-    out = img
-    for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-        factor = 1.0 + s * rng.uniform(-0.6, 0.6)  # each by up to ±60 % at full strength
-        out = enhance(out).enhance(factor)
-    return out
-
-
-def _noise(img: Image.Image, s: float, rng: random.Random) -> Image.Image:
-    a = np.asarray(img, dtype=np.float64)
-    gen = np.random.default_rng(rng.getrandbits(63))
-    noisy = a + gen.normal(0.0, 64.0 * s, size=a.shape)  # σ = 64 grey levels at full strength
-    return Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
-
-
-def _jpeg(img: Image.Image, s: float, rng: random.Random) -> Image.Image:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=max(5, round(95 - 90 * s)))  # quality 95 → 5
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
-
-
-PERTURBATIONS: dict[str, Callable[[Image.Image, float, random.Random], Image.Image]] = {
-    "blur": _blur,
-    "crop": _crop,
-    "colour": _colour,
-    "noise": _noise,
-    "jpeg": _jpeg,
-}
-
-
-def perturb(image: Image.Image, kind: str, strength: float, seed: int | str = 0) -> Image.Image:
-    """``image`` perturbed by ``kind`` at ``strength`` (0 exclusive to 1), the same for the same
-    seed (a crop's place and a jitter's factors are drawn from it). The size is kept."""
-    if kind not in PERTURBATIONS:
-        raise ConfigError(f"robust.perturbations: unknown perturbation {kind!r}; allowed: {', '.join(PERTURBATIONS)}")
-    if not 0.0 < strength <= 1.0:
-        raise ConfigError(f"robust.strength must be > 0 and <= 1, got {strength}")
-    return PERTURBATIONS[kind](image.convert("RGB"), float(strength), random.Random(f"perturb:{kind}:{seed}"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -391,7 +338,7 @@ def _answer_plan(ctx: _Context, bundle: ModelBundle, plan: list) -> list[M.Metri
     return [_score(ctx, concept, name, [answers[a.key] for a in asks], items, eff) for concept, name, eff, items, asks in plan]
 
 
-def _quant(ctx: _Context) -> list[M.MetricResult]:
+def quant_probe(ctx: _Context) -> list[M.MetricResult]:
     from .world import QUESTIONS
 
     out = []
@@ -424,7 +371,7 @@ def _answer_tokens(bundle: ModelBundle, ds: Dataset, qas: list[QA], batch_size: 
 
 
 @torch.no_grad()
-def _mia(ctx: _Context) -> list[M.MetricResult]:
+def mia_probe(ctx: _Context) -> list[M.MetricResult]:
     out = []
     model = ctx.bundle.model
     was = model.training
@@ -505,7 +452,7 @@ def probe_features(
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def _linear_probes(ctx: _Context) -> list[M.MetricResult]:
+def linear_probe(ctx: _Context) -> list[M.MetricResult]:
     from .world import QUESTIONS
 
     out = []
@@ -526,7 +473,7 @@ def _linear_probes(ctx: _Context) -> list[M.MetricResult]:
     return out
 
 
-def _relearn(ctx: _Context) -> list[M.MetricResult]:
+def relearn_probe(ctx: _Context) -> list[M.MetricResult]:
     """Fine-tune a fresh LoRA (``unlearn.lora_r``) on the relearning images' true answers for
     ``max(relearn_steps)`` steps of ``unlearn.batch_size`` items at ``robust.relearn_lr``, and
     measure efficacy on the held-back images at every point of ``robust.relearn_steps``."""
@@ -574,60 +521,6 @@ def _relearn(ctx: _Context) -> list[M.MetricResult]:
     return out
 
 
-# ---------------------------------------------------------------------------------------
-# The registry: one row per probe
-@dataclass(frozen=True)
-class Probe:
-    """One probe: its name (what ``robust.probes`` lists), a title, the question it asks, and
-    the function that runs it (``None``: it runs inside the shared generation call)."""
-
-    name: str
-    title: str
-    question: str
-    run: Callable[[_Context], list[M.MetricResult]] | None
-
-
-PROBES: dict[str, Probe] = {
-    p.name: p
-    for p in (
-        Probe("relearn", "Relearning", "Does a few steps of fine-tuning on some forget images bring the rest back?", _relearn),
-        Probe("paraphrase", "Paraphrased questions", "Does forgetting hold for a question worded differently?", None),
-        Probe(
-            "perturb", "Image perturbations", "Does forgetting hold on blurred, cropped, recoloured, noisy or JPEG images?", None
-        ),
-        Probe("mia", "Membership inference", "Can the answer's likelihood tell forget items from never-seen ones?", _mia),
-        Probe("quant", "Quantisation", "Does forgetting hold after int8 quantisation or bf16 rounding?", _quant),
-        Probe(
-            "probe",
-            "Linear probes",
-            "Can a linear probe still tell the forget people (events) apart inside the model?",
-            _linear_probes,
-        ),
-    )
-}
-
-
-def probe_names() -> tuple[str, ...]:
-    """Every registered probe, in the book's order (the default of ``robust.probes``)."""
-    return tuple(PROBES)
-
-
-def probe_metrics(name: str, cfg: RunConfig) -> tuple[str, ...]:
-    """The metric names ``name`` writes under ``cfg``."""
-    r = cfg.robust
-    table = {
-        "relearn": tuple(f"relearn@{k}" for k in r.relearn_steps),
-        "paraphrase": ("paraphrase_efficacy", "paraphrase_retain"),
-        "perturb": tuple(f"perturb_{k}" for k in r.perturbations),
-        "mia": ("mia_loss", "mia_mink"),
-        "quant": ("int8_efficacy", "int8_retain", "bf16_efficacy", "bf16_retain"),
-        "probe": ("probe_tower", "probe_projector", "probe_lm"),
-    }
-    if name not in table:
-        raise ConfigError(f"robust.probes: unknown probe {name!r}; allowed: {', '.join(PROBES)}")
-    return table[name]
-
-
 def run_probes(
     bundle: ModelBundle, ds: Dataset, target: str, cfg: RunConfig, scorer=None, log: Callable[[str], None] = print
 ) -> tuple[list[M.MetricResult], dict[str, float]]:
@@ -646,9 +539,10 @@ def run_probes(
     results = _generating(ctx, cfg.robust.probes)
     seconds["clean+paraphrase+perturb"] = round(time.perf_counter() - t0, 2)
     for name in cfg.robust.probes:
-        fn = PROBES[name].run
-        if fn is None:
+        runner = PROBES[name].run
+        if runner is None:
             continue
+        fn = globals()[runner]
         t0 = time.perf_counter()
         results += fn(ctx)
         seconds[name] = round(time.perf_counter() - t0, 2)

@@ -1,4 +1,4 @@
-"""Shared fixtures.
+"""Shared fixtures, and how the tests are shared between worker processes.
 
 ``smoke_world_dir``: the smoke-profile world (seed 0) written once per test session to a
 temporary folder; tests that need a dataset on disk reuse it (read it, never modify it).
@@ -6,9 +6,17 @@ temporary folder; tests that need a dataset on disk reuse it (read it, never mod
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# `make test` runs the tests in one process per core (pytest-xdist): each computes on one thread,
+# so two of them on two cores never oversubscribe (two torch jobs of two threads each on two
+# cores thrash). Set before anything imports torch, which reads it once; a test's own
+# subprocesses inherit it, and the run's pool and kernels then count one core too.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 from pebench_core.config import load_config
 from pebench_core.world import generate_world, write_world
@@ -63,3 +71,12 @@ def built(executed):
     write_toc(chapters, root=site)
     index = build_html(root=site, log=lambda *_: None)
     return site, index.parent, chapters
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) a test module goes to one worker as a whole, so
+    its module fixtures (trained models, family checkpoints) are built once; the tests that read
+    the executed book go together, so it is executed once."""
+    for item in items:
+        group = "executed-book" if "executed" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
