@@ -1,7 +1,7 @@
 # The PEBench book: set-up, world, run, book, test. Nothing clever.
 #
 #   make book                 # set up .venv, run every chapter (tiny profile), build the book
-#   make test                 # set up .venv, run the test suite (what CI runs)
+#   make test                 # set up .venv, run the test suite (what CI runs), one process per core
 #   make lint                 # ruff (lint + format check) over the code, tests, benchmarks; mypy
 #   make run PROFILE=smoke SEED=3
 #
@@ -49,8 +49,12 @@ run: venv
 book: venv
 	$(BIN)/pebench book --profile $(PROFILE) --seed $(SEED)
 
+# One test process per core the machine lets us use, each on one thread (tests/conftest.py):
+# a module and its fixtures go to one process, the tests of the executed book to one.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+
 test: venv
-	$(BIN)/python -m pytest -q --durations=12
+	$(BIN)/python -m pytest -q --durations=12 -n $(TEST_WORKERS) --dist loadgroup
 
 lint: venv
 	$(BIN)/ruff check pebench_core tests benchmarks

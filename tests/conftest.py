@@ -73,6 +73,7 @@ def built(executed):
     return site, index.parent, chapters
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``) a test module goes to one worker as a whole, so
     its module fixtures (trained models, family checkpoints) are built once; the tests that read

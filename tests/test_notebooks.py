@@ -97,7 +97,7 @@ def test_the_world_chapter_reads_a_real_pebench_folder(tmp_path, smoke_world_dir
     assert "7 fictitious people" in text and "No POPE questions" in text  # 3 of 10 form the pre-training world
 
 
-def test_a_chapter_failing_side_by_side_stops_the_build(tmp_path):
+def test_a_chapter_failing_side_by_side_stops_the_build(tmp_path, monkeypatch):
     """Two chapters at a time: a failed chapter's error reaches the caller (not a log line
     lost in a thread), its partly executed notebook is kept and named, and nothing is
     written over the executed copy."""
@@ -106,6 +106,7 @@ def test_a_chapter_failing_side_by_side_stops_the_build(tmp_path):
     from pebench_core.config import ConfigError
 
     seen: list[str] = []
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # a budget of two threads: two kernels (a test process alone has one)
     with pytest.raises(ConfigError, match="kernels=0"):
         execute_chapters(profile="smoke", out_dir=tmp_path, only=["04_ga"], kernels=0, log=seen.append)
     with pytest.raises(PapermillExecutionError, match="no-such-method"):
