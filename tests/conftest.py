@@ -1,4 +1,4 @@
-"""Shared fixtures, and how the tests are shared between worker processes.
+"""Shared fixtures, and the thread count of a test process.
 
 ``smoke_world_dir``: the smoke-profile world (seed 0) written once per test session to a
 temporary folder; tests that need a dataset on disk reuse it (read it, never modify it).
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-# `make test` runs the tests in one process per core (pytest-xdist): each computes on one thread,
-# so two of them on two cores never oversubscribe (two torch jobs of two threads each on two
-# cores thrash). Set before anything imports torch, which reads it once; a test's own
-# subprocesses inherit it, and the run's pool and kernels then count one core too.
+# `make test` runs the tests in one process per core (pytest-xdist, a module to a process, so
+# its module fixtures are built once): each computes on one thread, so two of them on two cores
+# never oversubscribe (two torch jobs of two threads each on two cores thrash). Set before
+# anything imports torch, which reads it once; a test's own subprocesses inherit it, and the
+# run's pool and kernels then count one core too.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 
@@ -72,12 +73,3 @@ def built(executed):
     index = build_html(root=site, log=lambda *_: None)
     return site, index.parent, chapters
 
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) a test module goes to one worker as a whole, so
-    its module fixtures (trained models, family checkpoints) are built once; the tests that read
-    the executed book go together, so it is executed once."""
-    for item in items:
-        group = "executed-book" if "executed" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))

@@ -1,6 +1,13 @@
-"""What a reader sees on the built pages (issue: the book as readers see it).
+"""The whole book, executed and built, and what a reader sees on its pages.
 
-Checks on the HTML that ``tests/test_notebooks.py`` builds from the smoke chapters: math
+This is the test that proves the book works end to end: each notebook in
+``pebench_core.book.CHAPTERS`` is executed with papermill exactly as ``pebench book`` does
+(the ``executed`` fixture of ``tests/conftest.py``, in a temporary copy so the checkout is never
+touched), with no error output, and the executed chapters then build into HTML with warnings as
+errors. Every test that reads the executed book lives here: ``make test`` gives a module to one
+test process, so the book is executed once.
+
+Checks on the HTML built from the smoke chapters: math
 and citations render as math and links, not as raw text; no build residue (papermill's
 injected cell, the build machine's paths, a script loaded twice); nothing loaded from the
 network; the course pieces (exercises with hidden solutions, the syllabus, the repository
@@ -10,6 +17,7 @@ off and proves that the math typesets and that the world browser follows its men
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,12 +27,47 @@ import pytest
 import yaml
 from bs4 import BeautifulSoup
 
-from pebench_core.book import CHAPTERS, ROOT
+from pebench_core.book import CHAPTERS, ROOT, execute_chapters
 from pebench_core.methods import chapter_methods
 
 pytestmark = pytest.mark.notebooks
 
 METHOD_PAGES = [f"04_{m.name}" for m in chapter_methods()]
+
+
+def test_every_chapter_executes_without_errors(executed):
+    site, chapters = executed
+    assert [c.output for c in chapters] == [c.output for c in CHAPTERS]
+    for ch in chapters:
+        nb = json.loads((site / "book" / "chapters" / f"{ch.output}.ipynb").read_text())
+        errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
+        assert not errors, f"{ch.output}: {errors[0]['ename']}: {errors[0]['evalue']}"
+        assert nb["metadata"]["pebench"]["parameters"]["profile"] == "smoke"
+        figures = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+        assert figures > 0, f"{ch.output} shows no figure"
+
+
+def test_unchanged_chapters_are_kept(executed):
+    site, _ = executed
+    seen = []
+    execute_chapters(
+        profile="smoke", seed=0, run_dir=None, out_dir=site / "book" / "chapters", log=seen.append, only=[CHAPTERS[0].output]
+    )
+    # run_dir differs (None vs a path), so the key differs and the chapter re-executes ...
+    assert "executed" in seen[-1]
+    seen.clear()
+    execute_chapters(
+        profile="smoke", seed=0, run_dir=None, out_dir=site / "book" / "chapters", log=seen.append, only=[CHAPTERS[0].output]
+    )
+    # ... and with identical inputs it is kept.
+    assert "unchanged" in seen[-1]
+
+
+def test_book_builds_with_warnings_as_errors(built):
+    _, html_dir, chapters = built
+    assert (html_dir / "index.html").is_file()
+    html = (html_dir / "book" / "chapters" / f"{chapters[0].output}.html").read_text()
+    assert "<img" in html
 
 
 def _page(html_dir: Path, name: str) -> BeautifulSoup:

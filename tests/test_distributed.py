@@ -125,6 +125,7 @@ def test_two_processes_on_a_local_checkpoint(tmp_path, smoke_world_dir):
     profile.write_text(
         f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
         "train: {finetune_epochs: 1}\nunlearn: {methods: [ga, kl], targets: [person]}\n"
+        "robust: {probes: []}\n"  # the table compared; the tiny model's test above runs the probes in two processes
     )
     one, two = _run_both(profile, tmp_path)
     _compare(one, two, ("models/finetune", "unlearn/kl-person"))
@@ -144,7 +145,7 @@ def test_full_fine_tuning_sharded_with_fsdp(tmp_path, smoke_world_dir):
     profile.write_text(
         f"profile: smoke\nmodel: {{kind: local, path: {ckpt}, device: cpu}}\n"
         "train: {finetune_epochs: 1, adapter: full, lr: 1e-3}\n"
-        "unlearn: {methods: [ga], targets: [person]}\n"
+        "unlearn: {methods: [ga], targets: [person]}\nrobust: {probes: []}\n"
     )
     one, two = _run_both(profile, tmp_path)
     _compare(one, two, ("models/finetune", "unlearn/ga-person"))
