@@ -72,4 +72,3 @@ def built(executed):
     write_toc(chapters, root=site)
     index = build_html(root=site, log=lambda *_: None)
     return site, index.parent, chapters
-
