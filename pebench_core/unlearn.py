@@ -446,16 +446,17 @@ def run_unlearning(
             good = {k: v.clone() for k, v in lora.items()}
             steps_done = step + 1
             row = {"step": steps_done, "seconds": time.perf_counter() - t0, **out.parts}
-            if (steps_done % cfg.eval_every == 0 or steps_done == cfg.steps) and checks == "later":
-                snapshots[steps_done] = good  # a fresh copy each step: never written to again
-            elif steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
-                model.eval()
-                if finish is not None:  # the check scores what the method would hand over now
-                    finish(model, cfg)
-                row.update(quick_efficacy(ub, sets, ds, check_idx, eval_cfg))
-                if finish is not None:
-                    model.load_state_dict(good, strict=False)
-                model.train()
+            if steps_done % cfg.eval_every == 0 or steps_done == cfg.steps:
+                if checks == "later":
+                    snapshots[steps_done] = good  # a fresh copy each step: never written to again
+                else:
+                    model.eval()
+                    if finish is not None:  # the check scores what the method would hand over now
+                        finish(model, cfg)
+                    row.update(quick_efficacy(ub, sets, ds, check_idx, eval_cfg))
+                    if finish is not None:
+                        model.load_state_dict(good, strict=False)
+                    model.train()
             rows.append(row)
     finally:  # an interrupted run leaves no half-drawn bar after its last line
         bar.close()
@@ -509,9 +510,9 @@ def check_trajectory(
     sets = unlearn_sets(ds, target, seed)
     idx = check_items(sets, eval_cfg, seed)
     ub = bundle.with_model(model)
-    adapter = {k for k in model.state_dict() if "lora_" in k}
+    as_given = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
+    adapter = set(as_given)
     checked: dict[int, dict[str, float]] = {}
-    as_given = {k: v.clone() for k, v in model.state_dict().items() if k in adapter}
     was_training = model.training
     model.eval()
     try:
