@@ -246,7 +246,9 @@ def run_unlearning(
     sets = unlearn_sets(ds, target, seed)
     need = set(spec.required_inputs(cfg.retain_weight))
     load = lambda q: ds.image(q.item_id)  # noqa: E731
-    enc = encoded or {}
+    # ``encoded`` is filled in place, so the next run of a grid finds the sets encoded: an empty
+    # dict is the caller's to fill, not a reason to encode into a throw-away one.
+    enc = encoded if encoded is not None else {}
     if "forget" not in enc:
         enc["forget"] = encode_qa(bundle, sets.forget, load)
     if "refusal" not in enc and ({"refusal_logp_sum", "refusal_ref_logp_sum"} & need):

@@ -34,6 +34,26 @@ def _forget_nll(bundle, ds, target):
     return float((-lp / n).mean())
 
 
+def test_the_runs_of_a_grid_encode_the_sets_once(setup, monkeypatch):
+    """A learning-rate grid hands every run the same (at first empty) dict: the first run
+    encodes the sets into it, the later ones find them there and train on the same steps."""
+    import pebench_core.unlearn as U
+
+    cfg, ds, bundle = setup
+    calls = []
+    real = U.encode_qa
+    monkeypatch.setattr(U, "encode_qa", lambda *a, **k: calls.append(1) or real(*a, **k))
+    u = dataclasses.replace(cfg.unlearn, steps=2, eval_every=10**9)
+    shared: dict = {}
+    losses_seen = []
+    for _ in range(2):
+        run = run_unlearning(bundle, ds, "person", "gd", u, cfg.eval, progress=False, log=lambda *_: None, encoded=shared)
+        remove_lora(run.model)
+        losses_seen.append(list(run.trajectory["loss"]))
+    assert len(calls) == 2 and set(shared) == {"forget", "retain"}  # GD: forget and retain, once each
+    assert losses_seen[0] == losses_seen[1]
+
+
 @pytest.mark.parametrize("method", BUILT_IN)
 def test_every_method_runs_and_logs_a_trajectory(setup, method):
     cfg, ds, bundle = setup
