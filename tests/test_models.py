@@ -357,6 +357,60 @@ def test_reference_mode_is_the_base_model_and_adapter_round_trip(tmp_path):
         M.load_adapter(b.with_model(M.remove_lora(loaded)), tmp_path / "missing")
 
 
+def test_plain_linears_decode_as_the_adapted_model_and_put_everything_back():
+    """While decoding, each LoRA layer runs as one linear layer holding ``W + (alpha/r)·B·A``
+    (or ``W`` with the adapter off): the same function as peft's three products, to float
+    rounding; afterwards every layer and every weight tensor is the one it was, bit for bit."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    b = M.build_tiny(_cfg(), TEXTS, IMAGE_SIZE, seed=3)
+    _scramble(b.model, seed=3)
+    pm = M.add_lora(b, r=4, alpha=8, projector=True, seed=0)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a non-zero update (a fresh adapter's B is zero)
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    pm.eval()
+    ub = b.with_model(pm)
+    batch = M.encode_train(b, _images(3), [QUESTIONS[0]] * 3, NAMES[:3])
+    state = {k: v.clone() for k, v in pm.state_dict().items()}
+    weights = {n: p for n, p in pm.named_parameters()}
+    n_lora = sum(isinstance(m, LoraLinear) for m in pm.modules())
+    with torch.no_grad():
+        adapted = _forward_logits(ub, batch)
+        with M.reference_mode(pm):
+            reference = _forward_logits(ub, batch)
+            with M.plain_linears(pm):
+                assert not any(isinstance(m, LoraLinear) for m in pm.modules())
+                assert torch.equal(_forward_logits(ub, batch), reference)  # adapter off: the base weights themselves
+        with M.plain_linears(pm):
+            assert not any(isinstance(m, LoraLinear) for m in pm.modules())
+            merged = _forward_logits(ub, batch)
+        with M.plain_linears(pm, max_bytes=0):  # too large to merge: run as it is
+            assert sum(isinstance(m, LoraLinear) for m in pm.modules()) == n_lora
+    assert not torch.allclose(adapted, reference, atol=1e-3)  # the adapter does something ...
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)  # ... and merged it is the same function
+    assert sum(isinstance(m, LoraLinear) for m in pm.modules()) == n_lora
+    assert all(p is weights[n] for n, p in pm.named_parameters())
+    assert all(torch.equal(v, state[k]) for k, v in pm.state_dict().items())
+    pm.train()  # training keeps peft's layers (the adapter's gradients need them)
+    with M.plain_linears(pm):
+        assert sum(isinstance(m, LoraLinear) for m in pm.modules()) == n_lora
+    pm.eval()
+    imgs, qs = _images(5, seed=5), [QUESTIONS[0], QUESTIONS[1], "Who?", QUESTIONS[1], QUESTIONS[0]]
+    answers = M.generate(ub, imgs, qs, max_new_tokens=10, batch_size=2)  # decodes merged
+    import pebench_core.models.lora as lora
+
+    was, lora.MERGE_BYTES = lora.MERGE_BYTES, 0
+    try:
+        assert M.generate(ub, imgs, qs, max_new_tokens=10, batch_size=2) == answers  # through peft's layers
+    finally:
+        lora.MERGE_BYTES = was
+    assert len(set(answers)) >= 3
+    assert all(torch.equal(v, state[k]) for k, v in pm.state_dict().items())
+
+
 # ------------------------------------------------------------------------- describe
 
 

@@ -24,12 +24,14 @@ few functions here, whatever the checkpoint is. Every name is importable from
   image-text-to-text folder (LLaVA-1.5/1.6, Qwen2-VL, …). Safetensors only;
   ``trust_remote_code`` is never set. :func:`load_skeleton` reads a folder's model without its
   weights.
-* :mod:`~pebench_core.models.generation` — :func:`generate` is batched greedy decoding with a
-  KV cache whose answers do not depend on the batch size or the order of the items.
 * :mod:`~pebench_core.models.lora` — :func:`add_lora` puts LoRA adapters (peft) on the
   language model — and the projector when asked — never on the vision tower;
   :func:`reference_mode` disables them, which gives the reference model of KL / DPO / NPO
-  without a second copy of the weights.
+  without a second copy of the weights; :func:`plain_linears` runs a small adapted model
+  as plain linear layers, the adapter merged, while it decodes.
+* :mod:`~pebench_core.models.generation` — :func:`generate` is batched greedy decoding with a
+  KV cache whose answers do not depend on the batch size or the order of the items
+  (decoding through :func:`plain_linears`).
 * :mod:`~pebench_core.models.cards` — :func:`describe` tabulates the parts of the model and
   their parameter counts; :func:`model_card` lists the facts a chapter prints about it.
 
@@ -59,6 +61,7 @@ from .lora import (
     lora_target_regex,
     lora_targets,
     mlp_target_regex,
+    plain_linears,
     reference_mode,
     remove_lora,
     save_adapter,
@@ -102,6 +105,7 @@ __all__ = [
     "add_lora",
     "remove_lora",
     "reference_mode",
+    "plain_linears",
     "save_adapter",
     "load_adapter",
     "describe",

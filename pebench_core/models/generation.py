@@ -8,6 +8,7 @@ import torch
 
 from .. import distributed as D
 from .bundle import ModelBundle, model_device_dtype
+from .lora import plain_linears
 from .prompts import encode_prompts, move_batch, pad_batch, prompt_and_answer_text
 
 __all__ = ["generate"]
@@ -57,28 +58,30 @@ def generate(
     order = sorted(range(n), key=lambda i: (lengths[i], i))
     answers: list[str] = [""] * n
     try:
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            ps = encode_prompts(bundle, [images[i] for i in idx], [questions[i] for i in idx])
-            batch = move_batch(
-                pad_batch([p.ids for p in ps], [p.tokens for p in ps], [p.vision for p in ps], pad_id, "left"), device, mdtype
-            )
-            out = model.generate(
-                **batch,
-                do_sample=False,
-                num_beams=1,
-                use_cache=True,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id,
-                eos_token_id=eos_id,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-            )
-            new = out[:, batch["input_ids"].shape[1] :]
-            texts = tok.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            for i, t in zip(idx, texts):
-                answers[i] = t.strip()
+        # the adapter, if any, merged into plain linear layers while decoding (lora.plain_linears)
+        with plain_linears(model):
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                ps = encode_prompts(bundle, [images[i] for i in idx], [questions[i] for i in idx])
+                batch = move_batch(
+                    pad_batch([p.ids for p in ps], [p.tokens for p in ps], [p.vision for p in ps], pad_id, "left"), device, mdtype
+                )
+                out = model.generate(
+                    **batch,
+                    do_sample=False,
+                    num_beams=1,
+                    use_cache=True,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=pad_id,
+                    eos_token_id=eos_id,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                )
+                new = out[:, batch["input_ids"].shape[1] :]
+                texts = tok.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                for i, t in zip(idx, texts):
+                    answers[i] = t.strip()
     finally:
         if was_training:
             model.train()
