@@ -480,7 +480,8 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     """Unlearn ``target`` from the finetune model with ``method`` and evaluate the result.
 
     The folder holds the LoRA adapter (``adapter/``), ``trajectory.parquet``, the evaluation
-    tables, and the run's status and hyper-parameters in the completion marker.
+    tables, ``likelihoods.parquet`` (:func:`likelihoods_before_after`), and the run's status
+    and hyper-parameters in the completion marker.
     """
     from .config import ConfigError, safe_name
     from .evaluate import evaluate
@@ -529,6 +530,11 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
         info["hparams"] = {**info["hparams"], "lr": lr, "lr_selection": rule}
         ev = evaluate(bundle.with_model(model), ds, target, cfg.eval, cfg.seed)
         _write_eval(tmp, cfg, ev, method, target, key, status=info["status"], lr=lr, lr_rule=rule)
+        # Chapter 4 reads them: computed here, where the model is loaded, instead of in a kernel
+        # that would load the finetune model and the adapter for them again.
+        atomic_write_parquet(
+            tmp / "likelihoods.parquet", likelihoods_before_after(bundle.with_model(model), ds, method, target, cfg.seed)
+        )
         return {**info, "seconds_generation": round(ev.seconds, 2)}
 
     return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
@@ -935,23 +941,27 @@ def comparison(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
     return pd.concat([_tables(f).results for f in folders], ignore_index=True)
 
 
-def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
-    """:func:`pebench_core.likelihoods.answer_likelihoods` of the finetune model and of ``method``'s
-    unlearned model on ``target``'s forget items, stacked with a ``model`` column."""
+def likelihoods_before_after(unlearned, ds, method: str, target: str, seed: int = 0):
+    """:func:`pebench_core.likelihoods.answer_likelihoods` of the finetune model (the adapter
+    of ``unlearned`` off) and of the unlearned model (on), stacked with a ``model`` column."""
     import pandas as pd
 
     from .likelihoods import answer_likelihoods as likelihoods
-    from .models import reference_mode, remove_lora
+    from .models import reference_mode
 
-    ds = get_world(cfg, run_dir, progress=False)
-    unlearned = load_unlearned_model(cfg, method, target, run_dir)
-    try:
-        with reference_mode(unlearned.model):  # adapter off: the finetune model itself
-            before = likelihoods(unlearned, ds, target, cfg.seed).assign(model="finetune")
-        after = likelihoods(unlearned, ds, target, cfg.seed).assign(model=method)
-    finally:
-        remove_lora(unlearned.model)
+    with reference_mode(unlearned.model):  # adapter off: the finetune model itself
+        before = likelihoods(unlearned, ds, target, seed).assign(model="finetune")
+    after = likelihoods(unlearned, ds, target, seed).assign(model=method)
     return pd.concat([before, after], ignore_index=True)
+
+
+def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
+    """The finetune model's and ``method``'s unlearned model's likelihoods of the true answer
+    and of the refusal on ``target``'s forget items (:func:`likelihoods_before_after`), as the
+    unlearning stage stored them."""
+    import pandas as pd
+
+    return pd.read_parquet(get_unlearned(cfg, method, target, run_dir, progress=False) / "likelihoods.parquet")
 
 
 def answers_side_by_side(cfg: RunConfig, method: str, target: str, run_dir=None):

@@ -140,6 +140,15 @@ def test_the_helpers_are_the_pipeline_functions(run, cfg):
     assert run.stage_info("finetune") == stage_info(cfg, "finetune", None, run.dir)
     lk = run.answer_likelihoods("ga", "person")
     assert set(lk["model"]) == {"finetune", "ga"}
+    # stored by the unlearning stage: what the saved adapter, loaded again, gives
+    from pebench_core.models import remove_lora
+    from pebench_core.pipeline import likelihoods_before_after, load_unlearned_model
+
+    unlearned = load_unlearned_model(cfg, "ga", "person", run.dir)
+    try:
+        pd.testing.assert_frame_equal(lk, likelihoods_before_after(unlearned, run.world, "ga", "person", cfg.seed))
+    finally:
+        remove_lora(unlearned.model)
     full = load_config("smoke")
     assert Run(full, run.dir).methods_for("person") == [m for m in full.unlearn.methods if not m.endswith("+bgd")]
     assert Run(full, run.dir).methods_for("both") == list(full.unlearn.methods)
