@@ -14,6 +14,9 @@
 2. **Evaluation, batched vs one item at a time.** The answers of a target's evaluation
    questions with the profile's ``eval.batch_size`` (left padding, KV cache) against
    ``batch_size=1``, i.e. one ``model.generate`` call per item. The answers must be identical.
+   Then, on an unlearned model of the run (``--merge-method``, its LoRA adapter on), decoding
+   with the adapter merged into plain linear layers (``models.plain_linears``, what
+   ``generate`` does) against decoding through peft's LoRA layers: answers compared, speed-up.
 3. **Injection's arithmetic rate against the machine's.** A few fine-tuning steps (the
    profile's batch and micro-batches) on a fresh tiny model: the FLOPs they execute are
    counted once (``torch.utils.flop_counter``) and the same steps timed again uncounted, which
@@ -51,8 +54,9 @@ from pebench_core.evaluate import plan  # noqa: E402
 from pebench_core.losses import get_loss  # noqa: E402
 from pebench_core.methods import BUILT_IN, runs_on  # noqa: E402
 from pebench_core.models import build_tiny, context_length, generate, remove_lora  # noqa: E402
+from pebench_core.models import lora as lora_module  # noqa: E402
 from pebench_core.parallel import torch_threads  # noqa: E402
-from pebench_core.pipeline import get_model, get_world, resolve_run_dir  # noqa: E402
+from pebench_core.pipeline import get_model, get_world, load_unlearned_model, resolve_run_dir  # noqa: E402
 from pebench_core.train import stage_examples  # noqa: E402
 from pebench_core.trainer import train_model  # noqa: E402
 from pebench_core.unlearn import run_unlearning  # noqa: E402
@@ -140,6 +144,40 @@ def generation_ratio(cfg, bundle, ds, target: str, repeats: int) -> dict:
         "s_batched": min(times[b]),
         "s_one_at_a_time": min(times[1]),
         "speedup": min(times[1]) / min(times[b]),
+    }
+
+
+def merge_ratio(cfg, run_dir, ds, method: str, target: str, repeats: int) -> dict:
+    """Decoding an unlearned model with its adapter merged (``generate``'s way) against peft's
+    LoRA layers (merging switched off: ``lora.MERGE_BYTES = 0``), at ``eval.batch_size``."""
+    from unittest import mock
+
+    qas = plan(ds, target, cfg.eval, cfg.seed).questions(ds)
+    images = [ds.image(q.item_id) for q in qas]
+    questions = [q.question for q in qas]
+    kw = {"max_new_tokens": cfg.eval.max_new_tokens, "batch_size": cfg.eval.batch_size}
+    unlearned = load_unlearned_model(cfg, method, target, run_dir)  # built first if the run lacks it
+    times: dict[str, list[float]] = {"merged": [], "peft": []}
+    answers: dict[str, list[str]] = {}
+    try:
+        for _ in range(repeats):
+            for mode in times:
+                limit = lora_module.MERGE_BYTES if mode == "merged" else 0
+                with mock.patch.object(lora_module, "MERGE_BYTES", limit):
+                    t0 = time.perf_counter()
+                    answers[mode] = generate(unlearned, images, questions, **kw)
+                    times[mode].append(time.perf_counter() - t0)
+    finally:
+        remove_lora(unlearned.model)
+    return {
+        "method": method,
+        "target": target,
+        "questions": len(qas),
+        "batch_size": cfg.eval.batch_size,
+        "identical_answers": sum(x == y for x, y in zip(answers["merged"], answers["peft"])),
+        "s_merged": min(times["merged"]),
+        "s_peft": min(times["peft"]),
+        "speedup": min(times["peft"]) / min(times["merged"]),
     }
 
 
@@ -239,6 +277,7 @@ def main() -> None:
     ap.add_argument("--target", default="person")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--injection-steps", type=int, default=12)
+    ap.add_argument("--merge-method", default="npo", help="the unlearned model whose merged decoding is timed")
     ap.add_argument("--only", default="unlearn,generate,inject", help="comma-separated parts to run")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -284,6 +323,13 @@ def main() -> None:
             f"\n2. evaluation of {g['questions']} questions (up to {g['max_new_tokens']} new tokens): batch {g['batch_size']} "
             f"{g['s_batched']:.1f}s, one at a time {g['s_one_at_a_time']:.1f}s, {g['speedup']:.1f}x; "
             f"identical answers {g['identical_answers']}/{g['questions']}"
+        )
+        m = merge_ratio(cfg, run_dir, ds, args.merge_method, args.target, args.repeats)
+        out["merge"] = m
+        print(
+            f"   {m['method']}'s unlearned model ({m['target']}), batch {m['batch_size']}: adapter merged "
+            f"{m['s_merged']:.1f}s, through peft's LoRA layers {m['s_peft']:.1f}s, {m['speedup']:.2f}x; "
+            f"identical answers {m['identical_answers']}/{m['questions']}"
         )
     if "inject" in parts:
         r = injection_rate(cfg, ds, args.injection_steps)
