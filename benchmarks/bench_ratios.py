@@ -122,10 +122,14 @@ def unlearning_ratio(cfg, bundle, ds, target: str, repeats: int) -> list[dict]:
     return rows
 
 
-def generation_ratio(cfg, bundle, ds, target: str, repeats: int) -> dict:
+def evaluation_questions(cfg, ds, target: str) -> tuple[list, list[str]]:
+    """The images and questions of ``target``'s evaluation, as the pipeline asks them."""
     qas = plan(ds, target, cfg.eval, cfg.seed).questions(ds)
-    images = [ds.image(q.item_id) for q in qas]
-    questions = [q.question for q in qas]
+    return [ds.image(q.item_id) for q in qas], [q.question for q in qas]
+
+
+def generation_ratio(cfg, bundle, ds, target: str, repeats: int) -> dict:
+    images, questions = evaluation_questions(cfg, ds, target)
     kw = {"max_new_tokens": cfg.eval.max_new_tokens}
     times: dict[int, list[float]] = {cfg.eval.batch_size: [], 1: []}
     answers: dict[int, list[str]] = {}
@@ -137,7 +141,7 @@ def generation_ratio(cfg, bundle, ds, target: str, repeats: int) -> dict:
     b = cfg.eval.batch_size
     same = sum(x == y for x, y in zip(answers[b], answers[1]))
     return {
-        "questions": len(qas),
+        "questions": len(questions),
         "batch_size": b,
         "max_new_tokens": cfg.eval.max_new_tokens,
         "identical_answers": same,
@@ -152,9 +156,7 @@ def merge_ratio(cfg, run_dir, ds, method: str, target: str, repeats: int) -> dic
     LoRA layers (merging switched off: ``lora.MERGE_BYTES = 0``), at ``eval.batch_size``."""
     from unittest import mock
 
-    qas = plan(ds, target, cfg.eval, cfg.seed).questions(ds)
-    images = [ds.image(q.item_id) for q in qas]
-    questions = [q.question for q in qas]
+    images, questions = evaluation_questions(cfg, ds, target)
     kw = {"max_new_tokens": cfg.eval.max_new_tokens, "batch_size": cfg.eval.batch_size}
     unlearned = load_unlearned_model(cfg, method, target, run_dir)  # built first if the run lacks it
     times: dict[str, list[float]] = {"merged": [], "peft": []}
@@ -172,7 +174,7 @@ def merge_ratio(cfg, run_dir, ds, method: str, target: str, repeats: int) -> dic
     return {
         "method": method,
         "target": target,
-        "questions": len(qas),
+        "questions": len(questions),
         "batch_size": cfg.eval.batch_size,
         "identical_answers": sum(x == y for x, y in zip(answers["merged"], answers["peft"])),
         "s_merged": min(times["merged"]),

@@ -451,9 +451,21 @@ def _write_eval(
     atomic_write_parquet(folder / "answers.parquet", ev.answers)
 
 
+def _write_likelihoods(folder: Path, bundle, ds, model: str, target: str, seed: int) -> None:
+    """The model's likelihoods of the true answer and of the refusal on ``target``'s forget items
+    (:func:`pebench_core.likelihoods.answer_likelihoods`, a ``model`` column added), which
+    chapter 4 reads: computed by the stage that has the model loaded, once per model (the
+    finetune model's by its evaluation, not again by every unlearning run)."""
+    from .likelihoods import answer_likelihoods as likelihoods
+    from .results import atomic_write_parquet
+
+    atomic_write_parquet(folder / "likelihoods.parquet", likelihoods(bundle, ds, target, seed).assign(model=model))
+
+
 def get_eval(cfg: RunConfig, model: str, target: str, run_dir=None, progress: bool = True) -> Path:
     """Evaluate ``finetune`` or ``goal`` (of ``target``) on ``target``'s metrics; returns the folder
-    holding results.parquet, items.parquet and answers.parquet."""
+    holding results.parquet, items.parquet, answers.parquet and likelihoods.parquet
+    (:func:`_write_likelihoods`)."""
     from .evaluate import evaluate
     from .results import StageCache
 
@@ -467,6 +479,7 @@ def get_eval(cfg: RunConfig, model: str, target: str, run_dir=None, progress: bo
         ds = get_world(cfg, run_dir, progress=False)
         ev = evaluate(bundle, ds, target, cfg.eval, cfg.seed)
         _write_eval(tmp, cfg, ev, model, target, key)
+        _write_likelihoods(tmp, bundle, ds, model, target, cfg.seed)
         return {
             "seconds_generation": round(ev.seconds, 2),
             "questions": ev.n_questions,
@@ -480,8 +493,8 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     """Unlearn ``target`` from the finetune model with ``method`` and evaluate the result.
 
     The folder holds the LoRA adapter (``adapter/``), ``trajectory.parquet``, the evaluation
-    tables, ``likelihoods.parquet`` (:func:`likelihoods_before_after`), and the run's status
-    and hyper-parameters in the completion marker.
+    tables, ``likelihoods.parquet`` (:func:`_write_likelihoods`), and the run's status and
+    hyper-parameters in the completion marker.
     """
     from .config import ConfigError, safe_name
     from .evaluate import evaluate
@@ -528,13 +541,10 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
             info = {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2),
                     "seconds_reference": round(run.setup_seconds, 2), "hparams": run.hparams}  # fmt: skip
         info["hparams"] = {**info["hparams"], "lr": lr, "lr_selection": rule}
-        ev = evaluate(bundle.with_model(model), ds, target, cfg.eval, cfg.seed)
+        unlearned = bundle.with_model(model)
+        ev = evaluate(unlearned, ds, target, cfg.eval, cfg.seed)
         _write_eval(tmp, cfg, ev, method, target, key, status=info["status"], lr=lr, lr_rule=rule)
-        # Chapter 4 reads them: computed here, where the model is loaded, instead of in a kernel
-        # that would load the finetune model and the adapter for them again.
-        atomic_write_parquet(
-            tmp / "likelihoods.parquet", likelihoods_before_after(bundle.with_model(model), ds, method, target, cfg.seed)
-        )
+        _write_likelihoods(tmp, unlearned, ds, method, target, cfg.seed)
         return {**info, "seconds_generation": round(ev.seconds, 2)}
 
     return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
@@ -941,27 +951,14 @@ def comparison(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
     return pd.concat([_tables(f).results for f in folders], ignore_index=True)
 
 
-def likelihoods_before_after(unlearned, ds, method: str, target: str, seed: int = 0):
-    """:func:`pebench_core.likelihoods.answer_likelihoods` of the finetune model (the adapter
-    of ``unlearned`` off) and of the unlearned model (on), stacked with a ``model`` column."""
-    import pandas as pd
-
-    from .likelihoods import answer_likelihoods as likelihoods
-    from .models import reference_mode
-
-    with reference_mode(unlearned.model):  # adapter off: the finetune model itself
-        before = likelihoods(unlearned, ds, target, seed).assign(model="finetune")
-    after = likelihoods(unlearned, ds, target, seed).assign(model=method)
-    return pd.concat([before, after], ignore_index=True)
-
-
 def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
     """The finetune model's and ``method``'s unlearned model's likelihoods of the true answer
-    and of the refusal on ``target``'s forget items (:func:`likelihoods_before_after`), as the
-    unlearning stage stored them."""
+    and of the refusal on ``target``'s forget items, stacked (a ``model`` column tells them
+    apart), as their stages stored them (:func:`_write_likelihoods`)."""
     import pandas as pd
 
-    return pd.read_parquet(get_unlearned(cfg, method, target, run_dir, progress=False) / "likelihoods.parquet")
+    folders = [get_eval(cfg, "finetune", target, run_dir, False), get_unlearned(cfg, method, target, run_dir, False)]
+    return pd.concat([pd.read_parquet(f / "likelihoods.parquet") for f in folders], ignore_index=True)
 
 
 def answers_side_by_side(cfg: RunConfig, method: str, target: str, run_dir=None):

@@ -357,7 +357,7 @@ def test_reference_mode_is_the_base_model_and_adapter_round_trip(tmp_path):
         M.load_adapter(b.with_model(M.remove_lora(loaded)), tmp_path / "missing")
 
 
-def test_plain_linears_decode_as_the_adapted_model_and_put_everything_back():
+def test_plain_linears_decode_as_the_adapted_model_and_put_everything_back(monkeypatch):
     """While decoding, each LoRA layer runs as one linear layer holding ``W + (alpha/r)·B·A``
     (or ``W`` with the adapter off): the same function as peft's three products, to float
     rounding; afterwards every layer and every weight tensor is the one it was, bit for bit."""
@@ -402,11 +402,8 @@ def test_plain_linears_decode_as_the_adapted_model_and_put_everything_back():
     answers = M.generate(ub, imgs, qs, max_new_tokens=10, batch_size=2)  # decodes merged
     import pebench_core.models.lora as lora
 
-    was, lora.MERGE_BYTES = lora.MERGE_BYTES, 0
-    try:
-        assert M.generate(ub, imgs, qs, max_new_tokens=10, batch_size=2) == answers  # through peft's layers
-    finally:
-        lora.MERGE_BYTES = was
+    monkeypatch.setattr(lora, "MERGE_BYTES", 0)
+    assert M.generate(ub, imgs, qs, max_new_tokens=10, batch_size=2) == answers  # through peft's layers
     assert len(set(answers)) >= 3
     assert all(torch.equal(v, state[k]) for k, v in pm.state_dict().items())
 

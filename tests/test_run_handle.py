@@ -140,15 +140,20 @@ def test_the_helpers_are_the_pipeline_functions(run, cfg):
     assert run.stage_info("finetune") == stage_info(cfg, "finetune", None, run.dir)
     lk = run.answer_likelihoods("ga", "person")
     assert set(lk["model"]) == {"finetune", "ga"}
-    # stored by the unlearning stage: what the saved adapter, loaded again, gives
-    from pebench_core.models import remove_lora
-    from pebench_core.pipeline import likelihoods_before_after, load_unlearned_model
+    # stored by the two stages: what the saved adapter, loaded again, gives with the adapter off
+    # (the finetune model, stored by its evaluation) and on
+    from pebench_core.likelihoods import answer_likelihoods as likelihoods
+    from pebench_core.models import reference_mode, remove_lora
+    from pebench_core.pipeline import load_unlearned_model
 
     unlearned = load_unlearned_model(cfg, "ga", "person", run.dir)
     try:
-        pd.testing.assert_frame_equal(lk, likelihoods_before_after(unlearned, run.world, "ga", "person", cfg.seed))
+        with reference_mode(unlearned.model):
+            before = likelihoods(unlearned, run.world, "person", cfg.seed).assign(model="finetune")
+        after = likelihoods(unlearned, run.world, "person", cfg.seed).assign(model="ga")
     finally:
         remove_lora(unlearned.model)
+    pd.testing.assert_frame_equal(lk, pd.concat([before, after], ignore_index=True))
     full = load_config("smoke")
     assert Run(full, run.dir).methods_for("person") == [m for m in full.unlearn.methods if not m.endswith("+bgd")]
     assert Run(full, run.dir).methods_for("both") == list(full.unlearn.methods)

@@ -259,8 +259,8 @@ def plain_linears(model: torch.nn.Module, max_bytes: int | None = None) -> Itera
     """
     max_bytes = MERGE_BYTES if max_bytes is None else max_bytes
     layers = [] if model.training else _plain_candidates(model)
-    merging = [m for _, _, m in layers if not m.disable_adapters]
-    size = sum(m.get_base_layer().weight.numel() * m.get_base_layer().weight.element_size() for m in merging)
+    weights = [m.get_base_layer().weight for _, _, m in layers if not m.disable_adapters]
+    size = sum(w.numel() * w.element_size() for w in weights)  # the merged copies, while decoding
     if not layers or size > max_bytes:
         yield model
         return
