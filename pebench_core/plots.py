@@ -428,7 +428,13 @@ def estimate_forest(
         labels = [f"{lab} · {p}" if k else lab for lab, p, k in zip(labels, d["part"], dup)]
     fig, ax = plt.subplots(figsize=(7.5, max(2.0, 0.24 * len(d) + 0.8)))
     y = np.arange(len(d))[::-1]
-    colours = {"reproduced": "tab:green", "not reproduced": "tab:red", "inconclusive": "0.5", "mixed": "tab:orange"}
+    colours = {
+        "reproduced": "tab:green",
+        "contradicted": "tab:red",
+        "inconclusive": "0.5",
+        "mixed": "tab:orange",
+        "cannot test": "0.8",
+    }
     c = [colours.get(v, "tab:blue") for v in d["verdict"]] if "verdict" in d else "tab:blue"
     lo_, hi_ = d[lo].to_numpy(dtype=float), d[hi].to_numpy(dtype=float)
     v = d[value].to_numpy(dtype=float)
@@ -635,15 +641,15 @@ def probe_sites(summary: pd.DataFrame, models: Sequence[str], chance: dict | Non
 def survival_heatmap(surv: pd.DataFrame, title: str = ""):
     """The recovery d of every method × probe measure (``analysis.survival``), one row per
     (target, concept, method): red where knowledge comes back, blue where the probe finds less
-    than its reference; each cell is marked with its verdict (H holds, B breaks, ? unclear,
-    – not forgotten)."""
+    than its reference; each cell is marked with its verdict (H holds, B breaks, ? inconclusive,
+    – cannot test)."""
     import numpy as np
 
     d = surv.assign(row=surv["target"] + " · " + surv["concept"] + " · " + surv["method"])
     rows = list(dict.fromkeys(d["row"]))
     cols = list(dict.fromkeys(d["measure"]))
     grid = d.pivot_table(index="row", columns="measure", values="d", sort=False).reindex(index=rows, columns=cols)
-    marks = {"holds": "H", "breaks": "B", "unclear": "?", "not forgotten": "–"}
+    marks = {"holds": "H", "breaks": "B", "inconclusive": "?", "cannot test": "–"}
     text = d.pivot_table(index="row", columns="measure", values="verdict", aggfunc="first", sort=False).reindex(
         index=rows, columns=cols
     )

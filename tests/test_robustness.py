@@ -275,9 +275,10 @@ def test_an_empty_probe_list_is_refused(cfg, run_dir):
 def test_the_wording_rule():
     assert A.robustness.verdict(Estimate(0.02, -0.05, 0.08)) == A.HOLDS
     assert A.robustness.verdict(Estimate(0.3, 0.1, 0.5)) == A.BREAKS
-    assert A.robustness.verdict(Estimate(0.05, 0.01, 0.2)) == A.UNCLEAR  # above 0, yet below the margin
-    assert A.robustness.verdict(Estimate(0.2, -0.1, 0.5)) == A.UNCLEAR
-    assert A.robustness.verdict(None) == A.UNCLEAR
+    assert A.robustness.verdict(Estimate(0.05, 0.01, 0.2)) == A.INCONCLUSIVE  # above 0, yet below the margin
+    assert A.robustness.verdict(Estimate(0.2, -0.1, 0.5)) == A.INCONCLUSIVE
+    assert A.robustness.verdict(None) == A.CANNOT_TEST
+    assert A.robustness.verdict(Estimate(0.3, 0.1, 0.5), why=A.FORGOT_TOO_LITTLE) == A.CANNOT_TEST
 
 
 def _items(values: dict) -> pd.DataFrame:
@@ -306,13 +307,14 @@ def test_survival_reads_a_recovery_against_its_reference():
     assert s.loc[("ga", "paraphrase_efficacy"), "verdict"] == A.BREAKS
     assert s.loc[("ga", "paraphrase_efficacy"), "d"] == pytest.approx(1.0)
     assert s.loc[("ga", "perturb_blur"), "verdict"] == A.HOLDS
-    assert s.loc[("po", "perturb_blur"), "verdict"] == A.NOT_FORGOTTEN
+    assert s.loc[("po", "perturb_blur"), "verdict"] == A.CANNOT_TEST
+    assert s.loc[("po", "perturb_blur"), "why"] == A.FORGOT_TOO_LITTLE
     m = A.survival_matrix(A.survival(items, n_boot=200))
     assert m.loc["ga", "paraphrase"] == "0/1/0" and m.loc["po", "perturb"] == "–"
     # a paraphrase the fine-tuned model cannot answer either shows nothing
     blind = _items({("finetune", "clean_efficacy"): zeros, ("finetune", "paraphrase_efficacy"): ones,
                     ("ga", "clean_efficacy"): ones, ("ga", "paraphrase_efficacy"): zeros})  # fmt: skip
-    assert A.survival(blind, n_boot=100)["verdict"].tolist() == [A.UNINFORMATIVE]
+    assert A.survival(blind, n_boot=100)[["verdict", "why"]].values.tolist() == [[A.CANNOT_TEST, A.UNINFORMATIVE]]
 
 
 def test_shared_asks_are_generated_once_and_relearning_starts_from_the_clean_answers(cfg, run_dir, monkeypatch):

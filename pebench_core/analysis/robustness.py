@@ -16,18 +16,22 @@ measure                     reference                       the *recovery* d (po
 ``probe_<site>``            the goal model's accuracy       method − goal (the identities still readable there)
 ==========================  ==============================  ========================================
 
-**The wording rule** (:func:`verdict`), with ``margin`` (default 0.1) on the recovery d:
+**The wording rule** is the book's one verdict rule (:mod:`pebench_core.analysis.rule`), read
+per (target, concept) pair with ``margin`` (default 0.1) on the recovery d:
 
 * ``holds`` — the interval of d lies below ``margin``: whatever came back is smaller than the margin;
 * ``breaks`` — the interval lies above 0 and d is at least ``margin``: the knowledge comes back;
-* ``unclear`` — neither (the interval is too wide to call);
-* ``not forgotten`` — the method did not forget the concept to begin with: its clean efficacy is
-  less than ``forgot`` (default 0.25) above the fine-tuned model's, so there is nothing to survive;
-* ``uninformative`` — the probe cannot show knowledge on this (target, concept) at all: applied to
-  the fine-tuned model it already hides the knowledge (a paraphrase the model never learnt to
-  answer: its probed efficacy is at least ``margin`` above its clean one), or the two bounds score
-  alike on it (a goal-referenced measure within ``margin`` of the fine-tuned model's: a linear
-  probe that reads two people's looks as well in a model that never learnt their names).
+* ``inconclusive`` — neither (the interval straddles the margin);
+* ``cannot test`` — with its reason in ``why``:
+
+  * ``forgot too little`` — the method did not forget the concept to begin with on this pair: its
+    clean efficacy is less than ``forgot`` (default 0.25) above the fine-tuned model's, so there
+    is nothing to survive;
+  * ``uninformative`` — the probe cannot show knowledge on this pair at all: applied to the
+    fine-tuned model it already hides the knowledge (a paraphrase the model never learnt to
+    answer: its probed efficacy is at least ``margin`` above its clean one), or the two bounds
+    score alike on it (a goal-referenced measure within ``margin`` of the fine-tuned model's: a
+    linear probe that reads people's looks as well in a model that never learnt their names).
 """
 
 from __future__ import annotations
@@ -37,14 +41,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .rule import BREAKS, CANNOT_TEST, decide, FORGOT, HOLDS, INCONCLUSIVE, SURVIVAL
 from .schema import in_order, method_order, require_columns, ITEM_COLUMNS
 from .stats import Estimate, ItemIndex, paired_delta
 
 __all__ = [
     "HOLDS",
     "BREAKS",
-    "UNCLEAR",
-    "NOT_FORGOTTEN",
+    "FORGOT_TOO_LITTLE",
     "UNINFORMATIVE",
     "probe_measures",
     "verdict",
@@ -53,8 +57,7 @@ __all__ = [
     "relearn_curves",
 ]
 
-HOLDS, BREAKS, UNCLEAR, NOT_FORGOTTEN = "holds", "breaks", "unclear", "not forgotten"
-UNINFORMATIVE = "uninformative"
+FORGOT_TOO_LITTLE, UNINFORMATIVE = "forgot too little", "uninformative"  # why a pair cannot be tested
 
 
 def probe_measures(metrics: Sequence[str]) -> list[tuple[str, str, str, str]]:
@@ -74,22 +77,17 @@ def probe_measures(metrics: Sequence[str]) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def verdict(est: Estimate | None, margin: float = 0.1) -> str:
-    """The wording rule of the module docstring, on a recovery ``d`` (positive: knowledge back)."""
-    if est is None or not np.isfinite(est.value):
-        return UNCLEAR
-    if est.hi < margin:
-        return HOLDS
-    if est.lo > 0 and est.value >= margin:
-        return BREAKS
-    return UNCLEAR
+def verdict(est: Estimate | None, margin: float = 0.1, why: str = "") -> str:
+    """The wording rule of the module docstring, on a recovery ``d`` (positive: knowledge back);
+    ``why`` is the reason the pair cannot be tested ("" when it can)."""
+    return decide(est, margin, claim=SURVIVAL, room=why)
 
 
 def survival(
     items: pd.DataFrame,
     methods: Sequence[str] | None = None,
     margin: float = 0.1,
-    forgot: float = 0.25,
+    forgot: float = FORGOT,
     n_boot: int = 1000,
     seed: int = 0,
     unit: str = "item",
@@ -98,7 +96,7 @@ def survival(
     """One row per (target, method, concept, probe measure): the measure, its reference, the
     recovery ``d`` with its paired interval (``d``, ``d_lo``, ``d_hi``, resampling ``unit`` as
     :func:`~pebench_core.analysis.stats.summarise` takes it; ``ci_unit``), ``forgot_by`` (clean
-    efficacy above the fine-tuned model's) and the ``verdict``."""
+    efficacy above the fine-tuned model's), the ``verdict`` and, for ``cannot test``, ``why``."""
     require_columns(items, ITEM_COLUMNS, "robustness items")
     means = items.groupby(["target", "method", "concept", "metric"])["value"].mean()
     pool = [m for m in in_order(items["method"], method_order()) if m not in ("finetune", "goal")]
@@ -131,12 +129,8 @@ def survival(
                 else:  # do the bounds (knows / never knew) differ on it?
                     gap = abs(ft - means.get((target, "goal", concept, ref_metric), np.nan))
                     informative = not gap < margin
-                if not forgot_by >= forgot:
-                    call = NOT_FORGOTTEN
-                elif not informative:
-                    call = UNINFORMATIVE
-                else:
-                    call = verdict(est, margin)
+                why = FORGOT_TOO_LITTLE if not forgot_by >= forgot else ("" if informative else UNINFORMATIVE)
+                call = verdict(est, margin, why)
                 rows.append(
                     {
                         "target": target,
@@ -155,6 +149,7 @@ def survival(
                         "forgot_by": forgot_by,
                         "finetune_value": ft,
                         "verdict": call,
+                        "why": why,
                         "ci_unit": index.unit_of(concept),
                     }
                 )
@@ -168,29 +163,38 @@ def survival(
 
 def survival_matrix(surv: pd.DataFrame, per: str = "probe") -> pd.DataFrame:
     """Method × probe verdicts over every target and concept: per cell, how many of the
-    (target, concept) pairs the forgetting ``holds`` / ``breaks`` / is ``unclear`` ("3/1/0"; "–"
-    where the method forgot none of them, "n/i" where the probe was uninformative on the rest),
+    (target, concept) pairs the forgetting ``holds`` / ``breaks`` / is ``inconclusive`` ("3/1/0";
+    "–" where every pair cannot be tested because the method forgot too little, "n/i" where the
+    probe was uninformative on the rest),
     the probe's measures combined by the worst (a probe
     breaks if any of its measures breaks)."""
     if surv.empty:
         return pd.DataFrame()
-    rank = {BREAKS: 3, UNCLEAR: 2, HOLDS: 1, UNINFORMATIVE: 0, NOT_FORGOTTEN: -1}
-    worst = (
-        surv.assign(_r=surv["verdict"].map(rank))
-        .groupby(["method", "target", "concept", per], sort=False)["_r"]
-        .max()
-        .map({v: k for k, v in rank.items()})
-        .rename("verdict")
-        .reset_index()
-    )
+    worst = worst_per_pair(surv, per).assign(verdict=lambda d: d["verdict"].where(d["verdict"] != CANNOT_TEST, d["why"]))
 
     def cell(v: pd.Series) -> str:
-        if v.isin([NOT_FORGOTTEN, UNINFORMATIVE]).all():
+        if v.isin([FORGOT_TOO_LITTLE, UNINFORMATIVE]).all():
             return "n/i" if (v == UNINFORMATIVE).any() else "–"
-        return f"{(v == HOLDS).sum()}/{(v == BREAKS).sum()}/{(v == UNCLEAR).sum()}"
+        return f"{(v == HOLDS).sum()}/{(v == BREAKS).sum()}/{(v == INCONCLUSIVE).sum()}"
 
     m = worst.pivot_table(index="method", columns=per, values="verdict", aggfunc=cell, sort=False)
     return m.reindex(in_order(m.index, method_order()))
+
+
+RANK = {BREAKS: 3, INCONCLUSIVE: 2, HOLDS: 1, CANNOT_TEST: 0}
+
+
+def worst_per_pair(surv: pd.DataFrame, per: str = "probe") -> pd.DataFrame:
+    """The worst verdict of each (method, target, concept, ``per``) over its measures (a probe
+    breaks if any of its measures breaks; it cannot be tested only if none of its measures
+    can), with ``why``, ``d``, ``d_lo``, ``d_hi`` and ``measure`` of that worst measure."""
+    r = surv.assign(_r=surv["verdict"].map(RANK))
+    worst = (
+        r.sort_values(["_r", "d"], ascending=False, kind="stable")
+        .groupby(["method", "target", "concept", per], sort=False)
+        .head(1)
+    )
+    return worst.drop(columns="_r").reset_index(drop=True)
 
 
 def relearn_curves(summary: pd.DataFrame) -> pd.DataFrame:

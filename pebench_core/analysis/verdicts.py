@@ -9,14 +9,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .rule import at_bound, CANNOT_TEST, CONTRADICTED, decide, FORGOT, INCONCLUSIVE, REPRODUCED
 from .schema import bgd_base, ITEM_COLUMNS, unlearn_methods, require_columns
-from .stats import Estimate, bootstrap_estimate, format_ci, item_index, named_rng, paired_block, paired_delta
+from .stats import bootstrap_estimate, format_ci, item_index, named_rng, paired_block, paired_delta
 
 __all__ = [
     "REPRODUCED",
-    "NOT_REPRODUCED",
+    "CONTRADICTED",
     "MIXED",
     "INCONCLUSIVE",
+    "CANNOT_TEST",
     "FINDINGS",
     "TESTS",
     "combine_verdicts",
@@ -26,7 +28,7 @@ __all__ = [
     "findings_markdown",
 ]
 
-REPRODUCED, NOT_REPRODUCED, MIXED, INCONCLUSIVE = "reproduced", "not reproduced", "mixed", "inconclusive"
+MIXED = "mixed"
 
 FINDINGS = {
     1: "Forgetting people reaches high efficacy and generality, at a large cost in retain.",
@@ -48,40 +50,21 @@ TESTS = {
 }
 
 
-def _call(est: Estimate | None, margin: float, max_nan: float = 0.05) -> str:
-    """The verdict of a one-sided claim "quantity > 0" from its interval.
-
-    * ``reproduced``: the interval lies above 0 and, with several seeds, every seed's own
-      estimate is above 0 too;
-    * ``not reproduced``: the interval lies below ``margin`` (the effect is absent, smaller
-      than ``margin``, or reversed) and every seed's estimate is below ``margin``;
-    * ``inconclusive`` otherwise (also when the quantity is undefined, or undefined in more
-      than ``max_nan`` of the bootstrap replicates).
-    """
-    if est is None or not np.isfinite(est.value) or est.nan_share > max_nan:
-        return INCONCLUSIVE
-    seeds = list(est.per_seed.values())
-    if est.lo > 0 and all(v > 0 for v in seeds):
-        return REPRODUCED
-    if est.hi < margin and all(v < margin for v in seeds):
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
-
-
 def combine_verdicts(verdicts: Sequence[str]) -> str:
-    """Several sub-tests → one verdict: ``mixed`` if some are reproduced and some not;
-    otherwise the called verdict if it holds for **more than half** of the sub-tests;
-    else ``inconclusive`` (also with no sub-test at all)."""
-    v = list(verdicts)
-    r, n = v.count(REPRODUCED), v.count(NOT_REPRODUCED)
+    """Several sub-tests → one verdict (sub-tests that *cannot test* the claim count for
+    nothing): ``mixed`` if some are reproduced and some contradicted; otherwise the called
+    verdict if it holds for **more than half** of the testable sub-tests; ``cannot test`` when
+    none is testable (or there is none); else ``inconclusive``."""
+    v = [x for x in verdicts if x != CANNOT_TEST]
+    r, n = v.count(REPRODUCED), v.count(CONTRADICTED)
     if not v:
-        return INCONCLUSIVE
+        return CANNOT_TEST
     if r and n:
         return MIXED
     if r > len(v) / 2:
         return REPRODUCED
     if n > len(v) / 2:
-        return NOT_REPRODUCED
+        return CONTRADICTED
     return INCONCLUSIVE
 
 
@@ -115,7 +98,7 @@ def finding_tests(
 
     1. target ``person``, per method: ``eff_m − high``, ``gen_m − high`` (margin 0) and
        ``(ret_ft − ret_m) − large_cost`` (margin 0). A method reproduces the finding if all
-       three do; it contradicts it if any is ``not reproduced``.
+       three do; it contradicts it if any is ``contradicted``.
     2. per method: ``rel_P − rel_E`` with ``rel_C = (eff_m − eff_ft) / (eff_goal − eff_ft)``,
        efficacy of concept C on its single target (person images and event images resampled
        independently). Undefined (inconclusive) when goal and finetune differ by less than
@@ -140,7 +123,10 @@ def finding_tests(
     pool = list(methods) if methods is not None else list(unlearn_methods())
     rows: list[dict] = []
 
-    def add(finding, part, subject, quantity, est, m, note="", ok=True):
+    def add(finding, part, subject, quantity, est, m, note="", room=""):
+        """One sub-test; ``room`` says why it cannot be tested here (and goes into the note)."""
+        if room and room not in note:
+            note = f"{room}; {note}" if note else room
         rows.append(
             {
                 "finding": finding,
@@ -152,7 +138,7 @@ def finding_tests(
                 "hi": est.hi if est else np.nan,
                 "per_seed": ", ".join(f"s{s}: {v:.2f}" for s, v in (est.per_seed.items() if est else [])),
                 "margin": m,
-                "verdict": _call(est, m) if ok else INCONCLUSIVE,
+                "verdict": decide(est, m, room=room),
                 "note": note,
             }
         )
@@ -167,6 +153,10 @@ def finding_tests(
     def point(t, m, c, k):
         w = paired_block(index, {"v": (t, m, c, k)})
         return float(w.groupby(level="seed")["v"].mean().mean()) if w is not None else float("nan")
+
+    def forgot_by(m, c):
+        """How far ``m``'s efficacy on its single target ``c`` rose above finetune's."""
+        return point(c, m, c, "efficacy") - point(c, "finetune", c, "efficacy")
 
     # Preconditions: a concept can only be forgotten if finetune knows it and goal does not.
     gap = {c: point(c, "goal", c, "efficacy") - point(c, "finetune", c, "efficacy") for c in ("person", "event")}
@@ -184,7 +174,6 @@ def finding_tests(
         note1 = no_gap.get("person", "")
         if not ret_ft >= large_cost:
             note1 = (note1 + "; " if note1 else "") + f"finetune retain {ret_ft:.2f} < {large_cost}: no room for a large drop"
-        ok1 = not note1
         models = ["finetune", *ms]
         b = boots({k: {m: ("person", m, "person", k) for m in models} for k in ("efficacy", "generality", "retain")}, "f1")
         for m in ms:
@@ -195,8 +184,7 @@ def finding_tests(
                 f"efficacy − {high}",
                 bootstrap_estimate({"e": b["efficacy"]}, lambda x, m=m: x["e"][m] - high, alpha),
                 0.0,
-                note1,
-                ok1,
+                room=note1,
             )
             if b["generality"] is not None:
                 add(
@@ -206,8 +194,7 @@ def finding_tests(
                     f"generality − {high}",
                     bootstrap_estimate({"g": b["generality"]}, lambda x, m=m: x["g"][m] - high, alpha),
                     0.0,
-                    note1,
-                    ok1,
+                    room=note1,
                 )
             add(
                 1,
@@ -216,8 +203,7 @@ def finding_tests(
                 f"retain drop − {large_cost}",
                 bootstrap_estimate({"r": b["retain"]}, lambda x, m=m: x["r"]["finetune"] - x["r"][m] - large_cost, alpha),
                 0.0,
-                note1,
-                ok1,
+                room=note1,
             )
 
     # ---- 2. events harder than people, relative to goal
@@ -239,16 +225,10 @@ def finding_tests(
         note2 = "; ".join(no_gap.values())
         for m in ms:
             est = None if note2 else bootstrap_estimate(b, lambda x, m=m: rel(x["P"], m) - rel(x["E"], m), alpha)
-            add(
-                2,
-                "relative efficacy",
-                m,
-                "rel. efficacy people − events",
-                est,
-                margin,
-                note2 + ("; relative efficacy undefined" if note2 else ""),
-                not note2,
-            )
+            room2 = note2 + ("; relative efficacy undefined" if note2 else "")
+            if not room2 and not max(forgot_by(m, "person"), forgot_by(m, "event")) >= FORGOT:
+                room2 = f"{m} forgot too little of either concept (efficacy at most {FORGOT} above finetune's)"
+            add(2, "relative efficacy", m, "rel. efficacy people − events", est, margin, room=room2)
 
     # ---- 3. interference (scope below finetune), least for PO
     ms = (
@@ -266,15 +246,19 @@ def finding_tests(
             for m in ms:
                 # PO's own drop is reported but judged by the "least for PO" part, not here.
                 part = "interference" if (m != "po" or ms == ["po"]) else "interference (po)"
+                room3 = note3
+                if not room3 and not forgot_by(m, c) >= FORGOT:
+                    room3 = f"{m} forgot too little of the {c} (efficacy {forgot_by(m, c):+.2f} over finetune)"
+                # chapter 6's interference cell (analysis.interference_table), read the other way
+                e = paired_delta(index, (c, m, c, "scope"), (c, "finetune", c, "scope"), n_boot, seed, alpha)
                 add(
                     3,
                     part,
                     f"{m} ({c} target)",
                     f"scope drop ({'event score' if c == 'person' else 'names'})",
-                    bootstrap_estimate({"s": bb}, lambda x, m=m: x["s"]["finetune"] - x["s"][m], alpha),
+                    None if e is None else e.negated(),
                     margin,
-                    note3,
-                    not note3,
+                    room=room3,
                 )
                 if part != "interference":
                     rows[-1].update(verdict="reported", note=(note3 + "; " if note3 else "") + "judged by 'least for PO'")
@@ -296,6 +280,13 @@ def finding_tests(
         if not mc:
             continue
         for m in mc:
+            single, both = point(c, m, c, "efficacy"), point("both", m, c, "efficacy")
+            room4 = no_gap.get(c, "")
+            ft = point(c, "finetune", c, "efficacy")  # efficacy's floor: the model that knows
+            if not room4 and at_bound(single - ft, floor=True):
+                room4 = f"{m} forgets no {c} on target {c} alone (efficacy {single:.2f}, finetune {ft:.2f}): no efficacy to lose"
+            elif not room4 and at_bound(both, floor=False):
+                room4 = f"{m} forgets every {c} on target both too (efficacy {both:.2f}): no room below"
             # the estimate of analysis.simultaneous_vs_single (its delta is this one negated): one
             # interval per pair, so chapter 5's table and its finding-4 reading never disagree
             add(
@@ -305,8 +296,7 @@ def finding_tests(
                 "efficacy single − both",
                 paired_delta(index, (c, m, c, "efficacy"), ("both", m, c, "efficacy"), n_boot, seed, alpha),
                 margin,
-                no_gap.get(c, ""),
-                c not in no_gap,
+                room=room4,
             )
 
     # ---- 5. BGD recovers part of the loss
@@ -317,31 +307,27 @@ def finding_tests(
         ):
             continue
         for c in ("person", "event"):
-            b = boots({"x": {"bgd": ("both", bgd, c, "efficacy"), "base": ("both", base, c, "efficacy")}}, f"f5-{bgd}-{c}")
-            est = bootstrap_estimate(b, lambda x: x["x"]["bgd"] - x["x"]["base"], alpha)
-            notes = []
-            single = paired_block(index, {"s": (c, base, c, "efficacy")})
-            if est is not None and single is not None:
-                loss = float(single.groupby(level="seed")["s"].mean().mean()) - b["x"].point["base"]
-                if loss >= min_gap:
-                    notes.append(f"share of the simultaneous loss recovered {est.value / loss:.0%}")
-                else:
-                    notes.append(f"no simultaneous loss to recover ({loss:+.2f})")
+            # the interval of analysis.table2's BGD rows (chapter 5): one function, one interval
+            est = paired_delta(index, ("both", bgd, c, "efficacy"), ("both", base, c, "efficacy"), n_boot, seed, alpha)
+            base_both, single = point("both", base, c, "efficacy"), point(c, base, c, "efficacy")
+            loss = single - base_both
+            notes, room5 = [], no_gap.get(c, "")
+            if not room5 and at_bound(base_both, floor=False):
+                room5 = f"{base} already forgets every {c} on target both ({base_both:.2f}): nothing to recover"
+            elif not room5 and not loss >= min_gap:
+                room5 = f"no simultaneous loss to recover ({base} {c} efficacy single − both {loss:+.2f})"
+            elif est is not None and not room5:
+                share = est.value / loss
+                notes.append(
+                    f"share of the simultaneous loss ({loss:.2f}) recovered {share:.0%}"
+                    if share <= 1
+                    else f"more than the simultaneous loss ({loss:.2f}): {base} forgot less on the single target"
+                )
             r = paired_delta(index, ("both", bgd, c, "retain"), ("both", base, c, "retain"), n_boot, seed, alpha)
             if r is not None:
                 notes.append(f"retain change {r.text()}")
-            if c in no_gap:
-                notes.insert(0, no_gap[c])
-            add(
-                5,
-                "efficacy gain",
-                f"{bgd} vs {base} ({c})",
-                f"efficacy {bgd} − {base}",
-                est,
-                margin,
-                "; ".join(notes),
-                c not in no_gap,
-            )
+            add(5, "efficacy gain", f"{bgd} vs {base} ({c})", f"efficacy {bgd} − {base}", est, margin,
+                "; ".join(notes), room=room5)  # fmt: skip
     return pd.DataFrame(
         rows, columns=["finding", "part", "subject", "quantity", "estimate", "lo", "hi", "per_seed", "margin", "verdict", "note"]
     )
@@ -358,14 +344,17 @@ def count_line(t: pd.DataFrame, what: str) -> str:
     each with its subjects. Every chapter that states a finding's sub-tests uses it, so the
     same results get the same words wherever they appear."""
     n = len(t)
-    r, x = (t["verdict"] == REPRODUCED).sum(), (t["verdict"] == NOT_REPRODUCED).sum()
-    i = n - r - x
+    r, x = (t["verdict"] == REPRODUCED).sum(), (t["verdict"] == CONTRADICTED).sum()
+    c = (t["verdict"] == CANNOT_TEST).sum()
+    i = n - r - x - c
     one = lambda k, single, plural: single if k == 1 else plural  # noqa: E731
     parts = [f"{r} of {n} {what} {one(r, 'supports', 'support')} it ({_names(t, REPRODUCED)})"]
     if x:
-        parts.append(f"{x} {one(x, 'contradicts', 'contradict')} it ({_names(t, NOT_REPRODUCED)})")
+        parts.append(f"{x} {one(x, 'contradicts', 'contradict')} it ({_names(t, CONTRADICTED)})")
     if i:
         parts.append(f"{i} {one(i, 'is', 'are')} inconclusive ({_names(t, INCONCLUSIVE)})")
+    if c:
+        parts.append(f"{c} cannot test it ({_names(t, CANNOT_TEST)})")
     return "; ".join(parts)
 
 
@@ -373,17 +362,18 @@ def findings(
     summary: pd.DataFrame, items: pd.DataFrame, n_boot: int = 1000, seed: int = 0, tests: pd.DataFrame | None = None, **kw
 ) -> pd.DataFrame:
     """The paper's five findings (design: The paper's numbers) on our runs: one row each with ``claim``,
-    ``test``, ``verdict`` (reproduced / not reproduced / mixed / inconclusive), ``evidence``
+    ``test``, ``verdict`` (reproduced / contradicted / mixed / inconclusive / cannot test), ``evidence``
     (the estimates with their 95 % intervals) and a one-line ``explanation`` written from
     the numbers.
 
     The sub-tests are those of :func:`finding_tests` (pass ``tests`` to reuse them; other
     keywords go to it). Verdicts: findings 1, 2, 4 and 5 combine their sub-tests (per method,
     or per method and concept) with :func:`combine_verdicts` — ``mixed`` when some sub-tests
-    reproduce and some contradict the claim, else the verdict of more than half of them,
-    else inconclusive. Finding 3 takes the verdict of its interference part (combined over
-    methods and directions), turned into ``mixed`` when that part is reproduced but PO is
-    clearly *not* the least affected method. A sub-test is "called" only when its interval
+    reproduce and some contradict the claim, else the verdict of more than half of the
+    testable ones, else inconclusive (``cannot test`` when none is testable). Finding 3 takes
+    the verdict of its interference part (combined over methods and directions), turned
+    into ``mixed`` when that part is reproduced but PO is clearly *not* the least affected
+    method. A sub-test is "called" only when its interval
     (and, with several seeds, every seed) lies on one side, so a finding is never called on
     overlapping intervals.
     """
@@ -397,10 +387,18 @@ def findings(
             for r in ft.itertuples()
         ]
         if ft.empty:
-            verdict, expl = INCONCLUSIVE, "not measured: the runs lack the targets or methods this finding needs"
+            verdict, expl = CANNOT_TEST, "not measured: the runs lack the targets or methods this finding needs"
         elif f == 1:
             per_m = ft.groupby("subject", sort=False)["verdict"].agg(
-                lambda v: NOT_REPRODUCED if NOT_REPRODUCED in set(v) else (REPRODUCED if set(v) == {REPRODUCED} else INCONCLUSIVE)
+                lambda v: (
+                    CONTRADICTED
+                    if CONTRADICTED in set(v)
+                    else REPRODUCED
+                    if set(v) == {REPRODUCED}
+                    else CANNOT_TEST
+                    if set(v) == {CANNOT_TEST}
+                    else INCONCLUSIVE
+                )
             )
             verdict = combine_verdicts(per_m.tolist())
             pm = per_m.rename("verdict").reset_index()
@@ -413,7 +411,7 @@ def findings(
             po = ft[ft["part"] == "least for PO"]
             verdict = combine_verdicts(inter["verdict"].tolist())
             po_v = po["verdict"].iloc[0] if len(po) else "not measured"
-            if verdict == REPRODUCED and po_v == NOT_REPRODUCED:
+            if verdict == REPRODUCED and po_v == CONTRADICTED:
                 verdict = MIXED
             mean_drop = inter["estimate"].mean() if len(inter) else np.nan
             expl = (
@@ -430,12 +428,9 @@ def findings(
             }[f]
             mean_eff = ft["estimate"].mean()
             expl = f"{lead}: {count_line(ft, what)}" + (f" (mean effect {mean_eff:+.2f})." if np.isfinite(mean_eff) else ".")
-        blocked = sorted(
-            {n for n in ft.loc[ft["verdict"] == INCONCLUSIVE, "note"].astype(str) if "never learned" in n or "no room" in n}
-        )
-        if blocked:
-            reasons = dict.fromkeys(x for n in blocked for x in n.split("; ") if "never" in x or "room" in x)
-            expl += " Not testable here: " + "; ".join(reasons) + "."
+        blocked = ft[ft["verdict"] == CANNOT_TEST]
+        if len(blocked):  # the reason of each untestable sub-test, with the pairs it holds for
+            expl += " Cannot test: " + "; ".join(f"{r.subject} ({r.note.split('; ')[0]})" for r in blocked.itertuples()) + "."
         rows.append(
             {
                 "finding": f,
@@ -462,7 +457,7 @@ def findings_markdown(frame: pd.DataFrame, profile: str = "", scorers: Sequence[
         + ", "
         + ", ".join(
             f"{int(counts.get(v, 0))} finding{'s' if counts.get(v, 0) != 1 else ''} {v}"
-            for v in (REPRODUCED, MIXED, NOT_REPRODUCED, INCONCLUSIVE)
+            for v in (REPRODUCED, MIXED, CONTRADICTED, INCONCLUSIVE, CANNOT_TEST)
         )
         + "."
     )
@@ -475,10 +470,10 @@ def findings_markdown(frame: pd.DataFrame, profile: str = "", scorers: Sequence[
             "An *inconclusive* finding is one whose intervals include no effect and a meaningful "
             "one at once; more seeds (`seeds`) or more items per metric (`eval.max_items`) narrow them.",
         ]
-    if int(counts.get(NOT_REPRODUCED, 0)) or int(counts.get(MIXED, 0)):
+    if int(counts.get(CONTRADICTED, 0)) or int(counts.get(MIXED, 0)):
         lines += [
             "",
-            "A finding that is not reproduced is a result about this setting (model size, training "
+            "A finding that is contradicted is a result about this setting (model size, training "
             "budget, synthetic world, event scorer), not an error to tune away; the evidence column says "
             "which sub-tests disagree.",
         ]
