@@ -97,12 +97,24 @@ def validation_ids(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> 
     return {i.id for items in validation_sets(ds, target, cfg.val_items, seed).values() for i in items}
 
 
+def held_out_ids(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> set[str]:
+    """The images no final metric of ``target`` evaluates: its own validation images and the
+    validation forget images of *both* concepts (those of target ``both``, which a single
+    target's grid does not use). So every target samples a concept's forget images from one
+    pool: target ``both`` answers the very person- and event-forget images the single targets
+    answer, and finding 4 compares them image by image (a paired interval)."""
+    both = validation_sets(ds, "both", cfg.val_items, seed) if "both" in ds.splits else {}
+    forget = {i.id for k, items in both.items() if k.endswith(":forget") for i in items}
+    return validation_ids(ds, target, cfg, seed) | forget
+
+
 def plan(ds: Dataset, target: str, cfg: EvalConfig, seed: int = 0) -> EvalPlan:
     """The evaluation plan of ``target``: item sets per (question kind : split), sampled to
-    ``cfg.max_items``, the validation images (:func:`validation_sets`) left out."""
+    ``cfg.max_items``, the validation images (:func:`held_out_ids`) left out. A concept's
+    forget sample is the same for every target that forgets it."""
     s = split_sets(ds, target)
     fp, fe = set(s.forget_people), set(s.forget_events)
-    held_out = validation_ids(ds, target, cfg, seed)
+    held_out = held_out_ids(ds, target, cfg, seed)
     retain_pool = [i for i in s.retain if i.id not in held_out]
     k = cfg.max_items
     sets: dict[str, list] = {}

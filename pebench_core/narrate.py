@@ -92,6 +92,89 @@ def method_result_markdown(res: pd.DataFrame, method: str, targets: Sequence[str
     return "\n".join(lines)
 
 
+def this_run_markdown(
+    res: pd.DataFrame,
+    method: str,
+    targets: Sequence[str],
+    grids: Mapping[str, pd.DataFrame] | None = None,
+    fixed: pd.DataFrame | None = None,
+) -> str:
+    """What *this* run shows of ``method``, from its numbers, to read beside what the method is
+    known for: per target, the rate the grid kept and where it sits in the grid, efficacy
+    against the bounds, and retain against the fine-tuned model's (a drop to below half of it is
+    a *collapse*); and, where the paper's protocol ran (``fixed``: result rows of the fixed-rate
+    runs, :meth:`pebench_core.pipeline.Run.fixed_rate`), the same two numbers at that one rate.
+    ``res`` is :meth:`pebench_core.pipeline.Run.comparison`'s rows, ``grids`` the
+    :meth:`~pebench_core.pipeline.Run.tuning` frame of each target (``lr``, ``kept``)."""
+    lines = ["**In this run:**"]
+    for t in targets:
+        c = "person" if t == "person" else "event"
+        eff, ret = _value(res, t, method, c, "efficacy"), _value(res, t, method, c, "retain")
+        ft_e, goal_e, ft_r = (
+            _value(res, t, "finetune", c, "efficacy"),
+            _value(res, t, "goal", c, "efficacy"),
+            _value(res, t, "finetune", c, "retain"),
+        )
+        rate = ""
+        g = (grids or {}).get(t)
+        if g is not None and len(g) and g["kept"].any():
+            lrs = sorted(g["lr"])
+            kept = float(g.loc[g["kept"], "lr"].iloc[0])
+            where = "lowest" if kept == lrs[0] else ("highest" if kept == lrs[-1] else "middle")
+            rate = f" at the rate the grid kept, {kept:.3g} (the {where} of {', '.join(f'{x:.3g}' for x in lrs)})"
+        span = goal_e - ft_e
+        share = f", {(eff - ft_e) / span:.0%} of the way from finetune to goal" if abs(span) > 1e-9 else ""
+        collapse = "a collapse" if ret < ft_r / 2 else "no collapse"
+        line = (
+            f"* target **{t}**{rate}: efficacy {eff:.2f} (finetune {ft_e:.2f}, goal {goal_e:.2f}{share}); retain "
+            f"{ret:.2f} against finetune's {ft_r:.2f}: {collapse}."
+        )
+        if fixed is not None and len(fixed):
+            f = fixed[(fixed["method"] == method) & (fixed["target"] == t)]
+            if len(f):
+                fe, fr = _value(f, t, method, c, "efficacy"), _value(f, t, method, c, "retain")
+                lr = float(f["lr"].dropna().iloc[0]) if "lr" in f and f["lr"].notna().any() else float("nan")
+                line += (
+                    f" Under the paper's protocol (one rate, {lr:.3g}, untuned): efficacy {fe:.2f}, retain {fr:.2f}, "
+                    f"{'a collapse' if fr < ft_r / 2 else 'no collapse'}."
+                )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def protocol_markdown(patterns: pd.DataFrame) -> str:
+    """Chapter 8's reading of :func:`pebench_core.analysis.protocol_patterns`: per paper method,
+    the patterns of Table 1 it reproduces under the tuned protocol and under the paper's, and
+    for each disagreement with the paper the reason the comparison gives."""
+    if patterns.empty:
+        return "The paper's protocol did not run here (`findings.paper_methods` is empty or none of them ran)."
+    lines = []
+    for method, g in patterns.groupby("method", sort=False):
+        both = g[(g["tuned_shows"] == g["paper_shows"])]
+        differ = g[g["tuned_shows"] != g["paper_shows"]]
+        head = f"* **{method}**: tuned protocol matches {len(both)} of {len(g)} of the paper's patterns"
+        head += f", the paper's protocol {int((g['fixed_shows'] == g['paper_shows']).sum())}."
+        for r in differ.itertuples():
+            head += (
+                f" *{r.pattern}* on {r.target}: paper {r.paper_shows} ({r.paper:.2f}), tuned {r.tuned_shows} "
+                f"({format_ci(r.tuned, r.tuned_lo, r.tuned_hi)}), fixed {r.fixed_shows} "
+                f"({format_ci(r.fixed, r.fixed_lo, r.fixed_hi)}): {r.why}."
+            )
+        lines.append(head)
+    n = len(patterns)
+    t_ok, f_ok = (
+        int((patterns["tuned_shows"] == patterns["paper_shows"]).sum()),
+        int((patterns["fixed_shows"] == patterns["paper_shows"]).sum()),
+    )
+    lines.append(
+        f"\nOver the {n} (method, target, pattern) cells: the tuned protocol agrees with Table 1 on {t_ok}, the "
+        f"paper's protocol on {f_ok}. A pattern is *present* when its interval (resampling people or events) lies "
+        "above the threshold, *absent* when below, *inconclusive* otherwise; the event rows compare our event scorer "
+        "with the paper's G-Eval, so only their direction is comparable."
+    )
+    return "\n".join(lines)
+
+
 def paper_comparison_markdown(res: pd.DataFrame, method: str, targets: Sequence[str]) -> str:
     """How ``method`` on this run compares with the paper's Table 1 for the same method, per
     target, on the target's own concept: efficacy and retain, the method's and the bounds'.
@@ -160,46 +243,56 @@ def bgd_retain_markdown(t2: pd.DataFrame) -> str:
 
 
 def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int, tests: pd.DataFrame | None = None) -> str:
-    """Chapter 5's reading: for how many method × concept pairs forgetting both concepts at
-    once lowered (or raised) efficacy beyond noise, then one bullet per BGD run on whether it
-    gained efficacy over its base method.
+    """Chapter 5's reading, in the book's one verdict rule (:mod:`pebench_core.analysis.rule`).
 
-    ``svs`` is :func:`pebench_core.analysis.simultaneous_vs_single` (``method``, ``concept``,
-    ``delta`` with ``delta_lo``/``delta_hi``; only the base methods count), ``t2``
-    :func:`pebench_core.analysis.table2`. With ``tests``
-    (:func:`pebench_core.analysis.finding_tests`) the pairs are then read against the paper's
-    finding 4 in the words of the leaderboard chapter (:func:`~pebench_core.analysis.verdicts.count_line`):
-    an efficacy change too small to tell from zero *contradicts* a claim that it falls.
+    With ``tests`` (:func:`pebench_core.analysis.finding_tests`), the method × concept pairs are
+    read as the paper's finding 4 and the BGD rows as its finding 5, with the leaderboard
+    chapter's sub-tests, intervals and words (:func:`~pebench_core.analysis.verdicts.count_line`):
+    a pair whose single-target efficacy sits at a floor, or whose target-both efficacy sits at a
+    ceiling, *cannot test* the claim. Without ``tests``, only the direction of each change is
+    stated. ``svs`` is :func:`pebench_core.analysis.simultaneous_vs_single`, ``t2``
+    :func:`pebench_core.analysis.table2`.
     """
-    base = svs[svs["method"].isin(unlearn_methods())]
-    down = base[base["delta_hi"] < 0]
-    up = base[base["delta_lo"] > 0]
-    same = base.drop(down.index.union(up.index))
+    from .analysis.verdicts import FINDINGS, count_line
 
-    def names(d: pd.DataFrame) -> str:
-        return ", ".join(f"{m} ({c}, {x:+.2f})" for m, c, x in zip(d["method"], d["concept"], d["delta"])) or "none"
-
-    text = [
-        f"Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for "
-        f"{len(down)} of {len(base)} method × concept pairs: {names(down)}. It **raised** it for {len(up)}: "
-        f"{names(up)}; for the remaining {len(same)} the change cannot be told from zero."
-    ]
     f4 = None if tests is None else tests[tests["finding"] == 4]
+    f5 = None if tests is None else tests[tests["finding"] == 5]
+    text = []
     if f4 is not None and not f4.empty:
-        from .analysis.verdicts import FINDINGS, count_line
-
         margin = float(f4["margin"].iloc[0])
         text.append(
-            f"\nRead against the paper's finding 4 (*{FINDINGS[4]}*), tested as the leaderboard chapter tests it "
-            f"(efficacy single − both: supported when its interval lies above 0, contradicted when it lies below "
-            f"{margin:.2f}): {count_line(f4, 'method × concept pairs')}."
+            f"Read as the paper's finding 4 (*{FINDINGS[4]}*), with the quantity efficacy single − both: "
+            f"supported when its interval lies above 0, contradicted when it lies below {margin:.2f}, inconclusive "
+            f"when it straddles that margin, and not testable where a side sits at a ceiling or floor (the "
+            f"reason follows each in the leaderboard chapter): "
+            f"{count_line(f4, 'method × concept pairs')}."
         )
-    for r in _bgd_rows(t2, "efficacy").itertuples():
-        word = "gained" if r.delta_lo > 0 else ("lost" if r.delta_hi < 0 else "changed by an amount we cannot tell from zero:")
-        text.append(f"* {r.method} against {r.base}, {r.concept} efficacy: {word} {format_ci(r.delta, r.delta_lo, r.delta_hi)}.")
+    else:
+        base = svs[svs["method"].isin(unlearn_methods())]
+        down, up = base[base["delta_hi"] < 0], base[base["delta_lo"] > 0]
+
+        def names(d: pd.DataFrame) -> str:
+            return ", ".join(f"{m} ({c}, {x:+.2f})" for m, c, x in zip(d["method"], d["concept"], d["delta"])) or "none"
+
+        text.append(
+            f"Forgetting both concepts at once **lowered** efficacy, with an interval below zero, for {len(down)} of "
+            f"{len(base)} method × concept pairs: {names(down)}. It **raised** it, with an interval above zero, for "
+            f"{len(up)}: {names(up)}."
+        )
+    if f5 is not None and not f5.empty:
+        text.append(f"\nRead as finding 5 (*{FINDINGS[5]}*): {count_line(f5, 'BGD × concept pairs')}.")
+        for r in f5.itertuples():
+            text.append(f"* {r.subject}: {r.quantity} = {format_ci(r.estimate, r.lo, r.hi)} — **{r.verdict}**"
+                        + (f" ({r.note})." if r.note else "."))  # fmt: skip
+    else:
+        for r in _bgd_rows(t2, "efficacy").itertuples():
+            word = "gained" if r.delta_lo > 0 else ("lost" if r.delta_hi < 0 else "changed, with an interval across zero, by")
+            text.append(
+                f"* {r.method} against {r.base}, {r.concept} efficacy: {word} {format_ci(r.delta, r.delta_lo, r.delta_hi)}."
+            )
     text.append(
-        f"\n({n_seeds} seed(s); intervals are 95 % bootstraps over {interval_words(svs)}. The leaderboard chapter tests the "
-        "paper's findings 4 and 5 formally.)"
+        f"\n({n_seeds} seed(s); intervals are 95 % bootstraps over {interval_words(svs)}; they are the leaderboard "
+        "chapter's intervals for the same quantities.)"
     )
     return "\n".join(text)
 
@@ -248,13 +341,29 @@ def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seed
 
 
 # ------------------------------------------------------------------ chapter 8
-def run_overview_markdown(summary: pd.DataFrame, seeds: Sequence[int], profile: str, scorers: Sequence[str]) -> str:
-    """What stands behind the leaderboard: the seeds and profile, the event scorer, how many
-    images each number rests on (``summary['n_items']``, summed over seeds) and what the
-    intervals cover. ``summary`` is :func:`pebench_core.analysis.summarise`."""
+def run_overview_markdown(
+    summary: pd.DataFrame,
+    seeds: Sequence[int],
+    profile: str,
+    scorers: Sequence[str],
+    forget: Mapping[int, tuple[int, int]] | None = None,
+) -> str:
+    """What stands behind the leaderboard: the seeds and profile, the forget people and events
+    of each seed (``forget``: seed → (people, events), :meth:`pebench_core.pipeline.Run.forget_counts`),
+    the event scorer, how many images each number rests on (``summary['n_items']``, summed over
+    seeds) and what the intervals cover. ``summary`` is :func:`pebench_core.analysis.summarise`."""
+    people = sum(p for p, _ in (forget or {}).values())
+    events = sum(e for _, e in (forget or {}).values())
     return (
         f"* **seeds**: {len(seeds)} ({', '.join(map(str, seeds))}); profile `{profile}`\n"
-        f"* **event scorer**: {', '.join(scorers) or 'none'}; names are matched exactly (full name, normalised)\n"
+        + (
+            f"* **forget set**: {people} people and {events} events"
+            + (" over the seeds" if len(forget or {}) > 1 else "")
+            + " (each person and event result rests on these)\n"
+            if forget
+            else ""
+        )
+        + f"* **event scorer**: {', '.join(scorers) or 'none'}; names are matched exactly (full name, normalised)\n"
         f"* **images per number** (summed over seeds): {int(summary['n_items'].min())} to {int(summary['n_items'].max())}\n"
         f"* **intervals**: 95 % bootstrap over {interval_words(summary)} (resampled within each seed)"
         + (
@@ -285,25 +394,27 @@ def step_cost_markdown(costs: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------ chapter 7 (robustness)
 def robustness_markdown(surv: pd.DataFrame, n_seeds: int, margin: float = 0.1) -> str:
-    """Per probe, which methods' forgetting holds, breaks or is unclear, each with the
+    """Per probe, where forgetting holds, breaks or is inconclusive, each method with its
     (target · concept) pairs and the largest recovery ``d`` with its interval (the worst of the
-    probe's measures), then the methods that forgot nothing there. ``surv`` is
-    :func:`pebench_core.analysis.survival`; its verdicts follow the wording rule of
-    :mod:`pebench_core.analysis.robustness`."""
-    from .analysis.robustness import BREAKS, HOLDS, NOT_FORGOTTEN, UNCLEAR, UNINFORMATIVE
+    probe's measures), then the pairs it cannot test, named as pairs: a method can forget
+    too little on one pair and be tested on another. ``surv`` is
+    :func:`pebench_core.analysis.survival`; its verdicts are the book's one rule
+    (:mod:`pebench_core.analysis.rule`)."""
+    from .analysis.robustness import BREAKS, FORGOT_TOO_LITTLE, HOLDS, INCONCLUSIVE, UNINFORMATIVE, worst_per_pair
     from .probes import PROBES
 
     if surv.empty:
         return "No probe results to read."
-    rank = {BREAKS: 3, UNCLEAR: 2, HOLDS: 1, UNINFORMATIVE: 0, NOT_FORGOTTEN: -1}
+
+    def pairs(d: pd.DataFrame) -> str:
+        per = d.groupby("method", sort=False).apply(lambda g: ", ".join(f"{t}·{c}" for t, c in zip(g["target"], g["concept"])))
+        return "; ".join(f"{m} ({p})" for m, p in per.items())
+
     lines = []
     for probe in dict.fromkeys(surv["probe"]):
-        g = surv[surv["probe"] == probe].assign(_r=lambda d: d["verdict"].map(rank))
-        # the worst measure of each (method, target, concept): a probe breaks if any of its measures does
-        worst = g.sort_values(["_r", "d"], ascending=False).groupby(["method", "target", "concept"], sort=False).head(1)
+        worst = worst_per_pair(surv[surv["probe"] == probe])
         parts = []
-        blind = g[g["verdict"] == UNINFORMATIVE]
-        for call in (BREAKS, UNCLEAR, HOLDS):
+        for call in (BREAKS, INCONCLUSIVE, HOLDS):
             w = worst[worst["verdict"] == call]
             if w.empty:
                 continue
@@ -315,21 +426,21 @@ def robustness_markdown(surv: pd.DataFrame, n_seeds: int, margin: float = 0.1) -
                     f"{method} ({where}; largest d = {format_ci(top['d'], top['d_lo'], top['d_hi'])} on {top['measure']})"
                 )
             parts.append(f"**{call}** for " + "; ".join(per_method))
-        nothing = sorted(set(worst.loc[worst["verdict"] == NOT_FORGOTTEN, "method"]))
-        tail = f" Nothing to test (forgot too little): {', '.join(nothing)}." if nothing else ""
+        little = worst[worst["why"] == FORGOT_TOO_LITTLE]
+        blind = worst[worst["why"] == UNINFORMATIVE]
+        tail = f" Cannot test (forgot too little): {pairs(little)}." if not little.empty else ""
         if not blind.empty:
-            pairs = ", ".join(
-                dict.fromkeys(f"{t}·{c} ({m})" for t, c, m in zip(blind["target"], blind["concept"], blind["measure"]))
-            )
+            g = surv[(surv["probe"] == probe) & (surv["why"] == UNINFORMATIVE)]
             tail += (
-                f" Uninformative on {pairs}: the fine-tuned model already scores {blind['finetune_value'].min():.2f}–"
-                f"{blind['finetune_value'].max():.2f} there, so the probe cannot tell a model that knows from one that does not."
+                f" Cannot test (uninformative): {pairs(blind)}: the fine-tuned model already scores "
+                f"{g['finetune_value'].min():.2f}–{g['finetune_value'].max():.2f} there, so the probe cannot tell a model "
+                "that knows from one that does not."
             )
         title = PROBES[probe].title if probe in PROBES else probe
-        empty = "uninformative wherever a method forgot" if not blind.empty else "no method forgot enough to test"
-        lines.append(f"* **{title}** — " + (". ".join(parts) if parts else empty) + "." + tail)
+        lines.append(f"* **{title}** — " + (". ".join(parts) + "." if parts else "no pair can be tested.") + tail)
     lines.append(
         f"\n(d is the recovery against the probe's reference, positive when knowledge comes back; holds: its 95 % "
-        f"paired interval over {interval_words(surv)} lies below {margin}; breaks: above 0 with d ≥ {margin}; {n_seeds} seed(s).)"
+        f"paired interval over {interval_words(surv)} lies below {margin}; breaks: above 0 with d ≥ {margin}; "
+        f"inconclusive: neither; {n_seeds} seed(s).)"
     )
     return "\n".join(lines)

@@ -56,7 +56,7 @@ from PIL import Image
 from . import metrics as M
 from .config import ConfigError, RunConfig
 from .data import QA, Dataset, Item, event_qa, person_qa, split_sets
-from .evaluate import CONCEPTS_OF, event_reference, sample, validation_ids
+from .evaluate import CONCEPTS_OF, event_reference, held_out_ids, sample
 from .models import ModelBundle, generate
 from .probes import PERTURBATIONS, PROBES, Probe, perturb, probe_metrics, probe_names
 
@@ -193,7 +193,7 @@ def probe_sets(ds: Dataset, target: str, cfg: RunConfig) -> ProbeSets:
     that is empty is a :class:`ConfigError` naming it)."""
     s = split_sets(ds, target)
     fp, fe = set(s.forget_people), set(s.forget_events)
-    held = validation_ids(ds, target, cfg.eval, cfg.seed)
+    held = held_out_ids(ds, target, cfg.eval, cfg.seed)
     k, seed, r = cfg.robust.items, cfg.seed, cfg.robust
     out = ProbeSets(target, {}, {}, {}, {}, {}, {}, {}, {})
     retain_pool = [i for i in s.retain if i.id not in held]

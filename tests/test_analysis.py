@@ -23,7 +23,8 @@ def frames(values: dict, seeds=(0,)) -> tuple[pd.DataFrame, pd.DataFrame]:
     """results + items from {(target, method, concept, metric): per-item values or f(seed)}.
 
     Item ids depend on (concept, metric) only, so the same images are shared across methods
-    and targets (as in real runs, where target ``both`` reuses the single targets' forget images).
+    and targets. (In real runs every model of a target is evaluated on the same images, but
+    each target draws its own sample: a shorter list here stands for a target's smaller set.)
     """
     rows, items = [], []
     for seed in seeds:
@@ -294,6 +295,31 @@ def test_interference_matrix_by_hand():
     assert again.equals(m)
 
 
+def test_interference_rows_read_on_other_images_are_labelled_apart():
+    """Targets person and both are evaluated on different samples of the person-forget images
+    (each target leaves out its own validation images; target both also the event-forget ones
+    that show forget people), so finetune's name precision there is 62/64 under one target and
+    61/62 under the other. Two rows with one label must be one quantity with one value."""
+    missed = np.zeros(64)
+    missed[[10, 63]] = 1.0  # person efficacy per image: 1 where finetune did not name the person
+    vals = {
+        ("person", "finetune", "person", "efficacy"): missed,
+        ("person", "gd", "person", "efficacy"): np.ones(64),
+        ("both", "finetune", "person", "efficacy"): missed[:62],  # target both: 62 of those images
+        ("both", "gd", "person", "efficacy"): np.ones(62),
+    }
+    res, its = frames(vals)
+    s = A.summarise(res, its, n_boot=50)
+    tab = A.interference_table(s, "gd", its, n_boot=50)
+    cell = tab.set_index(["target", "measured"])
+    assert cell.loc[("person", "person"), "finetune"] == pytest.approx(62 / 64)
+    assert cell.loc[("both", "person"), "finetune"] == pytest.approx(61 / 62)
+    assert tab.groupby("images")["finetune"].nunique().max() == 1, "one label, two finetune values"
+    assert "target person" in cell.loc[("person", "person"), "images"]
+    assert "target both" in cell.loc[("both", "person"), "images"]
+    assert cell.loc[("person", "person"), "n_images"] == 64 and cell.loc[("both", "person"), "n_images"] == 62
+
+
 def _image_level(effect: float, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     n = 40
     ft_f, ft_r = rng.uniform(0.4, 0.9, n), rng.uniform(0.4, 0.9, n)
@@ -367,7 +393,7 @@ def test_finding4_reproduced_when_planted():
     fnd = A.findings(s, its, tests=t).set_index("finding")
     assert fnd.loc[4, "verdict"] == A.REPRODUCED
     assert "0.60" in fnd.loc[4, "evidence"] and "1 of 1" in fnd.loc[4, "explanation"]
-    assert fnd.loc[5, "verdict"] == A.INCONCLUSIVE  # no BGD runs: not measured
+    assert fnd.loc[5, "verdict"] == A.CANNOT_TEST  # no BGD runs: not measured
 
 
 def test_finding4_inconclusive_on_overlapping_intervals():
@@ -410,18 +436,20 @@ def test_findings_untestable_when_finetune_never_learned():
     }
     res, its = frames(vals)
     fnd = A.findings(A.summarise(res, its, n_boot=50), its, n_boot=100).set_index("finding")
-    assert fnd.loc[4, "verdict"] == A.INCONCLUSIVE and "never learned" in fnd.loc[4, "explanation"]
+    assert fnd.loc[4, "verdict"] == A.CANNOT_TEST and "never learned" in fnd.loc[4, "explanation"]
     text = A.findings_markdown(fnd.reset_index(), profile="test", scorers=["keywords"])
-    assert "Finding 4 — inconclusive" in text and "1 seed" in text
+    assert "Finding 4 — cannot test" in text and "1 seed" in text
 
 
 def test_combine_rule():
-    R, N, Inc = A.REPRODUCED, A.NOT_REPRODUCED, A.INCONCLUSIVE
+    R, N, Inc, C = A.REPRODUCED, A.CONTRADICTED, A.INCONCLUSIVE, A.CANNOT_TEST
     assert A.combine_verdicts([R, R, Inc]) == R
     assert A.combine_verdicts([R, Inc, Inc]) == Inc
     assert A.combine_verdicts([R, N, R]) == A.MIXED
     assert A.combine_verdicts([N, N]) == N
-    assert A.combine_verdicts([]) == Inc
+    assert A.combine_verdicts([R, C, C, C]) == R  # an untestable sub-test counts for nothing
+    assert A.combine_verdicts([C, C]) == C
+    assert A.combine_verdicts([]) == C
 
 
 def test_format_ci():
@@ -570,3 +598,24 @@ def test_simultaneous_delta_is_finding_4_negated():
         m, c = r.subject.split(" (")[0], r.subject.split("(")[1].rstrip(")")
         row = svs.loc[(m, c)]
         assert (row["delta"], row["delta_lo"], row["delta_hi"]) == pytest.approx((-r.estimate, -r.hi, -r.lo))
+
+
+def test_width_comparison_says_which_intervals_widen_from_the_numbers():
+    """Chapter 3's sentence on the two intervals: read off the widths as the table shows them,
+    never assumed (a cluster interval may come out narrower than the item interval)."""
+    keys = {
+        "method": ["finetune", "goal", "goal", "finetune"],
+        "concept": ["person"] * 4,
+        "metric": ["efficacy", "efficacy", "retain", "retain"],
+        "target": ["person"] * 4,
+    }
+    items = pd.DataFrame({**keys, "ci_lo": [0.90, 0.10, 0.50, np.nan], "ci_hi": [1.00, 0.30, 0.60, np.nan]})
+    people = pd.DataFrame({**keys, "ci_lo": [0.95, 0.00, 0.501, 0.2], "ci_hi": [1.00, 0.50, 0.599, 0.4]})
+    text = A.stats.width_comparison(items, people)
+    assert text.startswith("Of the 4 rows, resampling people or events gives a wider interval than resampling images")
+    assert "images in 1 (goal person efficacy (target person))," in text
+    assert "a narrower one in 1 (finetune person efficacy (target person))" in text
+    assert "one as wide, at the 2 decimals shown, in 1 (goal person retain (target person))" in text
+    assert "1 (finetune person retain (target person)) has no interval to compare" in text
+    flipped = A.stats.width_comparison(people, items, names=("people", "images"))
+    assert "images gives a wider interval than people in 1 (finetune person efficacy (target person))" in flipped

@@ -68,6 +68,25 @@ def test_the_final_metrics_never_see_the_validation_images(smoke_world_dir, targ
     assert E.validation_sets(ds, target, 0, seed=0) == {}
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_every_target_samples_a_concepts_forget_images_from_one_pool(smoke_world_dir, seed):
+    """Target both answers the very forget images the single targets answer (finding 4's
+    comparison is paired), and no target's forget metrics see any grid's validation forget
+    images (an event's validation images may show a forget person)."""
+    ds = load_dataset(smoke_world_dir)
+    cfg = dataclasses.replace(load_config("smoke").eval, val_items=5, max_items=6)
+    plans = {t: E.plan(ds, t, cfg, seed=seed) for t in ("person", "event", "both")}
+    for c in ("person", "event"):
+        assert [i.id for i in plans[c].sets[f"{c}:forget"]] == [i.id for i in plans["both"].sets[f"{c}:forget"]]
+    every_val = {
+        i.id for t in plans for k, v in E.validation_sets(ds, t, cfg.val_items, seed).items() if k != "retain" for i in v
+    }
+    for t, p in plans.items():
+        for split, items in p.sets.items():
+            if split.endswith(":forget"):
+                assert not every_val & {i.id for i in items}, (t, split)
+
+
 def test_the_criterion_by_hand(smoke_world_dir, monkeypatch):
     """A model that refuses on the forget images and answers right on the retain images scores
     1; one that answers right everywhere (nothing forgotten) and one that refuses everywhere

@@ -3,7 +3,8 @@
 Functions on the two long tables every run writes (``results`` and ``items``, see
 :mod:`pebench_core.results`), one module per idea. A module imports only modules listed above
 it: ``runs`` and ``stats`` read ``schema``; ``costs`` reads ``runs``; ``tables``, ``paper`` and
-``verdicts`` and ``robustness`` read ``stats`` and ``schema``, not each other.
+``verdicts`` and ``robustness`` read ``stats`` and ``schema``, not each other; ``rule`` reads
+nothing, and every module that calls a verdict reads it.
 
 * :mod:`~pebench_core.analysis.schema` — the keys and required columns of those tables, the
   unlearning methods and their BGD variants, and the order methods and metrics are shown in.
@@ -19,6 +20,8 @@ it: ``runs`` and ``stats`` read ``schema``; ``costs`` reads ``runs``; ``tables``
   against single-target unlearning, cross-concept interference, scope, the image-level test.
 * :mod:`~pebench_core.analysis.paper` — the paper's Tables 1 and 2 as printed, Table 2's
   layout on our runs (:func:`table2`), and our numbers beside the paper's.
+* :mod:`~pebench_core.analysis.rule` — the book's one verdict rule (cannot test at a ceiling or
+  floor, inconclusive when the interval straddles the margin, else the claim's two words).
 * :mod:`~pebench_core.analysis.verdicts` — the paper's five findings tested on our runs, with a
   verdict and an explanation each.
 * :mod:`~pebench_core.analysis.robustness` — the robustness probes read as paired recoveries
@@ -40,6 +43,8 @@ from __future__ import annotations
 
 from .costs import likelihood_race, sequences_per_step, step_cost_table, step_costs
 from .paper import (
+    PATTERNS,
+    protocol_patterns,
     PAPER_COLUMNS,
     PAPER_TABLE1,
     PAPER_TABLE2,
@@ -67,20 +72,17 @@ from .tables import (
 from .robustness import (
     BREAKS,
     HOLDS,
-    NOT_FORGOTTEN,
-    UNCLEAR,
+    FORGOT_TOO_LITTLE,
     UNINFORMATIVE,
     probe_measures,
     relearn_curves,
     survival,
     survival_matrix,
 )
+from .rule import at_bound, BOUND_TOL, CANNOT_TEST, CONTRADICTED, decide, decided, INCONCLUSIVE, REPRODUCED
 from .verdicts import (
     FINDINGS,
-    INCONCLUSIVE,
     MIXED,
-    NOT_REPRODUCED,
-    REPRODUCED,
     TESTS,
     combine_verdicts,
     finding_tests,
@@ -92,8 +94,7 @@ __all__ = [
     "KEYS",
     "HOLDS",
     "BREAKS",
-    "UNCLEAR",
-    "NOT_FORGOTTEN",
+    "FORGOT_TOO_LITTLE",
     "UNINFORMATIVE",
     "probe_measures",
     "relearn_curves",
@@ -136,6 +137,8 @@ __all__ = [
     "paper_table1_long",
     "paper_table2_long",
     "side_by_side",
+    "PATTERNS",
+    "protocol_patterns",
     "event_scorers",
     "finding_tests",
     "findings",
@@ -145,8 +148,13 @@ __all__ = [
     "method_order",
     "IMAGE_DIRECTIONS",
     "REPRODUCED",
-    "NOT_REPRODUCED",
+    "CONTRADICTED",
     "MIXED",
     "INCONCLUSIVE",
+    "CANNOT_TEST",
+    "BOUND_TOL",
+    "at_bound",
+    "decide",
+    "decided",
     "combine_verdicts",
 ]

@@ -25,7 +25,9 @@ Conventions, followed by every table and finding of :mod:`pebench_core.analysis`
   the items are resampled once and both models' values come along (rows joined on
   ``(seed, item_id)``). Quantities that combine different splits (e.g. person efficacy on
   target ``person`` against event efficacy on target ``event``) resample each split
-  independently, replicate by replicate.
+  independently, replicate by replicate. A concept's forget images are one sample for every
+  target that forgets it (:func:`pebench_core.evaluate.held_out_ids`), so person efficacy on
+  target ``person`` and on target ``both`` is compared image by image (paired).
 
 Every generator comes from :func:`named_rng`, seeded by a seed and a name, so a number does not
 change when other numbers are computed before it.
@@ -51,6 +53,7 @@ __all__ = [
     "item_index",
     "unit_note",
     "interval_words",
+    "width_comparison",
     "paired_block",
     "bootstrap_wide",
     "bootstrap_estimate",
@@ -307,6 +310,12 @@ class Estimate:
     def text(self, digits: int = 2) -> str:
         return format_ci(self.value, self.lo, self.hi, digits)
 
+    def negated(self) -> "Estimate":
+        """``−quantity``: the same bootstrap read the other way (the interval's ends swap)."""
+        return Estimate(
+            -self.value + 0.0, -self.hi + 0.0, -self.lo + 0.0, {s: -v + 0.0 for s, v in self.per_seed.items()}, self.nan_share
+        )
+
 
 def bootstrap_estimate(boots: Mapping[str, _Boot | None], stat: Callable, alpha: float = 0.05) -> Estimate | None:
     """Evaluate ``stat`` (a function of ``{block: {column: mean}}``, written with numpy so it
@@ -513,6 +522,57 @@ def interval_words(frame: pd.DataFrame) -> str:
         if concepts:
             words.append(f"{_UNIT_WORDS[unit]} ({' and '.join(concepts)} metrics)")
     return " and ".join(words)
+
+
+def width_comparison(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    names: tuple[str, str] = ("resampling images", "resampling people or events"),
+    digits: int = 2,
+) -> str:
+    """One sentence, from the numbers, on which rows' interval is wider under ``second`` than
+    under ``first`` (two :func:`summarise` frames of the same rows, e.g. ``unit="item"`` and
+    ``unit="concept"``), which narrower and which the same. Widths are those of the intervals as
+    a table shows them (bounds rounded to ``digits``), so the sentence agrees with the table a
+    reader sees. Rows are matched on their keys and named "method concept metric (target T)"."""
+    keys = [k for k in KEYS if k in first.columns and k in second.columns]
+    m = first[[*keys, "ci_lo", "ci_hi"]].merge(second[[*keys, "ci_lo", "ci_hi"]], on=keys, suffixes=("_a", "_b"))
+    if m.empty:
+        return "No rows to compare."
+
+    def shown(x: float) -> float:  # a bound as format_ci prints it
+        return float(f"{x:.{digits}f}") if np.isfinite(x) else np.nan
+
+    def width(side: str) -> np.ndarray:
+        lo, hi = m[f"ci_lo_{side}"].to_numpy(dtype=float), m[f"ci_hi_{side}"].to_numpy(dtype=float)
+        return np.array([round(shown(b) - shown(a), digits) for a, b in zip(lo, hi)])
+
+    wa, wb = width("a"), width("b")
+    label = [
+        " ".join(str(r[k]) for k in keys if k != "target") + (f" (target {r['target']})" if "target" in keys else "")
+        for _, r in m.iterrows()
+    ]
+    valid = np.isfinite(wa) & np.isfinite(wb)
+    groups = {
+        "wider": valid & (wb > wa),
+        "narrower": valid & (wb < wa),
+        "same": valid & (wb == wa),
+        "none": ~valid,
+    }
+
+    def part(mask: np.ndarray) -> str:
+        n = int(mask.sum())
+        return "none" if n == 0 else f"{n} ({'; '.join(x for x, keep in zip(label, mask) if keep)})"
+
+    text = (
+        f"Of the {len(m)} rows, {names[1]} gives a wider interval than {names[0]} in {part(groups['wider'])}, "
+        f"a narrower one in {part(groups['narrower'])}"
+    )
+    if groups["same"].any():
+        text += f", and one as wide, at the {digits} decimals shown, in {part(groups['same'])}"
+    if groups["none"].any():
+        text += f"; {part(groups['none'])} {'has' if groups['none'].sum() == 1 else 'have'} no interval to compare"
+    return text + "."
 
 
 def unit_note(summary: pd.DataFrame) -> str:

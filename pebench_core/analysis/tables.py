@@ -95,8 +95,10 @@ def simultaneous_vs_single(
     One row per (method, concept): ``single`` = efficacy of ``single_method`` on target
     ``concept``; ``both`` = efficacy of ``method`` on target ``both`` for that concept;
     ``delta = both − single`` (negative: simultaneous forgetting is less effective, the
-    paper's finding 4), paired over items (the forget images of a concept are the same
-    for target ``both`` and the single target). With ``with_bgd``, rows for ``X+bgd`` compare
+    paper's finding 4), paired over items where the two targets' forget images are the same
+    and resampled independently where they differ, as they usually do: each target's
+    evaluation draws its own sample of a concept's forget images (its own validation images
+    left out, :func:`pebench_core.evaluate.plan`). With ``with_bgd``, rows for ``X+bgd`` compare
     it on ``both`` with ``X`` alone on the single target (``single_method = X``). ``unit`` /
     ``units``: what the delta's interval resamples, as :func:`summarise` takes them (``ci_unit``).
     """
@@ -180,7 +182,15 @@ def interference_table(
     ============  =========================================  ========================================
 
     (for target ``both`` each concept is read on its own forget images; its cross-concept
-    cells are the scope rows of :func:`scope_table`). ``score`` is the method's value,
+    cells are the scope rows of :func:`scope_table`).
+
+    **Which images a row reads.** A concept's forget images are one sample for every target
+    that forgets it (:func:`pebench_core.evaluate.held_out_ids` leaves out every grid's
+    validation forget images), so cells (person, person) and (both, person) read the same
+    person-forget images and finetune has one value on them. ``images`` names the target
+    whose evaluation a row reads ("… of target both") and ``n_images`` how many images (summed
+    over seeds): two rows with the same images carry one finetune
+    value. ``score`` is the method's value,
     ``finetune``/``goal`` the bounds' values of the same target on the same items, and
     ``delta = score − finetune`` (negative on the intended cells = forgotten; negative on
     the interference cells = collateral damage), with a paired bootstrap interval resampling
@@ -200,7 +210,8 @@ def interference_table(
             "method": method,
             "target": target,
             "measured": measured,
-            "images": what,
+            "images": f"{what} of target {target}",
+            "n_images": int(r["n_items"]) if "n_items" in r.index and pd.notna(r["n_items"]) else np.nan,
             "source": f"{'1 − ' if inv else ''}{concept}/{metric}",
             "role": "intended" if target == "both" or target == measured else "interference",
             "score": tr(r["mean"]),
