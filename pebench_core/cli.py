@@ -41,7 +41,7 @@ def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a field, e.g. --set world.forget_share=0.2 (repeatable)",
+        help="override a field, e.g. --set world.forget_share=0.4 (repeatable)",
     )
 
 

@@ -2,7 +2,7 @@
 
 A run is described by one :class:`RunConfig`, built from a named profile (``tiny``,
 ``smoke``, ``paper``) or a YAML file, then adjusted with ``key=value`` overrides such as
-``world.forget_share=0.2``. Every field is validated before any work starts, and every
+``world.forget_share=0.4``. Every field is validated before any work starts, and every
 error names the field and what is allowed.
 
 Stages are cached under :func:`config_hash` of exactly the sub-configs they depend on,
@@ -62,7 +62,9 @@ class WorldConfig:
     pretrain_renders: int = 1  # pre-training renders per (real person, event) pair
     pretrain_eval_renders: int = 1  # held-out pre-training renders, for the "real" metrics
     pope_questions: int = 2  # yes/no object questions per pre-training render (half yes)
-    forget_share: float = 0.1  # share of people / of events in the forget set
+    # Share of people / of events in the forget set. 0.3 of 20 people and 40 events forgets 6
+    # people and 12 events: every verdict rests on findings.min_people / min_events at least.
+    forget_share: float = 0.3
     # The never-seen group (membership inference): fictitious people and events no model trains
     # on, rendered with a seed stream of their own, so the other images are unchanged.
     n_unseen_people: int = 2
@@ -206,6 +208,21 @@ class RobustConfig:
 
 
 @dataclass(frozen=True)
+class FindingsConfig:
+    """What a forgetting verdict must rest on (design: The paper's numbers). The unit of a
+    forgetting result is a person or an event, not an image: a verdict on two people is two
+    observations, however many images show them. No stage reads these settings; validation
+    refuses a forget split below them before any work starts."""
+
+    min_people: int = 6  # forget people per concept, at least
+    min_events: int = 8  # forget events per concept, at least
+    # The paper's protocol as an ablation (pipeline.get_fixed_rate): these methods on these
+    # targets at the one rate unlearn.lr for the whole budget, untuned. Table 1's five methods.
+    paper_methods: tuple[str, ...] = ("po", "ga", "gd", "kl", "dpo")
+    paper_targets: tuple[str, ...] = ("person", "event")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     profile: str = "tiny"
     seed: int = 0
@@ -215,6 +232,7 @@ class RunConfig:
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     robust: RobustConfig = field(default_factory=RobustConfig)
+    findings: FindingsConfig = field(default_factory=FindingsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -291,6 +309,8 @@ RANGES: dict[str, Range] = {
     "world.n_unseen_people": Range(lo=0, hi=1_000, why="0: no never-seen people, no membership inference of names"),
     "world.n_unseen_events": Range(lo=0, hi=4, why="the catalogue holds 4; 0: no membership inference of events"),
     # model (architecture sizes of the tiny model)
+    "findings.min_people": Range(lo=1, why="forget people a verdict rests on"),
+    "findings.min_events": Range(lo=1, why="forget events a verdict rests on"),
     "model.vocab_size": Range(lo=300),
     "model.vision_hidden": AT_LEAST_1,
     "model.vision_layers": AT_LEAST_1,
@@ -378,9 +398,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "unlearn": {"steps": 4, "eval_every": 2, "batch_size": 4, "lr_factors": (1.0, 3.0)},
         "eval": {"max_items": 12, "max_new_tokens": 24, "batch_size": 16, "val_items": 3},
         "robust": {"items": 6, "relearn_steps": (0, 2)},
+        # A plumbing check of every stage and chapter on 2 people and 2 events: its verdicts
+        # carry the floor they were held to, and no conclusion is drawn from them.
+        "findings": {"min_people": 1, "min_events": 1},
     },
     "paper": {
-        "world": {"n_people": 200, "n_events": 40, "n_real_people": 20, "image_size": 512},
+        # 0.2 of 40 events forgets 8, the findings' floor (0.1 would forget 4); 40 of 200 people.
+        "world": {"n_people": 200, "n_events": 40, "n_real_people": 20, "image_size": 512, "forget_share": 0.2},
         "model": {"kind": "local", "dtype": "bfloat16", "device": "cuda"},
         # No replay: a real checkpoint's knowledge survives a short LoRA fine-tune (the tiny
         # model's replay protects what it learned from scratch).
@@ -492,11 +516,11 @@ def _merge(cfg: RunConfig, updates: Mapping[str, Any]) -> RunConfig:
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
-    """``["world.forget_share=0.2", "seed=3"]`` → nested dict. Values stay strings until coerced."""
+    """``["world.forget_share=0.4", "seed=3"]`` → nested dict. Values stay strings until coerced."""
     out: dict[str, Any] = {}
     for pair in pairs or ():
         if "=" not in pair:
-            raise ConfigError(f"override {pair!r} must look like section.field=value (e.g. world.forget_share=0.2)")
+            raise ConfigError(f"override {pair!r} must look like section.field=value (e.g. world.forget_share=0.4)")
         key, value = pair.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) == 1:
@@ -709,6 +733,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         n_forget_people < w.n_people and n_forget_events < w.n_events,
         f"world.forget_share={w.forget_share} would forget every person or every event; lower it",
     )
+    if not w.data_dir:  # a data folder's counts are known once it is read (data.load_pebench_folder)
+        check_forget_floor(w.n_people, w.n_events, w.forget_share, cfg.findings)
     if w.data_dir:
         folder = Path(w.data_dir).expanduser()
         _require(
@@ -739,6 +765,10 @@ def validate(cfg: RunConfig) -> RunConfig:
             not twice,
             f"unlearn.{name} names {', '.join(twice)} more than once; give each {name[:-1]} once, got {','.join(given)}",
         )
+    f = cfg.findings
+    for name, given, allowed in (("paper_methods", f.paper_methods, names()), ("paper_targets", f.paper_targets, TARGETS)):
+        unknown = [x for x in given if x not in allowed]
+        _require(not unknown, f"findings.{name} has unknown entries {unknown}; allowed: {', '.join(allowed)} (empty: none)")
     from .probes import PERTURBATIONS, probe_names
 
     r = cfg.robust
@@ -772,6 +802,36 @@ def validate(cfg: RunConfig) -> RunConfig:
 def forget_count(n: int, share: float) -> int:
     """How many of ``n`` items a forget share selects: rounded, and at least one."""
     return max(1, int(round(n * share)))
+
+
+def check_forget_floor(n_people: int, n_events: int, share: float, floor: FindingsConfig, where: str = "") -> None:
+    """Refuse a forget split with fewer forget people or events than a verdict needs
+    (``findings.min_people``, ``findings.min_events``), or with no retain side, naming the
+    parameter and the smallest share that would do."""
+
+    def smallest(n: int, k: int) -> str:
+        for i in range(1, 100):  # the smallest share in steps of 0.01 that selects k of n
+            if forget_count(n, i / 100) >= k:
+                return f"{i / 100:g}"
+        return "none below 1"
+
+    of = f" of {where}" if where else ""
+    for what, n, k, name in (
+        ("people", n_people, floor.min_people, "min_people"),
+        ("events", n_events, floor.min_events, "min_events"),
+    ):
+        got = forget_count(n, share)
+        _require(
+            k < n,
+            f"findings.{name}={k} needs at least {k + 1} {what}{of} (one kept for the retain side), "
+            f"but there are {n}; raise world.n_{what} or lower findings.{name}",
+        )
+        _require(
+            got >= k,
+            f"world.forget_share={share} forgets {got} of the {n} {what}{of}, fewer than findings.{name}={k} "
+            f"(every verdict rests on at least {k} forget {what}); raise world.forget_share to at least "
+            f"{smallest(n, k)}, raise world.n_{what}, or lower findings.{name}",
+        )
 
 
 def config_hash(*parts: object, length: int = 12) -> str:

@@ -43,6 +43,7 @@ YAMLS = {
 }
 
 RUN = ["run", "--profile", "smoke", "--out", "{out}"]
+TINY_RUN = ["run", "--profile", "tiny", "--out", "{out}"]
 WORLD = ["world", "--profile", "smoke", "--out", "{out}"]
 PLAN = ["plan", "--profile", "smoke"]
 
@@ -66,6 +67,13 @@ CASES = [
     (RUN + ["--set", "unlearn.lr=true"], "unlearn.lr"),
     (RUN + ["--set", "unlearn.lr=inf"], "unlearn.lr"),
     (RUN + ["--set", "world.forget_share=nan"], "world.forget_share"),
+    # a forget set too small for a verdict, or no retain side
+    (TINY_RUN + ["--set", "world.forget_share=0.1"], "forgets 2 of the 20 people, fewer than findings.min_people=6"),
+    (TINY_RUN + ["--set", "world.n_events=10"], "forgets 3 of the 10 events, fewer than findings.min_events=8"),
+    (RUN + ["--set", "findings.min_people=3"], "raise world.forget_share to at least 0.26"),
+    (RUN + ["--set", "findings.min_people=10"], "findings.min_people=10 needs at least 11 people"),
+    (RUN + ["--set", "world.forget_share=0.99"], "would forget every person or every event"),
+    (RUN + ["--set", "findings.paper_methods=ga,nope"], "findings.paper_methods has unknown entries ['nope']"),
     (RUN + ["--set", "world.n_people=1e400"], "world.n_people"),
     (RUN + ["--set", "eval.batch_size=0"], "eval.batch_size"),
     (PLAN + ["--set", "train.lr=-inf"], "train.lr"),
@@ -161,7 +169,12 @@ def test_bad_input_is_one_line_before_any_work(argv, needle, files, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "argv", [RUN + ["--set", "unlearn.steps=0"], ["book", "--profile", "smoke", "--no-html", "--set", "robust.probes=x"]]
+    "argv",
+    [
+        RUN + ["--set", "unlearn.steps=0"],
+        ["book", "--profile", "smoke", "--no-html", "--set", "robust.probes=x"],
+        TINY_RUN + ["--set", "world.forget_share=0.1"],
+    ],
 )
 def test_a_bad_command_line_stops_before_torch_is_imported(argv, tmp_path):
     """The settings are checked by tables that import no torch (methods, probes): a typo costs

@@ -17,9 +17,9 @@ def test_profiles_load_and_differ():
 
 def test_overrides_are_typed():
     cfg = load_config(
-        "tiny", seed=3, overrides=["world.forget_share=0.2", "unlearn.methods=ga,npo", "unlearn.lora_projector=false"]
+        "tiny", seed=3, overrides=["world.forget_share=0.4", "unlearn.methods=ga,npo", "unlearn.lora_projector=false"]
     )
-    assert cfg.seed == 3 and cfg.world.forget_share == 0.2
+    assert cfg.seed == 3 and cfg.world.forget_share == 0.4
     assert cfg.unlearn.methods == ("ga", "npo") and cfg.unlearn.lora_projector is False
 
 

@@ -87,6 +87,17 @@ def test_a_one_person_folder_is_refused(folder, tmp_path):
         load_pebench_folder(small)
 
 
+def test_a_folder_below_the_findings_floor_stops_before_any_training(folder, tmp_path):
+    """The folder's counts are known once it is read: a forget set below findings.min_people
+    stops at the world, naming the parameter, the folder and the smallest share that would do."""
+    from pebench_core.pipeline import get_world
+
+    cfg = load_config("smoke", overrides={**SMALL, "world": {"data_dir": str(folder)}, "findings": {"min_people": 3}})
+    with pytest.raises(ConfigError, match=r"forgets 1 of the 7 people of .*fewer than findings.min_people=3.*at least 0\.36"):
+        get_world(cfg, tmp_path)
+    assert not (tmp_path / "models").exists()
+
+
 def test_the_stage_keys_follow_the_folder_content(folder, tmp_path):
     copy = _copy(folder, tmp_path / "copy")
     cfg = load_config("smoke", overrides={"world": {"data_dir": str(copy)}})
