@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import distributed as D
-from .config import RunConfig, config_hash
+from .config import RunConfig, check_forget_floor, config_hash
 from .data import Dataset, load_dataset, load_pebench_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,17 @@ def stage_code(*entries) -> str:
     from .code_keys import code_key
     from .methods import METHODS, Method
 
-    data = (C.RunConfig, C.WorldConfig, C.ModelConfig, C.TrainConfig, C.UnlearnConfig, C.EvalConfig, C.RobustConfig, Method)
+    data = (
+        C.RunConfig,
+        C.WorldConfig,
+        C.ModelConfig,
+        C.TrainConfig,
+        C.UnlearnConfig,
+        C.EvalConfig,
+        C.RobustConfig,
+        C.FindingsConfig,
+        Method,
+    )
     return code_key(*entries, opaque=(METHODS, *data))
 
 
@@ -109,9 +119,11 @@ def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool 
     """The dataset of this run: the real PEBench folder if ``world.data_dir`` is set, else the
     synthetic world, written once under ``<run>/world/<hash>`` and loaded from there."""
     if cfg.world.data_dir:
-        return load_pebench_folder(
+        ds = load_pebench_folder(
             cfg.world.data_dir, seed=cfg.seed, forget_share=cfg.world.forget_share, pretrain_people=real_pretrain_people(cfg)
         )
+        check_forget_floor(len(ds.people), len(ds.events), cfg.world.forget_share, cfg.findings, cfg.world.data_dir)
+        return ds
     import shutil
 
     from .storage import is_complete, verify
@@ -550,6 +562,97 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
 
 
+FIXED_RATE_RULE = "fixed: unlearn.lr for the whole budget, untuned (the paper's protocol)"
+
+
+def fixed_rate_jobs(cfg: RunConfig) -> list[tuple[str, str]]:
+    """``(method, target)`` of the paper's protocol (``findings.paper_methods`` ×
+    ``findings.paper_targets``, those this run also unlearns), in run order."""
+    return [
+        (m, t)
+        for t in cfg.unlearn.targets
+        if t in cfg.findings.paper_targets
+        for m in methods_for(cfg, t)
+        if m in cfg.findings.paper_methods
+    ]
+
+
+def fixed_rate_key(cfg: RunConfig, method: str, target: str) -> str:
+    """The key of a fixed-rate run: the unlearning key's inputs with the grid taken out (one
+    rate, ``unlearn.lr``), so it never changes with the grid's other rates."""
+    import dataclasses
+
+    from .methods import Method, get
+
+    u = dataclasses.replace(cfg.unlearn, methods=(), targets=(), lr_factors=(1.0,))
+    m = get(method)
+    code = stage_code(get_fixed_rate, m.fn, Method.required_inputs, Method.settings)
+    return config_hash("fixed", model_key(cfg, "finetune"), u, cfg.eval, method, target, m.passes(), code)
+
+
+def get_fixed_rate(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True) -> Path:
+    """``method`` on ``target`` under the paper's protocol: the one rate ``unlearn.lr`` for the
+    whole budget, every method alike, no tuning, evaluated on the final metrics (the ablation
+    beside the tuned protocol, design: The paper's numbers). Where the learning-rate grid ran
+    that very rate for the whole budget, its adapter is that run (same seed, same batches) and
+    is evaluated, not trained again; otherwise the run is trained here. A run whose loss
+    stopped being finite is kept with its status: a collapse is part of what the protocol
+    shows. The folder holds the evaluation tables; the marker the run's status and rate."""
+    import dataclasses
+
+    from .config import safe_name
+    from .evaluate import evaluate
+    from .models import load_adapter, remove_lora
+    from .results import StageCache
+    from .storage import read_marker
+    from .tuning import rates
+    from .unlearn import run_unlearning
+
+    key = fixed_rate_key(cfg, method, target)
+    cache = StageCache(resolve_run_dir(cfg, run_dir) / "fixed")
+    u0 = cfg.unlearn
+
+    def build(tmp: Path) -> dict:
+        tune = get_tuning(cfg, method, target, run_dir, progress)
+        bundle = get_model(cfg, "finetune", None, run_dir, progress)
+        ds = get_world(cfg, run_dir, progress=False)
+        grid = rates(u0)
+        k = min(range(len(grid)), key=lambda i: abs(grid[i] - u0.lr))
+        kept = tune / f"lr{k}" if tune is not None and abs(grid[k] - u0.lr) <= 1e-12 * u0.lr else None
+        if kept is not None and (kept / "run.json").is_file() and read_marker(tune).get("whole_budget", True):
+            info = json.loads((kept / "run.json").read_text())
+            model = load_adapter(bundle, kept / "adapter")
+            reused = True
+        else:
+            run = run_unlearning(
+                bundle, ds, target, method, dataclasses.replace(u0, lr=u0.lr), cfg.eval, seed=cfg.seed,
+                progress=progress, log=print if progress else (lambda *_: None),
+            )  # fmt: skip
+            info = {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2)}
+            model, reused = run.model, False
+        try:
+            ev = evaluate(bundle.with_model(model), ds, target, cfg.eval, cfg.seed)
+        finally:
+            remove_lora(model)
+        _write_eval(tmp, cfg, ev, method, target, key, status=info["status"], lr=u0.lr, lr_rule=FIXED_RATE_RULE)
+        return {"status": info["status"], "steps_done": info.get("steps_done"), "lr": u0.lr, "from_grid": reused,
+                "seconds_generation": round(ev.seconds, 2)}  # fmt: skip
+
+    return cache.get_or_build(f"{safe_name(method)}-{target}", key, build, log=print if progress else None)
+
+
+def collect_fixed_rate(cfg: RunConfig, run_dir=None):
+    """The paper's protocol runs (:func:`fixed_rate_jobs`) gathered into ``<run>/results/``:
+    ``(results, items)`` in the results' long format, ``lr_rule`` naming the protocol."""
+    out = resolve_run_dir(cfg, run_dir)
+    folders = [get_fixed_rate(cfg, m, t, out, progress=False) for m, t in fixed_rate_jobs(cfg)]
+    if not folders:
+        import pandas as pd
+
+        return pd.DataFrame(), pd.DataFrame()
+    return _gather(folders, out / "results", "fixed_rate.parquet", "fixed_rate_items.parquet")
+
+
 def unlearned_dir(cfg: RunConfig, method: str, target: str, run_dir=None) -> Path:
     """The folder :func:`get_unlearned` uses for ``method`` on ``target`` (it may not exist yet)."""
     from .config import safe_name
@@ -739,7 +842,7 @@ def _robust_stage(cfg: RunConfig, model: str, target: str, run_dir: str) -> str:
 
 @dataclass(frozen=True)
 class PlannedStage:
-    """One stage of a run: its ``kind`` (models, eval, unlearn, robust), its ``name`` in the
+    """One stage of a run: its ``kind`` (models, eval, unlearn, fixed, robust), its ``name`` in the
     run folder (``base-full``, ``goal-event``, ``ga-person`` ...), its ``folder``, what builds it
     (``what``: the model stage, evaluated model, method or probed model; ``target``) and the
     names of the stages it reads (``after``, as ``kind/name``)."""
@@ -788,6 +891,10 @@ def run_plan(cfg: RunConfig, run_dir=None) -> list[PlannedStage]:
         for m in ("finetune", "goal"):
             parent = "models/finetune" if m == "finetune" else f"models/goal-{t}"
             plan.append(PlannedStage("eval", f"{m}-{t}", out / "eval" / f"{m}-{t}" / eval_key(cfg, m, t), m, t, (parent,)))
+    for m, t in fixed_rate_jobs(cfg):  # after the grid, whose run at unlearn.lr it evaluates
+        name = f"{safe_name(m)}-{t}"
+        folder = out / "fixed" / name / fixed_rate_key(cfg, m, t)
+        plan.append(PlannedStage("fixed", name, folder, m, t, (f"unlearn/{name}",)))
     if cfg.robust.probes:
         for t in targets:
             for m in ("finetune", *methods_for(cfg, t), "goal"):
@@ -803,6 +910,7 @@ _BUILDERS = {
     "eval": lambda cfg, what, target, run_dir: get_eval(cfg, what, target, run_dir, progress=False),
     "unlearn": lambda cfg, what, target, run_dir: get_unlearned(cfg, what, target, run_dir, progress=False),
     "robust": lambda cfg, what, target, run_dir: get_robustness(cfg, what, target, run_dir, progress=False),
+    "fixed": lambda cfg, what, target, run_dir: get_fixed_rate(cfg, what, target, run_dir, progress=False),
 }
 
 
@@ -864,7 +972,7 @@ STAGE_TIMES = "stage_times.csv"
 def stage_times(cfg: RunConfig, run_dir=None) -> "Any":
     """How long each stage of this configuration took to build, read from the markers of its
     cached stages (a stage not built yet is left out): one row per stage with its ``kind``
-    (models, eval, tune, unlearn, robust), ``stage``, ``seconds`` and the torch ``threads`` it
+    (models, eval, tune, unlearn, fixed, robust), ``stage``, ``seconds`` and the torch ``threads`` it
     computed on where recorded. The table to look at first when a run is slow."""
     import pandas as pd
 
@@ -930,6 +1038,8 @@ def run_all(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
                 print(f"[run] {method}/{target} ready ({time.perf_counter() - t1:.1f}s)")
     res, _ = collect_results(cfg, out)
     print(f"[run] {len(res)} result rows in {out / 'results'} ({time.perf_counter() - t0:.1f}s so far)")
+    fixed, _ = collect_fixed_rate(cfg, out)  # the paper's protocol beside the tuned one
+    print(f"[run] the paper's protocol (one rate, untuned): {len(fixed)} result rows")
     if cfg.robust.probes:
         t1 = time.perf_counter()
         probes, _ = collect_robustness(cfg, out, progress=not pooled)  # builds each missing probe stage, then gathers
@@ -1155,6 +1265,34 @@ class Run:
 
         frames = [(runs.dirs[s], *cls(runs.cfgs[s], runs.dirs[s]).collect_robustness()) for s in runs.seeds]
         return concat_runs(frames)
+
+    def fixed_rate(self):
+        """The paper's protocol runs (one rate, untuned) gathered: ``(results, items)`` (:func:`collect_fixed_rate`)."""
+        return collect_fixed_rate(self.cfg, self.dir)
+
+    @classmethod
+    def fixed_rate_for_seeds(cls, runs):
+        """The paper's protocol runs of every seed of what :meth:`for_seeds` returned,
+        concatenated and checked as the results are: ``(results, items)``."""
+        from .analysis.runs import concat_runs
+
+        frames = [(runs.dirs[s], *cls(runs.cfgs[s], runs.dirs[s]).fixed_rate()) for s in runs.seeds]
+        frames = [f for f in frames if len(f[1])]
+        if not frames:  # the profile runs no method of the paper's protocol
+            import pandas as pd
+
+            return pd.DataFrame(), pd.DataFrame()
+        return concat_runs(frames)
+
+    @classmethod
+    def forget_counts(cls, runs) -> dict[int, tuple[int, int]]:
+        """Seed → (forget people, forget events) of what :meth:`for_seeds` returned: the units
+        every person and event result of that seed rests on."""
+        out = {}
+        for s in runs.seeds:
+            splits = cls.of_seed(runs, s).world.splits
+            out[s] = (len(splits["person"]["forget_people"]), len(splits["event"]["forget_events"]))
+        return out
 
     # -- several seeds
     @classmethod
