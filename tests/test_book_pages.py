@@ -112,6 +112,53 @@ def test_pages_carry_no_build_residue(built):
         assert "widget-state+json" not in html and "require.min.js" not in html
 
 
+_STATEMENT = re.compile(
+    r"^\W*(?P<subject>[^:*\n]+?): (?P<quantity>[^=:\n]+?) = (?P<value>[-+]?\d+\.\d+(?: \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\])?)",
+    re.M,
+)
+
+
+def _stated_quantities(nb: dict) -> list[tuple[str, str, str]]:
+    """Every ``(subject, quantity, value [interval])`` an executed chapter states: in its
+    generated Markdown ("subject: quantity = 0.21 [0.03, 0.46]") and in its tables with
+    ``subject``, ``quantity`` and ``estimate`` columns."""
+    out = []
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            md = data.get("text/markdown")
+            if md:
+                text = "".join(md) if isinstance(md, list) else md
+                out += [(m["subject"].strip(), m["quantity"].strip(), m["value"]) for m in _STATEMENT.finditer(text)]
+            html = data.get("text/html")
+            if html and "<table" in (html := "".join(html) if isinstance(html, list) else html):
+                for table in BeautifulSoup(html, "html.parser").find_all("table"):
+                    head = [th.get_text(strip=True) for th in table.select("thead tr")[-1].find_all("th")] if table.thead else []
+                    if not {"subject", "quantity", "estimate"} <= set(head):
+                        continue
+                    for tr in table.select("tbody tr"):
+                        cells = [c.get_text(strip=True) for c in tr.find_all(["th", "td"])]
+                        row = dict(zip(head[-len(cells) :], cells))
+                        out.append((row["subject"], row["quantity"], row["estimate"]))
+    return out
+
+
+def test_one_quantity_has_one_value_on_every_page(executed):
+    """The same quantity (a sub-test's subject and quantity) gets the same value and interval
+    wherever the book states it: chapter 5 reads findings 4 and 5 with the very estimates of
+    chapter 8's table, not a second bootstrap of its own."""
+    site, chapters = executed
+    seen: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for ch in chapters:
+        nb = json.loads((site / "book" / "chapters" / f"{ch.output}.ipynb").read_text())
+        for subject, quantity, value in _stated_quantities(nb):
+            seen.setdefault((subject, quantity), {}).setdefault(value.replace("-0.00", "0.00"), set()).add(ch.output)
+    differ = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not differ, f"stated differently: {differ}"
+    shared = [k for k, v in seen.items() if len(set().union(*v.values())) > 1]
+    assert shared, "no quantity is stated on two pages: the check read nothing it could compare"
+
+
 def test_method_pages_tables_have_no_empty_cells(built):
     """A table half of "nan" cells (a target's metrics spread over both concepts' columns)."""
     _, html_dir, _ = built
