@@ -298,7 +298,7 @@ def simultaneous_markdown(svs: pd.DataFrame, t2: pd.DataFrame, n_seeds: int, tes
 
 
 # ------------------------------------------------------------------ chapter 6
-def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seeds: int) -> str:
+def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seeds: int, tests: pd.DataFrame | None = None) -> str:
     """Chapter 6's reading: per interference cell (a target × the *other* concept), how many
     methods lowered or raised the score against finetune beyond the paired interval and which
     was least affected; then how many image-level tests found the other concept hurt more on
@@ -308,6 +308,9 @@ def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seed
     ``target``, ``measured``, ``images``, ``finetune``, ``method``, ``delta`` with
     ``delta_lo``/``delta_hi``), ``image_tests`` the stacked summaries of
     :func:`pebench_core.analysis.paired_image_level` (``method``, ``direction``, ``ci_hi``, ``p_value``).
+    With ``tests`` (:func:`pebench_core.analysis.finding_tests`), the cells are then read as the
+    paper's finding 3 by the book's one rule, with the leaderboard chapter's sub-tests and words:
+    a method that forgot too little of its target cannot test whether forgetting interferes.
     """
     inter = cells[cells["role"] == "interference"]
     lines = []
@@ -331,6 +334,15 @@ def interference_markdown(cells: pd.DataFrame, image_tests: pd.DataFrame, n_seed
         f"the retain images (interval below 0 and p < 0.05) in {len(sig)} of {len(image_tests)} method × "
         f"direction tests{which}."
     )
+    f3 = None if tests is None else tests[(tests["finding"] == 3) & (tests["part"] == "interference")]
+    if f3 is not None and not f3.empty:
+        from .analysis.verdicts import FINDINGS, count_line
+
+        lines.append(
+            f"* **Read as the paper's finding 3** (*{FINDINGS[3]}*), scope drop per method and target, supported "
+            f"when its interval lies above 0, contradicted when below {float(f3['margin'].iloc[0]):.2f}: "
+            f"{count_line(f3, 'method × target tests')}."
+        )
     words = interval_words(cells)
     also = "" if words == "images" else ", the image-level tests images"
     lines.append(

@@ -160,3 +160,14 @@ def test_finding2_for_a_method_that_forgot_neither_concept_cannot_test():
     t = A.finding_tests(its, n_boot=300).query("finding == 2").set_index("subject")
     assert t.loc["npo", "verdict"] == A.CANNOT_TEST and "forgot too little" in t.loc["npo", "note"]
     assert t.loc["gd", "verdict"] == A.REPRODUCED
+
+
+def test_the_discussion_counts_what_the_sub_tests_decide():
+    t = A.finding_tests(frames({**_gap_rows(), ("person", "gd", "person", "efficacy"): [0.9] * 20,
+                                ("both", "gd", "person", "efficacy"): [0.3] * 20})[1], n_boot=200)  # fmt: skip
+    res, its = frames(_gap_rows())
+    fnd = A.findings(A.summarise(res, its, n_boot=50), its, tests=t)
+    text = A.findings_markdown(fnd, tests=t)
+    n = len(t[t.verdict != "reported"])
+    decided = int(t.verdict.isin([A.REPRODUCED, A.CONTRADICTED]).sum())
+    assert f"Of the {n} sub-tests, {decided} decide something" in text

@@ -387,6 +387,20 @@ def test_interference_markdown():
     assert "in 0 of 2 method × direction tests.\n\n(2 seed(s);" in no_sig
     unmeasured = cells.assign(delta=np.nan, delta_lo=np.nan, delta_hi=np.nan)  # no finite change: no crash
     assert "least affected: none (no change could be computed)." in N.interference_markdown(unmeasured, tests, n_seeds=1)
+    f3 = pd.DataFrame(
+        {
+            "finding": [3, 3, 3],
+            "part": ["interference", "interference", "least for PO"],
+            "subject": ["ga (person target)", "gd (event target)", "po vs best other"],
+            "margin": [0.05, 0.05, 0.0],
+            "verdict": ["reproduced", "cannot test", "contradicted"],
+        }
+    )
+    read = N.interference_markdown(cells, tests, n_seeds=1, tests=f3)
+    assert (
+        "Read as the paper's finding 3** (*Cross-concept interference" in read
+        and "1 of 2 method × target tests supports it (ga (person target)); 1 cannot test it (gd (event target))" in read
+    )
 
 
 # ------------------------------------------------------------------ narration, chapter 7

@@ -446,8 +446,11 @@ def findings(
     return pd.DataFrame(rows)
 
 
-def findings_markdown(frame: pd.DataFrame, profile: str = "", scorers: Sequence[str] = ()) -> str:
-    """A discussion paragraph per finding, written from the findings frame (no fixed conclusion)."""
+def findings_markdown(
+    frame: pd.DataFrame, profile: str = "", scorers: Sequence[str] = (), tests: pd.DataFrame | None = None
+) -> str:
+    """A discussion paragraph per finding, written from the findings frame (no fixed conclusion);
+    with ``tests`` (:func:`finding_tests`), first how many of the sub-tests decide something."""
     n_seeds = int(frame["n_seeds"].max()) if len(frame) else 0
     counts = frame["verdict"].value_counts()
     head = (
@@ -462,6 +465,15 @@ def findings_markdown(frame: pd.DataFrame, profile: str = "", scorers: Sequence[
         + "."
     )
     lines = [head, ""]
+    if tests is not None and len(tests):
+        v = tests.loc[tests["verdict"] != "reported", "verdict"]
+        n = {k: int((v == k).sum()) for k in (REPRODUCED, CONTRADICTED, INCONCLUSIVE, CANNOT_TEST)}
+        lines += [
+            f"Of the {len(v)} sub-tests, {n[REPRODUCED] + n[CONTRADICTED]} decide something ({n[REPRODUCED]} reproduced, "
+            f"{n[CONTRADICTED]} contradicted), {n[INCONCLUSIVE]} are inconclusive and {n[CANNOT_TEST]} cannot test "
+            "their claim (a side at a ceiling or floor, or a method that forgot too little: the notes say which).",
+            "",
+        ]
     for r in frame.itertuples():
         lines.append(f"* **Finding {r.finding} — {r.verdict}.** {r.claim} {r.explanation}")
     if int(counts.get(INCONCLUSIVE, 0)):
