@@ -16,6 +16,7 @@ from pebench_core.config import ConfigError, load_config
 from pebench_core.pipeline import (
     build_in_parallel,
     build_unlearning,
+    collect_fixed_rate,
     collect_results,
     collect_robustness,
     report_stage_times,
@@ -159,6 +160,9 @@ def test_two_workers_build_every_stage_of_one_process_of_one_thread(tmp_path, mo
     table = stage_times(cfg, tmp_path / "pooled")
     counts = table.groupby("kind")["stage"].apply(sorted).to_dict()
     assert counts["unlearn"] == ["ga-event", "ga-person"] and len(counts["eval"]) == 4
+    assert counts["fixed"] == ["ga-event", "ga-person"]  # the paper's protocol, a stage of the plan
+    (fa, _), (fb, _) = collect_fixed_rate(cfg, tmp_path / "alone"), collect_fixed_rate(cfg, tmp_path / "pooled")
+    pd.testing.assert_frame_equal(fa[cols], fb[cols])
     assert counts["models"] == ["base-full", "base-noevents", "finetune", "goal-event", "goal-person"]
     assert len(counts["robust"]) == 6 and set(table.loc[table["kind"].isin(["robust", "models"]), "threads"]) == {1}
     assert (table["seconds"] > 0).all()
