@@ -83,7 +83,9 @@ def test_finding4_at_the_ceiling_cannot_test():
 
 def test_finding4_at_the_floor_cannot_test():
     r = _f4([0.0] * 20, [0.0] * 20)  # forgets nothing even alone: no efficacy to lose
-    assert r["verdict"] == A.CANNOT_TEST and "no efficacy to lose" in r["note"]
+    assert r["verdict"] == A.CANNOT_TEST and "forgot too little of the person alone" in r["note"]
+    r = _f4([0.2] * 20, [0.0] * 20)  # forgets a little alone: still below the floor of what counts as forgetting
+    assert r["verdict"] == A.CANNOT_TEST and "+0.20 over finetune" in r["note"]
 
 
 def test_finding4_straddling_is_inconclusive_and_a_clear_loss_is_reproduced():

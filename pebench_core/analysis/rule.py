@@ -47,8 +47,10 @@ BREAKS, HOLDS = "breaks", "holds"
 INCONCLUSIVE, CANNOT_TEST = "inconclusive", "cannot test"
 
 #: A method *forgot* a concept when its efficacy rose at least this much above the fine-tuned
-#: model's; below it, claims about what its forgetting does (interference, a probe bringing
-#: the knowledge back) have nothing to test.
+#: model's (the floor of efficacy is the model that knows). Below it, a claim about what its
+#: forgetting does has nothing to test: interference (finding 3), efficacy lost when both
+#: concepts are forgotten at once (finding 4) or recovered by BGD (finding 5), a probe bringing
+#: the knowledge back (chapter 7).
 FORGOT = 0.25
 
 #: A score within this of 0 or 1 sits at its floor or ceiling: one or two items of a metric's

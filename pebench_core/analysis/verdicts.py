@@ -282,9 +282,8 @@ def finding_tests(
         for m in mc:
             single, both = point(c, m, c, "efficacy"), point("both", m, c, "efficacy")
             room4 = no_gap.get(c, "")
-            ft = point(c, "finetune", c, "efficacy")  # efficacy's floor: the model that knows
-            if not room4 and at_bound(single - ft, floor=True):
-                room4 = f"{m} forgets no {c} on target {c} alone (efficacy {single:.2f}, finetune {ft:.2f}): no efficacy to lose"
+            if not room4 and not forgot_by(m, c) >= FORGOT:  # efficacy's floor is the model that knows
+                room4 = f"{m} forgot too little of the {c} alone (efficacy {forgot_by(m, c):+.2f} over finetune): nothing to lose"
             elif not room4 and at_bound(both, floor=False):
                 room4 = f"{m} forgets every {c} on target both too (efficacy {both:.2f}): no room below"
             # the estimate of analysis.simultaneous_vs_single (its delta is this one negated): one
@@ -314,6 +313,8 @@ def finding_tests(
             notes, room5 = [], no_gap.get(c, "")
             if not room5 and at_bound(base_both, floor=False):
                 room5 = f"{base} already forgets every {c} on target both ({base_both:.2f}): nothing to recover"
+            elif not room5 and not forgot_by(base, c) >= FORGOT:
+                room5 = f"{base} forgot too little of the {c} alone ({forgot_by(base, c):+.2f} over finetune): no loss to recover"
             elif not room5 and not loss >= min_gap:
                 room5 = f"no simultaneous loss to recover ({base} {c} efficacy single − both {loss:+.2f})"
             elif est is not None and not room5:
