@@ -765,8 +765,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             not twice,
             f"unlearn.{name} names {', '.join(twice)} more than once; give each {name[:-1]} once, got {','.join(given)}",
         )
-    f = cfg.findings
-    for name, given, allowed in (("paper_methods", f.paper_methods, names()), ("paper_targets", f.paper_targets, TARGETS)):
+    fc = cfg.findings
+    for name, given, allowed in (("paper_methods", fc.paper_methods, names()), ("paper_targets", fc.paper_targets, TARGETS)):
         unknown = [x for x in given if x not in allowed]
         _require(not unknown, f"findings.{name} has unknown entries {unknown}; allowed: {', '.join(allowed)} (empty: none)")
     from .probes import PERTURBATIONS, probe_names
