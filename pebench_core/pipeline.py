@@ -598,8 +598,6 @@ def get_fixed_rate(cfg: RunConfig, method: str, target: str, run_dir=None, progr
     is evaluated, not trained again; otherwise the run is trained here. A run whose loss
     stopped being finite is kept with its status: a collapse is part of what the protocol
     shows. The folder holds the evaluation tables; the marker the run's status and rate."""
-    import dataclasses
-
     from .config import safe_name
     from .evaluate import evaluate
     from .models import load_adapter, remove_lora
@@ -625,7 +623,7 @@ def get_fixed_rate(cfg: RunConfig, method: str, target: str, run_dir=None, progr
             reused = True
         else:
             run = run_unlearning(
-                bundle, ds, target, method, dataclasses.replace(u0, lr=u0.lr), cfg.eval, seed=cfg.seed,
+                bundle, ds, target, method, u0, cfg.eval, seed=cfg.seed,
                 progress=progress, log=print if progress else (lambda *_: None),
             )  # fmt: skip
             info = {"status": run.status, "steps_done": run.steps_done, "seconds_unlearn": round(run.seconds, 2)}
