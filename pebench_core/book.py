@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError
+from .errors import ConfigError
 from .methods import chapter_methods
 from .results import atomic_write_bytes
 

@@ -10,9 +10,9 @@ an exported HTML file alike. The page weight is bounded by ``max_panels``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
-import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -91,7 +91,7 @@ def world_browser(
     them (the people are cut, in menu order, to fit). ``size`` is the stored image side in
     pixels (shown at 192 px).
     """
-    from .config import ConfigError
+    from .errors import ConfigError
 
     all_people = [*ds.people, *ds.real_people, *ds.unseen_people]
     all_events = [*ds.events, *ds.unseen_events]

@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_config, parse_seed_list
+from .config import load_config, parse_seed_list
+from .errors import ConfigError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

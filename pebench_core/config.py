@@ -21,12 +21,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, TypeVar
 
+from .errors import TARGETS, ConfigError, Target
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 # The fixed-string fields: each Literal is the type, and the tuple next to it (its values,
 # in order) is what validate() checks and names in its errors.
-Target = Literal["person", "event", "both"]
 Scorer = Literal["keywords", "rouge_l", "embedding", "llm_judge"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -34,7 +35,6 @@ ModelKind = Literal["tiny", "local"]
 Adapter = Literal["lora", "full"]  # how finetune/goal train a local checkpoint
 Switch = Literal["auto", "on", "off"]
 
-TARGETS: tuple[Target, ...] = typing.get_args(Target)
 SCORERS: tuple[Scorer, ...] = typing.get_args(Scorer)
 DEVICES: tuple[Device, ...] = typing.get_args(Device)
 DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)
@@ -43,10 +43,6 @@ ADAPTERS: tuple[Adapter, ...] = typing.get_args(Adapter)
 SWITCHES: tuple[Switch, ...] = typing.get_args(Switch)
 # Methods are not a Literal: a reader may register one of their own (pebench_core.methods).
 TINY_MAX_LENGTH = 160  # the tiny model's context: 16 image tokens + the longest QA, with room
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed. The message names the field and the allowed values."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +187,7 @@ def _default_probes() -> tuple[str, ...]:
 class RobustConfig:
     """The robustness probes (design: Is it really forgotten?): is the knowledge gone, or only
     hidden from the training question? Each probe runs for every method × target and the two
-    bounds (pebench_core.robustness)."""
+    bounds (pebench_core.probes)."""
 
     probes: tuple[str, ...] = field(default_factory=lambda: _default_probes())  # the registry's probes
     items: int = 24  # forget (and retain) images per concept a generating probe asks about; 0 = all

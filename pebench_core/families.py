@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError
+from .errors import ConfigError
 
 __all__ = ["Family", "FAMILIES", "family_of", "family_for_type", "supported_families", "unwrap"]
 

@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 
 from .data import Dataset
+from .encoding import encode_qa
 from .losses import packed_answer_logprobs, packed_token_logprobs
 from .models import ModelBundle
-from .encoding import encode_qa
 from .unlearn import answer_pass, unlearn_sets
 
 

@@ -41,7 +41,7 @@ from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypeVar
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
+from .errors import ConfigError
 from .methods import METHODS, Method, register
 from .methods import get as get_method
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import ConfigError, RunConfig
+from .config import RunConfig
+from .errors import ConfigError
 from .families import family_of
 
 __all__ = [

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable
 
-from .config import TARGETS, ConfigError
+from .errors import TARGETS, ConfigError
 
 if TYPE_CHECKING:
     from .losses import LossInputs, LossOutput

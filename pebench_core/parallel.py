@@ -22,7 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .config import ConfigError, RunConfig
+from .config import RunConfig
+from .errors import ConfigError
 
 __all__ = ["cores", "torch_threads", "apply_threads", "stage_workers", "run_stages", "run_graph", "WORKERS_ENV"]
 

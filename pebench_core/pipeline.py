@@ -64,14 +64,16 @@ def seed_run_dir(cfg: RunConfig, run_dir: str | Path | None, multi: bool) -> Pat
 
 def stage_code(*entries) -> str:
     """The hash of the code a stage runs (:func:`pebench_core.code_keys.code_key`). The method
-    registry is left out, so that an unlearning run depends on its own loss only: the
-    unlearning key adds the one entry it uses; no other stage calls a loss. The configuration
+    and probe registries are left out, so that an unlearning run depends on its own loss only and
+    a probe stage on its own probes: their keys add the entries they use; no other stage calls a
+    loss or a probe. The configuration
     classes and the method class are data, not code: every key hashes the values of the
     sections its stage reads (and an unlearning key its method's flags and the method code
     the loop calls), so a new ``unlearn.*`` field or method flag does not re-key the models."""
     from . import config as C
     from .code_keys import code_key
     from .methods import METHODS, Method
+    from .probes import PROBES
 
     data = (
         C.RunConfig,
@@ -84,7 +86,7 @@ def stage_code(*entries) -> str:
         C.FindingsConfig,
         Method,
     )
-    return code_key(*entries, opaque=(METHODS, *data))
+    return code_key(*entries, opaque=(METHODS, PROBES, *data))
 
 
 def real_pretrain_people(cfg: RunConfig) -> int:
@@ -220,10 +222,9 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
     """
     from . import train
     from .data import world_texts
+    from .errors import ConfigError
     from .models import build_tiny, load_bundle, save_adapter, save_bundle, unwrap
     from .results import StageCache
-
-    from .config import ConfigError
 
     if cfg.model.kind == "local":
         if not cfg.model.path:
@@ -337,7 +338,8 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
 
     import pandas as pd
 
-    from .config import ConfigError, safe_name
+    from .config import safe_name
+    from .errors import ConfigError
     from .evaluate import validation_score
     from .models import load_adapter, remove_lora, save_adapter
     from .results import StageCache, atomic_write_json, atomic_write_parquet
@@ -508,7 +510,8 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     tables, ``likelihoods.parquet`` (:func:`_write_likelihoods`), and the run's status and
     hyper-parameters in the completion marker.
     """
-    from .config import ConfigError, safe_name
+    from .config import safe_name
+    from .errors import ConfigError
     from .evaluate import evaluate
     from .models import save_adapter
     from .results import StageCache, atomic_write_parquet
@@ -697,10 +700,12 @@ def _gather(folders: Sequence[Path], dest: Path, results_name: str, items_name: 
 
 
 # ---------------------------------------------------------------------------------------
-# Robustness probes (pebench_core.robustness): one stage per evaluated model and target
+# Robustness probes (pebench_core.probes): one stage per evaluated model and target
 def robust_key(cfg: RunConfig, model: str, target: str) -> str:
     """The probes' key: the probed model's own key, the probes' settings, the evaluation's (the
-    same scorer and decoding) and the LoRA settings relearning uses."""
+    same scorer and decoding), the LoRA settings relearning uses, and the code of the probes it runs."""
+    from .probes import get as get_probe
+
     if model == "finetune":
         parent = model_key(cfg, "finetune")
     elif model == "goal":
@@ -709,7 +714,17 @@ def robust_key(cfg: RunConfig, model: str, target: str) -> str:
         parent = unlearn_key(cfg, model, target)
     u = cfg.unlearn
     lora = (u.lora_r, u.lora_alpha, u.lora_projector, u.batch_size)
-    return config_hash("robust", world_key(cfg), parent, cfg.robust, cfg.eval, lora, model, target, stage_code(get_robustness))
+    return config_hash(
+        "robust",
+        world_key(cfg),
+        parent,
+        cfg.robust,
+        cfg.eval,
+        lora,
+        model,
+        target,
+        stage_code(get_robustness, *(get_probe(n) for n in cfg.robust.probes)),
+    )
 
 
 def probed_model(cfg: RunConfig, model: str, target: str, run_dir=None, progress: bool = False):
@@ -727,9 +742,10 @@ def get_robustness(cfg: RunConfig, model: str, target: str, run_dir=None, progre
     """Run every probe of ``cfg.robust.probes`` on ``model`` (``finetune``, ``goal`` or a method)
     for ``target``; returns the folder holding results.parquet and items.parquet (the long
     format, one metric per probe measure) and, in the marker, the seconds of each probe."""
-    from .config import ConfigError, safe_name
+    from .config import safe_name
+    from .errors import ConfigError
     from .results import StageCache
-    from .robustness import run_probes
+    from .probes import run_probes
 
     if not cfg.robust.probes:
         raise ConfigError("robust.probes is empty: there is nothing to probe (list some of relearn, paraphrase, ...)")

@@ -27,7 +27,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .config import ConfigError
+from .errors import ConfigError
 from .storage import (
     MARKER,
     atomic_dir,

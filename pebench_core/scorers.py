@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .code_keys import state
-from .config import ConfigError
+from .errors import ConfigError
 from .metrics import EventLike, normalise
 
 __all__ = [

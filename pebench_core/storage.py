@@ -34,7 +34,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import pandas as pd
 
-from .config import ConfigError
+from .errors import ConfigError
 
 MARKER = ".complete.json"
 

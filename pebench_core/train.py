@@ -51,8 +51,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import distributed as D
-from .config import ConfigError
 from .encoding import EncodedQA, collate, encode_qa, image_loader, length_batches
+from .errors import ConfigError
 from .forward import (
     answer_logits,
     answer_positions,
@@ -178,7 +178,7 @@ def stage_examples(dataset, stage: str, target: str | None, cfg, seed: int) -> t
     if stage == "goal":
         ex = training_examples(dataset, "goal", target)
         return ex, replay_examples(dataset, target, cfg.replay_share, seed, cfg)
-    from .config import ConfigError
+    from .errors import ConfigError
 
     raise ConfigError(f"unknown stage {stage!r}; allowed: base, finetune, goal")
 

@@ -20,8 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .config import ConfigError
 from .encoding import EncodedQA, collate, length_batches
+from .errors import ConfigError
 from .forward import answer_logits, feature_cache_fits, image_features, packed_parts, vision_trainable
 from .models import ModelBundle, move_batch
 

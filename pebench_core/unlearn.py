@@ -38,8 +38,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import ConfigError, EvalConfig, UnlearnConfig
+from . import distributed as D
+from .config import EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
+from .encoding import encode_qa
+from .errors import ConfigError
+from .forward import answer_pass, feature_cache_fits, image_features
 from .losses import (
     LossInputs,
     adjusted_logits,
@@ -50,9 +54,6 @@ from .losses import (
     packed_kl_per_sequence,
 )
 from .models import ModelBundle, add_lora, decoder_layers, generate, reference_mode
-from . import distributed as D
-from .encoding import encode_qa
-from .forward import answer_pass, feature_cache_fits, image_features
 
 CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
 # When the reference outputs are computed: once for the whole schedule, or on every step's batch.

@@ -19,27 +19,46 @@ from pebench_core import code_keys, pipeline
 PACKAGE = Path(pipeline.__file__).resolve().parent
 
 KEYS = """
-import json
-from pebench_core import pipeline as P
-from pebench_core.config import load_config
-cfg = load_config("smoke", seed=0)
-print(json.dumps({
-    "world": P.world_key(cfg),
-    "base": P.model_key(cfg, "base"),
-    "finetune": P.model_key(cfg, "finetune"),
-    "goal": P.model_key(cfg, "goal", "person"),
-    "eval": P.eval_key(cfg, "finetune", "person"),
-    "ga": P.unlearn_key(cfg, "ga", "person"),
-    "npo": P.unlearn_key(cfg, "npo", "person"),
-}))
+import json, sys
+
+roots = json.loads(sys.argv[1])
+for root in roots:  # each copy imported afresh; torch and the rest stay loaded
+    for name in [m for m in sys.modules if m == "pebench_core" or m.startswith("pebench_core.")]:
+        del sys.modules[name]
+    sys.path.insert(0, root)
+    from pebench_core import pipeline as P
+    from pebench_core.config import load_config
+    cfg = load_config("smoke", seed=0)
+    print(json.dumps({
+        "world": P.world_key(cfg),
+        "base": P.model_key(cfg, "base"),
+        "finetune": P.model_key(cfg, "finetune"),
+        "goal": P.model_key(cfg, "goal", "person"),
+        "eval": P.eval_key(cfg, "finetune", "person"),
+        "ga": P.unlearn_key(cfg, "ga", "person"),
+        "npo": P.unlearn_key(cfg, "npo", "person"),
+        "robust": P.robust_key(cfg, "finetune", "person"),
+    }))
+    sys.path.remove(root)
 """
 
 
-def _keys(root: Path) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", KEYS], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+def _keys_of(roots: list[Path]) -> list[dict[str, str]]:
+    """The stage keys of each copy of the package, computed in one fresh process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    out = subprocess.run(
+        [sys.executable, "-c", KEYS, json.dumps([str(r) for r in roots])],
+        cwd=roots[0].parent, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(roots), out.stdout[-3000:]
+    return [json.loads(line) for line in lines]
+
+
+def _keys(root: Path) -> dict[str, str]:
+    return _keys_of([root])[0]
 
 
 def _function(path: Path, name: str) -> ast.FunctionDef:
@@ -123,12 +142,41 @@ def test_an_edited_loss_reruns_its_own_method_only(baseline, edited):
     assert _changed(baseline, keys) == {"ga"}
 
 
+def _top_functions(path: Path) -> list[str]:
+    return [n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)]
+
+
+def _each_edited(pristine: Path, tmp_path: Path, cases: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+    """Per (module, function): the keys of a copy of the package with that one function edited."""
+    roots = []
+    for k, (module, name) in enumerate(cases):
+        root = tmp_path / f"edit{k}"
+        shutil.copytree(pristine / "pebench_core", root / "pebench_core", ignore=shutil.ignore_patterns("__pycache__"))
+        edit_code(root / "pebench_core" / module, name)
+        roots.append(root)
+    return dict(zip(cases, _keys_of(roots), strict=True))
+
+
+def test_every_edited_probe_function_reruns_the_probe_stages_only(pristine, baseline, tmp_path):
+    """Every function of every probe module (a runner, its asks, its metric names, the pure
+    parts they call) is in the probe stage's key, and in no other."""
+    folder = PACKAGE / "probes"
+    cases = [
+        (f"probes/{f.name}", name) for f in sorted(folder.glob("*.py")) if f.name != "registry.py" for name in _top_functions(f)
+    ]
+    assert {"relearn_probe", "mia_probe", "quant_probe", "linear_probe", "probe_features", "min_k_scores"} <= {
+        n for _, n in cases
+    }
+    for case, keys in _each_edited(pristine, tmp_path, cases).items():
+        assert _changed(baseline, keys) == {"robust"}, case
+
+
 def test_an_edited_training_helper_or_data_loader_retrains(baseline, edited):
     for edit in [("trainer.py", "train_model"), ("data.py", "training_examples")]:
         keys = edited([(edit_code, *edit)], folder=edit[1])
         # base does not read the training examples of the finetune stage, but it runs the
         # same stage code (get_model -> inject), so it is re-keyed too: the conservative side.
-        assert _changed(baseline, keys) == {"base", "finetune", "goal", "eval", "ga", "npo"}, edit
+        assert _changed(baseline, keys) == {"base", "finetune", "goal", "eval", "ga", "npo", "robust"}, edit
 
 
 def test_a_key_does_not_depend_on_what_ran_before():

@@ -1,4 +1,4 @@
-"""The robustness probes (``pebench_core.robustness``), their stage and their reading.
+"""The robustness probes (``pebench_core.probes``), their stage and their reading.
 
 The pure parts against values worked out by hand (AUC placements, Min-K%, bf16 rounding, a
 linear probe on separable points, seeded perturbations); the never-seen group of the world
@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from pebench_core import analysis as A
-from pebench_core import robustness as R
+from pebench_core import probes as R
+from pebench_core.probes import context as probe_context
 from pebench_core.analysis.stats import Estimate
 from pebench_core.config import ConfigError, load_config
 from pebench_core.data import STAGES, load_dataset, training_examples
@@ -321,8 +322,10 @@ def test_shared_asks_are_generated_once_and_relearning_starts_from_the_clean_ans
     bundle = probed_model(cfg, "finetune", "person", run_dir)
     ds = Run(cfg, run_dir).world
     asked: list[int] = []
-    real = R.generate
-    monkeypatch.setattr(R, "generate", lambda b, images, *a, **k: asked.append(len(images)) or real(b, images, *a, **k))
+    real = probe_context.generate
+    monkeypatch.setattr(
+        probe_context, "generate", lambda b, images, *a, **k: asked.append(len(images)) or real(b, images, *a, **k)
+    )
     only = dataclasses.replace(cfg, robust=dataclasses.replace(cfg.robust, probes=("relearn",), relearn_steps=(0,)))
     results, _ = R.run_probes(bundle, ds, "person", only, log=lambda *_: None)
     out = {r.name: r for r in results}

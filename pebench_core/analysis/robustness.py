@@ -41,8 +41,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .rule import BREAKS, CANNOT_TEST, decide, FORGOT, HOLDS, INCONCLUSIVE, SURVIVAL
-from .schema import in_order, method_order, require_columns, ITEM_COLUMNS
+from .rule import BREAKS, CANNOT_TEST, FORGOT, HOLDS, INCONCLUSIVE, SURVIVAL, decide
+from .schema import ITEM_COLUMNS, in_order, method_order, require_columns
 from .stats import Estimate, ItemIndex, paired_delta
 
 __all__ = [

@@ -14,7 +14,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError, parse_seed_list
+from ..config import parse_seed_list
+from ..errors import ConfigError
 from ..results import read_results
 from .schema import ITEM_COLUMNS, KEYS, RESULT_COLUMNS, require_columns
 

@@ -9,8 +9,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .rule import at_bound, CANNOT_TEST, CONTRADICTED, decide, FORGOT, INCONCLUSIVE, REPRODUCED
-from .schema import bgd_base, ITEM_COLUMNS, unlearn_methods, require_columns
+from .rule import CANNOT_TEST, CONTRADICTED, FORGOT, INCONCLUSIVE, REPRODUCED, at_bound, decide
+from .schema import ITEM_COLUMNS, bgd_base, require_columns, unlearn_methods
 from .stats import bootstrap_estimate, format_ci, item_index, named_rng, paired_block, paired_delta
 
 __all__ = [

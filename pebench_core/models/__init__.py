@@ -46,9 +46,15 @@ from __future__ import annotations
 # The names the single-module ``models`` exposed through its own imports, still importable
 # from here (``from .models import unwrap`` and the like).
 from .. import distributed as D  # noqa: F401
-from ..config import DEVICES as DEVICES, DTYPES as DTYPES, TINY_MAX_LENGTH as TINY_MAX_LENGTH
-from ..config import ConfigError as ConfigError, ModelConfig as ModelConfig
-from ..families import Family as Family, family_for_type as family_for_type, family_of as family_of, unwrap as unwrap
+from ..config import DEVICES as DEVICES
+from ..config import DTYPES as DTYPES
+from ..config import TINY_MAX_LENGTH as TINY_MAX_LENGTH
+from ..config import ModelConfig as ModelConfig
+from ..errors import ConfigError as ConfigError
+from ..families import Family as Family
+from ..families import family_for_type as family_for_type
+from ..families import family_of as family_of
+from ..families import unwrap as unwrap
 from .bundle import ModelBundle, model_device_dtype, quiet_transformers, resolve_device_dtype
 from .cards import count_parameters, describe, model_card, prompt_tokens
 from .checkpoints import family_of_folder, image_only_processor_class, load_bundle, load_processor, load_skeleton, save_bundle

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..families import Family, family_for_type, unwrap
 from .bundle import ModelBundle, quiet_transformers, resolve_device_dtype
 

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..families import family_of, unwrap
 from .bundle import ModelBundle, quiet_transformers
 from .checkpoints import load_bundle

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import torch
 
-from ..config import TINY_MAX_LENGTH, ConfigError, ModelConfig
+from ..config import TINY_MAX_LENGTH, ModelConfig
+from ..errors import ConfigError
 from .bundle import ModelBundle, resolve_device_dtype
 from .tokenizer import CHAT_TEMPLATE, IMAGE_TOKEN, train_tokenizer
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["IMAGE_TOKEN", "PAD", "BOS", "EOS", "UNK", "SPECIAL_TOKENS", "CHAT_TEMPLATE", "train_bpe", "train_tokenizer"]
 

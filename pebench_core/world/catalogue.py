@@ -29,7 +29,7 @@ QUESTIONS: dict[str, str] = {
 }
 POPE_TEMPLATE = "Is there a {obj} in the image?"
 # Wordings of the two questions that no model ever trains or unlearns on: the robustness
-# probes (pebench_core.robustness) ask them to test whether forgetting holds beyond the
+# probes (pebench_core.probes) ask them to test whether forgetting holds beyond the
 # training question. Each item gets one, drawn with the world's seed.
 PARAPHRASES: dict[str, tuple[str, ...]] = {
     "person": (

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .catalogue import (
     EYE_COLOURS,
     HAIR_COLOURS,

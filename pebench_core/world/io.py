@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from PIL import Image
 
 from ..code_keys import state
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..storage import folder_bytes, is_complete, mark_complete, no_space_left, space_error, temp_dir_for, verify
 from .catalogue import GENERATOR_VERSION, LAYOUT_LOOKALIKES, LOOKALIKES, OBJECTS, POPE_TEMPLATE, World
 from .drawing import render

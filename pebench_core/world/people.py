@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..config import ConfigError, WorldConfig, forget_count
+from ..config import WorldConfig, forget_count
+from ..errors import ConfigError
 from .catalogue import (
     BEARDS,
     CITIES,

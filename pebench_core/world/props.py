@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from PIL import ImageDraw
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .catalogue import RGB
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .catalogue import DISTRACTORS, OBJECT_ZONES, Event, World
 
 # The six cells of a scene, and the rows an object of each zone may take, best first.
