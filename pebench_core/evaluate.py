@@ -157,49 +157,39 @@ def answer_all(
     return {(q.item_id, q.question): a for q, a in zip(qas, answers)}
 
 
+def plan_set(split: str, concept: str) -> str:
+    """The name, in an :class:`EvalPlan`, of ``concept``'s view's item set ``split`` (one of
+    :data:`pebench_core.metrics.SPLITS`); its prefix is the question its items are asked."""
+    other = "event" if concept == "person" else "person"
+    if split == "pope":
+        return "pope"
+    if split in ("scope", "scope_retain"):
+        return f"{other}:{split.replace('_', '-')}-of-{concept}"
+    return f"{concept}:{split}"
+
+
 def metrics_from_answers(ds: Dataset, p: EvalPlan, answers: dict[tuple[str, str], str], scorer) -> list[M.MetricResult]:
-    """The metric results of plan ``p`` from a table of answers (pure: no model involved)."""
+    """The metric results of plan ``p`` from a table of answers (pure: no model involved):
+    every registered metric (:data:`pebench_core.metrics.METRICS`) of each view of the target
+    whose item set the plan holds."""
     out: list[M.MetricResult] = []
 
     def ans(qas):
         return [answers[(q.item_id, q.question)] for q in qas]
 
     for concept in CONCEPTS_OF[p.target]:
-        other = "event" if concept == "person" else "person"
-        for split, fn_p, fn_e in (
-            ("forget", M.person_efficacy, M.event_efficacy),
-            ("heldout", M.person_generality, M.event_generality),
-            ("retain", M.person_retain, M.event_retain),
-            ("real", M.person_real, M.event_real),
-        ):
-            items = p.sets.get(f"{concept}:{split}")
+        for m in M.metrics_of(concept):
+            items = p.sets.get(plan_set(m.split, concept))
             if not items:
                 continue
-            ids = [i.id for i in items]
-            if concept == "person":
-                qas = person_qa(items, ds)
-                out.append(fn_p(ans(qas), [ds.person(i.person).name for i in items], ids))
+            if m.asks == "pope":
+                ids = [f"{q.item_id}:{q.object}" for q in items]
+                r = m.fn(ans(items), [q.answer.lower().startswith("yes") for q in items], ids, concept=concept)
+            elif m.asks == "person":
+                r = m.fn(ans(person_qa(items, ds)), [ds.person(i.person).name for i in items], [i.id for i in items])
             else:
-                qas = event_qa(items, ds)
-                out.append(fn_e(ans(qas), [event_reference(ds, i) for i in items], scorer, ids))
-        for split, name in (("scope-of", "scope"), ("scope-retain-of", "scope_retain")):
-            items = p.sets[f"{other}:{split}-{concept}"]
-            ids = [i.id for i in items]
-            if concept == "person":  # person unlearning's scope: the event on the same images
-                r = M.person_scope(ans(event_qa(items, ds)), [event_reference(ds, i) for i in items], scorer, ids)
-            else:
-                r = M.event_scope(ans(person_qa(items, ds)), [ds.person(i.person).name for i in items], ids)
-            out.append(dataclasses.replace(r, name=name))
-        if "pope" in p.sets:
-            qas = p.sets["pope"]
-            out.append(
-                M.world_fact(
-                    ans(qas),
-                    [q.answer.lower().startswith("yes") for q in qas],
-                    [f"{q.item_id}:{q.object}" for q in qas],
-                    concept=concept,
-                )
-            )
+                r = m.fn(ans(event_qa(items, ds)), [event_reference(ds, i) for i in items], scorer, [i.id for i in items])
+            out.append(dataclasses.replace(r, name=m.metric))
     return out
 
 

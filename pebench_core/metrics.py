@@ -35,7 +35,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -49,8 +49,13 @@ __all__ = [
     "EventLike",
     "ScorerLike",
     "MetricResult",
-    "MetricInfo",
+    "Metric",
     "METRICS",
+    "SPLITS",
+    "register",
+    "metrics_of",
+    "metric_order",
+    "paper_metric_order",
     "REFUSAL_PHRASES",
     "normalise",
     "is_refusal",
@@ -434,103 +439,124 @@ def bootstrap_ci(
 
 
 Measure = Literal["name match", "event score", "POPE"]
+# The item sets of a concept's view that a metric can be computed on (what
+# :func:`pebench_core.evaluate.plan` draws): the view's forget images, the held-out renders of
+# its forget people (events), the retain images, the pre-training world, the forget images
+# asked about the *other* concept (scope), the retain images asked about it (scope's control),
+# and the POPE questions.
+SPLITS = ("forget", "heldout", "retain", "real", "scope", "scope_retain", "pope")
 
 
 @dataclass(frozen=True)
-class MetricInfo:
-    """How a metric is defined: for the book's metric table and for result rows."""
+class Metric:
+    """One metric of one concept's view, as evaluation computes it and the book describes it.
 
-    key: str
-    concept: str
-    metric: str
+    ``fn`` is the pure function; what it is given follows ``measure``: ``(answers, names, ids)``
+    for a name match, ``(answers, events, scorer, ids)`` for an event score, ``(answers, truth,
+    ids, concept=...)`` for POPE. ``split`` is the item set of the view it is computed on (one
+    of :data:`SPLITS`); ``about`` says in words what those items are. ``paper``: one of the
+    paper's six (Table 1), else a control of our own."""
+
+    key: str  # "<concept>/<metric>": the view's concept (the Table 1 column) and the metric
+    fn: Callable[..., MetricResult]
     split: str
+    title: str
+    about: str
     formula: str
     measure: Measure
-    uses_scorer: bool
-    function: str
+    paper: bool = True
+    direction: str = DIRECTION
+
+    @property
+    def concept(self) -> str:
+        return self.key.split("/", 1)[0]
+
+    @property
+    def metric(self) -> str:
+        return self.key.split("/", 1)[1]
+
+    @property
+    def uses_scorer(self) -> bool:
+        return self.measure == "event score"
+
+    @property
+    def asks(self) -> str:
+        """The question its items are asked: ``person`` (the name), ``event`` or ``pope``."""
+        if self.measure == "POPE":
+            return "pope"
+        return "person" if self.measure == "name match" else "event"
 
 
-def _info(key: str, split: str, formula: str, measure: Measure, function: str) -> MetricInfo:
-    concept, metric = key.split("/", 1)
-    return MetricInfo(key, concept, metric, split, formula, measure, measure == "event score", function)
+METRICS: dict[str, Metric] = {}
 
 
-METRICS: dict[str, MetricInfo] = {
-    m.key: m
-    for m in (
-        _info(
-            "person/efficacy",
-            "forget images (forget people, training renders)",
-            "mean(1 − name_match)",
-            "name match",
-            "person_efficacy",
-        ),
-        _info(
-            "person/generality",
-            "held-out renders of the forget people",
-            "mean(1 − name_match)",
-            "name match",
-            "person_generality",
-        ),
-        _info(
-            "person/retain",
-            "retain images (the other people)",
-            "mean(name_match)  (name precision)",
-            "name match",
-            "person_retain",
-        ),
-        _info(
-            "person/scope",
-            "forget images (forget people)",
-            "mean(event score)  (the other concept)",
-            "event score",
-            "person_scope",
-        ),
-        _info("person/real", "pre-training world's people (held-out renders)", "mean(name_match)", "name match", "person_real"),
-        _info(
-            "person/world_fact",
-            "POPE yes/no questions on pre-training renders",
-            "mean(parsed yes/no == truth)",
-            "POPE",
-            "world_fact",
-        ),
-        _info(
-            "event/efficacy",
-            "forget images (forget events, training renders)",
-            "mean(1 − event score)",
-            "event score",
-            "event_efficacy",
-        ),
-        _info(
-            "event/generality",
-            "held-out renders of the forget events",
-            "mean(1 − event score)",
-            "event score",
-            "event_generality",
-        ),
-        _info("event/retain", "retain images (the other events)", "mean(event score)", "event score", "event_retain"),
-        _info(
-            "event/scope",
-            "forget images (forget events)",
-            "mean(name_match)  (name precision, the other concept)",
-            "name match",
-            "event_scope",
-        ),
-        _info("event/real", "pre-training-world scenes (held-out renders)", "mean(event score)", "event score", "event_real"),
-        _info(
-            "event/world_fact",
-            "POPE yes/no questions on pre-training renders",
-            "mean(parsed yes/no == truth)",
-            "POPE",
-            "world_fact",
-        ),
-    )
-}
+def register(metric: Metric, replace: bool = False) -> Metric:
+    """Add ``metric`` to the registry (``replace=True`` to redefine a key already there).
+    Evaluation computes every registered metric of a view whose item set the plan holds."""
+    if not isinstance(metric, Metric):
+        raise TypeError(f"register() takes a pebench_core.metrics.Metric, got {type(metric).__name__}")
+    concept, _, name = metric.key.partition("/")
+    if concept not in ("person", "event") or not name or "/" in name:
+        raise ValueError(f"a metric key is '<person|event>/<name>', got {metric.key!r}")
+    if metric.split not in SPLITS:
+        raise ValueError(f"metric {metric.key!r}: split must be one of {', '.join(SPLITS)}, got {metric.split!r}")
+    if (metric.split == "pope") != (metric.measure == "POPE"):
+        raise ValueError(f"metric {metric.key!r}: the POPE measure goes with the pope split, and only it")
+    if metric.key in METRICS and not replace:
+        raise ValueError(f"metric {metric.key!r} is registered already; pass replace=True to redefine it")
+    METRICS[metric.key] = metric
+    return metric
 
 
-# The paper's six metrics in the paper's order, and with our control (chapter 3) after scope.
-PAPER_METRIC_ORDER = ("efficacy", "generality", "retain", "scope", "real", "world_fact")
-METRIC_ORDER = ("efficacy", "generality", "retain", "scope", "scope_retain", "real", "world_fact")
+def metrics_of(concept: str) -> list[Metric]:
+    """The registered metrics of ``concept``'s view, in the book's order."""
+    order = {m: k for k, m in enumerate(metric_order())}
+    return sorted((m for m in METRICS.values() if m.concept == concept), key=lambda m: order[m.metric])
+
+
+def metric_order() -> tuple[str, ...]:
+    """Every metric name in the book's order: the registry's order, the first key of a name
+    deciding its place (the paper's six, with our control after scope, then any added)."""
+    return tuple(dict.fromkeys(m.metric for m in METRICS.values()))
+
+
+def paper_metric_order() -> tuple[str, ...]:
+    """The paper's six metric names, in the paper's order."""
+    return tuple(dict.fromkeys(m.metric for m in METRICS.values() if m.paper))
+
+
+_NAME, _EVENT, _POPE = "name match", "event score", "POPE"
+for _m in (
+    Metric("person/efficacy", person_efficacy, "forget", "Efficacy",
+           "forget images (forget people, training renders)", "mean(1 − name_match)", _NAME),
+    Metric("event/efficacy", event_efficacy, "forget", "Efficacy",
+           "forget images (forget events, training renders)", "mean(1 − event score)", _EVENT),
+    Metric("person/generality", person_generality, "heldout", "Generality",
+           "held-out renders of the forget people", "mean(1 − name_match)", _NAME),
+    Metric("event/generality", event_generality, "heldout", "Generality",
+           "held-out renders of the forget events", "mean(1 − event score)", _EVENT),
+    Metric("person/retain", person_retain, "retain", "Retain",
+           "retain images (the other people)", "mean(name_match)  (name precision)", _NAME),
+    Metric("event/retain", event_retain, "retain", "Retain",
+           "retain images (the other events)", "mean(event score)", _EVENT),
+    Metric("person/scope", person_scope, "scope", "Scope",
+           "forget images (forget people)", "mean(event score)  (the other concept)", _EVENT),
+    Metric("event/scope", event_scope, "scope", "Scope",
+           "forget images (forget events)", "mean(name_match)  (name precision, the other concept)", _NAME),
+    Metric("person/scope_retain", person_scope, "scope_retain", "Scope on retain images",
+           "retain images (scope's control)", "mean(event score)  (the other concept)", _EVENT, paper=False),
+    Metric("event/scope_retain", event_scope, "scope_retain", "Scope on retain images",
+           "retain images (scope's control)", "mean(name_match)  (the other concept)", _NAME, paper=False),
+    Metric("person/real", person_real, "real", "Real",
+           "pre-training world's people (held-out renders)", "mean(name_match)", _NAME),
+    Metric("event/real", event_real, "real", "Real",
+           "pre-training-world scenes (held-out renders)", "mean(event score)", _EVENT),
+    Metric("person/world_fact", world_fact, "pope", "World fact",
+           "POPE yes/no questions on pre-training renders", "mean(parsed yes/no == truth)", _POPE),
+    Metric("event/world_fact", world_fact, "pope", "World fact",
+           "POPE yes/no questions on pre-training renders", "mean(parsed yes/no == truth)", _POPE),
+):  # fmt: skip
+    register(_m)
 
 
 def metrics_table() -> pd.DataFrame:
@@ -542,11 +568,13 @@ def metrics_table() -> pd.DataFrame:
             "key": m.key,
             "concept": m.concept,
             "metric": m.metric,
-            "split": m.split,
+            "split": m.about,
             "formula": m.formula,
             "measure": m.measure,
-            "direction": DIRECTION,
+            "paper": m.paper,
+            "direction": m.direction,
         }
-        for m in METRICS.values()
+        for c in ("person", "event")
+        for m in metrics_of(c)
     ]
     return pd.DataFrame(rows)

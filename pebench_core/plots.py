@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .metrics import PAPER_METRIC_ORDER
+from .metrics import paper_metric_order
 
 sns.set_theme(context="notebook", style="whitegrid")
 
@@ -85,9 +85,6 @@ def histogram(df: pd.DataFrame, column: str, hue: str | None = None, title: str 
     return ax.figure
 
 
-METRIC_ORDER = list(PAPER_METRIC_ORDER)  # what the figures show: the paper's six
-
-
 def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | None = None):
     """Grouped bars of a results frame (columns concept, metric, method, value): one panel per
     concept, the six metrics side by side, one bar per model. Higher is better everywhere."""
@@ -101,7 +98,7 @@ def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | No
             x="metric",
             y="value",
             hue="method",
-            order=[m for m in METRIC_ORDER if m in set(d["metric"])],
+            order=[m for m in paper_metric_order() if m in set(d["metric"])],
             hue_order=hue_order,
             ax=ax,
             errorbar=None,
@@ -465,7 +462,7 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
 
     d = side.dropna(subset=["ours", "paper"])
     concepts = [c for c in ("person", "event") if c in set(d["concept"])]
-    metrics = [m for m in METRIC_ORDER if m in set(d["metric"])]
+    metrics = [m for m in paper_metric_order() if m in set(d["metric"])]
     colour = dict(zip(metrics, sns.color_palette("deep", len(metrics))))
     marker = {"Table 1": "o", "Table 2": "s"}
     fig, axes = plt.subplots(1, max(1, len(concepts)), figsize=(5.2 * max(1, len(concepts)), 4.4), squeeze=False)

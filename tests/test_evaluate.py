@@ -74,6 +74,22 @@ def test_metrics_from_answers_is_pure(setup):
     assert res["person/scope"] == 1.0 and res["person/world_fact"] == 1.0
 
 
+def test_evaluation_computes_every_registered_metric(setup, monkeypatch):
+    """The registry drives evaluation: an entry added is computed on its split, nothing else."""
+    from pebench_core import metrics as M
+
+    cfg, ds, _ = setup
+    p = plan(ds, "event", dataclasses.replace(cfg.eval, max_items=3))
+    truth = {(q.item_id, q.question): q.answer for q in p.questions(ds)}
+    extra = M.Metric("event/names_on_retain", M.event_scope, "retain", "Names on retain images", "retain images",
+                     "mean(name_match)", "name match", paper=False)  # fmt: skip
+    monkeypatch.setitem(M.METRICS, extra.key, extra)
+    res = {r.key: r for r in metrics_from_answers(ds, p, truth, get_scorer("keywords"))}
+    assert res["event/names_on_retain"].item_ids == [i.id for i in p.sets["event:retain"]]
+    assert res["event/names_on_retain"].value == 1.0  # a perfect model names every retain person
+    assert set(res) == {m.key for m in M.metrics_of("event")}
+
+
 def test_a_perfect_forgetter_scores_full_scope_under_target_both(setup):
     """Forgets exactly the forget people and events, keeps everything else: no interference, so
     both scopes are 1, though many forget images show a forget person at a forget event."""

@@ -45,6 +45,23 @@ register(Method(
 """
 
 
+# A reader's own metric, as one entry in a module of their own: the share of the forget
+# images answered with a refusal (what a refusal-trained method should raise).
+METRIC_PLUGIN = """
+from pebench_core import metrics as M
+
+
+def person_refusal(answers, names, ids=None):
+    per_item = [float(M.is_refusal(a)) for a in answers]
+    return M.MetricResult("refusal", "person", sum(per_item) / len(per_item), len(per_item),
+                          __import__("numpy").asarray(per_item), list(ids if ids is not None else range(len(answers))))
+
+
+M.register(M.Metric("person/refusal", person_refusal, "forget", "Refusal rate",
+                    "forget images (forget people)", "mean(is_refusal)", "name match", paper=False))
+"""
+
+
 @pytest.fixture
 def mine():
     """A method registered for one test, and gone afterwards."""
@@ -120,9 +137,12 @@ def test_a_plugin_that_cannot_be_imported_is_one_line(tmp_path):
 
 
 @pytest.mark.notebooks
-def test_a_method_registered_in_user_code_runs_end_to_end_and_gets_its_chapter(tmp_path, monkeypatch):
+def test_a_method_and_a_metric_registered_in_user_code_run_end_to_end_into_their_chapters(tmp_path, monkeypatch):
+    """A method is one file, and so is a metric: each reaches ``pebench run``, the results
+    table and its chapter (the method its own, the metric chapter 3's tables)."""
     (tmp_path / "my_methods.py").write_text(PLUGIN)
-    env = _env(tmp_path, "my_methods")
+    (tmp_path / "my_metrics.py").write_text(METRIC_PLUGIN)
+    env = _env(tmp_path, "my_methods,my_metrics")
     out = tmp_path / "run"
     argv = ["run", "--profile", "smoke", "--set", "unlearn.methods=ga,capped-ga", "--set", "unlearn.targets=person"]
     proc = subprocess.run(
@@ -131,6 +151,8 @@ def test_a_method_registered_in_user_code_runs_end_to_end_and_gets_its_chapter(t
     assert proc.returncode == 0, proc.stderr
     results = pd.read_parquet(out / "results" / "results.parquet")
     assert set(results["method"]) == {"finetune", "goal", "ga", "capped-ga"} and results["value"].notna().all()
+    refusal = results[results["metric"] == "refusal"]
+    assert set(refusal["method"]) == {"finetune", "goal", "ga", "capped-ga"} and (refusal["concept"] == "person").all()
     ga, capped = (
         pd.read_parquet(next((out / "unlearn" / f"{m}-person").glob("*/trajectory.parquet"))) for m in ("ga", "capped-ga")
     )
@@ -158,4 +180,22 @@ def test_a_method_registered_in_user_code_runs_end_to_end_and_gets_its_chapter(t
         for o in c.get("outputs", [])
     )
     assert "capped gradient ascent" in shown and "def capped_ga_loss" in shown
+    # chapter 3: the metric in the table of metrics and in the bounds' table
+    measured = tmp_path / "03_measuring.ipynb"
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / "03_measuring.ipynb"),
+        str(measured),
+        parameters={"profile": "smoke", "run_dir": str(out), "overrides": ["unlearn.targets=person"]},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
+    html = "".join(
+        "".join(o.get("data", {}).get("text/html", ""))
+        for c in json.loads(measured.read_text())["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+    )
+    assert "person/refusal" in html and "mean(is_refusal)" in html  # the table of metrics
+    assert html.count(">refusal<") >= 2  # a column of the bounds' table (and the metric column above)
     assert "capped-ga" not in methods.METHODS  # nothing leaked into this process

@@ -287,10 +287,29 @@ def test_metrics_table_covers_design_table():
     for concept in ("person", "event"):
         for m in ("efficacy", "generality", "retain", "scope", "real", "world_fact"):
             info = METRICS[f"{concept}/{m}"]
-            assert info.split and info.formula and hasattr(M, info.function)
+            assert info.split in M.SPLITS and info.about and info.formula and info.paper and callable(info.fn)
     assert METRICS["person/scope"].uses_scorer and not METRICS["event/scope"].uses_scorer
+    assert not METRICS["person/scope_retain"].paper  # computed, and in the table, as our control
     df = M.metrics_table()
-    assert len(df) == 12 and set(df["direction"]) == {"higher is better"}
+    assert len(df) == 14 and set(df["direction"]) == {"higher is better"}
+    assert M.metric_order() == ("efficacy", "generality", "retain", "scope", "scope_retain", "real", "world_fact")
+    assert M.paper_metric_order() == ("efficacy", "generality", "retain", "scope", "real", "world_fact")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"key": "person"}, "a metric key is '<person|event>/<name>'"),
+        ({"split": "train"}, "split must be one of forget, heldout"),
+        ({"split": "pope"}, "the POPE measure goes with the pope split"),
+        ({"key": "person/efficacy"}, "is registered already"),
+    ],
+)
+def test_a_bad_metric_entry_is_one_clear_error(change, message):
+    base = M.Metric("person/x", M.person_efficacy, "forget", "X", "forget images", "mean(x)", "name match")
+    with pytest.raises(ValueError, match=message):
+        M.register(dataclasses.replace(base, **change))
+    assert "person/x" not in METRICS
 
 
 def test_result_to_dict_and_replace():

@@ -43,24 +43,35 @@ from __future__ import annotations
 
 from .costs import likelihood_race, sequences_per_step, step_cost_table, step_costs
 from .paper import (
-    PATTERNS,
-    protocol_patterns,
     PAPER_COLUMNS,
     PAPER_TABLE1,
     PAPER_TABLE2,
+    PATTERNS,
     event_scorers,
     paper_table1_long,
     paper_table2_long,
+    protocol_patterns,
     side_by_side,
     table2,
 )
+from .robustness import (
+    BREAKS,
+    FORGOT_TOO_LITTLE,
+    HOLDS,
+    UNINFORMATIVE,
+    probe_measures,
+    relearn_curves,
+    survival,
+    survival_matrix,
+)
+from .rule import BOUND_TOL, CANNOT_TEST, CONTRADICTED, INCONCLUSIVE, REPRODUCED, at_bound, decide, decided
 from .runs import Runs, gather_runs, load_runs, parse_seeds
-from .schema import bgd_base, KEYS, method_order, METRIC_ORDER, unlearn_methods
-from .stats import Estimate, ci_column, format_ci, item_units, interval_words, ItemIndex, paired_delta, summarise, unit_note
+from .schema import KEYS, bgd_base, metric_order, method_order, unlearn_methods
+from .stats import Estimate, ItemIndex, ci_column, format_ci, interval_words, item_units, paired_delta, summarise, unit_note
 from .tables import (
     IMAGE_DIRECTIONS,
-    chosen_rates,
     INTERFERENCE_CELLS,
+    chosen_rates,
     interference_matrix,
     interference_table,
     leaderboard,
@@ -69,17 +80,6 @@ from .tables import (
     simultaneous_vs_single,
     wide_ci,
 )
-from .robustness import (
-    BREAKS,
-    HOLDS,
-    FORGOT_TOO_LITTLE,
-    UNINFORMATIVE,
-    probe_measures,
-    relearn_curves,
-    survival,
-    survival_matrix,
-)
-from .rule import at_bound, BOUND_TOL, CANNOT_TEST, CONTRADICTED, decide, decided, INCONCLUSIVE, REPRODUCED
 from .verdicts import (
     FINDINGS,
     MIXED,
@@ -144,7 +144,7 @@ __all__ = [
     "findings",
     "findings_markdown",
     # exposed before without being listed here
-    "METRIC_ORDER",
+    "metric_order",
     "method_order",
     "IMAGE_DIRECTIONS",
     "REPRODUCED",

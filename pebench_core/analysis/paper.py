@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .schema import bgd_base, method_order, METRIC_ORDER, in_order
+from ..metrics import paper_metric_order
+from .schema import bgd_base, in_order, method_order
 from .stats import item_index, paired_delta, summary_row
 
 __all__ = [
@@ -211,9 +212,7 @@ def side_by_side(summary: pd.DataFrame) -> pd.DataFrame:
             if table == "Table 2":
                 methods = [m for m in methods if m in set(p["method"])]
             for method in methods:
-                for metric in METRIC_ORDER:
-                    if metric == "scope_retain":
-                        continue
+                for metric in paper_metric_order():
                     o = summary_row(summary, target, method, concept, metric)
                     q = p[(p["method"] == method) & (p["concept"] == concept) & (p["metric"] == metric)]
                     if o is None and q.empty:
@@ -278,7 +277,7 @@ def protocol_patterns(tuned: pd.DataFrame, fixed: pd.DataFrame, rates: pd.DataFr
     (``method`` × ``target`` → the kept rate, :func:`~pebench_core.analysis.tables.chosen_rates`)
     names the tuned rate. Table 1's event columns were scored by G-Eval, ours by our event
     scorer: ``same_measure`` says so."""
-    from .rule import CANNOT_TEST, CONTRADICTED, decide, REPRODUCED
+    from .rule import CANNOT_TEST, CONTRADICTED, REPRODUCED, decide
     from .stats import Estimate
 
     paper = paper_table1_long()

@@ -9,14 +9,14 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from .. import methods
-from ..config import ConfigError
-from ..metrics import METRIC_ORDER as _METRIC_ORDER
+from ..errors import ConfigError
+from ..metrics import metric_order
 
 __all__ = [
     "KEYS",
     "unlearn_methods",
     "bgd_base",
-    "METRIC_ORDER",
+    "metric_order",
     "method_order",
     "RESULT_COLUMNS",
     "ITEM_COLUMNS",
@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 KEYS = ["target", "method", "concept", "metric"]
-METRIC_ORDER = list(_METRIC_ORDER)
 
 
 # Functions, not constants: they read the method registry when called, so a method a reader

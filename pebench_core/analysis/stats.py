@@ -43,8 +43,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError
-from .schema import ITEM_COLUMNS, KEYS, method_order, METRIC_ORDER, RESULT_COLUMNS, require_columns
+from ..errors import ConfigError
+from .schema import ITEM_COLUMNS, KEYS, RESULT_COLUMNS, metric_order, method_order, require_columns
 
 __all__ = [
     "Estimate",
@@ -498,7 +498,7 @@ def summarise(
     if out.empty:
         return out
     out["_m"] = out["method"].map({m: i for i, m in enumerate(method_order())}).fillna(99)
-    out["_k"] = out["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)}).fillna(99)
+    out["_k"] = out["metric"].map({m: i for i, m in enumerate(metric_order())}).fillna(99)
     out["_t"] = out["target"].map({"person": 0, "event": 1, "both": 2}).fillna(9)
     out = out.sort_values(["_t", "_m", "concept", "_k"]).drop(columns=["_m", "_k", "_t"])
     return out.reset_index(drop=True)

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .schema import bgd_base, ITEM_COLUMNS, method_order, METRIC_ORDER, unlearn_methods, in_order, require_columns
+from .schema import ITEM_COLUMNS, bgd_base, metric_order, in_order, method_order, require_columns, unlearn_methods
 from .stats import bootstrap_estimate, bootstrap_wide, format_ci, item_index, named_rng, paired_block, paired_delta, summary_row
 
 __all__ = [
@@ -45,7 +45,7 @@ def leaderboard(summary: pd.DataFrame, concept: str, metrics: Sequence[str] | No
     """Every (target, method) × metric of one concept: ``(means, text)`` — the numeric means
     (to colour a table) and the ``mean [lo, hi]`` strings, same shape."""
     s = summary[summary["concept"] == concept]
-    metrics = [m for m in (metrics or METRIC_ORDER) if m in set(s["metric"])]
+    metrics = [m for m in (metrics or metric_order()) if m in set(s["metric"])]
     s = s[s["metric"].isin(metrics)]
     idx = [
         (t, m)
