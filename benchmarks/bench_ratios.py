@@ -51,7 +51,7 @@ from pebench_core.data import world_texts  # noqa: E402
 from pebench_core.encoding import encode_qa, image_loader  # noqa: E402
 from pebench_core.forward import set_vision_trainable  # noqa: E402
 from pebench_core.evaluate import plan  # noqa: E402
-from pebench_core.losses import get_loss  # noqa: E402
+from pebench_core import methods  # noqa: E402
 from pebench_core.methods import BUILT_IN, runs_on  # noqa: E402
 from pebench_core.models import build_tiny, context_length, generate, remove_lora  # noqa: E402
 from pebench_core.models import lora as lora_module  # noqa: E402
@@ -74,7 +74,7 @@ MATMULS = {"mm", "addmm", "bmm", "baddbmm"}
 
 
 def reference_methods(retain_weight: float) -> list[str]:
-    return [m for m in BUILT_IN if REFERENCE_INPUTS & set(get_loss(m).required_inputs(retain_weight))]
+    return [m for m in BUILT_IN if REFERENCE_INPUTS & set(methods.get(m).required_inputs(retain_weight))]
 
 
 def unlearning_ratio(cfg, bundle, ds, target: str, repeats: int) -> list[dict]:

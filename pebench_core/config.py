@@ -12,8 +12,6 @@ so changing any input re-runs the stage and never reuses a stale artifact.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import re
 import typing
@@ -21,7 +19,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, TypeVar
 
-from .errors import TARGETS, ConfigError, Target
+from . import methods, probes
+from .errors import TARGETS, ConfigError, Device, Dtype, Target
+from .world.settings import WorldConfig, forget_count
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -29,43 +29,15 @@ if TYPE_CHECKING:
 # The fixed-string fields: each Literal is the type, and the tuple next to it (its values,
 # in order) is what validate() checks and names in its errors.
 Scorer = Literal["keywords", "rouge_l", "embedding", "llm_judge"]
-Device = Literal["auto", "cpu", "cuda", "mps"]
-Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 ModelKind = Literal["tiny", "local"]
 Adapter = Literal["lora", "full"]  # how finetune/goal train a local checkpoint
 Switch = Literal["auto", "on", "off"]
 
 SCORERS: tuple[Scorer, ...] = typing.get_args(Scorer)
-DEVICES: tuple[Device, ...] = typing.get_args(Device)
-DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)
 MODEL_KINDS: tuple[ModelKind, ...] = typing.get_args(ModelKind)
 ADAPTERS: tuple[Adapter, ...] = typing.get_args(Adapter)
 SWITCHES: tuple[Switch, ...] = typing.get_args(Switch)
 # Methods are not a Literal: a reader may register one of their own (pebench_core.methods).
-TINY_MAX_LENGTH = 160  # the tiny model's context: 16 image tokens + the longest QA, with room
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """The synthetic PEBench world (design: The world)."""
-
-    n_people: int = 20  # fictitious people (PEBench: 200)
-    n_events: int = 40  # event scenes, taken in catalogue order (PEBench: 40)
-    n_real_people: int = 6  # "real-world" people the base model knows before PEBench
-    image_size: int = 64  # square renders, pixels
-    train_renders: int = 1  # training renders per (person, event) pair
-    heldout_renders: int = 1  # held-out renders per pair, for generality (never trained on)
-    pretrain_renders: int = 1  # pre-training renders per (real person, event) pair
-    pretrain_eval_renders: int = 1  # held-out pre-training renders, for the "real" metrics
-    pope_questions: int = 2  # yes/no object questions per pre-training render (half yes)
-    # Share of people / of events in the forget set. 0.3 of 20 people and 40 events forgets 6
-    # people and 12 events: every verdict rests on findings.min_people / min_events at least.
-    forget_share: float = 0.3
-    # The never-seen group (membership inference): fictitious people and events no model trains
-    # on, rendered with a seed stream of their own, so the other images are unchanged.
-    n_unseen_people: int = 2
-    n_unseen_events: int = 4
-    data_dir: str = ""  # a real PEBench folder; empty = the embedded synthetic world
 
 
 @dataclass(frozen=True)
@@ -125,9 +97,7 @@ class TrainConfig:
 
 
 def _default_methods() -> tuple[str, ...]:
-    from .methods import default_methods  # the registry imports this module: read it when asked
-
-    return default_methods()
+    return methods.default_methods()
 
 
 @dataclass(frozen=True)
@@ -178,9 +148,7 @@ class EvalConfig:
 
 
 def _default_probes() -> tuple[str, ...]:
-    from .probes import probe_names  # it imports this module: read it when asked
-
-    return probe_names()
+    return probes.probe_names()
 
 
 @dataclass(frozen=True)
@@ -748,9 +716,7 @@ def validate(cfg: RunConfig) -> RunConfig:
                 hid % heads == 0,
                 f"model.{name}_hidden ({hid}) must be a positive multiple of model.{name}_heads ({heads})",
             )
-    from .methods import names
-
-    for name, given, allowed in (("methods", u.methods, names()), ("targets", u.targets, TARGETS)):
+    for name, given, allowed in (("methods", u.methods, methods.names()), ("targets", u.targets, TARGETS)):
         unknown = [x for x in given if x not in allowed]
         _require(
             not unknown and len(given) > 0,
@@ -761,14 +727,26 @@ def validate(cfg: RunConfig) -> RunConfig:
             not twice,
             f"unlearn.{name} names {', '.join(twice)} more than once; give each {name[:-1]} once, got {','.join(given)}",
         )
+    known = {f.name for f in fields(UnlearnConfig)}
+    for method in u.methods:  # a method reads only settings that exist (a user's method may name others)
+        unknown_h = [h for h in methods.get(method).hparams if h not in known]
+        _require(
+            not unknown_h,
+            f"method {method!r} reads {', '.join(unknown_h)}, which {'is' if len(unknown_h) == 1 else 'are'} "
+            "not unlearn.* settings; add the field to UnlearnConfig (with its range) first",
+        )
     fc = cfg.findings
-    for name, given, allowed in (("paper_methods", fc.paper_methods, names()), ("paper_targets", fc.paper_targets, TARGETS)):
+    for name, given, allowed in (
+        ("paper_methods", fc.paper_methods, methods.names()),
+        ("paper_targets", fc.paper_targets, TARGETS),
+    ):
         unknown = [x for x in given if x not in allowed]
         _require(not unknown, f"findings.{name} has unknown entries {unknown}; allowed: {', '.join(allowed)} (empty: none)")
-    from .probes import PERTURBATIONS, probe_names
-
     r = cfg.robust
-    for name, given, allowed in (("probes", r.probes, probe_names()), ("perturbations", r.perturbations, tuple(PERTURBATIONS))):
+    for name, given, allowed in (
+        ("probes", r.probes, probes.probe_names()),
+        ("perturbations", r.perturbations, tuple(probes.PERTURBATIONS)),
+    ):
         unknown = [x for x in given if x not in allowed]
         _require(not unknown, f"robust.{name} has unknown {name[:-1]}(s) {unknown}; allowed: {', '.join(allowed)}")
         twice = _duplicates(given)
@@ -781,7 +759,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(
         "perturb" not in r.probes or len(r.perturbations) >= 1,
         "robust.perturbations is empty while robust.probes asks for perturb; list at least one of "
-        f"{', '.join(PERTURBATIONS)} or drop perturb",
+        f"{', '.join(probes.PERTURBATIONS)} or drop perturb",
     )
     _require(
         len(u.lr_factors) >= 1,
@@ -793,11 +771,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         "validation items; set eval.val_items (e.g. 16) or unlearn.lr_factors=1",
     )
     return cfg
-
-
-def forget_count(n: int, share: float) -> int:
-    """How many of ``n`` items a forget share selects: rounded, and at least one."""
-    return max(1, int(round(n * share)))
 
 
 def check_forget_floor(n_people: int, n_events: int, share: float, floor: FindingsConfig, where: str = "") -> None:
@@ -828,24 +801,6 @@ def check_forget_floor(n_people: int, n_events: int, share: float, floor: Findin
             f"(every verdict rests on at least {k} forget {what}); raise world.forget_share to at least "
             f"{smallest(n, k)}, raise world.n_{what}, or lower findings.{name}",
         )
-
-
-def config_hash(*parts: object, length: int = 12) -> str:
-    """A stable short hash of dataclasses / dicts / scalars, used to key cached stages."""
-
-    def norm(x: object) -> Any:
-        if dataclasses.is_dataclass(x) and not isinstance(x, type):
-            return {k: norm(v) for k, v in dataclasses.asdict(x).items()}
-        if isinstance(x, Mapping):
-            return {str(k): norm(v) for k, v in sorted(x.items(), key=lambda kv: str(kv[0]))}
-        if isinstance(x, (list, tuple)):
-            return [norm(v) for v in x]
-        if isinstance(x, Path):
-            return str(x)
-        return x
-
-    blob = json.dumps([norm(p) for p in parts], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]")

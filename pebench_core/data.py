@@ -30,8 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
-from .config import forget_count
 from .errors import TARGETS, ConfigError
+from .world.settings import forget_count
 from .world import EVENTS, OBJECTS, PARAPHRASES, POPE_ANSWERS, POPE_TEMPLATE, QUESTIONS, REFUSALS, Event, Person, make_splits
 
 ROLES = ("train", "heldout", "pretrain", "pretrain_eval", "unseen")

@@ -1,7 +1,9 @@
-"""The leaf every module may import: the error a bad setting raises, and the target names.
+"""The leaf every module may import: the error a bad setting raises, and the fixed names the
+layers share (the targets, the devices and dtypes, the tiny model's context).
 
-Nothing here imports the rest of the package, so a registry (methods, probes, metrics) can
-raise the same error as configuration validation without importing the configuration.
+Nothing here imports the rest of the package, so a registry (methods, probes, metrics) or a
+model can raise the same error and read the same names as configuration validation without
+importing the configuration, which sits above them and validates through them.
 """
 
 from __future__ import annotations
@@ -9,11 +11,17 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
-__all__ = ["ConfigError", "Target", "TARGETS"]
+__all__ = ["ConfigError", "Target", "TARGETS", "Device", "DEVICES", "Dtype", "DTYPES", "TINY_MAX_LENGTH"]
 
 # What an unlearning run forgets: the forget people, the forget events, or both at once.
 Target = Literal["person", "event", "both"]
 TARGETS: tuple[Target, ...] = typing.get_args(Target)
+# Where and in what precision a model runs (``model.device``, ``model.dtype``).
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+DEVICES: tuple[Device, ...] = typing.get_args(Device)
+DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)
+TINY_MAX_LENGTH = 160  # the tiny model's context: 16 image tokens + the longest QA, with room
 
 
 class ConfigError(ValueError):

@@ -28,15 +28,17 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import pandas as pd
 
 from . import metrics as M
-from .config import EvalConfig
 from .data import QA, Dataset, Item, event_qa, person_qa, pope_qa, split_sets
 from .models import ModelBundle, generate
 from .scorers import get_scorer
+
+if TYPE_CHECKING:
+    from .config import EvalConfig
 
 CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
 

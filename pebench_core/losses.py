@@ -14,11 +14,11 @@ Notation (one row per sequence ``i`` of a set):
 * a set's ``NLL`` is the **mean over its sequences** of ``NLL_i`` (so a long answer does not
   outweigh a short one, and the value does not depend on batching or padding).
 
-Registry: :data:`LOSSES` (the same dict as :data:`pebench_core.methods.METHODS`) maps a
-method name to its :class:`~pebench_core.methods.Method`: the function, its title, formula,
-citation and the inputs it needs, so the training loop computes only those
-(``spec.required_inputs(retain_weight)``). :func:`get_loss` looks a name up and raises
-:class:`~pebench_core.config.ConfigError` on an unknown one; :func:`register` adds one.
+Registry: :data:`pebench_core.methods.METHODS` maps a method name to its
+:class:`~pebench_core.methods.Method`: the function, its title, formula, citation and the
+inputs it needs, so the training loop computes only those
+(``spec.required_inputs(retain_weight)``). :func:`pebench_core.methods.get` looks a name up and
+raises :class:`~pebench_core.errors.ConfigError` on an unknown one.
 
 Calling convention (every registered function)::
 
@@ -41,19 +41,10 @@ from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypeVar
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
-from .methods import METHODS, Method, register
-from .methods import get as get_method
 
 __all__ = [
     "LossInputs",
     "LossOutput",
-    "Method",
-    "register",
-    "LOSSES",
-    "INPUT_FIELDS",
-    "get_loss",
-    "compute_loss",
     "answer_logprobs",
     "shifted_answer_mask",
     "kl_per_sequence",
@@ -288,25 +279,6 @@ def adjusted_logits(ref_logits: torch.Tensor, targets: torch.Tensor, strength: f
 
 # ---------------------------------------------------------------------------------------
 # Inputs and outputs
-
-
-INPUT_FIELDS = (
-    "forget_logp_sum",
-    "forget_n_tokens",
-    "forget_ref_logp_sum",
-    "refusal_logp_sum",
-    "refusal_n_tokens",
-    "refusal_ref_logp_sum",
-    "retain_logp_sum",
-    "retain_n_tokens",
-    "retain_kl",
-    "forget_adjusted_kl",
-    "forget_rmu_mse",
-    "retain_rmu_mse",
-    "refusal_dual_masked_kl",
-    "forget_concepts",
-    "retain_concepts",
-)
 
 
 @dataclass
@@ -777,29 +749,3 @@ class LossFn(Protocol):
     """The signature of every registered objective (see the module docstring)."""
 
     def __call__(self, inp: LossInputs, /, *, retain_weight: float = ..., beta: float = ..., state: Any = ...) -> LossOutput: ...
-
-
-# One entry per method, in pebench_core.methods (imported without torch, so that a command
-# line is validated before torch loads); the same dict under the name this module always used.
-LOSSES = METHODS
-
-
-def get_loss(name: str) -> Method:
-    """The registered :class:`~pebench_core.methods.Method`; an unknown name raises ``ConfigError`` listing the allowed ones."""
-    return get_method(name)
-
-
-def compute_loss(
-    name: str,
-    inputs: LossInputs,
-    *,
-    retain_weight: float = 1.0,
-    beta: float = 0.1,
-    state: Any = None,
-    **hparams: float,
-) -> LossOutput:
-    """Shorthand for ``get_loss(name)(inputs, retain_weight=..., beta=..., state=..., **hparams)``
-    (``hparams``: a method's own settings, e.g. SimNPO's ``gamma``)."""
-    if beta <= 0 or not math.isfinite(beta):
-        raise ConfigError(f"beta must be a positive number, got {beta}")
-    return get_loss(name)(inputs, retain_weight=retain_weight, beta=beta, state=state, **hparams)

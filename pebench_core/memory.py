@@ -176,16 +176,15 @@ def _vision_transient(s: ModelShape, images: int, image_tokens: int, act_bytes: 
 
 
 def sequences_per_step(cfg: RunConfig) -> int:
-    """The most sequences one unlearning step runs over the profile's methods: forget,
-    refusals (PO, DPO) and retain, each ``unlearn.batch_size`` long."""
-    from .losses import get_loss
+    """The most answers one unlearning step runs over the profile's methods (forget, refusals,
+    retain, each ``unlearn.batch_size`` long), from the loop's table of inputs
+    (:func:`pebench_core.inputs.step_size`): a shared prompt is counted with each of its answers,
+    the conservative side for a peak."""
+    from . import methods
+    from .inputs import step_size
 
-    most = 1
-    for m in cfg.unlearn.methods:
-        need = set(get_loss(m).required_inputs(cfg.unlearn.retain_weight))
-        sets = 1 + bool({"refusal_logp_sum"} & need) + bool({"retain_logp_sum", "retain_kl"} & need)
-        most = max(most, sets)
-    return most * cfg.unlearn.batch_size
+    return max(step_size(methods.get(m).required_inputs(cfg.unlearn.retain_weight), cfg.unlearn.batch_size)[1]
+               for m in cfg.unlearn.methods)  # fmt: skip
 
 
 def plan(

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import distributed as D
-from .config import RunConfig, check_forget_floor, config_hash
+from .config import RunConfig, check_forget_floor
+from .hashing import config_hash
 from .data import Dataset, load_dataset, load_pebench_folder
 
 ROOT = Path(__file__).resolve().parent.parent

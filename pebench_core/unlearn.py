@@ -1,6 +1,6 @@
 """One unlearning loop for every method (design: Unlearning methods).
 
-The method is looked up in :data:`pebench_core.losses.LOSSES`; the loop computes only the
+The method is looked up in :data:`pebench_core.methods.METHODS`; the loop computes only the
 inputs that method needs (``Method.required_inputs``) and hands them to the pure loss.
 Fairness: every method gets the same LoRA config, step budget, learning rate and batches
 (the forget and retain batches are drawn from the same seeded stream whatever the method).
@@ -39,16 +39,17 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as D
+from . import methods
 from .config import EvalConfig, UnlearnConfig
 from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
 from .encoding import encode_qa
 from .errors import ConfigError
 from .forward import answer_pass, feature_cache_fits, image_features
+from .inputs import encoded_sets, step_sets
 from .losses import (
     LossInputs,
     adjusted_logits,
     dual_masked_kl_per_sequence,
-    get_loss,
     mse_per_sequence,
     packed_answer_logprobs,
     packed_kl_per_sequence,
@@ -162,7 +163,7 @@ FINISHES: dict[str, Callable[[torch.nn.Module, UnlearnConfig], None]] = {"negate
 
 def finish_of(method: str) -> Callable[[torch.nn.Module, UnlearnConfig], None] | None:
     """The function a method's ``finish`` names (``None`` for a method without one)."""
-    spec = get_loss(method)
+    spec = methods.get(method)
     if spec.finish is None or callable(spec.finish):
         return spec.finish
     try:
@@ -231,7 +232,7 @@ def run_unlearning(
     """
     if checks not in ("now", "later"):
         raise ConfigError(f"checks must be 'now' or 'later'; got {checks!r}")
-    spec = get_loss(method)  # unknown method: ConfigError listing the allowed ones
+    spec = methods.get(method)  # unknown method: ConfigError listing the allowed ones
     finish = finish_of(method)
     if reference not in REFERENCE_MODES:
         raise ConfigError(f"reference must be one of {', '.join(REFERENCE_MODES)}; got {reference!r}")
@@ -250,12 +251,9 @@ def run_unlearning(
     # ``encoded`` is filled in place, so the next run of a grid finds the sets encoded: an empty
     # dict is the caller's to fill, not a reason to encode into a throw-away one.
     enc = encoded if encoded is not None else {}
-    if "forget" not in enc:
-        enc["forget"] = encode_qa(bundle, sets.forget, load)
-    if "refusal" not in enc and ({"refusal_logp_sum", "refusal_ref_logp_sum"} & need):
-        enc["refusal"] = encode_qa(bundle, sets.refusal, load)
-    if "retain" not in enc and ({"retain_logp_sum", "retain_kl", "retain_rmu_mse"} & need):
-        enc["retain"] = encode_qa(bundle, sets.retain, load)
+    for name in ("forget", *encoded_sets(need)):  # the forget answers always: the checks ask about them
+        if name not in enc:
+            enc[name] = encode_qa(bundle, getattr(sets, name), load)
 
     if bundle.family.packed:
         # LoRA never adapts the vision encoder, so its output per image is a constant.
@@ -387,15 +385,7 @@ def run_unlearning(
             inp: dict = {}
             # Every set this method trains on in one forward pass; the refusals share their
             # prompt (image and question) with the true forget answers when both are needed.
-            parts = [
-                (name, e, idx)
-                for name, e, idx, keys in (
-                    ("forget", enc.get("forget"), mine_f, {"forget_logp_sum", "forget_adjusted_kl", "forget_rmu_mse"}),
-                    ("refusal", enc.get("refusal"), mine_f, {"refusal_logp_sum", "refusal_dual_masked_kl"}),
-                    ("retain", enc.get("retain"), mine_r, {"retain_logp_sum", "retain_kl", "retain_rmu_mse"}),
-                )
-                if keys & need
-            ]
+            parts = [(name, enc[name], mine_r if name == "retain" else mine_f) for name in step_sets(need)]
             names = [p[0] for p in parts]
             branch = {names.index("refusal"): 0} if names[:2] == ["forget", "refusal"] else None
             outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch, hidden_of=layer)))

@@ -4,7 +4,9 @@ import dataclasses
 
 import pytest
 
-from pebench_core.config import ConfigError, config_hash, forget_count, load_config, parse_overrides
+from pebench_core.config import ConfigError, load_config, parse_overrides
+from pebench_core.hashing import config_hash
+from pebench_core.world.settings import forget_count
 
 
 def test_profiles_load_and_differ():

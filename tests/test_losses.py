@@ -11,15 +11,12 @@ import torch
 from pebench_core import config, methods
 from pebench_core.config import ConfigError
 from pebench_core.losses import (
-    LOSSES,
     adjusted_logits,
     bgd_weights,
     dual_masked_kl_per_sequence,
     mse_per_sequence,
     LossInputs,
     answer_logprobs,
-    compute_loss,
-    get_loss,
     kl_per_sequence,
     packed_answer_logprobs,
     packed_kl_per_sequence,
@@ -73,14 +70,14 @@ def full_inputs(**over) -> LossInputs:
 
 
 def test_ga_hand_value():
-    out = compute_loss("ga", full_inputs())
+    out = methods.get("ga")(full_inputs())
     # -(0.5 + 2.0) / 2 = -1.25
     assert close(out.loss, -1.25)
     assert close(out.parts["forget_nll"], 1.25)
 
 
 def test_gd_hand_value():
-    out = compute_loss("gd", full_inputs(), retain_weight=2.0)
+    out = methods.get("gd")(full_inputs(), retain_weight=2.0)
     # -1.25 + 2 * (2.5 / 3) = 0.416666...
     assert close(out.loss, -1.25 + 2 * 2.5 / 3)
     assert close(out.parts["retain_loss"], NLL_R)
@@ -88,32 +85,32 @@ def test_gd_hand_value():
 
 
 def test_kl_hand_value():
-    out = compute_loss("kl", full_inputs(), retain_weight=0.5)
+    out = methods.get("kl")(full_inputs(), retain_weight=0.5)
     # -1.25 + 0.5 * mean(0.1, 0.3, 0.5) = -1.25 + 0.5 * 0.3 = -1.10
     assert close(out.loss, -1.10)
 
 
 def test_po_hand_value():
-    out = compute_loss("po", full_inputs(), retain_weight=1.0)
+    out = methods.get("po")(full_inputs(), retain_weight=1.0)
     # NLL(refusal) = mean(1.0/5, 0.6/3) = 0.2 ; + 1 * 2.5/3
     assert close(out.loss, 0.2 + 2.5 / 3)
 
 
 def test_dpo_hand_value():
     beta = 0.5
-    out = compute_loss("dpo", full_inputs(), retain_weight=0.0, beta=beta)
+    out = methods.get("dpo")(full_inputs(), retain_weight=0.0, beta=beta)
     # margin_1 = (-1.0 - -2.0) - (-2.0 - -1.5) = 1.0 + 0.5 = 1.5
     # margin_2 = (-0.6 - -1.0) - (-6.0 - -4.0) = 0.4 + 2.0 = 2.4
     # -log sigmoid(x) = log(1 + exp(-x))
     expected = (math.log(1 + math.exp(-0.5 * 1.5)) + math.log(1 + math.exp(-0.5 * 2.4))) / 2
     assert close(out.loss, expected)
-    out2 = compute_loss("dpo", full_inputs(), retain_weight=1.0, beta=beta)
+    out2 = methods.get("dpo")(full_inputs(), retain_weight=1.0, beta=beta)
     assert close(out2.loss, expected + 2.5 / 3)
 
 
 def test_npo_hand_value():
     beta = 0.5
-    out = compute_loss("npo", full_inputs(), retain_weight=1.0, beta=beta)
+    out = methods.get("npo")(full_inputs(), retain_weight=1.0, beta=beta)
     # log-ratios: -2 - -1.5 = -0.5 ; -6 - -4 = -2.0
     # (2/β) log(1 + exp(β r)) = 4 log(1 + exp(-0.25)), 4 log(1 + exp(-1.0))
     forget = (4 * math.log(1 + math.exp(-0.25)) + 4 * math.log(1 + math.exp(-1.0))) / 2
@@ -123,20 +120,20 @@ def test_npo_hand_value():
 def test_simnpo_hand_value():
     # length-normalised NLL: 2/4 = 0.5 and 6/3 = 2.0; β = 0.5, γ = 0.25
     # (2/β)·softplus(γ − β·NLL) = 4·softplus(0) = 4 ln 2 and 4·softplus(−0.75) = 4 ln(1 + e^−0.75)
-    out = compute_loss("simnpo", full_inputs(), retain_weight=1.0, beta=0.5, gamma=0.25)
+    out = methods.get("simnpo")(full_inputs(), retain_weight=1.0, beta=0.5, gamma=0.25)
     forget = (4 * math.log(2) + 4 * math.log(1 + math.exp(-0.75))) / 2
     assert close(out.loss, forget + 2.5 / 3)
     # no reference pass; the margin only shifts where the weight fades
-    assert get_loss("simnpo").required_inputs(0.0) == ("forget_logp_sum", "forget_n_tokens")
+    assert methods.get("simnpo").required_inputs(0.0) == ("forget_logp_sum", "forget_n_tokens")
     assert close(
-        compute_loss("simnpo", full_inputs(), retain_weight=0.0, beta=0.5).loss,
+        methods.get("simnpo")(full_inputs(), retain_weight=0.0, beta=0.5).loss,
         2 * (math.log(1 + math.exp(-0.25)) + math.log(1 + math.exp(-1.0))),
     )
 
 
 def test_simnpo_pushes_every_answer_down_and_fades_when_unlikely():
     lp = T([-0.5, -40.0]).requires_grad_(True)
-    out = compute_loss("simnpo", LossInputs(forget_logp_sum=lp, forget_n_tokens=T([1.0, 1.0])), retain_weight=0.0, beta=1.0)
+    out = methods.get("simnpo")(LossInputs(forget_logp_sum=lp, forget_n_tokens=T([1.0, 1.0])), retain_weight=0.0, beta=1.0)
     out.loss.backward()
     # d/dlp of softplus(γ + β·lp)·2/β /2 = σ(β·lp + γ): positive (minimising lowers lp), near 0 once unlikely
     assert lp.grad[0] > 0.3 and 0 < lp.grad[1] < 1e-15
@@ -147,14 +144,14 @@ def test_dpo_at_reference_is_log2():
     y = T([-2.0, -4.0, -0.5])
     inp = LossInputs(forget_logp_sum=x, forget_ref_logp_sum=x.clone(), refusal_logp_sum=y, refusal_ref_logp_sum=y.clone())
     for beta in (0.1, 1.0, 5.0):
-        assert close(compute_loss("dpo", inp, retain_weight=0.0, beta=beta).loss, math.log(2))
+        assert close(methods.get("dpo")(inp, retain_weight=0.0, beta=beta).loss, math.log(2))
 
 
 def test_npo_at_reference_is_2_over_beta_log2():
     x = T([-3.0, -1.0, -7.5])
     inp = LossInputs(forget_logp_sum=x, forget_ref_logp_sum=x.clone())
     for beta in (0.1, 1.0, 5.0):
-        assert close(compute_loss("npo", inp, retain_weight=0.0, beta=beta).loss, 2 / beta * math.log(2), 1e-5)
+        assert close(methods.get("npo")(inp, retain_weight=0.0, beta=beta).loss, 2 / beta * math.log(2), 1e-5)
 
 
 def test_dpo_npo_numerically_stable_for_extreme_ratios():
@@ -162,22 +159,22 @@ def test_dpo_npo_numerically_stable_for_extreme_ratios():
     z = T([0.0, 0.0])
     inp = LossInputs(forget_logp_sum=big, forget_ref_logp_sum=z, refusal_logp_sum=z, refusal_ref_logp_sum=z)
     for m in ("dpo", "npo"):
-        out = compute_loss(m, inp, retain_weight=0.0, beta=1.0)
+        out = methods.get(m)(inp, retain_weight=0.0, beta=1.0)
         assert torch.isfinite(out.loss)
     # npo: (2/1)·softplus(5000) ≈ 10000 and softplus(-5000) ≈ 0 -> mean ≈ 5000
-    assert close(compute_loss("npo", inp, retain_weight=0.0, beta=1.0).loss, 5000.0, 1e-2)
+    assert close(methods.get("npo")(inp, retain_weight=0.0, beta=1.0).loss, 5000.0, 1e-2)
 
 
 def test_reference_gets_no_gradient():
     x = T([-3.0, -1.0], requires_grad=True)
     ref = T([-2.0, -2.0], requires_grad=True)
-    out = compute_loss("npo", LossInputs(forget_logp_sum=x, forget_ref_logp_sum=ref), retain_weight=0.0)
+    out = methods.get("npo")(LossInputs(forget_logp_sum=x, forget_ref_logp_sum=ref), retain_weight=0.0)
     out.loss.backward()
     assert x.grad is not None and ref.grad is None
 
 
 def test_parts_are_detached_floats():
-    out = compute_loss("gd", full_inputs())
+    out = methods.get("gd")(full_inputs())
     assert all(isinstance(v, float) for v in out.parts.values())
     assert out.loss.dim() == 0
 
@@ -202,7 +199,7 @@ def _step_nll(method: str, which: str) -> tuple[float, float]:
     s_f, n_f, _ = answer_logprobs(w, true_labels)
     s_r, n_r, _ = answer_logprobs(w, refusal_labels)
     inp = LossInputs(forget_logp_sum=s_f, forget_n_tokens=n_f, refusal_logp_sum=s_r, refusal_n_tokens=n_r)
-    out = compute_loss(method, inp, retain_weight=0.0)
+    out = methods.get(method)(inp, retain_weight=0.0)
     opt.zero_grad()
     out.loss.backward()
     opt.step()
@@ -296,8 +293,8 @@ def test_shifted_answer_mask_matches_answer_logprobs():
 
 
 def test_the_registry_is_the_one_list_of_methods():
-    assert config.load_config("smoke").unlearn.methods == tuple(LOSSES) == methods.BUILT_IN
-    for name, spec in LOSSES.items():
+    assert config.load_config("smoke").unlearn.methods == tuple(methods.METHODS) == methods.BUILT_IN
+    for name, spec in methods.METHODS.items():
         assert spec.name == name and spec.formula and spec.summary and spec.title and callable(spec.fn)
         assert spec.citation and spec.about and set(spec.targets) <= set(config.TARGETS)
         assert set(spec.hparams) <= {f.name for f in dataclasses.fields(config.UnlearnConfig)}
@@ -305,7 +302,7 @@ def test_the_registry_is_the_one_list_of_methods():
 
 def test_unknown_method_lists_allowed_names():
     with pytest.raises(ConfigError) as e:
-        get_loss("sgd")
+        methods.get("sgd")
     for n in ("ga", "gd", "kl", "po", "dpo", "npo", "gd+bgd", "kl+bgd"):
         assert n in str(e.value)
 
@@ -313,19 +310,19 @@ def test_unknown_method_lists_allowed_names():
 def test_missing_input_is_named():
     inp = dataclasses.replace(full_inputs(), retain_logp_sum=None)
     with pytest.raises(ValueError, match="retain_logp_sum"):
-        compute_loss("gd", inp)
+        methods.get("gd")(inp)
     with pytest.raises(ValueError, match="forget_ref_logp_sum"):
-        compute_loss("npo", dataclasses.replace(full_inputs(), forget_ref_logp_sum=None))
+        methods.get("npo")(dataclasses.replace(full_inputs(), forget_ref_logp_sum=None))
     with pytest.raises(ValueError, match="retain_kl"):
-        compute_loss("kl", dataclasses.replace(full_inputs(), retain_kl=None))
+        methods.get("kl")(dataclasses.replace(full_inputs(), retain_kl=None))
     with pytest.raises(ValueError, match="forget_concepts"):
-        compute_loss("gd+bgd", dataclasses.replace(full_inputs(), forget_concepts=None))
+        methods.get("gd+bgd")(dataclasses.replace(full_inputs(), forget_concepts=None))
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("name", sorted(methods.BUILT_IN))
 @pytest.mark.parametrize("lam", [0.0, 1.0])
 def test_required_inputs_are_sufficient(name, lam):
-    spec = get_loss(name)
+    spec = methods.get(name)
     full = full_inputs()
     only = LossInputs(**{f: getattr(full, f) for f in spec.required_inputs(lam)})
     extra = {"grad_norm": lambda t: 1.0} if spec.needs_grad_norm else {}
@@ -335,7 +332,7 @@ def test_required_inputs_are_sufficient(name, lam):
 
 def test_zero_token_sequence_is_an_error():
     with pytest.raises(ValueError, match="answer token"):
-        compute_loss("ga", full_inputs(forget_n_tokens=T([4.0, 0.0])))
+        methods.get("ga")(full_inputs(forget_n_tokens=T([4.0, 0.0])))
 
 
 # ---------------------------------------------------------------------------------------
@@ -376,18 +373,18 @@ def test_undial_by_hand():
     kl = packed_kl_per_sequence(theta, target, torch.tensor([0]), 1)
     want = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
     assert close(kl[0], want)
-    out = compute_loss("undial", LossInputs(forget_adjusted_kl=kl))
+    out = methods.get("undial")(LossInputs(forget_adjusted_kl=kl))
     assert close(out.loss, want) and close(out.parts["forget_loss"], want)
     # the gradient of KL(q || softmax(theta)) w.r.t. theta is softmax(theta) - q: [1/4, -1/4]
     out.loss.backward()
     assert torch.allclose(theta.grad, T([[0.25, -0.25]]))
     # the mean over sequences, with the forget NLL logged when it is there
-    out = compute_loss(
-        "undial", LossInputs(forget_adjusted_kl=T([0.2, 0.4]), forget_logp_sum=T([-2.0, -6.0]), forget_n_tokens=T([4.0, 3.0]))
+    out = methods.get("undial")(
+        LossInputs(forget_adjusted_kl=T([0.2, 0.4]), forget_logp_sum=T([-2.0, -6.0]), forget_n_tokens=T([4.0, 3.0]))
     )
     assert close(out.loss, 0.3) and close(out.parts["forget_nll"], 1.25)
     with pytest.raises(ValueError, match="forget_adjusted_kl"):
-        compute_loss("undial", full_inputs(forget_adjusted_kl=None))
+        methods.get("undial")(full_inputs(forget_adjusted_kl=None))
 
 
 def test_mse_per_sequence_by_hand():
@@ -407,13 +404,13 @@ def test_mse_per_sequence_by_hand():
 
 def test_rmu_by_hand():
     # forget MSE [2, 4] -> 3 ; retain MSE [0.1, 0.2, 0.6] -> 0.3 ; lambda 2 -> 3 + 0.6
-    out = compute_loss("rmu", full_inputs(), retain_weight=2.0)
+    out = methods.get("rmu")(full_inputs(), retain_weight=2.0)
     assert close(out.loss, 3.6) and close(out.parts["forget_loss"], 3.0) and close(out.parts["retain_loss"], 0.3)
     assert close(out.parts["forget_nll"], 1.25)
-    out = compute_loss("rmu", full_inputs(retain_rmu_mse=None), retain_weight=0.0)
+    out = methods.get("rmu")(full_inputs(retain_rmu_mse=None), retain_weight=0.0)
     assert close(out.loss, 3.0)
     with pytest.raises(ValueError, match="retain_rmu_mse"):
-        compute_loss("rmu", full_inputs(retain_rmu_mse=None))
+        methods.get("rmu")(full_inputs(retain_rmu_mse=None))
 
 
 def test_dual_masked_kl_by_hand():
@@ -443,17 +440,17 @@ def test_dual_masked_kl_by_hand():
 
 def test_siu_by_hand():
     # refusal NLL = [0.2, 0.2] -> 0.2 ; DMK [0.3, 0.5] -> 0.4 ; lambda 0.5 -> 0.2 + 0.2
-    out = compute_loss("siu", full_inputs(), retain_weight=0.5)
+    out = methods.get("siu")(full_inputs(), retain_weight=0.5)
     assert close(out.loss, 0.4) and close(out.parts["refusal_nll"], 0.2) and close(out.parts["retain_loss"], 0.4)
-    assert close(compute_loss("siu", full_inputs(refusal_dual_masked_kl=None), retain_weight=0.0).loss, 0.2)
+    assert close(methods.get("siu")(full_inputs(refusal_dual_masked_kl=None), retain_weight=0.0).loss, 0.2)
     with pytest.raises(ValueError, match="refusal_dual_masked_kl"):
-        compute_loss("siu", full_inputs(refusal_dual_masked_kl=None))
+        methods.get("siu")(full_inputs(refusal_dual_masked_kl=None))
 
 
 def test_task_vector_descends_on_the_forget_set():
-    out = compute_loss("task_vector", full_inputs())
+    out = methods.get("task_vector")(full_inputs())
     assert close(out.loss, 1.25) and close(out.parts["forget_nll"], 1.25)  # +NLL_f, where GA has -NLL_f
-    assert close(compute_loss("ga", full_inputs()).loss, -1.25)
+    assert close(methods.get("ga")(full_inputs()).loss, -1.25)
 
 
 def leaf_grad_norm(leaf: torch.Tensor):
@@ -480,7 +477,7 @@ def test_bgd_weights_by_hand():
 def test_bgd_equalises_the_concepts_gradients():
     inp = bgd_inputs()
     leaf = inp.forget_logp_sum
-    out = compute_loss("gd+bgd", inp, retain_weight=0.0, grad_norm=leaf_grad_norm(leaf), bgd_max_weight=4.0)
+    out = methods.get("gd+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(leaf), bgd_max_weight=4.0)
     # t_person = mean(logp_i / n_i) over rows 0, 1: d/dlogp = (1/4, 1/6), norm sqrt(13)/12
     # t_event = logp_2: d/dlogp = 1, norm 1 ; mean norm (sqrt(13)/12 + 1)/2
     g_p, g_e = math.sqrt(13) / 12, 1.0
@@ -497,7 +494,7 @@ def test_bgd_equalises_the_concepts_gradients():
     # and the two concepts' parts of it have the same norm
     assert close(leaf.grad[:2].norm(), leaf.grad[2:].norm())
     # unbalanced, plain GD's forget term is dominated by people: -(10 + 10 + 1)/3 = -7
-    assert close(compute_loss("ga", inp).loss, -7.0)
+    assert close(methods.get("ga")(inp).loss, -7.0)
 
 
 def test_bgd_weights_stay_bounded_when_a_concept_is_already_certain():
@@ -507,31 +504,31 @@ def test_bgd_weights_stay_bounded_when_a_concept_is_already_certain():
     targets = torch.tensor([0, 1, 0])
     logp = torch.log_softmax(logits, -1)[torch.arange(3), targets]
     inp = LossInputs(forget_logp_sum=logp, forget_n_tokens=T([1.0, 1.0, 1.0]), forget_concepts=["person", "person", "event"])
-    out = compute_loss("gd+bgd", inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), bgd_max_weight=4.0)
+    out = methods.get("gd+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), bgd_max_weight=4.0)
     assert -out.parts["forget_term/event"] < 1e-12  # NLL ~ 2e-13
     assert out.parts["weight/event"] == 4.0
     assert 0.25 <= out.parts["weight/person"] <= 4.0 and close(out.parts["weight/person"], 0.5, 1e-6)
     # bounded for every rho: the weight ratio is at most rho**2
     for rho in (1.0, 2.0, 10.0):
-        o = compute_loss("kl+bgd", inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), bgd_max_weight=rho)
+        o = methods.get("kl+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), bgd_max_weight=rho)
         assert 1 / rho <= o.parts["weight/event"] <= rho and 1 / rho <= o.parts["weight/person"] <= rho
 
 
 def test_bgd_needs_the_loops_gradient_norms():
     with pytest.raises(ValueError, match="grad_norm"):
-        compute_loss("gd+bgd", bgd_inputs())
+        methods.get("gd+bgd")(bgd_inputs())
 
 
 def test_bgd_retain_is_balanced_across_concepts_and_in_force():
     # retain NLL = [0.5 (person), 1.5 (event), 0.5 (event)] -> mean(0.5, 1.0) = 0.75 (not 2.5/3)
     inp = bgd_inputs()
     gn = leaf_grad_norm(inp.forget_logp_sum)
-    forget = compute_loss("gd+bgd", inp, retain_weight=0.0, grad_norm=gn).loss.detach()
-    out = compute_loss("gd+bgd", inp, retain_weight=1.0, grad_norm=gn)
+    forget = methods.get("gd+bgd")(inp, retain_weight=0.0, grad_norm=gn).loss.detach()
+    out = methods.get("gd+bgd")(inp, retain_weight=1.0, grad_norm=gn)
     assert close(out.parts["retain_loss"], 0.75)
     assert close(out.loss, float(forget) + 0.75)  # the retain term is added unweighted by BGD
     # KL = [0.1 (person), 0.3, 0.5 (event)] -> mean(0.1, 0.4) = 0.25
-    out = compute_loss("kl+bgd", inp, retain_weight=2.0, grad_norm=gn)
+    out = methods.get("kl+bgd")(inp, retain_weight=2.0, grad_norm=gn)
     assert close(out.parts["retain_loss"], 0.25)
     assert close(out.loss, float(forget) + 2 * 0.25)
 
@@ -539,7 +536,7 @@ def test_bgd_retain_is_balanced_across_concepts_and_in_force():
 def test_bgd_label_length_mismatch():
     inp = dataclasses.replace(bgd_inputs(), forget_concepts=["person"])
     with pytest.raises(ValueError, match="forget_concepts"):
-        compute_loss("gd+bgd", inp, grad_norm=lambda t: 1.0)
+        methods.get("gd+bgd")(inp, grad_norm=lambda t: 1.0)
 
 
 # packed (answer-positions-only) statistics equal the padded ones
@@ -590,3 +587,19 @@ def test_packed_token_logprobs_by_hand():
     logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
     got = packed_token_logprobs(logits, torch.tensor([1, 0]))
     assert torch.allclose(got, torch.tensor([math.log(0.75), math.log(0.5)]))
+
+
+def test_the_table_of_inputs_covers_every_loss_input_and_sizes_a_step():
+    """One table says where each loss input comes from; the loop, the memory plan and the step
+    costs read it, so they cannot disagree about a method (RMU runs its retain set too)."""
+    from pebench_core.inputs import INPUTS, encoded_sets, step_sets, step_size
+    from pebench_core.losses import LossInputs
+
+    assert set(INPUTS) == {f.name for f in dataclasses.fields(LossInputs)}
+    rmu = methods.get("rmu").required_inputs(1.0)
+    assert step_sets(rmu) == ("forget", "retain") and step_size(rmu, 4) == (8, 8)
+    dpo = methods.get("dpo").required_inputs(1.0)
+    assert step_size(dpo, 4) == (8, 12)  # the refusal shares its prompt with the true answer
+    siu = methods.get("siu").required_inputs(1.0)
+    assert step_sets(siu) == ("refusal",) and encoded_sets(siu) == ("refusal",)
+    assert step_sets(methods.get("gd").required_inputs(0.0)) == ("forget",)  # λ = 0: no retain pass

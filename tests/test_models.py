@@ -121,7 +121,7 @@ def test_chat_template(bundle):
     assert full == "<s>USER: <image>\nWho is this? ASSISTANT: Alice</s>"
     prompt = bundle.processor.apply_chat_template(msgs[:1], tokenize=False, add_generation_prompt=True)
     assert prompt == "<s>USER: <image>\nWho is this? ASSISTANT:"
-    assert bundle.prompt_text("Who is this?") == prompt
+    assert M.prompt_and_answer_text(bundle, "Who is this?", None)[0] == prompt
 
 
 # ------------------------------------------------------------------------- build / save / load

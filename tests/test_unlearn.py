@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pebench_core import losses
+from pebench_core import methods
 from pebench_core.config import ConfigError, load_config
 from pebench_core.methods import BUILT_IN
 from pebench_core.data import load_dataset, world_texts
@@ -57,7 +57,7 @@ def test_the_runs_of_a_grid_encode_the_sets_once(setup, monkeypatch):
 @pytest.mark.parametrize("method", BUILT_IN)
 def test_every_method_runs_and_logs_a_trajectory(setup, method):
     cfg, ds, bundle = setup
-    target = losses.get_loss(method).targets[0]
+    target = methods.get(method).targets[0]
     u = dataclasses.replace(cfg.unlearn, steps=2, eval_every=2)
     run = run_unlearning(bundle, ds, target, method, u, cfg.eval, progress=False, log=lambda *_: None)
     try:
@@ -177,7 +177,7 @@ def test_checks_asked_later_from_a_reloaded_adapter_are_the_checks_asked_during_
 
 def test_nan_loss_stops_and_keeps_the_last_good_adapter(setup, monkeypatch):
     cfg, ds, bundle = setup
-    real = losses.LOSSES["ga"]
+    real = methods.METHODS["ga"]
     calls = {"n": 0}
 
     def flaky(inputs, **kw):
@@ -187,7 +187,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_adapter(setup, monkeypatch):
             return dataclasses.replace(out, loss=out.loss * float("nan"))
         return out
 
-    monkeypatch.setitem(losses.LOSSES, "ga", dataclasses.replace(real, loss=flaky))
+    monkeypatch.setitem(methods.METHODS, "ga", dataclasses.replace(real, loss=flaky))
     u = dataclasses.replace(cfg.unlearn, steps=5, eval_every=100)
     with pytest.warns(UserWarning, match="stopped at step 2"):
         run = run_unlearning(bundle, ds, "person", "ga", u, cfg.eval, progress=False, log=lambda *_: None)

@@ -15,7 +15,8 @@ from PIL import Image
 
 from pebench_core import world as W
 from pebench_core.world import io as world_io
-from pebench_core.config import ConfigError, forget_count, load_config
+from pebench_core.config import ConfigError, load_config
+from pebench_core.world.settings import forget_count
 from pebench_core.world import (
     CITIES,
     EVENTS,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import methods
+from ..inputs import step_size
 from .runs import Runs
 
 __all__ = ["sequences_per_step", "step_costs", "step_cost_table", "likelihood_race"]
@@ -15,18 +17,14 @@ __all__ = ["sequences_per_step", "step_costs", "step_cost_table", "likelihood_ra
 def sequences_per_step(method: str, batch_size: int, retain_weight: float = 1.0) -> tuple[int, int]:
     """``(sequences, answers)``: the sequences one step of ``method`` runs through the model
     (all with gradient) and the answers it scores on them, read from what its loss needs
-    (:meth:`~pebench_core.methods.Method.required_inputs`).
+    (:meth:`~pebench_core.methods.Method.required_inputs`) through the loop's table of inputs
+    (:func:`pebench_core.inputs.step_size`).
 
     A forget item's true answer and its refusal share one sequence (one prompt, two answers:
     :func:`~pebench_core.unlearn.pack_batch`), and every reference output is computed once
     before training, so no step runs the reference model.
     """
-    from ..losses import get_loss
-
-    need = set(get_loss(method).required_inputs(retain_weight))
-    forget = int(bool(need & {"forget_logp_sum", "forget_adjusted_kl", "forget_rmu_mse"})) + int("refusal_logp_sum" in need)
-    retain = int(bool(need & {"retain_logp_sum", "retain_kl", "retain_rmu_mse"}))
-    return (min(forget, 1) + retain) * batch_size, (forget + retain) * batch_size
+    return step_size(methods.get(method).required_inputs(retain_weight), batch_size)
 
 
 def step_costs(runs: Runs) -> pd.DataFrame:

@@ -46,10 +46,9 @@ from __future__ import annotations
 # The names the single-module ``models`` exposed through its own imports, still importable
 # from here (``from .models import unwrap`` and the like).
 from .. import distributed as D  # noqa: F401
-from ..config import DEVICES as DEVICES
-from ..config import DTYPES as DTYPES
-from ..config import TINY_MAX_LENGTH as TINY_MAX_LENGTH
-from ..config import ModelConfig as ModelConfig
+from ..errors import DEVICES as DEVICES
+from ..errors import DTYPES as DTYPES
+from ..errors import TINY_MAX_LENGTH as TINY_MAX_LENGTH
 from ..errors import ConfigError as ConfigError
 from ..families import Family as Family
 from ..families import family_for_type as family_for_type

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import torch
 
 from .. import distributed as D
-from ..config import DEVICES, DTYPES
+from ..errors import DEVICES, DTYPES
 from ..errors import ConfigError
 from ..families import Family, family_of, unwrap
 
@@ -87,34 +87,6 @@ class ModelBundle:
         """The rendered generation prompts by question (:func:`~pebench_core.models.prompts.prompt_and_answer_text`
         fills it), shared with every :meth:`with_model` copy: the same processor, the same prompts."""
         return self._prompt_cache
-
-    # The methods below are shortcuts to the rooms of the package that stand on this one;
-    # they import them when called, so this module imports none of them.
-    def prompt_text(self, question: str) -> str:
-        """The generation prompt (text, one image placeholder) for ``question``."""
-        from .prompts import prompt_and_answer_text
-
-        return prompt_and_answer_text(self, question, None)[0]
-
-    def encode_train(self, images, questions, answers, max_length: int | None = None) -> dict:
-        from .prompts import encode_train
-
-        return encode_train(self, images, questions, answers, max_length=max_length)
-
-    def generate(self, images, questions, max_new_tokens: int = 40, batch_size: int = 32) -> list[str]:
-        from .generation import generate
-
-        return generate(self, images, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
-
-    def sequence_logprobs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..forward import sequence_logprobs  # the model protocol stands on this package
-
-        return sequence_logprobs(self, batch)
-
-    def describe(self):
-        from .cards import describe
-
-        return describe(self)
 
 
 @contextlib.contextmanager

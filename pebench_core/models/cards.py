@@ -6,7 +6,7 @@ import torch
 
 from ..families import family_of, unwrap
 from .bundle import ModelBundle
-from .prompts import encode_prompts
+from .prompts import encode_prompts, prompt_and_answer_text
 
 __all__ = ["prompt_tokens", "model_card", "count_parameters", "describe"]
 
@@ -22,7 +22,7 @@ def prompt_tokens(bundle: ModelBundle, image_size: int, question: str = "What is
     image_id = getattr(bundle.processor, "image_token_id", None)
     if isinstance(image_id, int) and image_id in ids:  # the placeholders the image's features replace
         return len(ids), ids.count(image_id)
-    text_only = len(bundle.tokenizer(bundle.prompt_text(question), add_special_tokens=False)["input_ids"])
+    text_only = len(bundle.tokenizer(prompt_and_answer_text(bundle, question, None)[0], add_special_tokens=False)["input_ids"])
     return len(ids), max(0, len(ids) - text_only)
 
 

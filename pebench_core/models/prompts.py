@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..config import TINY_MAX_LENGTH
+from ..errors import TINY_MAX_LENGTH
 from ..errors import ConfigError
 from ..families import unwrap
 from .bundle import ModelBundle

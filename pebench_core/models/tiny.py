@@ -8,14 +8,17 @@ weights.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from ..config import TINY_MAX_LENGTH, ModelConfig
+from ..errors import TINY_MAX_LENGTH
 from ..errors import ConfigError
 from .bundle import ModelBundle, resolve_device_dtype
 from .tokenizer import CHAT_TEMPLATE, IMAGE_TOKEN, train_tokenizer
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
 
 __all__ = ["build_tiny"]
 

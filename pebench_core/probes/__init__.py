@@ -46,10 +46,9 @@ it (a built-in, below; a user's, through ``PEBENCH_PLUGINS``). The pure parts
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .. import metrics as M
-from ..config import RunConfig
 from ..data import Dataset
 from ..evaluate import CONCEPTS_OF
 from ..models import ModelBundle
@@ -62,6 +61,9 @@ from .mia import auc_placements, min_k_scores
 from .perturbations import PERTURBATIONS, perturb
 from .quant import int8_weights, rounded_bf16
 from .registry import PROBES, Probe, get, probe_metrics, probe_names, register
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 # The built-in probes, in the book's order (the default of ``robust.probes``): each module holds
 # its entry; a user's module registers its own.

@@ -11,16 +11,18 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from PIL import Image
 
 from .. import metrics as M
-from ..config import RunConfig
 from ..data import QA, Dataset, Item, event_qa, person_qa, split_sets
 from ..errors import ConfigError
 from ..evaluate import CONCEPTS_OF, event_reference, held_out_ids, sample
 from ..models import ModelBundle, generate
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 __all__ = ["ProbeSets", "probe_sets", "Context", "Ask", "Planned", "label", "qa", "score", "plain", "answer_plan"]
 

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..config import WorldConfig, config_hash
+from ..hashing import config_hash
+from .settings import WorldConfig
 
 # Bump whenever rendering, catalogues or file layout change: it is part of world.json, so a
 # cached world written by an older generator is never mistaken for a current one.

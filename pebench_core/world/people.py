@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..config import WorldConfig, forget_count
+from .settings import WorldConfig, forget_count
 from ..errors import ConfigError
 from .catalogue import (
     BEARDS,
