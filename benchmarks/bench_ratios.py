@@ -56,7 +56,7 @@ from pebench_core.methods import BUILT_IN, runs_on  # noqa: E402
 from pebench_core.models import build_tiny, context_length, generate, remove_lora  # noqa: E402
 from pebench_core.models import lora as lora_module  # noqa: E402
 from pebench_core.parallel import torch_threads  # noqa: E402
-from pebench_core.pipeline import get_model, get_world, load_unlearned_model, resolve_run_dir  # noqa: E402
+from pebench_core.stages import get_model, get_world, load_unlearned_model, resolve_run_dir  # noqa: E402
 from pebench_core.train import stage_examples  # noqa: E402
 from pebench_core.trainer import train_model  # noqa: E402
 from pebench_core.unlearn import run_unlearning  # noqa: E402

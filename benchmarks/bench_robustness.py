@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from pebench_core.config import load_config
-from pebench_core.pipeline import collect_results, collect_robustness, resolve_run_dir
+from pebench_core.stages import collect_results, collect_robustness, resolve_run_dir
 from pebench_core.storage import MARKER, read_marker
 
 

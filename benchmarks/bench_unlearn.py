@@ -28,7 +28,7 @@ from pebench_core.analysis import sequences_per_step  # noqa: E402
 from pebench_core.config import load_config  # noqa: E402
 from pebench_core.methods import BUILT_IN, runs_on  # noqa: E402
 from pebench_core.evaluate import evaluate  # noqa: E402
-from pebench_core.pipeline import get_model, get_world  # noqa: E402
+from pebench_core.stages import get_model, get_world  # noqa: E402
 from pebench_core.unlearn import step_cost  # noqa: E402
 
 

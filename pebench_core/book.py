@@ -92,7 +92,8 @@ def build_stages_first(cfg, root: Path = ROOT, run_dir=None, log=print) -> float
     (default ``runs/PROFILE-sSEED``, as theirs). Returns the seconds it took, or
     ``None`` (nothing done: the chapters build what they need, as before)."""
     from .parallel import stage_workers
-    from .pipeline import default_run_dir, run_all
+    from .pipeline import run_all
+    from .stages import default_run_dir
 
     record = root / STAGES_FIRST
     workers = stage_workers(cfg, 10**6)

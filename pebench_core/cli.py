@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import load_config, parse_seed_list
+from .config import load_config
 from .errors import ConfigError
+from .ranges import parse_seed_list
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -123,7 +124,8 @@ def _cmd_run(args) -> None:
     cfgs = [load_config(args.profile, seed=seed, overrides=args.overrides) for seed in seeds]
     _check_out(args.out)
     from .parallel import apply_threads
-    from .pipeline import run_all, seed_run_dir
+    from .pipeline import run_all
+    from .stages.keys import seed_run_dir
 
     apply_threads()  # the cores this process may use (or OMP_NUM_THREADS), not torch's count of the machine's
 
@@ -132,7 +134,7 @@ def _cmd_run(args) -> None:
 
 
 def _cmd_plan(args) -> None:
-    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides)
+    cfg = load_config(args.profile, seed=args.seed, overrides=args.overrides, weights=False)  # a plan reads no weights
     if args.memory_gb is not None and not (math.isfinite(args.memory_gb) and args.memory_gb > 0):
         raise ConfigError(f"--memory-gb must be a positive number of GiB, got {args.memory_gb}")
     if args.processes < 1:
@@ -140,7 +142,7 @@ def _cmd_plan(args) -> None:
     import torch
 
     from .memory import GiB, device_memory, plan_for
-    from .pipeline import get_model
+    from .stages import get_model
 
     # Plan for the configured device even on a machine that lacks it (a laptop planning an
     # 80 GB GPU): the model is weightless (meta) and the budget comes from --memory-gb.
@@ -155,8 +157,6 @@ def _cmd_plan(args) -> None:
     if cfg.model.kind == "local":  # config and processor only: a 7B plan reads no weights
         from .models import load_skeleton
 
-        if not cfg.model.path:
-            raise ConfigError("model.path must name a local checkpoint folder when model.kind is 'local'")
         bundle = load_skeleton(cfg.model.path, "cpu", dtype)
     else:
         bundle = get_model(cfg, "init")

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, TypeVar
 
 from . import methods, probes
 from .errors import TARGETS, ConfigError, Device, Dtype, Target
+from .models.checkpoints import check_checkpoint_folder
+from .ranges import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SEED, SHARE, THREADS_ENV, WORKERS_ENV, Range, env_count
 from .world.settings import WorldConfig, forget_count
 
 if TYPE_CHECKING:
@@ -180,7 +182,7 @@ class FindingsConfig:
 
     min_people: int = 6  # forget people per concept, at least
     min_events: int = 8  # forget events per concept, at least
-    # The paper's protocol as an ablation (pipeline.get_fixed_rate): these methods on these
+    # The paper's protocol as an ablation (stages.get_fixed_rate): these methods on these
     # targets at the one rate unlearn.lr for the whole budget, untuned. Table 1's five methods.
     paper_methods: tuple[str, ...] = ("po", "ga", "gd", "kl", "dpo")
     paper_targets: tuple[str, ...] = ("person", "event")
@@ -207,58 +209,8 @@ class RunConfig:
 # RunConfig against its row here (an int field must hold an int, a float field a finite
 # number, then the range), so a field added above needs a row: validate() refuses a numeric
 # field without one. Relations between fields (a multiple of, fewer than) are checked after.
-@dataclass(frozen=True)
-class Range:
-    """``lo <= value <= hi`` (``<`` where open); ``None`` = no bound. ``zero`` says what 0
-    means where 0 is allowed below positive values; ``unit`` and ``why`` go in the message."""
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-    zero: str = ""
-    unit: str = ""
-    why: str = ""
-
-    def allows(self, v: float) -> bool:
-        lo_ok = self.lo is None or (v > self.lo if self.lo_open else v >= self.lo)
-        hi_ok = self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
-        return lo_ok and hi_ok
-
-    def describe(self) -> str:
-        lo, hi, unit = self.lo, self.hi, f" {self.unit}" if self.unit else ""
-        if self.zero:
-            text = f"0 ({self.zero}) or a positive number{f' of{unit}' if unit else ''}"
-        elif lo is not None and hi is not None:
-            if self.lo_open and self.hi_open:
-                text = f"strictly between {_num(lo)} and {_num(hi)}{unit}"
-            elif not self.lo_open and not self.hi_open:
-                text = f"between {_num(lo)} and {_num(hi)}{unit}"
-            else:
-                text = f"{'>' if self.lo_open else '>='} {_num(lo)} and {'<' if self.hi_open else '<='} {_num(hi)}{unit}"
-        elif lo is not None:
-            if lo == 0:
-                text = ("positive" if self.lo_open else "non-negative") + unit
-            else:
-                text = f"{'greater than' if self.lo_open else 'at least'} {_num(lo)}{unit}"
-        elif hi is not None:
-            text = f"{'less than' if self.hi_open else 'at most'} {_num(hi)}{unit}"
-        else:
-            text = "any number"
-        return f"{text} ({self.why})" if self.why else text
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
-
-
-AT_LEAST_1 = Range(lo=1)
-NON_NEGATIVE = Range(lo=0)
-POSITIVE = Range(lo=0, lo_open=True)  # learning rates, temperatures
-SHARE = Range(lo=0, hi=1)  # a share of something, 0 and 1 included
-
 RANGES: dict[str, Range] = {
-    "seed": Range(lo=0, hi=2**32 - 1),  # what every seeded generator (numpy's too) accepts
+    "seed": SEED,
     # world
     "world.n_people": Range(lo=2, hi=10_000),
     "world.n_events": Range(lo=2, hi=40, why="PEBench has 40 events"),
@@ -496,32 +448,6 @@ def parse_overrides(pairs: list[str] | tuple[str, ...] | None) -> dict[str, Any]
     return out
 
 
-def parse_seed_list(seeds: str | typing.Sequence[Any], name: str = "seeds") -> list[int]:
-    """``"0,1,2"`` (or ``[0, 1, 2]``) → ``[0, 1, 2]``: at least one seed, each an integer in
-    the ``seed`` range, none twice (a seed run twice would be counted twice). ``name`` is the
-    parameter the message names (``--seeds`` on the command line)."""
-    parts = seeds.split(",") if isinstance(seeds, str) else list(seeds)
-    out: list[int] = []
-    for part in parts:
-        text = str(part).strip()
-        if not text:  # "0,1," : a stray comma names no seed
-            continue
-        try:
-            out.append(int(text))
-        except ValueError:
-            raise ConfigError(f"{name} must be comma-separated integers such as '0,1,2', got {seeds!r}") from None
-    if not out:
-        raise ConfigError(f"{name} names no seed, got {seeds!r}; give comma-separated integers such as '0,1,2'")
-    rule = RANGES["seed"]
-    bad = [s for s in out if not rule.allows(s)]
-    if bad:
-        raise ConfigError(f"{name}: every seed must be {rule.describe()}, got {', '.join(map(str, bad))} in {seeds!r}")
-    twice = sorted({s for s in out if out.count(s) > 1})
-    if twice:
-        raise ConfigError(f"{name} must be distinct seeds, got {', '.join(map(str, twice))} more than once in {seeds!r}")
-    return out
-
-
 def notebook_overrides(
     device: str = "auto",
     dtype: str = "auto",
@@ -542,6 +468,10 @@ def notebook_overrides(
         out += ["model.kind=local", f"model.path={model_path}"]
     if data_dir:
         out.append(f"world.data_dir={data_dir}")
+    if overrides is not None and not isinstance(overrides, (str, list, tuple)):
+        raise ConfigError(
+            f"overrides must be a key=value string or a list of them, such as ['unlearn.steps=80'], got {overrides!r}"
+        )
     extra = [overrides] if isinstance(overrides, str) else list(overrides or ())
     for item in extra:
         if not isinstance(item, str) or "=" not in item:
@@ -555,13 +485,15 @@ def load_config(
     profile: str | Path = "tiny",
     seed: int | None = None,
     overrides: Mapping[str, Any] | list[str] | tuple[str, ...] | None = None,
+    weights: bool = True,
 ) -> RunConfig:
     """Build and validate a run configuration.
 
     ``profile`` is a profile name (``tiny``, ``smoke``, ``paper``) or the path of a YAML file
     (UTF-8) whose top level may name a base ``profile`` and a ``seed`` plus sections to change.
     ``overrides`` come next and win. The seed: ``seed`` when given (``pebench --seed``), else
-    the overrides' or the YAML file's ``seed``, else 0.
+    the overrides' or the YAML file's ``seed``, else 0. ``weights=False``: a local checkpoint
+    folder need hold no weights (the memory plan reads its configuration only).
     """
     name = str(profile)
     from_file: tuple[Path, set[str]] | None = None  # the YAML file and the fields it set
@@ -608,7 +540,7 @@ def load_config(
     if seed is not None:
         cfg = replace(cfg, seed=_coerce(seed, int, "seed"))
     try:
-        validate(cfg)
+        validate(cfg, weights=weights)
     except ConfigError as exc:
         if from_file is not None:  # a value the file set and nothing later replaced: name the file
             path, keys = from_file
@@ -671,11 +603,13 @@ def _duplicates(names: tuple[str, ...]) -> list[str]:
     return sorted({n for n in names if names.count(n) > 1})
 
 
-def validate(cfg: RunConfig) -> RunConfig:
+def validate(cfg: RunConfig, weights: bool = True) -> RunConfig:
     """Check every field; raise :class:`ConfigError` naming the first bad one.
 
     Each field on its own first (its type, then its choices or its :data:`RANGES` row), section
-    by section; then what relates fields, and the data folder, which must exist.
+    by section; then what relates fields, the data folder, which must exist, a local
+    checkpoint's folder (with its weights unless ``weights`` is false) and the environment's
+    settings (``PEBENCH_WORKERS``, ``OMP_NUM_THREADS``): all before any work starts.
     """
     top = typing.get_type_hints(RunConfig)
     for f in fields(RunConfig):
@@ -706,6 +640,11 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"world.data_dir must be a folder holding a real PEBench release, but {folder} "
             f"{'is not a folder' if folder.exists() else 'does not exist'} (leave it empty for the synthetic world)",
         )
+    for name in (WORKERS_ENV, THREADS_ENV):  # the environment's settings, before anything is laid out
+        env_count(name)
+    if m.kind == "local":  # the folder, before anything is built (its weights are read by the model stage)
+        _require(bool(m.path), "model.path must name a local checkpoint folder when model.kind is 'local'")
+        check_checkpoint_folder(m.path, weights=weights)
     if m.kind == "tiny":
         _require(
             w.image_size % m.patch_size == 0,

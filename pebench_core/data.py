@@ -31,8 +31,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from PIL import Image, UnidentifiedImageError
 
 from .errors import TARGETS, ConfigError
-from .world.settings import forget_count
 from .world import EVENTS, OBJECTS, PARAPHRASES, POPE_ANSWERS, POPE_TEMPLATE, QUESTIONS, REFUSALS, Event, Person, make_splits
+from .world.settings import forget_count
 
 ROLES = ("train", "heldout", "pretrain", "pretrain_eval", "unseen")
 QA_KINDS = ("person", "event", "pope")

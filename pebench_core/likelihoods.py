@@ -4,7 +4,7 @@ the refusal the preference methods (PO, DPO) train towards.
 The unlearning objectives move these log-likelihoods; the metrics read generated answers.
 Putting the two side by side (chapter 4) shows when a method wins its own objective without
 changing what the model says. Read off a model on demand; the evaluation and unlearning
-stages store them for their model (:func:`pebench_core.pipeline.answer_likelihoods` reads them).
+stages store them for their model (:func:`pebench_core.run.answer_likelihoods` reads them).
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypeVar
 import torch
 import torch.nn.functional as F
 
-
 __all__ = [
     "LossInputs",
     "LossOutput",

@@ -73,7 +73,7 @@ def method_result_markdown(res: pd.DataFrame, method: str, targets: Sequence[str
     scope (against finetune) on the target's own concept.
 
     ``res`` holds result rows (``target``, ``method``, ``concept``, ``metric``, ``value``) of
-    finetune, ``method`` and goal, as :meth:`pebench_core.pipeline.Run.comparison` returns them;
+    finetune, ``method`` and goal, as :meth:`pebench_core.run.Run.comparison` returns them;
     a missing number reads ``nan``.
     """
     lines = []
@@ -103,9 +103,9 @@ def this_run_markdown(
     known for: per target, the rate the grid kept and where it sits in the grid, efficacy
     against the bounds, and retain against the fine-tuned model's (a drop to below half of it is
     a *collapse*); and, where the paper's protocol ran (``fixed``: result rows of the fixed-rate
-    runs, :meth:`pebench_core.pipeline.Run.fixed_rate`), the same two numbers at that one rate.
-    ``res`` is :meth:`pebench_core.pipeline.Run.comparison`'s rows, ``grids`` the
-    :meth:`~pebench_core.pipeline.Run.tuning` frame of each target (``lr``, ``kept``)."""
+    runs, :meth:`pebench_core.run.Run.fixed_rate`), the same two numbers at that one rate.
+    ``res`` is :meth:`pebench_core.run.Run.comparison`'s rows, ``grids`` the
+    :meth:`~pebench_core.run.Run.tuning` frame of each target (``lr``, ``kept``)."""
     lines = ["**In this run:**"]
     for t in targets:
         c = "person" if t == "person" else "event"
@@ -361,7 +361,7 @@ def run_overview_markdown(
     forget: Mapping[int, tuple[int, int]] | None = None,
 ) -> str:
     """What stands behind the leaderboard: the seeds and profile, the forget people and events
-    of each seed (``forget``: seed → (people, events), :meth:`pebench_core.pipeline.Run.forget_counts`),
+    of each seed (``forget``: seed → (people, events), :meth:`pebench_core.run.Run.forget_counts`),
     the event scorer, how many images each number rests on (``summary['n_items']``, summed over
     seeds) and what the intervals cover. ``summary`` is :func:`pebench_core.analysis.summarise`."""
     people = sum(p for p, _ in (forget or {}).values())

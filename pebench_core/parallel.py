@@ -24,10 +24,10 @@ from typing import Any, Callable, Sequence
 
 from .config import RunConfig
 from .errors import ConfigError
+from .ranges import THREADS_ENV, WORKERS_ENV, env_count
 
 __all__ = ["cores", "torch_threads", "apply_threads", "stage_workers", "run_stages", "run_graph", "WORKERS_ENV"]
 
-WORKERS_ENV = "PEBENCH_WORKERS"
 # Each worker pays its imports (torch, transformers: about 6 s on 2 cores) once; a probe stage
 # of the tiny model takes 3-10 s. Below three stages per worker the pool does not pay for itself.
 MIN_STAGES_PER_WORKER = 3
@@ -65,24 +65,11 @@ def _cgroup_quota(root: str = "/sys/fs/cgroup") -> int | None:
         return None
 
 
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number of at least 1")
-    return value
-
-
 def torch_threads(processes: int = 1) -> int:
     """Threads for each of ``processes`` torch processes sharing this process's cores:
     ``OMP_NUM_THREADS`` when set (the user's word on how many threads a job may use), else
     the cores divided among the processes, at least one."""
-    given = _env_int("OMP_NUM_THREADS")
+    given = env_count(THREADS_ENV)
     if given is not None:
         return given
     return max(1, cores() // max(1, processes))
@@ -108,7 +95,7 @@ def stage_workers(cfg: RunConfig, n_stages: int) -> int:
     from . import distributed as D
     from .models import resolve_device_dtype
 
-    asked = _env_int(WORKERS_ENV)
+    asked = env_count(WORKERS_ENV)
     device = resolve_device_dtype(cfg.model.device, "auto")[0].type
     if device != "cpu" or D.world_size() > 1:
         if asked and asked > 1:
@@ -119,7 +106,7 @@ def stage_workers(cfg: RunConfig, n_stages: int) -> int:
         return max(1, min(asked, n_stages))
     if cfg.model.kind != "tiny":  # a real checkpoint per process could fill the memory
         return 1
-    budget = min(cores(), _env_int("OMP_NUM_THREADS") or cores())
+    budget = min(cores(), env_count(THREADS_ENV) or cores())
     return max(1, min(budget, n_stages // MIN_STAGES_PER_WORKER))
 
 

@@ -234,7 +234,7 @@ def concept_trajectories(trajs: dict, title: str = ""):
 
 def lr_grid(grids: dict, title: str = ""):
     """The learning-rate grid of one method, one panel per target (``grids`` maps a target to
-    :meth:`pebench_core.pipeline.Run.tuning`'s table): the validation efficacy and retain of
+    :meth:`pebench_core.run.Run.tuning`'s table): the validation efficacy and retain of
     each concept against the rate (log scale), the criterion in black, the kept rate starred."""
     n = max(1, len(grids))
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1.6, 3.2), squeeze=False, sharey=True)

@@ -12,7 +12,7 @@ one criterion on a **validation subset** that the final metrics never see
 on ``eval.val_items`` forget images and as many retain images. A rate that forgets by breaking
 the model scores no better than one that does nothing; ties go to the lower rate (the smaller
 change to the model); a rate whose run stopped early (its loss not finite) is never kept.
-This module holds the rule as pure functions; :func:`pebench_core.pipeline.get_tuning` runs it.
+This module holds the rule as pure functions; :func:`pebench_core.stages.get_tuning` runs it.
 """
 
 from __future__ import annotations

@@ -72,3 +72,15 @@ def built(executed):
     write_toc(chapters, root=site)
     index = build_html(root=site, log=lambda *_: None)
     return site, index.parent, chapters
+
+
+@pytest.fixture(scope="session")
+def checkpoint_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What configuration validation accepts as a local checkpoint without loading it: a folder
+    with a LLaVA ``config.json`` and a (placeholder) ``*.safetensors`` file. For the tests that
+    read a profile's settings only; a test that loads a model builds a real one."""
+    folder = tmp_path_factory.mktemp("checkpoint") / "llava"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llava", "architectures": ["LlavaForConditionalGeneration"]}')
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder

@@ -474,7 +474,7 @@ def test_sequences_per_step_follow_the_losses_inputs():
 
 def test_step_costs_read_the_trajectories(tmp_path):
     from pebench_core.config import load_config
-    from pebench_core.pipeline import unlearned_dir
+    from pebench_core.stages import unlearned_dir
 
     cfg = load_config("smoke", seed=0, overrides={"unlearn": {"targets": ["person"], "methods": ["ga", "kl"]}})
     for method, dt in (("ga", 0.1), ("kl", 0.25)):
@@ -483,7 +483,11 @@ def test_step_costs_read_the_trajectories(tmp_path):
         secs = np.cumsum([dt] * 9 + [5.0] + [dt] * 5)  # one slow step (an efficacy check): not the median
         pd.DataFrame({"step": range(1, 16), "seconds": secs}).to_parquet(folder / "trajectory.parquet")
     runs = A.Runs([0], {0: cfg}, {0: tmp_path}, pd.DataFrame(), pd.DataFrame())
-    c = A.step_costs(runs).set_index("method")
+    from pebench_core.run import Run
+
+    trajectories = Run.trajectories_for_seeds(runs)  # the run handle finds the files; the analysis reads tables
+    assert set(trajectories["method"]) == {"ga", "kl"} and len(trajectories) == 30
+    c = A.step_costs(runs, trajectories).set_index("method")
     assert c.loc["ga", "s_per_step"] == pytest.approx(0.1) and c.loc["kl", "s_per_step"] == pytest.approx(0.25)
     assert c.loc["kl", "x_ga"] == pytest.approx(2.5) and c.loc["kl", "sequences"] == 2 * cfg.unlearn.batch_size
 

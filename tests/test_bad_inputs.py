@@ -130,6 +130,15 @@ CASES = [
         "error: unlearn.steps must be at least 1",
     ),
     (["book", "--profile", "smoke", "--no-html", "--set", "unlearn.steps=nan"], "unlearn.steps"),
+    # a local checkpoint that cannot be one: refused by validation, before the world is built
+    (RUN + ["--set", "model.kind=local"], "model.path must name a local checkpoint folder"),
+    (RUN + ["--set", "model.kind=local", "--set", "model.path={tmp}/nowhere"], "model path {tmp}/nowhere does not exist"),
+    (RUN + ["--set", "model.kind=local", "--set", "model.path=llava-hf/llava-1.5-7b-hf"], "it looks like a hub id"),
+    (RUN + ["--set", "model.kind=local", "--set", "model.path={tmp}/latin1.yaml"], "is not a folder"),
+    (RUN + ["--set", "model.kind=local", "--set", "model.path={tmp}/empty_ckpt"], "empty_ckpt has no config.json"),
+    (RUN + ["--set", "model.kind=local", "--set", "model.path={tmp}/bin_ckpt"], "holds no *.safetensors weights (found"),
+    (RUN + ["--set", "model.kind=local", "--set", "model.path={tmp}/gpt2_ckpt"], "is a 'gpt2' model"),
+    (["book", "--profile", "smoke", "--no-html", "--set", "model.kind=local", "--set", "model.path={tmp}/gpt2_ckpt"], "'gpt2'"),
 ]
 
 
@@ -138,6 +147,13 @@ def files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad_inputs")
     for name, content in YAMLS.items():
         (tmp / name).write_bytes(content)
+    (tmp / "empty_ckpt").mkdir()
+    (tmp / "bin_ckpt").mkdir()
+    (tmp / "bin_ckpt" / "config.json").write_text('{"model_type": "llava"}')
+    (tmp / "bin_ckpt" / "pytorch_model.bin").write_bytes(b"pickle")
+    (tmp / "gpt2_ckpt").mkdir()
+    (tmp / "gpt2_ckpt" / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
+    (tmp / "gpt2_ckpt" / "model.safetensors").write_bytes(b"")
     return tmp
 
 
@@ -166,3 +182,28 @@ def test_bad_input_is_one_line_before_any_work(argv, needle, files, tmp_path):
     assert lines and lines[-1].startswith(f"pebench {argv[0]}: error: "), proc.stderr
     assert needle.format(**fill) in lines[-1], proc.stderr
     assert not out.exists() and not (tmp_path / "runs").exists()  # nothing written
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "-2"])
+def test_a_bad_worker_count_stops_before_any_stage_folder(value, tmp_path):
+    """``PEBENCH_WORKERS`` is a setting like the others: checked with the configuration."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pebench_core.cli", *[a.format(out=out) for a in RUN]],
+        cwd=tmp_path, env={**ENV, "PEBENCH_WORKERS": value}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"PEBENCH_WORKERS={value!r}: expected a whole number of at least 1" in lines[-1], proc.stderr
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("overrides", [5, 2.5, {"unlearn.steps": 80}, ["unlearn.steps"]])
+def test_a_chapter_given_overrides_that_are_no_settings_names_the_parameter(overrides):
+    from pebench_core.config import ConfigError, notebook_overrides
+    from pebench_core.run import open_chapter
+
+    with pytest.raises(ConfigError, match="overrides must be"):
+        notebook_overrides(overrides=overrides)
+    with pytest.raises(ConfigError, match="overrides must be"):
+        open_chapter("smoke", run_dir="/nonexistent/never-written", overrides=overrides)

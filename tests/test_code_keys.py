@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pebench_core import code_keys, pipeline
+import pebench_core
+from pebench_core import code_keys, stages
 
-PACKAGE = Path(pipeline.__file__).resolve().parent
+PACKAGE = Path(pebench_core.__file__).resolve().parent
 
 KEYS = """
 import json, sys
@@ -26,7 +27,7 @@ for root in roots:  # each copy imported afresh; torch and the rest stay loaded
     for name in [m for m in sys.modules if m == "pebench_core" or m.startswith("pebench_core.")]:
         del sys.modules[name]
     sys.path.insert(0, root)
-    from pebench_core import pipeline as P
+    from pebench_core import stages as P
     from pebench_core.config import load_config
     cfg = load_config("smoke", seed=0)
     print(json.dumps({
@@ -126,7 +127,7 @@ def test_a_comment_or_an_unrelated_function_keeps_every_key(baseline, edited):
         [
             (edit_comment, "trainer.py", "train_model"),
             (edit_comment, "losses.py", "ga_loss"),
-            (edit_code, "pipeline.py", "answers_side_by_side"),
+            (edit_code, "run.py", "answers_side_by_side"),
             (
                 edit_code,
                 "plots.py",
@@ -184,13 +185,13 @@ def test_a_key_does_not_depend_on_what_ran_before():
     from pebench_core.config import load_config
 
     cfg = load_config("smoke", seed=0)
-    first = code_keys.code_key(pipeline.get_unlearned)
-    pipeline.world_key(cfg), pipeline.eval_key(cfg, "finetune", "person")
-    assert code_keys.code_key(pipeline.get_unlearned, length=16)[:12] == first
+    first = code_keys.code_key(stages.get_unlearned)
+    stages.world_key(cfg), stages.eval_key(cfg, "finetune", "person")
+    assert code_keys.code_key(stages.get_unlearned, length=16)[:12] == first
 
 
 def test_reachable_follows_calls_across_modules_and_stops_at_the_package():
-    names = code_keys.reachable(pipeline.get_model)
+    names = code_keys.reachable(stages.get_model)
     assert "pebench_core.trainer.train_model" in names  # pipeline -> train.inject -> trainer
     assert "pebench_core.data.training_examples" in names
     assert not any(n.startswith("pebench_core.plots.") for n in names)
@@ -204,7 +205,7 @@ def test_a_key_does_not_depend_on_what_an_outside_name_resolves_to(monkeypatch):
     from pebench_core.config import load_config
 
     cfg = load_config("smoke", seed=0)
-    terminal = pipeline.model_key(cfg, "finetune")
+    terminal = stages.model_key(cfg, "finetune")
 
     class NotebookBar:  # what tqdm.auto gives inside a kernel, as far as a key can tell
         pass
@@ -212,6 +213,6 @@ def test_a_key_does_not_depend_on_what_an_outside_name_resolves_to(monkeypatch):
     monkeypatch.setattr(trainer, "tqdm", NotebookBar)
     code_keys._MEMO.clear()
     try:
-        assert pipeline.model_key(cfg, "finetune") == terminal
+        assert stages.model_key(cfg, "finetune") == terminal
     finally:
         code_keys._MEMO.clear()

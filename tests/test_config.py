@@ -9,8 +9,9 @@ from pebench_core.hashing import config_hash
 from pebench_core.world.settings import forget_count
 
 
-def test_profiles_load_and_differ():
-    tiny, smoke, paper = load_config("tiny"), load_config("smoke"), load_config("paper", overrides=["model.path=/x"])
+def test_profiles_load_and_differ(checkpoint_folder):
+    tiny, smoke = load_config("tiny"), load_config("smoke")
+    paper = load_config("paper", overrides=[f"model.path={checkpoint_folder}"])
     assert tiny.world.n_people == 20 and tiny.world.n_events == 40
     assert paper.world.n_people == 200 and paper.world.n_events == 40
     assert smoke.world.n_people < tiny.world.n_people
@@ -78,12 +79,12 @@ def test_parse_overrides_rejects_garbage():
         parse_overrides(["novalue"])
 
 
-def test_notebook_parameters_and_overrides_are_one_route():
+def test_notebook_parameters_and_overrides_are_one_route(checkpoint_folder):
     from pebench_core.config import notebook_overrides
 
-    s = notebook_overrides("cpu", "auto", "/models/x", "", ["unlearn.steps=80", "model.device=auto"])
+    s = notebook_overrides("cpu", "auto", str(checkpoint_folder), "", ["unlearn.steps=80", "model.device=auto"])
     cfg = load_config("smoke", overrides=s)
-    assert cfg.model.kind == "local" and cfg.model.path == "/models/x"
+    assert cfg.model.kind == "local" and cfg.model.path == str(checkpoint_folder)
     assert cfg.unlearn.steps == 80 and cfg.model.device == "auto"  # the overrides come last and win
     assert load_config("smoke", overrides=notebook_overrides()) == load_config("smoke")
     with pytest.raises(ConfigError, match="key=value"):
@@ -112,10 +113,12 @@ def test_cli_honours_the_profile_seed(tmp_path, monkeypatch):
     from pebench_core import cli
 
     ran = []
-    fake = types.ModuleType("pebench_core.pipeline")  # no torch, no training: record the runs
+    fake = types.ModuleType("pebench_core.pipeline")  # no training: record the runs
     fake.run_all = lambda cfg, d: ran.append((cfg.seed, d))
-    fake.seed_run_dir = lambda cfg, out, several: f"{out}/s{cfg.seed}" if several else str(out)
     monkeypatch.setitem(sys.modules, "pebench_core.pipeline", fake)
+    from pebench_core.stages import keys
+
+    monkeypatch.setattr(keys, "seed_run_dir", lambda cfg, out, several: f"{out}/s{cfg.seed}" if several else str(out))
     p = tmp_path / "seeded.yaml"
     p.write_text("profile: smoke\nseed: 7\n")
 
@@ -139,7 +142,6 @@ def test_cli_checks_every_seed_before_running_one(monkeypatch, capsys):
 
     fake = types.ModuleType("pebench_core.pipeline")
     fake.run_all = lambda cfg, d: pytest.fail("ran before every seed was checked")
-    fake.seed_run_dir = lambda cfg, out, several: out
     monkeypatch.setitem(sys.modules, "pebench_core.pipeline", fake)
     assert cli.main(["run", "--profile", "smoke", "--seeds", "0,4294967296", "--out", "OUT"]) == 2
     assert "--seeds" in capsys.readouterr().err
@@ -150,7 +152,7 @@ def test_cli_checks_every_seed_before_running_one(monkeypatch, capsys):
     [("0,1,2", [0, 1, 2]), (" 3 , 4,", [3, 4]), ([5, 6], [5, 6]), ("4294967295", [4294967295])],
 )
 def test_parse_seed_list(text, expected):
-    from pebench_core.config import parse_seed_list
+    from pebench_core.ranges import parse_seed_list
 
     assert parse_seed_list(text) == expected
 
@@ -159,7 +161,7 @@ def test_parse_seed_list(text, expected):
     "text, needle", [(",", "names no seed"), ("", "names no seed"), ("1,1", "distinct"), ("0,x", "integers"), ("-1", "between")]
 )
 def test_parse_seed_list_refuses(text, needle):
-    from pebench_core.config import parse_seed_list
+    from pebench_core.ranges import parse_seed_list
 
     with pytest.raises(ConfigError, match=needle) as info:
         parse_seed_list(text, "--seeds")

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from pebench_core.config import ConfigError, load_config
-from pebench_core.pipeline import Run, get_eval, get_model, get_unlearned, get_world, model_dir
+from pebench_core.run import Run
+from pebench_core.stages import get_eval, get_model, get_unlearned, get_world, model_dir
 from pebench_core.storage import read_marker
 from pebench_core.world import world_digest
 

@@ -28,7 +28,7 @@ def llava_7b(ds, tmp_path_factory):
 
 
 def _paper_plans(folder, **sets):
-    cfg = load_config("paper", overrides=[f"model.path={folder}"] + [f"{k}={v}" for k, v in sets.items()])
+    cfg = load_config("paper", overrides=[f"model.path={folder}"] + [f"{k}={v}" for k, v in sets.items()], weights=False)
     b = models.load_skeleton(folder, device="cpu", dtype="bfloat16")
     prompt, image = models.prompt_tokens(b, cfg.world.image_size)
     shape = memory.model_shape(b.base_model.config, torch.bfloat16)
@@ -111,7 +111,7 @@ def test_pebench_plan_reads_no_weights_and_refuses_what_does_not_fit(llava_7b, c
 
 
 def test_full_fine_tuning_of_a_7b_fits_8_gpus_with_fsdp(llava_7b):
-    cfg = load_config("paper", overrides=[f"model.path={llava_7b}", "train.adapter=full"])
+    cfg = load_config("paper", overrides=[f"model.path={llava_7b}", "train.adapter=full"], weights=False)
     b = models.load_skeleton(llava_7b, device="cpu", dtype="bfloat16")
     one = memory.plan_for(cfg, b, 40 * memory.GiB, "cuda", processes=1)[0]
     eight = memory.plan_for(cfg, b, 40 * memory.GiB, "cuda", processes=8)[0]

@@ -16,7 +16,7 @@ import pytest
 from pebench_core import analysis, book, methods
 from pebench_core.config import ConfigError, load_config
 from pebench_core.methods import Method, register
-from pebench_core.pipeline import methods_for
+from pebench_core.stages import methods_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,15 +13,9 @@ import torch
 
 from pebench_core import parallel as P
 from pebench_core.config import ConfigError, load_config
-from pebench_core.pipeline import (
-    build_in_parallel,
-    build_unlearning,
-    collect_fixed_rate,
-    collect_results,
-    collect_robustness,
-    report_stage_times,
-    stage_times,
-)
+from pebench_core.pipeline import build_in_parallel, report_stage_times, stage_times
+from pebench_core.stages import collect_fixed_rate, collect_results, collect_robustness
+from pebench_core.stages.unlearning import build_unlearning
 
 
 def test_workers_follow_the_cores_the_stages_and_the_environment(monkeypatch):

@@ -14,7 +14,8 @@ import pytest
 
 from pebench_core.config import ConfigError, load_config
 from pebench_core.data import load_dataset, load_pebench_folder, split_sets, world_texts, write_pebench_folder
-from pebench_core.pipeline import Run, get_unlearned, model_key, world_key
+from pebench_core.run import Run
+from pebench_core.stages import get_unlearned, model_key, world_key
 
 sys.path.insert(0, str(Path(__file__).parent))
 from model_families import build_checkpoint  # noqa: E402
@@ -90,7 +91,7 @@ def test_a_one_person_folder_is_refused(folder, tmp_path):
 def test_a_folder_below_the_findings_floor_stops_before_any_training(folder, tmp_path):
     """The folder's counts are known once it is read: a forget set below findings.min_people
     stops at the world, naming the parameter, the folder and the smallest share that would do."""
-    from pebench_core.pipeline import get_world
+    from pebench_core.stages import get_world
 
     cfg = load_config("smoke", overrides={**SMALL, "world": {"data_dir": str(folder)}, "findings": {"min_people": 3}})
     with pytest.raises(ConfigError, match=r"forgets 1 of the 7 people of .*fewer than findings.min_people=3.*at least 0\.36"):

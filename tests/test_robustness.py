@@ -23,7 +23,8 @@ from pebench_core.probes import context as probe_context
 from pebench_core.analysis.stats import Estimate
 from pebench_core.config import ConfigError, load_config
 from pebench_core.data import STAGES, load_dataset, training_examples
-from pebench_core.pipeline import Run, collect_robustness, get_robustness, probed_model
+from pebench_core.run import Run
+from pebench_core.stages import collect_robustness, get_robustness, probed_model
 from pebench_core.results import ITEM_COLUMNS, RESULT_COLUMNS
 from pebench_core.storage import read_marker
 from pebench_core.world import generate_world, plan_images

@@ -1,8 +1,8 @@
-"""The run handle the chapters hold (``pipeline.Run``) and the text they generate (``narrate``).
+"""The run handle the chapters hold (``run.Run``) and the text they generate (``narrate``).
 
 The handle must read exactly what the stages wrote (through the same functions, so the same
 keys), build a missing stage on first access, and ``Run.for_seeds`` must give what
-``analysis.gather_runs`` gave. The narration functions are checked on small hand-made frames.
+``analysis.load_runs`` reads back. The narration functions are checked on small hand-made frames.
 """
 
 from __future__ import annotations
@@ -19,20 +19,8 @@ import pytest
 from pebench_core import analysis as A
 from pebench_core import narrate as N
 from pebench_core.config import load_config
-from pebench_core.pipeline import (
-    Outcome,
-    Run,
-    UnlearningOutcome,
-    answers_side_by_side,
-    collect_results,
-    comparison,
-    default_run_dir,
-    get_eval,
-    get_unlearned,
-    model_dir,
-    stage_info,
-    unlearned_dir,
-)
+from pebench_core.run import Outcome, Run, UnlearningOutcome, answers_side_by_side, comparison
+from pebench_core.stages import collect_results, default_run_dir, get_eval, get_unlearned, model_dir, stage_info, unlearned_dir
 from pebench_core.results import read_results
 from pebench_core.storage import MARKER, is_complete, read_marker
 
@@ -92,7 +80,7 @@ def test_the_learning_rate_grid_picks_the_run_and_every_row_says_so(run, cfg):
     """smoke tunes over unlearn.lr × (1, 3) on the full budget: the kept grid run is the final
     run (the same adapter bytes, not trained again), and every result row carries its rate
     and the rule."""
-    from pebench_core.pipeline import get_tuning
+    from pebench_core.stages import get_tuning
     from pebench_core.tuning import rates, rule_text
 
     u = run.unlearned("ga", "person")
@@ -114,7 +102,7 @@ def test_the_papers_protocol_evaluates_the_grids_run_at_the_fixed_rate(run, cfg)
     """The paper's protocol (one rate, unlearn.lr, untuned) for ga on person: the grid ran that
     rate for the whole budget, so its adapter is evaluated, not trained again. Its rows state
     the fixed rate and the protocol, and equal a fresh run at that rate trained with the grid off."""
-    from pebench_core.pipeline import FIXED_RATE_RULE, fixed_rate_jobs, get_fixed_rate
+    from pebench_core.stages import FIXED_RATE_RULE, fixed_rate_jobs, get_fixed_rate
 
     assert fixed_rate_jobs(cfg) == [("ga", "person")]
     folder = get_fixed_rate(cfg, "ga", "person", run.dir, progress=False)
@@ -166,7 +154,7 @@ def test_the_helpers_are_the_pipeline_functions(run, cfg):
     # (the finetune model, stored by its evaluation) and on
     from pebench_core.likelihoods import answer_likelihoods as likelihoods
     from pebench_core.models import reference_mode, remove_lora
-    from pebench_core.pipeline import load_unlearned_model
+    from pebench_core.stages import load_unlearned_model
 
     unlearned = load_unlearned_model(cfg, "ga", "person", run.dir)
     try:
@@ -181,7 +169,7 @@ def test_the_helpers_are_the_pipeline_functions(run, cfg):
     assert Run(full, run.dir).methods_for("both") == list(full.unlearn.methods)
 
 
-def test_for_seeds_gives_what_gather_runs_gave(run, cfg):
+def test_for_seeds_gives_the_collected_tables(run, cfg):
     ref_res, ref_items = collect_results(cfg, run.dir)
     one = Run.for_seeds("smoke", run_dir=run.dir, overrides=SMALL)
     assert isinstance(one, A.Runs)
@@ -191,12 +179,7 @@ def test_for_seeds_gives_what_gather_runs_gave(run, cfg):
     res, items = A.load_runs([run.dir])  # the tables it wrote, read back
     pd.testing.assert_frame_equal(one.results, res)
     pd.testing.assert_frame_equal(one.items, items)
-    # the older name forwards to it ...
-    old = A.gather_runs("smoke", run_dir=run.dir, overrides=SMALL)
-    assert (old.seeds, old.dirs, old.cfgs) == (one.seeds, one.dirs, one.cfgs)
-    pd.testing.assert_frame_equal(old.results, one.results)
-    pd.testing.assert_frame_equal(old.items, one.items)
-    # ... and `--seeds 0` over a folder that `pebench run --out DIR` (no --seeds) wrote reads DIR itself
+    # `--seeds 0` over a folder that `pebench run --out DIR` (no --seeds) wrote reads DIR itself
     assert not (run.dir / "s0").exists()
     assert Run.for_seeds("smoke", seeds="0", run_dir=run.dir, overrides=SMALL).dirs == {0: run.dir}
     handle = Run.of_seed(one)
@@ -206,7 +189,8 @@ def test_for_seeds_gives_what_gather_runs_gave(run, cfg):
 def test_importing_the_analysis_does_not_import_torch_or_the_pipeline():
     code = (
         "import sys, pebench_core.analysis, pebench_core.narrate; "
-        "print('torch' in sys.modules, 'pebench_core.pipeline' in sys.modules)"
+        "print('torch' in sys.modules, any(m in sys.modules for m in "
+        "('pebench_core.pipeline', 'pebench_core.stages', 'pebench_core.run')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent

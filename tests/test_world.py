@@ -141,7 +141,7 @@ def test_generation_is_seeded():
     assert a.to_dict() != c.to_dict()
 
 
-def test_counts_per_profile():
+def test_counts_per_profile(checkpoint_folder):
     smoke = expected_counts(SMOKE)
     assert smoke["train"] == 10 * 10 and smoke["heldout"] == 100
     assert smoke["pretrain"] == 3 * 10 and smoke["pope"] == 60 * SMOKE.pope_questions
@@ -149,7 +149,7 @@ def test_counts_per_profile():
     assert tiny["train"] == 800 and tiny["heldout"] == 800 and tiny["pretrain"] == 240
     assert tiny["unseen"] == 2 * 40 + 20 * 4  # the never-seen group: 2 people at every event, everyone at 4 events
     assert tiny["images"] == 2080 + 160
-    paper = expected_counts(load_config("paper", overrides=["model.path=/x"]).world)
+    paper = expected_counts(load_config("paper", overrides=[f"model.path={checkpoint_folder}"]).world)
     assert paper["train"] == 8000
     tiny_plan = W.plan_images(generate_world(TINY, 0))
     assert len(tiny_plan) == tiny["images"]

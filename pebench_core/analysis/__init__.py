@@ -9,8 +9,7 @@ nothing, and every module that calls a verdict reads it.
 * :mod:`~pebench_core.analysis.schema` — the keys and required columns of those tables, the
   unlearning methods and their BGD variants, and the order methods and metrics are shown in.
 * :mod:`~pebench_core.analysis.runs` — loading one run folder per seed into one
-  ``(results, items)`` pair (:func:`load_runs`, :func:`parse_seeds`, :class:`Runs`), and
-  :func:`gather_runs`, a thin wrapper around :meth:`pebench_core.pipeline.Run.for_seeds`.
+  ``(results, items)`` pair (:func:`load_runs`, :func:`parse_seeds`, :class:`Runs`).
 * :mod:`~pebench_core.analysis.stats` — the item bootstrap and the seed interval,
   :class:`Estimate`, :func:`summarise`, :func:`format_ci`; its docstring states the conventions
   every number of the analysis follows (higher is better, means over seeds, paired comparisons).
@@ -27,12 +26,11 @@ nothing, and every module that calls a verdict reads it.
 * :mod:`~pebench_core.analysis.robustness` — the robustness probes read as paired recoveries
   against a reference, and which methods' forgetting survives which probe (one wording rule).
 
-Nothing here trains, evaluates or loads a model: building the runs that are missing is the
-pipeline's job (:meth:`pebench_core.pipeline.Run.for_seeds`; :func:`gather_runs` only forwards
-to it, importing the pipeline inside the call). The analysis reads tables and files:
-:func:`step_costs` reads the trajectories the unlearning wrote (found through the pipeline's
-folder layout) and :func:`sequences_per_step` asks :mod:`pebench_core.losses` which inputs a
-method's loss needs.
+Nothing here trains, evaluates, loads a model or finds a run's files: building the runs that
+are missing and reading their folders is the run handle's job (:mod:`pebench_core.run`, a room
+above this one: :meth:`~pebench_core.run.Run.for_seeds`, :meth:`~pebench_core.run.Run.trajectories_for_seeds`).
+The analysis reads the tables it is handed; :func:`sequences_per_step` reads which inputs a
+method's loss needs from the loop's table of inputs (:mod:`pebench_core.inputs`).
 
 Every public name is importable from here. Patch a function in the module that defines it
 (e.g. ``pebench_core.analysis.stats.summarise``): the modules import each other's functions
@@ -65,8 +63,8 @@ from .robustness import (
     survival_matrix,
 )
 from .rule import BOUND_TOL, CANNOT_TEST, CONTRADICTED, INCONCLUSIVE, REPRODUCED, at_bound, decide, decided
-from .runs import Runs, gather_runs, load_runs, parse_seeds
-from .schema import KEYS, bgd_base, metric_order, method_order, unlearn_methods
+from .runs import Runs, concat_runs, load_runs, parse_seeds
+from .schema import KEYS, bgd_base, method_order, metric_order, unlearn_methods
 from .stats import Estimate, ItemIndex, ci_column, format_ci, interval_words, item_units, paired_delta, summarise, unit_note
 from .tables import (
     IMAGE_DIRECTIONS,
@@ -112,7 +110,7 @@ __all__ = [
     "Estimate",
     "Runs",
     "parse_seeds",
-    "gather_runs",
+    "concat_runs",
     "ci_column",
     "likelihood_race",
     "load_runs",

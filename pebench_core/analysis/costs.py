@@ -27,37 +27,32 @@ def sequences_per_step(method: str, batch_size: int, retain_weight: float = 1.0)
     return step_size(methods.get(method).required_inputs(retain_weight), batch_size)
 
 
-def step_costs(runs: Runs) -> pd.DataFrame:
-    """Seconds per unlearning step of every method and target that ran, from the trajectories.
+def step_costs(runs: Runs, trajectories: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per unlearning step of every method and target that ran, from the trajectories
+    (``seed``, ``target``, ``method`` and the ``seconds`` column of each run's trajectory, as
+    :meth:`pebench_core.run.Run.trajectories_for_seeds` gathers them).
 
     One row per seed × method × target: the median time between consecutive steps (the
     median skips the steps that also ran the trajectory's efficacy check), the sequences per
     step (:func:`sequences_per_step`) and the ratio to GA's step on the same seed and target.
     """
-    from ..pipeline import methods_for, unlearned_dir
-
     rows = []
-    for s in runs.seeds:
+    for (s, target, method), run in trajectories.groupby(["seed", "target", "method"], sort=False):
         cfg = runs.cfgs[s]
-        for target in cfg.unlearn.targets:
-            for method in methods_for(cfg, target):
-                f = unlearned_dir(cfg, method, target, runs.dirs[s]) / "trajectory.parquet"
-                if not f.is_file():
-                    continue
-                sec = pd.read_parquet(f, columns=["seconds"])["seconds"].diff().dropna()
-                if sec.empty:
-                    continue
-                n_seq, n_ans = sequences_per_step(method, cfg.unlearn.batch_size, cfg.unlearn.retain_weight)
-                rows.append(
-                    {
-                        "seed": s,
-                        "target": target,
-                        "method": method,
-                        "s_per_step": float(sec.median()),
-                        "sequences": n_seq,
-                        "answers": n_ans,
-                    }
-                )
+        sec = run["seconds"].diff().dropna()
+        if sec.empty:
+            continue
+        n_seq, n_ans = sequences_per_step(method, cfg.unlearn.batch_size, cfg.unlearn.retain_weight)
+        rows.append(
+            {
+                "seed": s,
+                "target": target,
+                "method": method,
+                "s_per_step": float(sec.median()),
+                "sequences": n_seq,
+                "answers": n_ans,
+            }
+        )
     out = pd.DataFrame(rows, columns=["seed", "target", "method", "s_per_step", "sequences", "answers"])
     ga = out[out["method"] == "ga"].set_index(["seed", "target"])["s_per_step"]
     out["x_ga"] = [row.s_per_step / ga.get((row.seed, row.target), np.nan) for row in out.itertuples()]
@@ -80,7 +75,7 @@ def step_cost_table(costs: pd.DataFrame, order: list[str] | None = None) -> pd.D
 
 
 def likelihood_race(lk: pd.DataFrame) -> pd.DataFrame:
-    """Summarise :func:`pebench_core.pipeline.answer_likelihoods` per ``model`` (and
+    """Summarise :func:`pebench_core.run.answer_likelihoods` per ``model`` (and
     ``target`` where present): the mean per-token NLL of the true answer and of the
     refusal; ``refusal_first``, the share of forget items on which the refusal's first token
     is likelier than the true answer's (where greedy decoding turns); and

@@ -1,7 +1,7 @@
 """Reading the robustness probes (chapter "Is it really forgotten?"): which methods' forgetting
 survives which probe, with a paired interval each and one wording rule.
 
-The probes' tables (:func:`pebench_core.pipeline.collect_robustness`) have the long format of
+The probes' tables (:func:`pebench_core.stages.collect_robustness`) have the long format of
 the results. Each probe measure is compared with a reference **on the same items**, so every
 comparison is a paired bootstrap (:func:`~pebench_core.analysis.stats.paired_delta`):
 

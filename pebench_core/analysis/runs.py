@@ -1,25 +1,25 @@
 """Loading runs: the ``results`` and ``items`` tables of one run folder per seed, concatenated
 and checked (:func:`load_runs`), into :class:`Runs`.
 
-Building the runs a chapter needs (training what is missing) is the pipeline's job:
-:meth:`pebench_core.pipeline.Run.for_seeds`. :func:`gather_runs` is kept here as a thin
-wrapper around it that imports the pipeline only when called."""
+Building the runs a chapter needs (training what is missing) is the run handle's job:
+:meth:`pebench_core.run.Run.for_seeds`, which reads its seeds' tables with
+:func:`concat_runs`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..config import parse_seed_list
 from ..errors import ConfigError
+from ..ranges import parse_seed_list
 from ..results import read_results
 from .schema import ITEM_COLUMNS, KEYS, RESULT_COLUMNS, require_columns
 
-__all__ = ["Runs", "parse_seeds", "load_runs", "gather_runs"]
+__all__ = ["Runs", "parse_seeds", "load_runs", "concat_runs"]
 
 
 def parse_seeds(seeds: str | int | Sequence[int] | None, default: int = 0) -> list[int]:
@@ -77,19 +77,3 @@ class Runs:
     def cfg(self):
         """The configuration of the first seed (every seed shares the rest of it)."""
         return self.cfgs[self.seeds[0]]
-
-
-def gather_runs(
-    profile: str,
-    seed: int = 0,
-    seeds: str | Sequence[int] | None = "",
-    run_dir: str | Path | None = "",
-    overrides: Mapping | list[str] | None = None,
-    progress: bool = False,
-) -> Runs:
-    """:meth:`pebench_core.pipeline.Run.for_seeds` (build what is missing, collect every seed),
-    under its older name. The pipeline is imported here, in the call, so that importing the
-    analysis package never imports torch."""
-    from ..pipeline import Run
-
-    return Run.for_seeds(profile, seed=seed, seeds=seeds, run_dir=run_dir, overrides=overrides, progress=progress)

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .schema import ITEM_COLUMNS, KEYS, RESULT_COLUMNS, metric_order, method_order, require_columns
+from .schema import ITEM_COLUMNS, KEYS, RESULT_COLUMNS, method_order, metric_order, require_columns
 
 __all__ = [
     "Estimate",

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .schema import ITEM_COLUMNS, bgd_base, metric_order, in_order, method_order, require_columns, unlearn_methods
+from .schema import ITEM_COLUMNS, bgd_base, in_order, method_order, metric_order, require_columns, unlearn_methods
 from .stats import bootstrap_estimate, bootstrap_wide, format_ci, item_index, named_rng, paired_block, paired_delta, summary_row
 
 __all__ = [

@@ -16,8 +16,7 @@ from typing import Any, Iterator
 import torch
 
 from .. import distributed as D
-from ..errors import DEVICES, DTYPES
-from ..errors import ConfigError
+from ..errors import DEVICES, DTYPES, ConfigError
 from ..families import Family, family_of, unwrap
 
 __all__ = ["ModelBundle", "quiet_transformers", "resolve_device_dtype", "model_device_dtype"]

@@ -61,31 +61,13 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto", dtype: st
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     path = Path(path).expanduser()
-    expected = (
-        "a Hugging Face image-text-to-text checkpoint folder (config.json, *.safetensors "
-        "weights and the processor files, as written by save_pretrained)"
-    )
-    if not path.exists():
-        raise ConfigError(f"model path {path} does not exist; expected {expected}")
-    if not path.is_dir():
-        raise ConfigError(f"model path {path} is not a folder; expected {expected}")
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"model path {path} has no config.json; expected {expected}")
-    weights = [p for pat in _WEIGHT_PATTERNS for p in path.glob(pat)]
-    if not weights:
-        others = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".gguf"))
-        found = f" (found {', '.join(others)}; pickled/other weight formats are refused)" if others else ""
-        raise ConfigError(
-            f"model path {path} holds no *.safetensors weights{found}; expected {expected}. "
-            "Convert the checkpoint to safetensors first."
-        )
-    family = family_of_folder(path)
+    family = check_checkpoint_folder(path)
     try:
         AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except Exception as exc:  # malformed json, a config this transformers cannot read, ...
         raise ConfigError(
             f"model path {path}: config.json cannot be read as a transformers config "
-            f"({type(exc).__name__}: {exc}); expected {expected}"
+            f"({type(exc).__name__}: {exc}); expected {_EXPECTED}"
         ) from None
     # The processor first: it is cheap, and a missing chat template should stop the run
     # before gigabytes of weights are read.
@@ -112,6 +94,38 @@ def load_bundle(path: str | Path, device: str | torch.device = "auto", dtype: st
     if (path / _PEBENCH_META).is_file():
         meta = json.loads((path / _PEBENCH_META).read_text())
     return ModelBundle(model=model, processor=processor, tokenizer=tokenizer, device=dev, dtype=dt, meta=meta)
+
+
+_EXPECTED = (
+    "a Hugging Face image-text-to-text checkpoint folder (config.json, *.safetensors "
+    "weights and the processor files, as written by save_pretrained)"
+)
+
+
+def check_checkpoint_folder(path: str | Path, weights: bool = True) -> Family:
+    """What can be told of a checkpoint folder without reading a weight: it exists, is a folder,
+    holds a ``config.json`` and ``*.safetensors`` weights, and declares a family the adapter
+    drives (returned); ``weights=False`` leaves the weights out (a memory plan reads the
+    configuration only). Configuration validation calls it, so a bad ``model.path`` stops a run
+    before anything is built; :func:`load_bundle` calls it again before it loads."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        hub = "/" in str(path) and not path.is_absolute() and str(path).count("/") == 1
+        hint = " (it looks like a hub id: nothing is downloaded here; give the folder a download wrote)" if hub else ""
+        raise ConfigError(f"model path {path} does not exist{hint}; expected {_EXPECTED}")
+    if not path.is_dir():
+        raise ConfigError(f"model path {path} is not a folder; expected {_EXPECTED}")
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model path {path} has no config.json; expected {_EXPECTED}")
+    found_weights = [p for pat in _WEIGHT_PATTERNS for p in path.glob(pat)]
+    if weights and not found_weights:
+        others = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".gguf"))
+        found = f" (found {', '.join(others)}; pickled/other weight formats are refused)" if others else ""
+        raise ConfigError(
+            f"model path {path} holds no *.safetensors weights{found}; expected {_EXPECTED}. "
+            "Convert the checkpoint to safetensors first."
+        )
+    return family_of_folder(path)
 
 
 def family_of_folder(path: Path) -> Family:

@@ -14,8 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import TINY_MAX_LENGTH
-from ..errors import ConfigError
+from ..errors import TINY_MAX_LENGTH, ConfigError
 from ..families import unwrap
 from .bundle import ModelBundle
 

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from ..errors import TINY_MAX_LENGTH
-from ..errors import ConfigError
+from ..errors import TINY_MAX_LENGTH, ConfigError
 from .bundle import ModelBundle, resolve_device_dtype
 from .tokenizer import CHAT_TEMPLATE, IMAGE_TOKEN, train_tokenizer
 

@@ -36,7 +36,7 @@ A probe is one module here and one :class:`Probe` entry of :data:`PROBES`, regis
 module: its name, title, question, the metric names it writes, and its code as functions
 (``asks``: what it adds to the one batched generation call every probe shares; ``run``: what
 it does on the model besides). :func:`run_probes` runs the entries ``robust.probes`` names;
-the pipeline caches what it returns (:func:`pebench_core.pipeline.get_robustness`), keyed by
+the pipeline caches what it returns (:func:`pebench_core.stages.get_robustness`), keyed by
 the code the entries hold. To add a probe: write a module that registers one entry, and import
 it (a built-in, below; a user's, through ``PEBENCH_PLUGINS``). The pure parts
 (:func:`perturb`, :func:`auc_placements`, :func:`min_k_scores`, :func:`probe_accuracy`,

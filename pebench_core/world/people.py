@@ -12,7 +12,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .settings import WorldConfig, forget_count
 from ..errors import ConfigError
 from .catalogue import (
     BEARDS,
@@ -26,6 +25,7 @@ from .catalogue import (
     Person,
     World,
 )
+from .settings import WorldConfig, forget_count
 
 # ---------------------------------------------------------------------------------------
 # Name parts. Fictitious people get invented surnames built from two syllables, which
