@@ -62,8 +62,9 @@ BACK = ["book/glossary", "book/design", "book/bibliography"]
 
 def _core_fingerprint() -> str:
     h = hashlib.sha256()
-    for p in sorted((ROOT / "pebench_core").glob("*.py")):
-        h.update(p.name.encode())
+    core = ROOT / "pebench_core"
+    for p in sorted(core.rglob("*.py")):  # every module, the sub-packages' too (stages/, probes/, models/, ...)
+        h.update(p.relative_to(core).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()
 
