@@ -27,19 +27,21 @@ for root in roots:  # each copy imported afresh; torch and the rest stay loaded
     for name in [m for m in sys.modules if m == "pebench_core" or m.startswith("pebench_core.")]:
         del sys.modules[name]
     sys.path.insert(0, root)
+    from pebench_core import methods
     from pebench_core import stages as P
     from pebench_core.config import load_config
     cfg = load_config("smoke", seed=0)
-    print(json.dumps({
+    keys = {
         "world": P.world_key(cfg),
         "base": P.model_key(cfg, "base"),
         "finetune": P.model_key(cfg, "finetune"),
         "goal": P.model_key(cfg, "goal", "person"),
         "eval": P.eval_key(cfg, "finetune", "person"),
-        "ga": P.unlearn_key(cfg, "ga", "person"),
-        "npo": P.unlearn_key(cfg, "npo", "person"),
         "robust": P.robust_key(cfg, "finetune", "person"),
-    }))
+    }
+    for m in methods.BUILT_IN:  # every method's unlearning run, on its first target
+        keys["u:" + m] = P.unlearn_key(cfg, m, methods.get(m).targets[0])
+    print(json.dumps(keys))
     sys.path.remove(root)
 """
 
@@ -140,7 +142,7 @@ def test_a_comment_or_an_unrelated_function_keeps_every_key(baseline, edited):
 
 def test_an_edited_loss_reruns_its_own_method_only(baseline, edited):
     keys = edited([(edit_code, "losses.py", "ga_loss")])
-    assert _changed(baseline, keys) == {"ga"}
+    assert _changed(baseline, keys) == {"u:ga"}
 
 
 def _top_functions(path: Path) -> list[str]:
@@ -177,7 +179,8 @@ def test_an_edited_training_helper_or_data_loader_retrains(baseline, edited):
         keys = edited([(edit_code, *edit)], folder=edit[1])
         # base does not read the training examples of the finetune stage, but it runs the
         # same stage code (get_model -> inject), so it is re-keyed too: the conservative side.
-        assert _changed(baseline, keys) == {"base", "finetune", "goal", "eval", "ga", "npo", "robust"}, edit
+        units = {k for k in baseline if k.startswith("u:")}
+        assert _changed(baseline, keys) == {"base", "finetune", "goal", "eval", "robust", *units}, edit
 
 
 def test_a_key_does_not_depend_on_what_ran_before():
@@ -216,3 +219,32 @@ def test_a_key_does_not_depend_on_what_an_outside_name_resolves_to(monkeypatch):
         assert stages.model_key(cfg, "finetune") == terminal
     finally:
         code_keys._MEMO.clear()
+
+
+def test_every_edited_loss_reruns_its_own_methods_only(pristine, baseline, tmp_path):
+    """Each method's objective is in its own unlearning runs' keys and in no other stage's."""
+    from pebench_core import losses, methods
+
+    owners: dict[str, set[str]] = {}
+    for m in methods.BUILT_IN:
+        owners.setdefault(methods.get(m).fn.__name__, set()).add("u:" + m)
+    shared = {"gd_bgd_loss": "bgd_loss", "kl_bgd_loss": "bgd_loss"}  # both BGD variants run bgd_loss
+    for variant, base in shared.items():
+        owners.setdefault(base, set()).update(owners[variant])
+    cases = [("losses.py", name) for name in sorted(owners)]
+    assert all(callable(getattr(losses, name)) for _, name in cases) and len(cases) >= 13
+    for (_, name), keys in _each_edited(pristine, tmp_path, cases).items():
+        assert _changed(baseline, keys) == owners[name], name
+
+
+def test_every_edited_metric_reruns_what_evaluates_and_no_model(pristine, baseline, tmp_path):
+    """Every metric function and registry entry is in the keys of the stages that evaluate (the
+    evaluations and every unlearning run), and no model or world stage reruns for it."""
+    from pebench_core import metrics
+
+    names = sorted({m.fn.__name__ for m in metrics.METRICS.values()} | {"name_match", "normalise", "is_refusal"})
+    units = {k for k in baseline if k.startswith("u:")}
+    for (_, name), keys in _each_edited(pristine, tmp_path, [("metrics.py", n) for n in names]).items():
+        changed = _changed(baseline, keys)
+        assert {"eval", *units} <= changed, name
+        assert not changed & {"world", "base", "finetune", "goal"}, name
