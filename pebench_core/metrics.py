@@ -525,7 +525,9 @@ def paper_metric_order() -> tuple[str, ...]:
     return tuple(dict.fromkeys(m.metric for m in METRICS.values() if m.paper))
 
 
-_NAME, _EVENT, _POPE = "name match", "event score", "POPE"
+_NAME: Measure = "name match"
+_EVENT: Measure = "event score"
+_POPE: Measure = "POPE"
 for _m in (
     Metric("person/efficacy", person_efficacy, "forget", "Efficacy",
            "forget images (forget people, training renders)", "mean(1 − name_match)", _NAME),
