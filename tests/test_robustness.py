@@ -350,3 +350,38 @@ def test_probe_results_do_not_depend_on_the_probe_batch_size(cfg, run_dir):
     assert one.keys() == many.keys()
     for k in one:  # answers: equal; likelihoods and probe features: equal to float rounding
         assert one[k] == pytest.approx(many[k], abs=1e-6), k
+
+
+def test_a_probe_added_as_one_entry_runs_and_keys_its_stage(cfg, run_dir, monkeypatch):
+    """A probe is one entry: registered with its code as functions, it runs with the others
+    (its generation asks in the shared call, its own run after), writes the metrics it names,
+    and its code is in the probe stage's key."""
+    from pebench_core import stages
+    from pebench_core.probes import context
+
+    from pebench_core.world import QUESTIONS
+
+    def echo_asks(ctx, concept):  # in the shared call: the training question on the forget images, read as retain
+        items = ctx.sets.forget[concept]
+        return [context.Planned(concept, "echo_retain", False, items, context.plain(ctx.ds, items, QUESTIONS[concept]))]
+
+    def echo_run(ctx):  # a generation call of its own: efficacy on the retain images
+        items = ctx.sets.retain["person"]
+        plan = [context.Planned("person", "echo_count", True, items, context.plain(ctx.ds, items, QUESTIONS["person"]))]
+        return context.answer_plan(ctx, ctx.bundle, plan)
+
+    mine = R.Probe("echo", "Echo", "Does the model answer as it did?", lambda r: ("echo_retain", "echo_count"),
+                   asks=echo_asks, run=echo_run)  # fmt: skip
+    with pytest.raises(ConfigError, match="neither asks nor run"):
+        R.register(dataclasses.replace(mine, asks=None, run=None))
+    monkeypatch.setitem(R.PROBES, "echo", mine)
+    only = dataclasses.replace(cfg, robust=dataclasses.replace(cfg.robust, probes=("paraphrase", "echo")))
+    before = stages.robust_key(
+        dataclasses.replace(cfg, robust=dataclasses.replace(cfg.robust, probes=("paraphrase",))), "ga", "person"
+    )
+    assert stages.robust_key(only, "ga", "person") != before  # the entry's code is in the key
+    bundle = stages.probed_model(cfg, "finetune", "person", run_dir)
+    results, seconds = R.run_probes(bundle, Run(cfg, run_dir).world, "person", only, log=lambda *_: None)
+    names = {r.name for r in results}
+    assert {"echo_retain", "echo_count", "paraphrase_efficacy"} <= names and "echo" in seconds
+    assert R.probe_metrics("echo", only) == ("echo_retain", "echo_count")
