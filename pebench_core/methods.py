@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import TARGETS, ConfigError
+from .errors import TARGETS, ConfigError, check_entry
 
 if TYPE_CHECKING:
     from .losses import LossInputs, LossOutput
@@ -415,12 +415,7 @@ def load_plugins() -> None:
 
 def register(method: Method, replace: bool = False) -> Method:
     """Add ``method`` to the registry (``replace=True`` to redefine a name already there)."""
-    if not isinstance(method, Method):
-        raise ConfigError(f"register() takes a pebench_core.methods.Method, got {type(method).__name__}")
-    if not method.name or any(c in method.name for c in ", /="):
-        raise ConfigError(f"a method name must be non-empty without commas, slashes, spaces or '=', got {method.name!r}")
-    if method.name in METHODS and not replace:
-        raise ConfigError(f"method {method.name!r} is registered already; pass replace=True to redefine it")
+    check_entry(method, Method, "method", METHODS, replace)
     unknown = [t for t in method.targets if t not in TARGETS]
     if unknown or not method.targets:
         raise ConfigError(f"method {method.name!r}: targets must be among {', '.join(TARGETS)}, got {method.targets!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_entry
 
 if TYPE_CHECKING:
     from ..config import RobustConfig
@@ -41,12 +41,7 @@ PROBES: dict[str, Probe] = {}
 
 def register(probe: Probe, replace: bool = False) -> Probe:
     """Add ``probe`` to the registry (``replace=True`` to redefine a name already there)."""
-    if not isinstance(probe, Probe):
-        raise ConfigError(f"register() takes a pebench_core.probes.Probe, got {type(probe).__name__}")
-    if not probe.name or any(c in probe.name for c in ", /="):
-        raise ConfigError(f"a probe name must be non-empty without commas, slashes, spaces or '=', got {probe.name!r}")
-    if probe.name in PROBES and not replace:
-        raise ConfigError(f"probe {probe.name!r} is registered already; pass replace=True to redefine it")
+    check_entry(probe, Probe, "probe", PROBES, replace)
     if probe.asks is None and probe.run is None:
         raise ConfigError(f"probe {probe.name!r} has neither asks nor run: it would measure nothing")
     PROBES[probe.name] = probe
