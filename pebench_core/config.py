@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, TypeVar
 
 from . import methods, probes
+from .methods.registry import check_value
 from .errors import TARGETS, ConfigError, Device, Dtype, Target
 from .models.checkpoints import check_checkpoint_folder
 from .ranges import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SEED, SHARE, THREADS_ENV, WORKERS_ENV, Range, env_count
@@ -114,14 +115,8 @@ class UnlearnConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_projector: bool = True  # also adapt the multimodal projector
-    retain_weight: float = 1.0  # lambda in GD / KL / PO / DPO / NPO
-    beta: float = 0.1  # DPO / NPO / SimNPO temperature
-    gamma: float = 0.0  # SimNPO reward margin (its paper's γ; 0 on TOFU)
-    undial_strength: float = 10.0  # UNDIAL: how far the true token's logit is lowered (its paper: 3-30)
-    rmu_depth: float = 0.5  # RMU: the decoder layer, as a share of the depth (0 first, 1 last)
-    rmu_steer: float = 2.0  # RMU: the control vector's length, in mean activation norms of that layer
-    negation_scale: float = 1.0  # task-vector negation: the α in θ_ft − α·τ
-    bgd_max_weight: float = 4.0  # BGD's bound ρ: each concept's weight stays within [1/ρ, ρ]
+    retain_weight: float = 1.0  # lambda in GD / KL / PO / DPO / NPO (every loss is given it)
+    beta: float = 0.1  # DPO / NPO / SimNPO temperature (every loss is given it)
     eval_every: int = 10  # steps between trajectory evaluations of efficacy
     # The learning-rate grid, as multiples of `lr`, the same for every method: each rate runs
     # for `grid_steps` (0: the whole budget, and the chosen run is the final one) and the one
@@ -131,6 +126,10 @@ class UnlearnConfig:
     # A run whose loss turned NaN fails its stage (no result row); true keeps what it reached,
     # with the status in every row, for a reader who wants to see how far it got.
     keep_stopped: bool = False
+    # A method's own settings, as set: unlearn.<method>.<field> (e.g. unlearn.simnpo.gamma=1)
+    # lands here as {"simnpo": {"gamma": 1.0}}; methods.settings_of gives a run the defaults of
+    # its settings dataclass with these on top, and only they are in the key of its runs.
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -260,12 +259,6 @@ RANGES: dict[str, Range] = {
     "unlearn.lora_alpha": AT_LEAST_1,
     "unlearn.retain_weight": NON_NEGATIVE,
     "unlearn.beta": POSITIVE,
-    "unlearn.gamma": NON_NEGATIVE,
-    "unlearn.undial_strength": NON_NEGATIVE,
-    "unlearn.rmu_depth": SHARE,
-    "unlearn.rmu_steer": POSITIVE,
-    "unlearn.negation_scale": POSITIVE,
-    "unlearn.bgd_max_weight": Range(lo=1, why="a weight bound ρ keeps each weight within [1/ρ, ρ]; 1 is no reweighting"),
     "unlearn.eval_every": AT_LEAST_1,
     "unlearn.lr_factors": Range(lo=0, lo_open=True, why="multiples of unlearn.lr"),
     "unlearn.grid_steps": Range(lo=0, zero="the whole step budget", unit="steps"),
@@ -399,13 +392,47 @@ _D = TypeVar("_D", bound="DataclassInstance")
 
 def _apply(section_obj: _D, updates: Mapping[str, Any], section: str) -> _D:
     hints = typing.get_type_hints(type(section_obj))
-    names = [f.name for f in fields(section_obj)]
+    names = [f.name for f in fields(section_obj) if f.name != "settings"]
     changes: dict[str, Any] = {}
+    own: dict[str, dict[str, Any]] = {}
     for key, value in updates.items():
+        if isinstance(section_obj, UnlearnConfig) and key not in names:
+            own[str(key)] = _method_settings(str(key), value)
+            continue
         if key not in names:
             raise ConfigError(f"unknown field {section}.{key!s}; allowed fields of '{section}': {', '.join(names)}")
         changes[key] = _coerce(value, hints[key], f"{section}.{key}")
+    if own:
+        given = {k: dict(v) for k, v in getattr(section_obj, "settings").items()}
+        for key, values in own.items():
+            given[key] = {**given.get(key, {}), **values}
+        changes["settings"] = given
     return replace(section_obj, **changes)
+
+
+def _method_settings(key: str, values: Any) -> dict[str, Any]:
+    """``unlearn.<key>.*``: the settings of the method(s) configured under ``key``, each read
+    as its field's type (checked against its range in :func:`validate`)."""
+    known = methods.settings_keys()
+    plain = [f.name for f in fields(UnlearnConfig) if f.name != "settings"]
+    if key not in known:
+        own = ", ".join(f"{k}.{f.name}" for k, cls in known.items() for f in fields(cls))
+        raise ConfigError(
+            f"unknown field unlearn.{key}; allowed fields of 'unlearn': {', '.join(plain)}; "
+            f"and a method's own settings, unlearn.<method>.<setting>: {own}"
+        )
+    cls = known[key]
+    if not isinstance(values, Mapping):
+        allowed = ", ".join(f"unlearn.{key}.{f.name}" for f in fields(cls))
+        raise ConfigError(f"unlearn.{key} is a method's settings, set one at a time: {allowed}; got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in names:
+            raise ConfigError(f"unknown setting unlearn.{key}.{name!s}; the settings of {key!r}: {', '.join(names)}")
+        out[str(name)] = _coerce(value, hints[name], f"unlearn.{key}.{name}")
+    return out
 
 
 def _merge(cfg: RunConfig, updates: Mapping[str, Any]) -> RunConfig:
@@ -443,8 +470,12 @@ def parse_overrides(pairs: list[str] | tuple[str, ...] | None) -> dict[str, Any]
             out[parts[0]] = value
         elif len(parts) == 2:
             out.setdefault(parts[0], {})[parts[1]] = value
+        elif len(parts) == 3 and parts[0] == "unlearn":  # a method's own setting: unlearn.<method>.<field>
+            out.setdefault("unlearn", {}).setdefault(parts[1], {})[parts[2]] = value
         else:
-            raise ConfigError(f"override key {key!r} has too many dots; use section.field")
+            raise ConfigError(
+                f"override key {key!r} has too many dots; use section.field, or unlearn.<method>.<setting> for a method's own"
+            )
     return out
 
 
@@ -617,7 +648,8 @@ def validate(cfg: RunConfig, weights: bool = True) -> RunConfig:
         if dataclasses.is_dataclass(top[f.name]):
             hints = typing.get_type_hints(type(value))
             for g in fields(value):
-                _check_field(f"{f.name}.{g.name}", getattr(value, g.name), hints[g.name])
+                if g.name != "settings":  # a method's own settings: checked against its dataclass below
+                    _check_field(f"{f.name}.{g.name}", getattr(value, g.name), hints[g.name])
         else:
             _check_field(f.name, value, top[f.name])
     w, m, u = cfg.world, cfg.model, cfg.unlearn
@@ -666,14 +698,7 @@ def validate(cfg: RunConfig, weights: bool = True) -> RunConfig:
             not twice,
             f"unlearn.{name} names {', '.join(twice)} more than once; give each {name[:-1]} once, got {','.join(given)}",
         )
-    known = {f.name for f in fields(UnlearnConfig)}
-    for method in u.methods:  # a method reads only settings that exist (a user's method may name others)
-        unknown_h = [h for h in methods.get(method).hparams if h not in known]
-        _require(
-            not unknown_h,
-            f"method {method!r} reads {', '.join(unknown_h)}, which {'is' if len(unknown_h) == 1 else 'are'} "
-            "not unlearn.* settings; add the field to UnlearnConfig (with its range) first",
-        )
+    check_method_settings(u)
     fc = cfg.findings
     for name, given, allowed in (
         ("paper_methods", fc.paper_methods, methods.names()),
@@ -710,6 +735,26 @@ def validate(cfg: RunConfig, weights: bool = True) -> RunConfig:
         "validation items; set eval.val_items (e.g. 16) or unlearn.lr_factors=1",
     )
     return cfg
+
+
+def check_method_settings(u: UnlearnConfig) -> None:
+    """Every method's own settings as set (``unlearn.<method>.<field>``) against its settings
+    dataclass: a known method and field, a value of the field's type within its range. A
+    method whose settings name is also a field of ``unlearn`` could not be set: refused."""
+    known = methods.settings_keys()
+    plain = {f.name for f in fields(UnlearnConfig)}
+    clash = sorted(set(known) & plain)
+    _require(not clash, f"method settings named {', '.join(clash)} would shadow unlearn.{clash[0] if clash else ''}; "
+             "give the method another settings_name")  # fmt: skip
+    _require(isinstance(u.settings, Mapping), f"unlearn.settings must be a mapping, got {u.settings!r}")
+    for key, given in u.settings.items():
+        _require(key in known, f"unknown field unlearn.{key}; methods with settings: {', '.join(known) or 'none'}")
+        cls = known[key]
+        hints = typing.get_type_hints(cls)
+        meta = {f.name: f for f in fields(cls)}
+        for name, value in given.items():
+            _require(name in meta, f"unknown setting unlearn.{key}.{name}; the settings of {key!r}: {', '.join(meta)}")
+            check_value(f"unlearn.{key}.{name}", value, hints[name], meta[name].metadata.get("range"))
 
 
 def check_forget_floor(n_people: int, n_events: int, share: float, floor: FindingsConfig, where: str = "") -> None:

@@ -16,7 +16,7 @@ for every family of :mod:`~pebench_core.families`:
   image with prompts shared on the packed path, one :func:`padded_batch` otherwise), always
   returned as ``(logits [N, V], targets [N], rows [N])`` so every loss reads one format;
   and the per-sequence log-likelihood built on them (:func:`sequence_logprobs`, through
-  :func:`pebench_core.losses.packed_answer_logprobs`, the one such function).
+  :func:`pebench_core.statistics.packed_answer_logprobs`, the one such function).
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def sequence_logprobs(bundle_or_model, batch: dict) -> tuple[torch.Tensor, torch
     ``t + 1`` (causal shift). Gradients flow when called outside ``torch.no_grad()``. The mean
     answer-token NLL of item ``i`` is ``-logp_sum[i] / n_tokens[i]``.
     """
-    from .losses import packed_answer_logprobs
+    from .statistics import packed_answer_logprobs
 
     model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
     logp_sum, n_tokens = packed_answer_logprobs(*full_answer_logits(model, batch), batch["labels"].shape[0])

@@ -14,7 +14,7 @@ import torch
 
 from .data import Dataset
 from .encoding import encode_qa
-from .losses import packed_answer_logprobs, packed_token_logprobs
+from .statistics import packed_answer_logprobs, packed_token_logprobs
 from .models import ModelBundle
 from .unlearn import answer_pass, unlearn_sets
 

@@ -32,7 +32,7 @@ import random
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -45,15 +45,8 @@ from .data import QA, Dataset, event_qa, person_qa, refusal_for, split_sets
 from .encoding import encode_qa
 from .errors import ConfigError
 from .forward import answer_pass, feature_cache_fits, image_features
-from .inputs import encoded_sets, step_sets
-from .losses import (
-    LossInputs,
-    adjusted_logits,
-    dual_masked_kl_per_sequence,
-    mse_per_sequence,
-    packed_answer_logprobs,
-    packed_kl_per_sequence,
-)
+from .inputs import INPUTS, ITEMS_OF, SETS, Reference, Step, encoded_sets, step_sets
+from .losses import LossInputs
 from .models import ModelBundle, add_lora, decoder_layers, generate, reference_mode
 
 CONCEPTS_OF = {"person": ("person",), "event": ("event",), "both": ("person", "event")}
@@ -148,30 +141,6 @@ class BatchStream:
         return [i for g, n in zip(gs, per) for i in self._take(g, max(1, n))]
 
 
-def negate_adapter(model: torch.nn.Module, cfg: UnlearnConfig) -> None:
-    """Task-vector negation: ``θ_ft − α·τ``. The adapter's update is ``τ = (alpha/r)·B·A``, so
-    multiplying every ``B`` by ``−α`` (``unlearn.negation_scale``) turns it into ``−α·τ`` exactly."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.mul_(-cfg.negation_scale)
-
-
-# What a method's ``finish`` names: done to the trained adapter before it is evaluated or stored.
-FINISHES: dict[str, Callable[[torch.nn.Module, UnlearnConfig], None]] = {"negate": negate_adapter}
-
-
-def finish_of(method: str) -> Callable[[torch.nn.Module, UnlearnConfig], None] | None:
-    """The function a method's ``finish`` names (``None`` for a method without one)."""
-    spec = methods.get(method)
-    if spec.finish is None or callable(spec.finish):
-        return spec.finish
-    try:
-        return FINISHES[spec.finish]
-    except KeyError:
-        raise ConfigError(f"method {method!r}: finish {spec.finish!r} is not one of {', '.join(FINISHES)}") from None
-
-
 def quick_efficacy(bundle: ModelBundle, sets: UnlearnSets, ds: Dataset, idx: list[int], eval_cfg: EvalConfig) -> dict[str, float]:
     """Efficacy on a fixed subset of the forget items (the trajectory's check), per concept."""
     from . import metrics as M
@@ -233,7 +202,7 @@ def run_unlearning(
     if checks not in ("now", "later"):
         raise ConfigError(f"checks must be 'now' or 'later'; got {checks!r}")
     spec = methods.get(method)  # unknown method: ConfigError listing the allowed ones
-    finish = finish_of(method)
+    own = methods.settings_of(method, cfg)  # its own settings (None: it has none)
     if reference not in REFERENCE_MODES:
         raise ConfigError(f"reference must be one of {', '.join(REFERENCE_MODES)}; got {reference!r}")
     if cfg.steps < 1:
@@ -261,19 +230,18 @@ def run_unlearning(
             if e.features is None and feature_cache_fits(bundle, e):
                 e.features = image_features(bundle, e.pixel_values)
 
-    # RMU works on one decoder layer, at a share of the depth, and adapts the MLPs of it and the two below it.
-    layer_k = int(round(cfg.rmu_depth * (len(decoder_layers(bundle.model)) - 1)))
+    # RMU works on one decoder layer, at a share of the depth (its setting `depth`, which every
+    # method reading a layer holds: checked at registration), and adapts the MLPs of it and the two below it.
+    at_depth = any(INPUTS[i].hidden for i in need) or spec.lora_on == "mlp_at_depth"
+    layer_k = int(round(own.depth * (len(decoder_layers(bundle.model)) - 1))) if at_depth else 0
     mlp_layers = tuple(range(max(0, layer_k - 2), layer_k + 1)) if spec.lora_on == "mlp_at_depth" else None
     model = add_lora(
         bundle, r=cfg.lora_r, alpha=cfg.lora_alpha, projector=cfg.lora_projector and mlp_layers is None, seed=seed,
         mlp_layers=mlp_layers,
     )  # fmt: skip
-    layer = decoder_layers(model)[layer_k] if spec.needs_hidden else None
+    layer = decoder_layers(model)[layer_k] if any(INPUTS[i].hidden for i in need) else None
     ub = bundle.with_model(model)
     dev, dt, pad = bundle.device, bundle.dtype, bundle.pad_token_id
-
-    def logp(parts):
-        return [packed_answer_logprobs(lg, tg, rw, n) for lg, tg, rw, n in answer_pass(model, parts, pad, dev, dt)]
 
     balanced = spec.needs_concepts  # BGD: every batch holds the concepts in equal numbers
     f_stream = BatchStream(sets.forget_concepts, cfg.batch_size, seed, balanced)
@@ -282,67 +250,53 @@ def run_unlearning(
     # outputs of the retain items KL will see can then be computed before training.
     schedule = [(f_stream.next(), r_stream.next()) for _ in range(cfg.steps)]
 
-    # Reference outputs that never change, computed with the adapter off: the
-    # log-likelihoods of the forget answers and refusals (DPO, NPO), the next-token
-    # log-probabilities on the answers of the retain items (KL) and of the forget items
-    # (UNDIAL, SIU) and RMU's layer output on the retain items, each kept per item.
+    # Reference outputs that never change, computed with the adapter off, each kept per item
+    # by its input's `keep` (pebench_core.inputs): the log-likelihoods of the forget answers and
+    # refusals (DPO, NPO), the next-token log-probabilities on the answers of the retain items
+    # (KL) and of the forget items (UNDIAL, SIU) and RMU's layer output on the retain items.
     # ``reference="once"`` computes them for every item of the schedule before training;
     # ``"every_step"`` runs the reference on each step's batch instead, as the usual design
     # (a reference model called every step) does: the same numbers, kept to measure against.
+    # An input's `once` computes a constant of the run (RMU's control vector, SIU's concept tokens).
     t_setup = time.perf_counter()
-    ref: dict[str, dict[int, torch.Tensor]] = {"forget": {}, "refusal": {}}  # per item: reference answer log-likelihood
-    ref_retain: dict[int, torch.Tensor] = {}
-    ref_forget: dict[int, torch.Tensor] = {}  # per forget item: reference log-probs on its answer tokens (UNDIAL)
-    ref_refusal: dict[int, torch.Tensor] = {}  # the same on its refusal's tokens (SIU)
-    ref_hidden: dict[int, torch.Tensor] = {}  # per retain item: the reference's layer output at its answers
-    # SIU's concept tokens per forget item: those of its true answer, the special tokens aside
     special = {bundle.pad_token_id, *bundle.eos_token_ids}
-    concept_tokens = (
-        [sorted({int(t) for t in lab.tolist() if t != -100} - special) for lab in enc["forget"].labels]
-        if "refusal_dual_masked_kl" in need
-        else []
+    schedule_items = {
+        "forget": sorted({i for b in schedule for i in b[0]}),
+        "retain": sorted({i for b in schedule for i in b[1]}),
+    }
+
+    def reference_pass(name: str, items: list[int], hidden: bool) -> tuple:
+        return answer_pass(model, [(enc[name], items)], pad, dev, dt, hidden_of=layer if hidden else None)[0]
+
+    reference_model = Reference(
+        reference_pass,
+        {s: schedule_items[ITEMS_OF[s]] for s in SETS},
+        {s: e.labels for s, e in enc.items()},
+        special,
+        own,
+        seed,
     )
-    chunks = lambda idx: [idx[s : s + 32] for s in range(0, len(idx), 32)]  # noqa: E731
+    kept: dict[str, dict[int, torch.Tensor]] = {}
+    constants: dict[str, Any] = {}
 
     def reference_outputs(forget_items: list[int], retain_items: list[int]) -> None:
         was_training = model.training
         model.eval()
+        items = {"forget": forget_items, "retain": retain_items}
         with torch.no_grad(), reference_mode(model):
-            for name, key in (("forget", "forget_ref_logp_sum"), ("refusal", "refusal_ref_logp_sum")):
-                if key in need:
-                    for c in chunks(forget_items):
-                        ref[name].update(zip(c, logp([(enc[name], c)])[0][0]))
-            for name, key, store, items in (
-                ("retain", "retain_kl", ref_retain, retain_items),
-                ("forget", "forget_adjusted_kl", ref_forget, forget_items),
-                ("refusal", "refusal_dual_masked_kl", ref_refusal, forget_items),
-            ):
-                if key in need:
-                    for c in chunks(items):
-                        lg, _, rws, _ = answer_pass(model, [(enc[name], c)], pad, dev, dt)[0]
-                        lp = torch.log_softmax(lg, dim=-1).cpu()
-                        store.update({i: lp[rws.cpu() == k] for k, i in enumerate(c)})
-            if "retain_rmu_mse" in need:
-                for c in chunks(retain_items):
-                    _, _, rws, _, h = answer_pass(model, [(enc["retain"], c)], pad, dev, dt, hidden_of=layer)[0]
-                    ref_hidden.update({i: h[rws == k].cpu() for k, i in enumerate(c)})
+            for name in need:
+                keep = INPUTS[name].keep
+                if keep is not None:
+                    kept[name] = keep(reference_model, items[ITEMS_OF[INPUTS[name].set]])
         model.train(was_training)
 
-    control = None
-    if layer is not None:
-        # RMU's control vector c·u: u a seeded random unit vector, c = rmu_steer × the mean
-        # norm of the layer's activations on the forget answers (scale-free across models).
-        # A constant of the run in either reference mode.
-        norms, width = [], 0
-        with torch.no_grad(), reference_mode(model):
-            for c in chunks(sorted({i for batch in schedule for i in batch[0]})):
-                h = answer_pass(model, [(enc["forget"], c)], pad, dev, dt, hidden_of=layer)[0][4].float()
-                norms.append(h.norm(dim=-1).cpu())
-                width = h.shape[-1]
-        u = torch.rand(width, generator=torch.Generator().manual_seed(seed))
-        control = (cfg.rmu_steer * float(torch.cat(norms).mean()) * u / u.norm()).to(dev)
+    with torch.no_grad(), reference_mode(model):
+        for name in need:
+            once = INPUTS[name].once
+            if once is not None:
+                constants[name] = once(reference_model)
     if reference == "once":
-        reference_outputs(sorted({i for b in schedule for i in b[0]}), sorted({i for b in schedule for i in b[1]}))
+        reference_outputs(schedule_items["forget"], schedule_items["retain"])
     setup_seconds = time.perf_counter() - t_setup
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -375,53 +329,23 @@ def run_unlearning(
         for step in bar:
             fi, ri = schedule[step]
             if reference == "every_step":
-                for store in (ref["forget"], ref["refusal"], ref_retain, ref_forget, ref_refusal, ref_hidden):
-                    store.clear()
+                kept.clear()
                 reference_outputs(sorted(set(fi)), sorted(set(ri)))
             # Data parallel: this process runs the model on its share of each batch (all of it
-            # when launched alone); the per-sequence results are gathered so the loss is the
-            # whole batch's everywhere, with gradients through this process's share only.
+            # when launched alone); each input gathers its per-sequence values, so the loss is
+            # the whole batch's everywhere, with gradients through this process's share only.
             mine_f, mine_r = fi[D.shard_slice(len(fi))], ri[D.shard_slice(len(ri))]
-            inp: dict = {}
+            mine = {"forget": mine_f, "refusal": mine_f, "retain": mine_r}
             # Every set this method trains on in one forward pass; the refusals share their
             # prompt (image and question) with the true forget answers when both are needed.
-            parts = [(name, enc[name], mine_r if name == "retain" else mine_f) for name in step_sets(need)]
-            names = [p[0] for p in parts]
+            names = list(step_sets(need))
             branch = {names.index("refusal"): 0} if names[:2] == ["forget", "refusal"] else None
-            outs = dict(zip(names, answer_pass(model, [(e, idx) for _, e, idx in parts], pad, dev, dt, branch, hidden_of=layer)))
-            for name in ("forget", "refusal", "retain"):
-                if name in outs and f"{name}_logp_sum" in need:
-                    lp, nt = packed_answer_logprobs(*outs[name][:4])
-                    inp[f"{name}_logp_sum"], inp[f"{name}_n_tokens"] = D.gather_cat(lp), D.gather_cat(nt)
-            for name in ("forget", "refusal"):
-                if f"{name}_ref_logp_sum" in need:
-                    inp[f"{name}_ref_logp_sum"] = torch.stack([ref[name][i] for i in fi])
-            if "retain_kl" in need:
-                lg, _, seq, n = outs["retain"][:4]
-                lp_ref = torch.cat([ref_retain[i] for i in mine_r]).to(lg.device)
-                inp["retain_kl"] = D.gather_cat(packed_kl_per_sequence(lg, lp_ref, seq, n))
-            if "forget_rmu_mse" in need:
-                _, _, seq, n, h = outs["forget"]
-                inp["forget_rmu_mse"] = D.gather_cat(mse_per_sequence(h, control, seq, n))
-            if "retain_rmu_mse" in need:
-                _, _, seq, n, h = outs["retain"]
-                h_ref = torch.cat([ref_hidden[i] for i in mine_r]).to(h.device)
-                inp["retain_rmu_mse"] = D.gather_cat(mse_per_sequence(h, h_ref, seq, n))
-            if "forget_adjusted_kl" in need:
-                lg, tg, seq, n = outs["forget"][:4]
-                lp_ref = torch.cat([ref_forget[i] for i in mine_f]).to(lg.device)
-                target = adjusted_logits(lp_ref, tg, cfg.undial_strength)
-                inp["forget_adjusted_kl"] = D.gather_cat(packed_kl_per_sequence(lg, target, seq, n))
-            if "refusal_dual_masked_kl" in need:
-                lg, tg, seq, n = outs["refusal"][:4]
-                lp_ref = torch.cat([ref_refusal[i] for i in mine_f]).to(lg.device)
-                kl = dual_masked_kl_per_sequence(lg, lp_ref, tg, seq, n, [concept_tokens[i] for i in mine_f])
-                inp["refusal_dual_masked_kl"] = D.gather_cat(kl)
-            if "forget_concepts" in need:
-                inp["forget_concepts"] = [sets.forget_concepts[i] for i in fi]
-            if "retain_concepts" in need:
-                inp["retain_concepts"] = [sets.retain_concepts[i] for i in ri]
-            out = spec(LossInputs(**inp), state=state, **spec.settings(cfg), **extra)
+            outs = dict(zip(names, answer_pass(model, [(enc[n], mine[n]) for n in names], pad, dev, dt, branch, hidden_of=layer)))
+            batch = {"forget": fi, "refusal": fi, "retain": ri}
+            concepts = {"forget": sets.forget_concepts, "retain": sets.retain_concepts}
+            step_inputs = Step(outs, mine, batch, kept, constants, own, concepts)
+            inp = {name: INPUTS[name].compute(step_inputs) for name in need}
+            out = spec(LossInputs(**inp), state=state, **spec.loss_kwargs(cfg), **extra)
             if not torch.isfinite(out.loss):
                 status = (
                     f"stopped at step {step}: the {method} loss became {float(out.loss.detach())}; "
@@ -444,18 +368,18 @@ def run_unlearning(
                     snapshots[steps_done] = good  # a fresh copy each step: never written to again
                 else:
                     model.eval()
-                    if finish is not None:  # the check scores what the method would hand over now
-                        finish(model, cfg)
+                    if spec.finish is not None:  # the check scores what the method would hand over now
+                        spec.finish(model, own)
                     row.update(quick_efficacy(ub, sets, ds, check_idx, eval_cfg))
-                    if finish is not None:
+                    if spec.finish is not None:
                         model.load_state_dict(good, strict=False)
                     model.train()
             rows.append(row)
     finally:  # an interrupted run leaves no half-drawn bar after its last line
         bar.close()
     model.eval()
-    if finish is not None:
-        finish(model, cfg)
+    if spec.finish is not None:
+        spec.finish(model, own)
     secs = time.perf_counter() - t0
     traj = pd.DataFrame(rows)
     hp = {
@@ -469,7 +393,7 @@ def run_unlearning(
         "lora_projector": cfg.lora_projector,
         "retain_weight": cfg.retain_weight,
         "beta": cfg.beta,
-        **{h: getattr(cfg, h) for h in spec.hparams if h not in ("retain_weight", "beta")},
+        **methods.settings_record(method, cfg),
         "selection": "fixed budget: the last step",
     }
     log(
@@ -499,7 +423,8 @@ def check_trajectory(
     asked. The model is left as it came."""
     if not snapshots:
         return trajectory
-    finish = finish_of(method)
+    spec = methods.get(method)
+    own = methods.settings_of(method, cfg)
     sets = unlearn_sets(ds, target, seed)
     idx = check_items(sets, eval_cfg, seed)
     ub = bundle.with_model(model)
@@ -516,8 +441,8 @@ def check_trajectory(
                     f"({len(set(state) ^ adapter)} tensors differ): pass the model the run trained"
                 )
             model.load_state_dict(state, strict=False)
-            if finish is not None:
-                finish(model, cfg)
+            if spec.finish is not None:
+                spec.finish(model, own)
             checked[step] = quick_efficacy(ub, sets, ds, idx, eval_cfg)
     finally:
         model.load_state_dict(as_given, strict=False)

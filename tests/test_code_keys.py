@@ -128,7 +128,7 @@ def test_a_comment_or_an_unrelated_function_keeps_every_key(baseline, edited):
     keys = edited(
         [
             (edit_comment, "trainer.py", "train_model"),
-            (edit_comment, "losses.py", "ga_loss"),
+            (edit_comment, "methods/ga.py", "ga_loss"),
             (edit_code, "run.py", "answers_side_by_side"),
             (
                 edit_code,
@@ -141,7 +141,7 @@ def test_a_comment_or_an_unrelated_function_keeps_every_key(baseline, edited):
 
 
 def test_an_edited_loss_reruns_its_own_method_only(baseline, edited):
-    keys = edited([(edit_code, "losses.py", "ga_loss")])
+    keys = edited([(edit_code, "methods/ga.py", "ga_loss")])
     assert _changed(baseline, keys) == {"u:ga"}
 
 
@@ -222,19 +222,42 @@ def test_a_key_does_not_depend_on_what_an_outside_name_resolves_to(monkeypatch):
 
 
 def test_every_edited_loss_reruns_its_own_methods_only(pristine, baseline, tmp_path):
-    """Each method's objective is in its own unlearning runs' keys and in no other stage's."""
-    from pebench_core import losses, methods
+    """Each method's objective, in its own module, is in its own unlearning runs' keys and in no
+    other stage's; so is a finish (task vectors negate what they trained)."""
+    from pebench_core import methods
 
-    owners: dict[str, set[str]] = {}
+    owners: dict[tuple[str, str], set[str]] = {}
     for m in methods.BUILT_IN:
-        owners.setdefault(methods.get(m).fn.__name__, set()).add("u:" + m)
-    shared = {"gd_bgd_loss": "bgd_loss", "kl_bgd_loss": "bgd_loss"}  # both BGD variants run bgd_loss
-    for variant, base in shared.items():
-        owners.setdefault(base, set()).update(owners[variant])
-    cases = [("losses.py", name) for name in sorted(owners)]
-    assert all(callable(getattr(losses, name)) for _, name in cases) and len(cases) >= 13
-    for (_, name), keys in _each_edited(pristine, tmp_path, cases).items():
-        assert _changed(baseline, keys) == owners[name], name
+        spec = methods.get(m)
+        for fn in (spec.fn, spec.finish):
+            if fn is not None:
+                where = "methods/" + fn.__module__.rsplit(".", 1)[-1] + ".py"
+                owners.setdefault((where, fn.__name__), set()).add("u:" + m)
+    # both BGD variants run bgd_loss, which weighs the concepts with bgd_weights
+    for shared in ("bgd_loss", "bgd_weights"):
+        owners[("methods/bgd.py", shared)] = owners[("methods/bgd.py", "gd_bgd_loss")] | owners[("methods/bgd.py", "kl_bgd_loss")]
+    cases = sorted(owners)
+    assert len(cases) >= 16 and ("methods/task_vector.py", "negate") in cases
+    for case, keys in _each_edited(pristine, tmp_path, cases).items():
+        assert _changed(baseline, keys) == owners[case], case
+
+
+def test_a_method_setting_reruns_its_own_methods_only():
+    """A method's own setting is in its runs' keys only: SimNPO's margin re-runs SimNPO, BGD's
+    bound both BGD variants, and nothing else; a default spelled out changes no key."""
+    from pebench_core import methods
+    from pebench_core.config import load_config
+
+    def keys(*over):
+        cfg = load_config("smoke", seed=0, overrides=list(over))
+        return {m: stages.unlearn_key(cfg, m, methods.get(m).targets[0]) for m in methods.BUILT_IN}
+
+    base = keys()
+    assert keys("unlearn.simnpo.gamma=0") == base
+    for setting, owners in (("unlearn.simnpo.gamma=1", {"simnpo"}), ("unlearn.bgd.max_weight=2", {"gd+bgd", "kl+bgd"}),
+                            ("unlearn.rmu.depth=1", {"rmu"}), ("unlearn.beta=0.5", set(base))):  # fmt: skip
+        changed = keys(setting)
+        assert {m for m in base if changed[m] != base[m]} == owners, setting
 
 
 def test_every_edited_metric_reruns_what_evaluates_and_no_model(pristine, baseline, tmp_path):

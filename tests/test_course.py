@@ -45,13 +45,15 @@ def test_a_method_without_notes_has_no_exercises_and_says_so():
 
 
 def test_an_exercise_of_an_unknown_kind_is_refused():
+    from pebench_core.methods import METHODS, Method, register
+
     bad = course.MethodNotes("x", (course.Exercise("t", "q", "s", kind="essay"),))
-    course.register_notes("_test_bad_kind", bad)
+    register(Method("_test_bad_kind", loss=lambda inp, **_: None, title="t", summary="s", formula="f", notes=bad))
     try:
         with pytest.raises(ValueError, match="kind 'essay'.*allowed"):
             course.exercises_markdown("_test_bad_kind")
     finally:
-        course.NOTES.pop("_test_bad_kind")
+        METHODS.pop("_test_bad_kind")
 
 
 def test_world_browser_has_a_panel_per_pair_and_switches_in_the_page(smoke_world_dir: Path):

@@ -10,14 +10,14 @@ import torch
 
 from pebench_core import config, methods
 from pebench_core.config import ConfigError
-from pebench_core.losses import (
+from pebench_core.losses import LossInputs
+from pebench_core.methods.bgd import bgd_weights
+from pebench_core.statistics import (
     adjusted_logits,
-    bgd_weights,
-    dual_masked_kl_per_sequence,
-    mse_per_sequence,
-    LossInputs,
     answer_logprobs,
+    dual_masked_kl_per_sequence,
     kl_per_sequence,
+    mse_per_sequence,
     packed_answer_logprobs,
     packed_kl_per_sequence,
     shifted_answer_mask,
@@ -297,7 +297,7 @@ def test_the_registry_is_the_one_list_of_methods():
     for name, spec in methods.METHODS.items():
         assert spec.name == name and spec.formula and spec.summary and spec.title and callable(spec.fn)
         assert spec.citation and spec.about and set(spec.targets) <= set(config.TARGETS)
-        assert set(spec.hparams) <= {f.name for f in dataclasses.fields(config.UnlearnConfig)}
+        assert spec.settings is None or set(methods.settings_of(name, config.UnlearnConfig()).__dataclass_fields__)
 
 
 def test_unknown_method_lists_allowed_names():
@@ -477,7 +477,7 @@ def test_bgd_weights_by_hand():
 def test_bgd_equalises_the_concepts_gradients():
     inp = bgd_inputs()
     leaf = inp.forget_logp_sum
-    out = methods.get("gd+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(leaf), bgd_max_weight=4.0)
+    out = methods.get("gd+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(leaf), max_weight=4.0)
     # t_person = mean(logp_i / n_i) over rows 0, 1: d/dlogp = (1/4, 1/6), norm sqrt(13)/12
     # t_event = logp_2: d/dlogp = 1, norm 1 ; mean norm (sqrt(13)/12 + 1)/2
     g_p, g_e = math.sqrt(13) / 12, 1.0
@@ -504,13 +504,13 @@ def test_bgd_weights_stay_bounded_when_a_concept_is_already_certain():
     targets = torch.tensor([0, 1, 0])
     logp = torch.log_softmax(logits, -1)[torch.arange(3), targets]
     inp = LossInputs(forget_logp_sum=logp, forget_n_tokens=T([1.0, 1.0, 1.0]), forget_concepts=["person", "person", "event"])
-    out = methods.get("gd+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), bgd_max_weight=4.0)
+    out = methods.get("gd+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), max_weight=4.0)
     assert -out.parts["forget_term/event"] < 1e-12  # NLL ~ 2e-13
     assert out.parts["weight/event"] == 4.0
     assert 0.25 <= out.parts["weight/person"] <= 4.0 and close(out.parts["weight/person"], 0.5, 1e-6)
     # bounded for every rho: the weight ratio is at most rho**2
     for rho in (1.0, 2.0, 10.0):
-        o = methods.get("kl+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), bgd_max_weight=rho)
+        o = methods.get("kl+bgd")(inp, retain_weight=0.0, grad_norm=leaf_grad_norm(logits), max_weight=rho)
         assert 1 / rho <= o.parts["weight/event"] <= rho and 1 / rho <= o.parts["weight/person"] <= rho
 
 
@@ -582,7 +582,7 @@ def test_packed_kl_equals_padded():
 
 
 def test_packed_token_logprobs_by_hand():
-    from pebench_core.losses import packed_token_logprobs
+    from pebench_core.statistics import packed_token_logprobs
 
     logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
     got = packed_token_logprobs(logits, torch.tensor([1, 0]))

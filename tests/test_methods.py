@@ -4,6 +4,7 @@ the analysis read it, and a method registered in user code runs like a built-in 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from pebench_core import analysis, book, methods
 from pebench_core.config import ConfigError, load_config
 from pebench_core.methods import Method, register
+from pebench_core.ranges import POSITIVE
 from pebench_core.stages import methods_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,13 +25,21 @@ ROOT = Path(__file__).resolve().parent.parent
 # A reader's own method, as a module they would write: gradient ascent that stops pushing an
 # answer once its NLL passes a cap (a different loss from GA, not a rescaling: Adam would undo that).
 PLUGIN = """
+from dataclasses import dataclass
+
 from pebench_core.losses import LossOutput, sequence_nll
-from pebench_core.methods import Method, register
+from pebench_core.methods import Exercise, Method, MethodNotes, register, setting
+from pebench_core.ranges import POSITIVE
 
 
-def capped_ga_loss(inp, *, retain_weight=1.0, beta=0.1, state=None):
+@dataclass(frozen=True)
+class Settings:
+    cap: float = setting(2.0, POSITIVE, "the NLL past which an answer is no longer pushed")
+
+
+def capped_ga_loss(inp, *, retain_weight=1.0, beta=0.1, state=None, cap=2.0):
     nll = sequence_nll(inp.forget_logp_sum, inp.forget_n_tokens)
-    loss = -nll.clamp(max=2.0).mean()
+    loss = -nll.clamp(max=cap).mean()
     return LossOutput(loss=loss, parts={"forget_nll": float(nll.mean()), "loss": float(loss)})
 
 
@@ -37,10 +47,16 @@ register(Method(
     "capped-ga",
     loss=capped_ga_loss,
     title="Capped gradient ascent",
-    summary="Gradient ascent until each answer's NLL reaches 2",
-    formula=r"\\mathcal{L} = -\\mathbb{E}_{D_f}\\min(\\mathrm{NLL}_i, 2)",
+    summary="Gradient ascent until each answer's NLL reaches the cap",
+    formula=r"\\mathcal{L} = -\\mathbb{E}_{D_f}\\min(\\mathrm{NLL}_i, c)",
     about="A reader's method: **capped gradient ascent**, registered from a module of their own.",
     targets=("person", "event"),
+    settings=Settings,
+    notes=MethodNotes(
+        "Watch the forget NLL stop at the cap.",
+        (Exercise("Where the push stops", "What is the gradient past the cap?", "Zero: clamp has none."),
+         Exercise("A higher cap", "Run with unlearn.capped-ga.cap=5.", "It pushes further.", "run")),
+    ),
 ))
 """
 
@@ -104,6 +120,76 @@ def test_a_bad_registration_is_one_clear_error(change, message):
     assert "new" not in methods.METHODS
 
 
+@dataclasses.dataclass
+class _Loose:  # not frozen: a run's settings must not change under it
+    cap: float = methods.setting(2.0, POSITIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class _NoRange:
+    cap: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cap:
+    cap: float = methods.setting(2.0, POSITIVE, "a cap")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"settings": _Loose}, "settings must be a frozen dataclass"),
+        ({"settings": _NoRange}, "setting 'cap' needs a range"),
+        ({"needs_hidden": True}, r"read the setting\(s\) depth, steer, which its settings do not hold"),
+        ({"needs_adjusted_kl": True, "settings": _Cap}, r"read the setting\(s\) strength"),
+        ({"settings": _Cap, "settings_name": "simnpo"}, "settings name 'simnpo' is taken by method 'simnpo', with another settings class"),
+        ({"finish": "negate"}, "finish must be a function"),
+    ],
+)
+def test_a_method_s_settings_are_checked_when_it_is_registered(change, message):
+    entry = {"name": "new", "loss": lambda inp, **_: None, "title": "t", "summary": "s", "formula": "f", **change}
+    with pytest.raises(ConfigError, match=message):
+        register(Method(**entry))
+    assert "new" not in methods.METHODS
+
+
+def test_a_method_s_own_settings_are_set_checked_and_given_to_its_loss():
+    """``unlearn.<method>.<field>``: from a command line, checked against the field's range with
+    every other setting, given by name to a loss that takes it, recorded with the run."""
+    cfg = load_config("smoke", overrides=["unlearn.simnpo.gamma=0.5", "unlearn.bgd.max_weight=2"])
+    assert methods.settings_of("simnpo", cfg.unlearn).gamma == 0.5
+    assert methods.get("simnpo").loss_kwargs(cfg.unlearn) == {"retain_weight": 1.0, "beta": 0.1, "gamma": 0.5}
+    assert methods.get("gd+bgd").loss_kwargs(cfg.unlearn)["max_weight"] == 2.0  # the two variants share bgd.*
+    assert methods.settings_record("kl+bgd", cfg.unlearn) == {"bgd.max_weight": 2.0}
+    assert methods.get("ga").loss_kwargs(cfg.unlearn) == {"retain_weight": 1.0, "beta": 0.1}  # none of its own
+    # UNDIAL's strength builds the loop's target: recorded, not given to a loss that does not take it
+    assert "strength" not in methods.get("undial").loss_kwargs(cfg.unlearn)
+    for bad, message in (
+        ("unlearn.simnpo.gamma=-1", "unlearn.simnpo.gamma must be non-negative, got -1.0"),
+        ("unlearn.simnpo.margin=1", "unknown setting unlearn.simnpo.margin; the settings of 'simnpo': gamma"),
+        ("unlearn.gamma=1", "unknown field unlearn.gamma; .* a method's own settings, unlearn.<method>.<setting>: simnpo.gamma"),
+        ("unlearn.rmu.depth=abc", "unlearn.rmu.depth: expected a finite number, got 'abc'"),
+        ("unlearn.ga.x.y=1", "too many dots"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config("smoke", overrides=[bad])
+
+
+def test_every_input_a_loss_reads_has_one_producer():
+    """One table says where each loss input comes from and computes it: every field of
+    LossInputs has its entry, and a method is given every setting its inputs read."""
+    from pebench_core.inputs import INPUTS
+    from pebench_core.losses import LossInputs
+
+    assert set(INPUTS) == {f.name for f in dataclasses.fields(LossInputs)}
+    assert all(callable(i.compute) for i in INPUTS.values())
+    assert all(i.set is not None for i in INPUTS.values() if i.keep is not None or i.step)  # a pass needs a set
+    for m in methods.BUILT_IN:
+        own = methods.settings_of(m, load_config("smoke").unlearn)
+        for name in methods.get(m).required_inputs(1.0):
+            assert all(hasattr(own, s) for s in INPUTS[name].settings), (m, name)
+
+
 def test_an_unknown_method_names_the_registered_ones():
     with pytest.raises(ConfigError, match=r"unlearn.methods has unknown method\(s\) \['sgd'\]; allowed: ga, gd, kl"):
         load_config("smoke", overrides=["unlearn.methods=sgd"])
@@ -144,7 +230,8 @@ def test_a_method_and_a_metric_registered_in_user_code_run_end_to_end_into_their
     (tmp_path / "my_metrics.py").write_text(METRIC_PLUGIN)
     env = _env(tmp_path, "my_methods,my_metrics")
     out = tmp_path / "run"
-    argv = ["run", "--profile", "smoke", "--set", "unlearn.methods=ga,capped-ga", "--set", "unlearn.targets=person"]
+    argv = ["run", "--profile", "smoke", "--set", "unlearn.methods=ga,capped-ga", "--set", "unlearn.targets=person",
+            "--set", "unlearn.capped-ga.cap=1.5"]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "pebench_core.cli", *argv, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600
     )
@@ -157,6 +244,8 @@ def test_a_method_and_a_metric_registered_in_user_code_run_end_to_end_into_their
         pd.read_parquet(next((out / "unlearn" / f"{m}-person").glob("*/trajectory.parquet"))) for m in ("ga", "capped-ga")
     )
     assert len(ga) == len(capped) and not ga["forget_nll"].equals(capped["forget_nll"])  # another loss, another path
+    marker = json.loads(next((out / "unlearn" / "capped-ga-person").glob("*/.complete.json")).read_text())
+    assert marker["hparams"]["capped-ga.cap"] == 1.5  # its own setting, as set, recorded with the run
     # its chapter: the same parameterised notebook, -p method half-ga
     import papermill as pm
 
@@ -167,7 +256,12 @@ def test_a_method_and_a_metric_registered_in_user_code_run_end_to_end_into_their
     pm.execute_notebook(
         str(ROOT / "notebooks" / "04_method.ipynb"),
         str(executed),
-        parameters={"method": "capped-ga", "profile": "smoke", "run_dir": str(out), "overrides": ["unlearn.targets=person"]},
+        parameters={
+            "method": "capped-ga",
+            "profile": "smoke",
+            "run_dir": str(out),
+            "overrides": ["unlearn.targets=person", "unlearn.capped-ga.cap=1.5"],
+        },  # fmt: skip
         kernel_name="python3",
         progress_bar=False,
         cwd=str(tmp_path),
@@ -180,6 +274,7 @@ def test_a_method_and_a_metric_registered_in_user_code_run_end_to_end_into_their
         for o in c.get("outputs", [])
     )
     assert "capped gradient ascent" in shown and "def capped_ga_loss" in shown
+    assert "Where the push stops" in shown and "Watch the forget NLL stop at the cap." in shown  # its notes
     # chapter 3: the metric in the table of metrics and in the bounds' table
     measured = tmp_path / "03_measuring.ipynb"
     pm.execute_notebook(

@@ -10,7 +10,7 @@ from pebench_core import methods
 from pebench_core.config import ConfigError, load_config
 from pebench_core.methods import BUILT_IN
 from pebench_core.data import load_dataset, world_texts
-from pebench_core.losses import answer_logprobs
+from pebench_core.statistics import answer_logprobs
 from pebench_core.models import build_tiny, remove_lora
 from pebench_core.encoding import collate, encode_qa
 from pebench_core.unlearn import run_unlearning, unlearn_sets
@@ -93,7 +93,7 @@ def test_reference_outputs_match_the_model_at_the_first_step(setup, method):
     import math
 
     cfg, ds, bundle = setup
-    u = dataclasses.replace(cfg.unlearn, steps=1, eval_every=100, retain_weight=1.0, undial_strength=0.0)
+    u = dataclasses.replace(cfg.unlearn, steps=1, eval_every=100, retain_weight=1.0, settings={"undial": {"strength": 0.0}})
     run = run_unlearning(bundle, ds, "both", method, u, cfg.eval, progress=False, log=lambda *_: None)
     remove_lora(run.model)
     first = run.trajectory.iloc[0]
@@ -115,7 +115,7 @@ def test_reference_once_equals_the_reference_every_step(setup, method):
     usual design (the reference run on every step's batch) gives the same losses at every
     step and the same adapter, to float precision."""
     cfg, ds, bundle = setup
-    u = dataclasses.replace(cfg.unlearn, steps=3, eval_every=100, retain_weight=1.0, undial_strength=1.0)
+    u = dataclasses.replace(cfg.unlearn, steps=3, eval_every=100, retain_weight=1.0, settings={"undial": {"strength": 1.0}})
     runs = {}
     for mode in ("once", "every_step"):
         run = run_unlearning(bundle, ds, "both", method, u, cfg.eval, progress=False, log=lambda *_: None, reference=mode)
@@ -218,7 +218,7 @@ def test_packed_pass_equals_the_full_model(setup):
     """The loop's pass (several sets in one batch, cached encoder output, head on
     answer positions only, refusals sharing the forget items' prompts) gives each set's
     log-likelihoods as the full model on that set alone."""
-    from pebench_core.losses import packed_answer_logprobs
+    from pebench_core.statistics import packed_answer_logprobs
     from pebench_core.forward import image_features
     from pebench_core.forward import answer_pass
 
@@ -341,7 +341,7 @@ def test_bgd_variants_with_different_retain_terms_train_different_adapters(setup
     dist = lambda a, b: float(sum(((a[k] - b[k]) ** 2).sum() for k in a) ** 0.5)  # noqa: E731
     update = dist(gd1, {k: torch.zeros_like(v) for k, v in gd1.items()})  # lora_B starts at zero
     assert dist(gd1, kl1) > 0.05 * update and dist(gd1, gd0) > 0.05 * update
-    rho = u.bgd_max_weight
+    rho = methods.settings_of("gd+bgd", u).max_weight
     for c in ("person", "event"):
         assert traj[f"weight/{c}"].between(1 / rho, rho).all() and (traj[f"grad_norm/{c}"] > 0).all()
     assert "grad_norm_ratio" in traj and "balanced_ratio" in traj
@@ -355,7 +355,7 @@ def test_task_vector_negation_subtracts_the_adapter_it_trained(setup):
     before = _forget_nll(bundle, ds, "person")
     out = {}
     for alpha in (1.0, 2.0):
-        u = dataclasses.replace(cfg.unlearn, steps=4, lr=5e-3, eval_every=2, negation_scale=alpha)
+        u = dataclasses.replace(cfg.unlearn, steps=4, lr=5e-3, eval_every=2, settings={"task_vector": {"scale": alpha}})
         run = run_unlearning(bundle, ds, "person", "task_vector", u, cfg.eval, progress=False, log=lambda *_: None)
         try:
             out[alpha] = {k: v.detach().clone() for k, v in run.model.state_dict().items() if "lora_B" in k}
@@ -370,13 +370,13 @@ def test_task_vector_negation_subtracts_the_adapter_it_trained(setup):
 
 
 def test_rmu_adapts_only_the_mlps_below_its_layer_and_steers_it(setup):
-    """RMU's adapter sits on the MLPs of the layer at unlearn.rmu_depth and the two below it,
+    """RMU's adapter sits on the MLPs of the layer at unlearn.rmu.depth and the two below it,
     and its forget term starts at the distance of the reference's activations from c·u."""
     from pebench_core.models import decoder_layers
 
     cfg, ds, bundle = setup
     n = len(decoder_layers(bundle.model))
-    u = dataclasses.replace(cfg.unlearn, steps=8, lr=5e-3, eval_every=100, rmu_depth=1.0)
+    u = dataclasses.replace(cfg.unlearn, steps=8, lr=5e-3, eval_every=100, settings={"rmu": {"depth": 1.0}})
     run = run_unlearning(bundle, ds, "person", "rmu", u, cfg.eval, progress=False, log=lambda *_: None)
     try:
         names = [name for name, p in run.model.named_parameters() if p.requires_grad]

@@ -21,7 +21,7 @@ from ..encoding import encode_qa
 from ..errors import ConfigError
 from ..evaluate import CONCEPTS_OF
 from ..forward import answer_pass
-from ..losses import packed_token_logprobs
+from ..statistics import packed_token_logprobs
 from ..models import ModelBundle
 from .context import Context, qa
 from .registry import Probe

@@ -15,14 +15,22 @@ from .world import get_world
 
 
 def tuning_key(cfg: RunConfig, method: str, target: str) -> str:
+    return config_hash("tune", model_key(cfg, "finetune"), cfg.eval, target, *method_inputs(cfg, method, get_tuning))
+
+
+def method_inputs(cfg: RunConfig, method: str, stage, **unlearn) -> tuple:
+    """What a run of ``method`` depends on besides the model it starts from: the ``unlearn``
+    settings with the method list, the target list and the other methods' own settings taken
+    out (and ``unlearn`` replaced), its own settings as they resolve (defaults included), what
+    the loop computes for it, and the code of its loss and its finish with the ``stage``'s."""
     import dataclasses
 
-    from ..methods import Method, get
+    from ..methods import Method, get, settings_record
 
-    u = dataclasses.replace(cfg.unlearn, methods=(), targets=())  # one grid depends on its own method only
-    m = get(method)
-    code = stage_code(get_tuning, m.fn, Method.required_inputs, Method.settings)
-    return config_hash("tune", model_key(cfg, "finetune"), u, cfg.eval, method, target, m.passes(), code)
+    u = dataclasses.replace(cfg.unlearn, methods=(), targets=(), settings={}, **unlearn)
+    m = get(method)  # its loss's code and what the loop computes for it; not its title or prose
+    code = stage_code(stage, *(f for f in (m.fn, m.finish) if f is not None), Method.required_inputs, Method.loss_kwargs)
+    return u, method, settings_record(method, cfg.unlearn), m.passes(), code
 
 
 def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True) -> Path | None:
@@ -129,14 +137,7 @@ def tuned_lr(cfg: RunConfig, method: str, target: str, run_dir=None, progress: b
 def unlearn_key(cfg: RunConfig, method: str, target: str) -> str:
     """The key of the final run: its method, target and settings, the learning-rate grid
     included (the run's rate is the grid's choice, so the grid is one of its inputs)."""
-    import dataclasses
-
-    from ..methods import Method, get
-
-    u = dataclasses.replace(cfg.unlearn, methods=(), targets=())  # one run depends on its own method only
-    m = get(method)  # its loss's code and what the loop computes for it; not its title or prose
-    code = stage_code(get_unlearned, m.fn, Method.required_inputs, Method.settings)
-    return config_hash("unlearn", model_key(cfg, "finetune"), u, cfg.eval, method, target, m.passes(), code)
+    return config_hash("unlearn", model_key(cfg, "finetune"), cfg.eval, target, *method_inputs(cfg, method, get_unlearned))
 
 
 def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True) -> Path:
@@ -219,14 +220,8 @@ def fixed_rate_jobs(cfg: RunConfig) -> list[tuple[str, str]]:
 def fixed_rate_key(cfg: RunConfig, method: str, target: str) -> str:
     """The key of a fixed-rate run: the unlearning key's inputs with the grid taken out (one
     rate, ``unlearn.lr``), so it never changes with the grid's other rates."""
-    import dataclasses
-
-    from ..methods import Method, get
-
-    u = dataclasses.replace(cfg.unlearn, methods=(), targets=(), lr_factors=(1.0,))
-    m = get(method)
-    code = stage_code(get_fixed_rate, m.fn, Method.required_inputs, Method.settings)
-    return config_hash("fixed", model_key(cfg, "finetune"), u, cfg.eval, method, target, m.passes(), code)
+    inputs = method_inputs(cfg, method, get_fixed_rate, lr_factors=(1.0,))
+    return config_hash("fixed", model_key(cfg, "finetune"), cfg.eval, target, *inputs)
 
 
 def get_fixed_rate(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True) -> Path:
