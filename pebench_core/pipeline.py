@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+import pandas as pd
+
+from .config import RunConfig, safe_name
+from .evaluate import CONCEPTS_OF
+from .parallel import run_graph, stage_workers
+from .results import StageCache, atomic_write_bytes
 from .stages.evaluation import eval_key, get_eval
 from .stages.keys import methods_for, resolve_run_dir
 from .stages.models import base_variant, get_model, model_dir, vision_cache
@@ -28,6 +33,8 @@ from .stages.unlearning import (
     unlearn_key,
 )
 from .stages.world import get_world
+from .storage import is_complete, read_marker
+from .train import base_vision
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,6 @@ def run_plan(cfg: RunConfig, run_dir=None) -> list[PlannedStage]:
     within a kind, the two-concept target first (its stages take about twice as long).
     The one list of a run's stages: :func:`stage_times` reads it, :func:`build_in_parallel`
     builds it."""
-    from .config import safe_name
-    from .evaluate import CONCEPTS_OF
 
     out = resolve_run_dir(cfg, run_dir)
     targets = sorted(cfg.unlearn.targets, key=lambda t: -len(CONCEPTS_OF[t]))
@@ -120,8 +125,6 @@ def build_in_parallel(cfg: RunConfig, run_dir=None, progress: bool = False) -> b
     the README). The world, the initial model and the vision pre-training the two bases share
     are built here first, so two workers never build the same thing. Returns whether a pool
     built anything; otherwise every stage is built where it is first asked for, as before."""
-    from .parallel import run_graph, stage_workers
-    from .results import StageCache
 
     out = resolve_run_dir(cfg, run_dir)
     plan = run_plan(cfg, out)
@@ -131,8 +134,6 @@ def build_in_parallel(cfg: RunConfig, run_dir=None, progress: bool = False) -> b
         return False
     ds = get_world(cfg, out, progress=False)
     if any(s.what == "base" for s in missing):
-        from .train import base_vision
-
         init = get_model(cfg, "init", None, out, progress)
         if cfg.train.vision_exclude_forget_events and cfg.model.kind == "tiny":  # one encoder for both bases
             t0 = time.perf_counter()
@@ -156,9 +157,6 @@ def stage_times(cfg: RunConfig, run_dir=None) -> "Any":
     cached stages (a stage not built yet is left out): one row per stage with its ``kind``
     (models, eval, tune, unlearn, fixed, robust), ``stage``, ``seconds`` and the torch ``threads`` it
     computed on where recorded. The table to look at first when a run is slow."""
-    import pandas as pd
-
-    from .storage import is_complete, read_marker
 
     out = resolve_run_dir(cfg, run_dir)
     want: list[tuple[str, str, Path]] = []
@@ -177,7 +175,6 @@ def stage_times(cfg: RunConfig, run_dir=None) -> "Any":
 def report_stage_times(cfg: RunConfig, run_dir=None, log=print) -> Path:
     """Write :func:`stage_times` to ``<run>/stage_times.csv`` and print it by kind: how many
     stages, their seconds in all and the slowest. Returns the file."""
-    from .results import atomic_write_bytes
 
     out = resolve_run_dir(cfg, run_dir)
     table = stage_times(cfg, out)

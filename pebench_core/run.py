@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .config import RunConfig
+import pandas as pd
+
+from .analysis import item_units, unit_note
+from .analysis.runs import Runs, concat_runs, parse_seeds
+from .analysis.stats import UNITS, ItemIndex, summarise
+from .config import RunConfig, load_config, notebook_overrides
 from .data import Dataset
 from .errors import ConfigError
 from .stages.evaluation import get_eval
@@ -25,11 +30,11 @@ from .stages.models import get_model, stage_info
 from .stages.robustness import collect_robustness, get_robustness
 from .stages.unlearning import collect_fixed_rate, collect_results, get_tuning, get_unlearned, load_unlearned_model, unlearned_dir
 from .stages.world import get_world
+from .storage import read_marker
 
 
 def comparison(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True):
     """Result rows of finetune (lower bound), ``method`` and goal (upper bound) on ``target``."""
-    import pandas as pd
 
     folders = [
         get_eval(cfg, "finetune", target, run_dir, progress),
@@ -43,7 +48,6 @@ def answer_likelihoods(cfg: RunConfig, method: str, target: str, run_dir=None):
     """The finetune model's and ``method``'s unlearned model's likelihoods of the true answer
     and of the refusal on ``target``'s forget items, stacked (a ``model`` column tells them
     apart), as their stages stored them (:func:`write_likelihoods`)."""
-    import pandas as pd
 
     folders = [get_eval(cfg, "finetune", target, run_dir, False), get_unlearned(cfg, method, target, run_dir, False)]
     return pd.concat([pd.read_parquet(f / "likelihoods.parquet") for f in folders], ignore_index=True)
@@ -78,7 +82,6 @@ class Outcome:
     target: str
 
     def _read(self, name: str):
-        import pandas as pd
 
         return pd.read_parquet(self.folder / name)
 
@@ -100,7 +103,6 @@ class Outcome:
     @property
     def meta(self) -> dict:
         """The metadata the stage stored with its completion marker (times, counts, status)."""
-        from .storage import read_marker
 
         return read_marker(self.folder)
 
@@ -185,7 +187,6 @@ class Run:
         """The learning-rate grid of ``method`` on ``target`` (:func:`get_tuning`): one row per
         rate with its validation efficacy, retain and criterion, and ``kept``; ``None`` when
         the profile does not tune."""
-        import pandas as pd
 
         folder = get_tuning(self.cfg, method, target, self.dir, progress=self._progress(progress))
         return None if folder is None else pd.read_parquet(folder / "grid.parquet")
@@ -223,9 +224,6 @@ class Run:
         """Who and what every image of every seed's world shows (``seed``, ``item_id``,
         ``person``, ``event``): the ``units`` a cluster bootstrap over these runs reads
         (:func:`pebench_core.analysis.item_units`)."""
-        import pandas as pd
-
-        from .analysis import item_units
 
         return pd.concat([item_units(cls.of_seed(runs, s).world, seed=s) for s in runs.seeds], ignore_index=True)
 
@@ -233,7 +231,6 @@ class Run:
     def robustness_for_seeds(cls, runs):
         """The probes of every seed of what :meth:`for_seeds` returned, concatenated and checked
         as the results are: ``(results, items)``."""
-        from .analysis.runs import concat_runs
 
         frames = [(runs.dirs[s], *cls(runs.cfgs[s], runs.dirs[s]).collect_robustness()) for s in runs.seeds]
         return concat_runs(frames)
@@ -246,13 +243,10 @@ class Run:
     def fixed_rate_for_seeds(cls, runs):
         """The paper's protocol runs of every seed of what :meth:`for_seeds` returned,
         concatenated and checked as the results are: ``(results, items)``."""
-        from .analysis.runs import concat_runs
 
         frames = [(runs.dirs[s], *cls(runs.cfgs[s], runs.dirs[s]).fixed_rate()) for s in runs.seeds]
         frames = [f for f in frames if len(f[1])]
         if not frames:  # the profile runs no method of the paper's protocol
-            import pandas as pd
-
             return pd.DataFrame(), pd.DataFrame()
         return concat_runs(frames)
 
@@ -261,7 +255,6 @@ class Run:
         """The trajectory of every unlearning run of every seed of what :meth:`for_seeds`
         returned, stacked with ``seed``, ``target`` and ``method`` columns (a run not built is
         left out): what :func:`pebench_core.analysis.step_costs` reads."""
-        import pandas as pd
 
         frames = []
         for s in runs.seeds:
@@ -305,8 +298,6 @@ class Run:
         folder is absent is read from ``run_dir`` itself (what ``pebench run --out DIR``
         without ``--seeds`` wrote).
         """
-        from .analysis.runs import Runs, concat_runs, parse_seeds
-        from .config import load_config
 
         seed_list = parse_seeds(seeds, seed)
         multi = not (seeds is None or (isinstance(seeds, str) and not seeds.strip()))
@@ -358,7 +349,6 @@ class Chapter:
     def overview(self) -> str:
         """Two lines for the top of the chapter: the seeds and their folders, and what the
         intervals resample (:func:`pebench_core.analysis.unit_note`)."""
-        from .analysis import unit_note
 
         folders = ", ".join(str(d) for d in self.runs.dirs.values())
         return f"{len(self.runs.seeds)} seed(s): {self.runs.seeds}; run folder(s): {folders}\n{unit_note(self.summary)}"
@@ -382,8 +372,6 @@ def open_chapter(
     work), build whatever stage is missing once per seed, and summarise ``tables``
     (``results``: every evaluation; ``robustness``: every probe) with intervals that resample
     ``ci_unit`` (``concept``, ``person``, ``event`` or ``item``)."""
-    from .analysis.stats import UNITS, ItemIndex, summarise
-    from .config import notebook_overrides
 
     if tables not in TABLES:
         raise ConfigError(f"tables must be one of {', '.join(TABLES)}, got {tables!r}")

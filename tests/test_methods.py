@@ -142,7 +142,7 @@ class _Cap:
         ({"settings": _NoRange}, "setting 'cap' needs a range"),
         ({"needs_hidden": True}, r"read the setting\(s\) depth, steer, which its settings do not hold"),
         ({"needs_adjusted_kl": True, "settings": _Cap}, r"read the setting\(s\) strength"),
-        ({"settings": _Cap, "settings_name": "simnpo"}, "settings name 'simnpo' is taken by method 'simnpo', with another settings class"),
+        ({"settings": _Cap, "settings_name": "simnpo"}, "settings name 'simnpo' is taken by method 'simnpo', with another"),
         ({"finish": "negate"}, "finish must be a function"),
     ],
 )

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import RunConfig
+from ..evaluate import evaluate
 from ..hashing import config_hash
+from ..likelihoods import answer_likelihoods as likelihoods
+from ..results import StageCache, atomic_write_parquet, result_rows
 from .keys import resolve_run_dir, stage_code
 from .models import get_model, model_key
 from .world import get_world
@@ -28,7 +31,6 @@ def write_evaluation(
     lr: float | None = None,
     lr_rule: str = "",
 ) -> None:
-    from ..results import atomic_write_parquet, result_rows
 
     rows, items = result_rows(
         ev.results,
@@ -52,8 +54,6 @@ def write_likelihoods(folder: Path, bundle, ds, model: str, target: str, seed: i
     (:func:`pebench_core.likelihoods.answer_likelihoods`, a ``model`` column added), which
     chapter 4 reads: computed by the stage that has the model loaded, once per model (the
     finetune model's by its evaluation, not again by every unlearning run)."""
-    from ..likelihoods import answer_likelihoods as likelihoods
-    from ..results import atomic_write_parquet
 
     atomic_write_parquet(folder / "likelihoods.parquet", likelihoods(bundle, ds, target, seed).assign(model=model))
 
@@ -62,8 +62,6 @@ def get_eval(cfg: RunConfig, model: str, target: str, run_dir=None, progress: bo
     """Evaluate ``finetune`` or ``goal`` (of ``target``) on ``target``'s metrics; returns the folder
     holding results.parquet, items.parquet, answers.parquet and likelihoods.parquet
     (:func:`write_likelihoods`)."""
-    from ..evaluate import evaluate
-    from ..results import StageCache
 
     if model not in ("finetune", "goal"):
         raise ValueError(f"get_eval evaluates 'finetune' or 'goal', got {model!r}")

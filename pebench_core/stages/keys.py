@@ -7,9 +7,16 @@ import hashlib
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
+
+from .. import config as C
 from .. import distributed as D
+from ..code_keys import code_key
 from ..config import RunConfig
 from ..hashing import config_hash
+from ..methods import METHODS, Method, runs_on
+from ..probes import PROBES
+from ..results import atomic_write_parquet
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: pebench_core/stages/keys.py
 
@@ -45,10 +52,6 @@ def stage_code(*entries) -> str:
     classes and the method class are data, not code: every key hashes the values of the
     sections its stage reads (and an unlearning key its method's flags and the method code
     the loop calls), so a new ``unlearn.*`` field or method flag does not re-key the models."""
-    from .. import config as C
-    from ..code_keys import code_key
-    from ..methods import METHODS, Method
-    from ..probes import PROBES
 
     data = (
         C.RunConfig,
@@ -93,7 +96,6 @@ def checkpoint_fingerprint(path: str | Path) -> str:
 def methods_for(cfg: RunConfig, target: str, methods=None) -> list[str]:
     """The methods (``methods``, default the profile's) run on ``target``: those whose registry
     entry lists it (BGD balances two concepts, so it runs on ``both`` only)."""
-    from ..methods import runs_on
 
     return [m for m in (methods or cfg.unlearn.methods) if runs_on(m, target)]
 
@@ -107,9 +109,6 @@ TRAJECTORY_FILE = "trajectory.parquet"
 
 def gather_tables(folders: Sequence[Path], dest: Path, results_name: str, items_name: str):
     """The results and items tables of ``folders`` stacked, written under ``dest`` (rank 0)."""
-    import pandas as pd
-
-    from ..results import atomic_write_parquet
 
     res = pd.concat([pd.read_parquet(f / RESULTS_FILE) for f in folders], ignore_index=True)
     items = pd.concat([pd.read_parquet(f / ITEMS_FILE) for f in folders], ignore_index=True)

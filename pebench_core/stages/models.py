@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .. import distributed as D
+from .. import train
 from ..config import RunConfig
+from ..data import world_texts
+from ..errors import ConfigError
 from ..hashing import config_hash
+from ..memory import check_stage
+from ..models import build_tiny, load_bundle, load_merged, save_adapter, save_bundle, unwrap
+from ..results import StageCache
+from ..storage import read_marker
 from .keys import checkpoint_fingerprint, resolve_run_dir, stage_code
 from .world import get_world, world_key
 
@@ -56,7 +65,6 @@ def _load_stage(cfg: RunConfig, out: Path):
     """A built stage: a whole checkpoint, or (a local checkpoint's LoRA stage) the checkpoint
     with the stage's adapter merged in, so that unlearning adapts the fine-tuned weights and
     its reference (adapter off) is exactly them."""
-    from ..models import load_bundle, load_merged
 
     if (out / _ADAPTER).is_dir():
         return load_merged(cfg.model.path, out / _ADAPTER, cfg.model.device, cfg.model.dtype)
@@ -71,11 +79,6 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
     itself; ``finetune`` and ``goal`` store a LoRA adapter (``train.adapter = lora``) or the
     whole fine-tuned model (``full``).
     """
-    from .. import train
-    from ..data import world_texts
-    from ..errors import ConfigError
-    from ..models import build_tiny, load_bundle, save_adapter, save_bundle, unwrap
-    from ..results import StageCache
 
     if cfg.model.kind == "local":  # config.validate checked the folder
         if stage in ("init", "base"):
@@ -91,7 +94,6 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
         else:
             parent = ("init", None) if stage == "base" else ("base", target)
             bundle = get_model(cfg, parent[0], parent[1], run_dir, progress)
-            from ..memory import check_stage
 
             check_stage(cfg, bundle, stage, ds)
             # Both bases share one vision pre-training (the same scenes): stored once on disk.
@@ -117,7 +119,6 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
                 save_adapter(bundle.model, tmp / _ADAPTER)
             else:
                 save_bundle(bundle, tmp, state_dict=full)
-        import torch
 
         # threads: a worker of pebench_core.parallel trains on one, a plain run on the process's
         return {"stage": stage, "target": target, **(info or {}), "threads": torch.get_num_threads()}
@@ -136,7 +137,6 @@ def get_model(cfg: RunConfig, stage: str, target: str | None = None, run_dir=Non
 def stage_info(cfg: RunConfig, stage: str, target: str | None = None, run_dir=None) -> dict:
     """The metadata a model stage stored (times, training history). A local checkpoint's
     ``init`` and ``base`` are the checkpoint itself: nothing was trained, and the info says so."""
-    from ..storage import read_marker
 
     if cfg.model.kind == "local" and stage in ("init", "base"):
         return {

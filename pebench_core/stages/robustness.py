@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RunConfig
+import torch
+
+from ..config import RunConfig, safe_name
+from ..errors import ConfigError
+from ..evaluate import CONCEPTS_OF
 from ..hashing import config_hash
+from ..parallel import run_stages, stage_workers
+from ..probes import get as get_probe
+from ..probes import run_probes
+from ..results import StageCache, atomic_write_parquet, result_rows
 from ..storage import read_marker
 from .keys import ITEMS_FILE, RESULTS_FILE, gather_tables, methods_for, resolve_run_dir, stage_code
 from .models import get_model, model_key
@@ -17,7 +25,6 @@ from .world import get_world, world_key
 def robust_key(cfg: RunConfig, model: str, target: str) -> str:
     """The probes' key: the probed model's own key, the probes' settings, the evaluation's (the
     same scorer and decoding), the LoRA settings relearning uses, and the code of the probes it runs."""
-    from ..probes import get as get_probe
 
     if model == "finetune":
         parent = model_key(cfg, "finetune")
@@ -55,10 +62,6 @@ def get_robustness(cfg: RunConfig, model: str, target: str, run_dir=None, progre
     """Run every probe of ``cfg.robust.probes`` on ``model`` (``finetune``, ``goal`` or a method)
     for ``target``; returns the folder holding results.parquet and items.parquet (the long
     format, one metric per probe measure) and, in the marker, the seconds of each probe."""
-    from ..config import safe_name
-    from ..errors import ConfigError
-    from ..probes import run_probes
-    from ..results import StageCache
 
     if not cfg.robust.probes:
         raise ConfigError("robust.probes is empty: there is nothing to probe (list some of relearn, paraphrase, ...)")
@@ -74,7 +77,6 @@ def get_robustness(cfg: RunConfig, model: str, target: str, run_dir=None, progre
         bundle = probed_model(cfg, model, target, run_dir, progress)
         ds = get_world(cfg, run_dir, progress=False)
         results, seconds = run_probes(bundle, ds, target, cfg, log=print if progress else (lambda *_: None))
-        from ..results import atomic_write_parquet, result_rows
 
         rows, items = result_rows(
             results, run_id=f"{Path(str(cfg.profile)).stem}-s{cfg.seed}", profile=str(cfg.profile), seed=cfg.seed,
@@ -82,7 +84,6 @@ def get_robustness(cfg: RunConfig, model: str, target: str, run_dir=None, progre
         )  # fmt: skip
         atomic_write_parquet(tmp / RESULTS_FILE, rows)
         atomic_write_parquet(tmp / ITEMS_FILE, items)
-        import torch
 
         # threads: a worker of pebench_core.parallel computes on one, a plain run on the process's
         meta = {"model": model, "target": target, "probes": list(cfg.robust.probes), "seconds_probe": seconds}
@@ -96,10 +97,6 @@ def collect_robustness(cfg: RunConfig, run_dir=None, methods=None, targets=None,
     ``<run>/results/robustness.parquet`` and ``robustness_items.parquet``: the same long format
     as the results table, kept beside it so that the paper's tables read only the paper's
     metrics. Returns ``(results, items)``."""
-    from ..config import safe_name
-    from ..evaluate import CONCEPTS_OF
-    from ..parallel import run_stages, stage_workers
-    from ..results import StageCache
 
     out = resolve_run_dir(cfg, run_dir)
     jobs = [(m, t) for t in targets or cfg.unlearn.targets for m in ("finetune", *methods_for(cfg, t, methods), "goal")]

@@ -3,11 +3,25 @@ fixed-rate protocol, and the results tables gathered from them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import shutil
 from pathlib import Path
 
-from ..config import RunConfig
+import pandas as pd
+
+from ..config import RunConfig, safe_name
+from ..errors import ConfigError
+from ..evaluate import CONCEPTS_OF, evaluate, validation_score
 from ..hashing import config_hash
+from ..memory import check_stage
+from ..methods import Method, get, settings_record
+from ..models import load_adapter, remove_lora, save_adapter
+from ..parallel import run_stages, stage_workers
+from ..results import StageCache, atomic_write_json, atomic_write_parquet, read_marker
+from ..tuning import UNTUNED, choose, is_tuned, rates, rule_text
+from ..unlearn import check_trajectory, run_unlearning
 from .evaluation import get_eval, write_evaluation, write_likelihoods
 from .keys import gather_tables, methods_for, resolve_run_dir, stage_code
 from .models import get_model, model_key
@@ -23,9 +37,6 @@ def method_inputs(cfg: RunConfig, method: str, stage, **unlearn) -> tuple:
     settings with the method list, the target list and the other methods' own settings taken
     out (and ``unlearn`` replaced), its own settings as they resolve (defaults included), what
     the loop computes for it, and the code of its loss and its finish with the ``stage``'s."""
-    import dataclasses
-
-    from ..methods import Method, get, settings_record
 
     u = dataclasses.replace(cfg.unlearn, methods=(), targets=(), settings={}, **unlearn)
     m = get(method)  # its loss's code and what the loop computes for it; not its title or prose
@@ -45,18 +56,6 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
     be generated for nothing (a third of a three-rate grid's time on the tiny model), so each
     run keeps its adapter at the check steps and the checks are asked once the rate is chosen
     (:func:`pebench_core.unlearn.check_trajectory`; the same numbers as checking during the run)."""
-    import dataclasses
-    import math
-
-    import pandas as pd
-
-    from ..config import safe_name
-    from ..errors import ConfigError
-    from ..evaluate import validation_score
-    from ..models import load_adapter, remove_lora, save_adapter
-    from ..results import StageCache, atomic_write_json, atomic_write_parquet
-    from ..tuning import choose, is_tuned, rates, rule_text
-    from ..unlearn import check_trajectory, run_unlearning
 
     u0 = cfg.unlearn
     if not is_tuned(u0):
@@ -66,7 +65,6 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
     whole = u0.grid_steps in (0, u0.steps)
 
     def build(tmp: Path) -> dict:
-        from ..memory import check_stage
 
         bundle = get_model(cfg, "finetune", None, run_dir, progress)
         ds = get_world(cfg, run_dir, progress=False)
@@ -124,8 +122,6 @@ def get_tuning(cfg: RunConfig, method: str, target: str, run_dir=None, progress:
 def tuned_lr(cfg: RunConfig, method: str, target: str, run_dir=None, progress: bool = True) -> tuple[float, str, Path | None]:
     """``(learning rate, selection rule, tuning folder)`` of ``method`` on ``target``: the grid's
     kept rate (the grid runs first if it is not cached), or ``unlearn.lr`` untuned."""
-    from ..results import read_marker
-    from ..tuning import UNTUNED
 
     folder = get_tuning(cfg, method, target, run_dir, progress)
     if folder is None:
@@ -147,23 +143,11 @@ def get_unlearned(cfg: RunConfig, method: str, target: str, run_dir=None, progre
     tables, ``likelihoods.parquet`` (:func:`write_likelihoods`), and the run's status and
     hyper-parameters in the completion marker.
     """
-    from ..config import safe_name
-    from ..errors import ConfigError
-    from ..evaluate import evaluate
-    from ..models import save_adapter
-    from ..results import StageCache, atomic_write_parquet
-    from ..unlearn import run_unlearning
 
     key = unlearn_key(cfg, method, target)
     cache = StageCache(resolve_run_dir(cfg, run_dir) / "unlearn")
 
     def build(tmp: Path) -> dict:
-        import dataclasses
-        import shutil
-
-        from ..memory import check_stage
-        from ..models import load_adapter
-        from ..storage import read_marker
 
         lr, rule, tune = tuned_lr(cfg, method, target, run_dir, progress)  # the grid first, when the profile tunes
         bundle = get_model(cfg, "finetune", None, run_dir, progress)
@@ -232,13 +216,6 @@ def get_fixed_rate(cfg: RunConfig, method: str, target: str, run_dir=None, progr
     is evaluated, not trained again; otherwise the run is trained here. A run whose loss
     stopped being finite is kept with its status: a collapse is part of what the protocol
     shows. The folder holds the evaluation tables; the marker the run's status and rate."""
-    from ..config import safe_name
-    from ..evaluate import evaluate
-    from ..models import load_adapter, remove_lora
-    from ..results import StageCache
-    from ..storage import read_marker
-    from ..tuning import rates
-    from ..unlearn import run_unlearning
 
     key = fixed_rate_key(cfg, method, target)
     cache = StageCache(resolve_run_dir(cfg, run_dir) / "fixed")
@@ -279,16 +256,12 @@ def collect_fixed_rate(cfg: RunConfig, run_dir=None):
     out = resolve_run_dir(cfg, run_dir)
     folders = [get_fixed_rate(cfg, m, t, out, progress=False) for m, t in fixed_rate_jobs(cfg)]
     if not folders:
-        import pandas as pd
-
         return pd.DataFrame(), pd.DataFrame()
     return gather_tables(folders, out / "results", "fixed_rate.parquet", "fixed_rate_items.parquet")
 
 
 def unlearned_dir(cfg: RunConfig, method: str, target: str, run_dir=None) -> Path:
     """The folder :func:`get_unlearned` uses for ``method`` on ``target`` (it may not exist yet)."""
-    from ..config import safe_name
-    from ..results import StageCache
 
     return StageCache(resolve_run_dir(cfg, run_dir) / "unlearn").path(
         f"{safe_name(method)}-{target}", unlearn_key(cfg, method, target)
@@ -297,7 +270,6 @@ def unlearned_dir(cfg: RunConfig, method: str, target: str, run_dir=None) -> Pat
 
 def load_unlearned_model(cfg: RunConfig, method: str, target: str, run_dir=None):
     """The finetune model with the saved adapter of (method, target) on, ready to generate."""
-    from ..models import load_adapter
 
     folder = get_unlearned(cfg, method, target, run_dir, progress=False)
     bundle = get_model(cfg, "finetune", None, run_dir, progress=False)
@@ -313,10 +285,6 @@ def build_unlearning(cfg: RunConfig, run_dir=None, methods=None, targets=None, p
     of one thread build two tiny stages in about the time one process of two threads builds
     one (measured: ga and gd on person, 34 s together against 38 s one after the other).
     Returns whether a pool built them."""
-    from ..config import safe_name
-    from ..evaluate import CONCEPTS_OF
-    from ..parallel import run_stages, stage_workers
-    from ..results import StageCache
 
     out = resolve_run_dir(cfg, run_dir)
     cache = StageCache(out / "unlearn")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from .. import distributed as D
 from ..config import RunConfig, check_forget_floor
 from ..data import Dataset, load_dataset, load_pebench_folder
 from ..hashing import config_hash
+from ..storage import is_complete, verify
+from ..world import GENERATOR_VERSION, generate_world, write_world
 from .keys import folder_fingerprint, resolve_run_dir, stage_code
 
 
@@ -19,7 +22,6 @@ def real_pretrain_people(cfg: RunConfig) -> int:
 
 
 def world_key(cfg: RunConfig) -> str:
-    from ..world import GENERATOR_VERSION
 
     if cfg.world.data_dir:  # edits to the folder make every stage that reads it stale
         content = folder_fingerprint(cfg.world.data_dir)
@@ -36,10 +38,6 @@ def get_world(cfg: RunConfig, run_dir: str | Path | None = None, progress: bool 
         )
         check_forget_floor(len(ds.people), len(ds.events), cfg.world.forget_share, cfg.findings, cfg.world.data_dir)
         return ds
-    import shutil
-
-    from ..storage import is_complete, verify
-    from ..world import generate_world, write_world
 
     out = resolve_run_dir(cfg, run_dir) / "world" / world_key(cfg)
     intact = is_complete(out) and (problem := verify(out)) is None
