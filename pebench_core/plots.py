@@ -10,16 +10,66 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FixedLocator, NullLocator
 
 from .metrics import paper_metric_order
 
 sns.set_theme(context="notebook", style="whitegrid")
 
 
-# The book's text column is about 10 inches of figure at the size the page shows it: a wider
-# figure is scaled down, and its captions with it (a 7-point caption on a 13-inch grid reads
-# at about 3 pixels). Grids are therefore capped at this width and their captions wrapped.
-PAGE_WIDTH_IN = 10.0
+# The book's text column is about 757 pixels wide, and a chapter's figures are drawn at 100 dots
+# per inch: a figure wider than 7.4 inches (its legend included) is scaled down on the page, and
+# its text with it (a 7-point label on a 14-inch figure reads at about 5 pixels). Every figure is
+# therefore at most this wide: panels wrap into rows, legends sit below them, and no text is
+# smaller than MIN_FONT_PT (9.7 pixels at full size). On a phone a figure keeps this size and
+# scrolls inside its box (book/_static), so its text stays as large there.
+PAGE_WIDTH_IN = 7.4
+MIN_FONT_PT = 7.0
+
+
+def _wrap(text: str, fontsize: float = 12) -> str:
+    """``text`` in lines that fit the page at ``fontsize`` points (a long title widened its figure)."""
+    import textwrap
+
+    return textwrap.fill(text, max(20, int(PAGE_WIDTH_IN * 72 / (0.55 * fontsize))))
+
+
+def _suptitle(fig, title: str, y: float = 1.02):
+    return fig.suptitle(_wrap(title), y=y)
+
+
+def _grid(n: int, panel_w: float, panel_h: float, **kw):
+    """``n`` panels of about ``panel_w`` × ``panel_h`` inches, as many side by side as fit the
+    page and the rest in further rows (unused cells hidden); returns ``(fig, axes)``, axes 2-D."""
+    n = max(1, n)
+    ncols = max(1, min(n, int(PAGE_WIDTH_IN // panel_w)))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(min(PAGE_WIDTH_IN, ncols * panel_w), nrows * panel_h), squeeze=False, **kw)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _legend_below(fig, handles, labels, title: str | None = None, fontsize: float = 9):
+    """One legend for the figure, centred below its panels, in as many columns as fit the page
+    (a legend right of the panels widened the figure past the page, and shrank everything)."""
+    if not handles:
+        return None
+    chars = max(len(str(lab)) for lab in labels)
+    entry = 0.55 + chars * 0.55 * fontsize / 72  # inches: the handle, then the text
+    ncol = max(1, min(len(labels), int(PAGE_WIDTH_IN * 0.95 // entry)))
+    return fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=fontsize,
+                      frameon=False, title=title, title_fontsize=fontsize)  # fmt: skip
+
+
+def _all_handles(axes) -> tuple[list, list]:
+    """Every panel's legend entries, once each by label (a series drawn only in a later panel,
+    such as the BGD methods of target both, still gets its entry)."""
+    seen: dict = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    return list(seen.values()), list(seen)
 
 
 def image_grid(
@@ -51,7 +101,7 @@ def image_grid(
             if wrapped is not None:
                 ax.set_title(wrapped[k], fontsize=fontsize, pad=2)
     if title:
-        fig.suptitle(title, y=1.0)
+        _suptitle(fig, title, y=1.0)
     fig.tight_layout()
     return fig
 
@@ -90,7 +140,7 @@ def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | No
     concept, the six metrics side by side, one bar per model. Higher is better everywhere."""
     df = df.reset_index(drop=True)  # frames stacked with pd.concat repeat index labels
     concepts = [c for c in ("person", "event") if c in set(df["concept"])]
-    fig, axes = plt.subplots(1, len(concepts), figsize=(6.5 * len(concepts), 3.6), squeeze=False)
+    fig, axes = _grid(len(concepts), PAGE_WIDTH_IN, 3.3)
     for ax, concept in zip(axes.flat, concepts):
         d = df[df["concept"] == concept]
         sns.barplot(
@@ -108,19 +158,17 @@ def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | No
         ax.set_xlabel("")
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    # one legend, right of the panels: inside, it covered the bars it names
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
-    if title:
-        fig.suptitle(title, y=1.02)
     fig.tight_layout()
+    # one legend, below the panels: inside, it covered the bars it names
+    _legend_below(fig, *_all_handles(axes))
+    if title:
+        _suptitle(fig, title, y=1.02)
     return fig
 
 
 def trajectory(traj: pd.DataFrame, title: str = ""):
     """Forget and retain losses per step (left) and the efficacy checks (right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.2))
     loss_cols = [c for c in ("forget_loss", "retain_loss", "loss") if c in traj]
     long = traj.melt(id_vars="step", value_vars=loss_cols, var_name="term", value_name="value").dropna()
     sns.lineplot(data=long, x="step", y="value", hue="term", ax=axes[0])
@@ -131,9 +179,12 @@ def trajectory(traj: pd.DataFrame, title: str = ""):
         # a dash and a marker per check: two checks at the same value would hide each other
         sns.lineplot(data=e, x="step", y="efficacy", hue="check", style="check", markers=True, dashes=True, ax=axes[1])
         axes[1].set_ylim(-0.02, 1.02)
-    axes[1].set_title("efficacy on a fixed forget subset")
+    axes[1].set_title("efficacy (fixed forget subset)")
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.legend(fontsize=8, title=None)
     if title:
-        fig.suptitle(title, y=1.03)
+        _suptitle(fig, title, y=1.03)
     fig.tight_layout()
     return fig
 
@@ -166,7 +217,7 @@ def single_vs_both(svs: pd.DataFrame, title: str = ""):
     import numpy as np
 
     concepts = [c for c in ("person", "event") if c in set(svs["concept"])]
-    fig, axes = plt.subplots(1, len(concepts), figsize=(6.2 * len(concepts), 3.6), squeeze=False, sharey=True)
+    fig, axes = _grid(len(concepts), PAGE_WIDTH_IN, 3.4, sharey=True)
     pal = sns.color_palette("deep")
     for ax, concept in zip(axes.flat, concepts):
         d = svs[svs["concept"] == concept].reset_index(drop=True)
@@ -176,16 +227,16 @@ def single_vs_both(svs: pd.DataFrame, title: str = ""):
         _errorbars(ax, x - w / 2, d["single"], d["single_lo"], d["single_hi"])
         ax.bar(x + w / 2, d["both"], w, color=pal[3], label="together (target both)")
         _errorbars(ax, x + w / 2, d["both"], d["both_lo"], d["both_hi"])
-        ax.set_xticks(x, d["method"], rotation=0)
+        # room for every name: a dozen methods side by side ran their labels into each other
+        ax.set_xticks(x, d["method"], rotation=90 if len(d) > 6 else 0)
         ax.set_ylim(0, 1.08)
         ax.set_ylabel("efficacy")
         ax.set_title(f"{concept} efficacy")
-    # above the panels, not over the bars (low efficacy bars sat under a lower-left legend)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=9, frameon=False)
-    if title:
-        fig.suptitle(title, y=1.02)
     fig.tight_layout()
+    # below the panels, not over the bars (low efficacy bars sat under a lower-left legend)
+    _legend_below(fig, *_all_handles(axes))
+    if title:
+        _suptitle(fig, title, y=1.02)
     return fig
 
 
@@ -200,11 +251,11 @@ def concept_trajectories(trajs: dict, title: str = ""):
             if col in t:
                 d = t[["step", col]].dropna()
                 rows.append(pd.DataFrame({"step": d["step"], "efficacy": d[col], "concept": c, "run": label}))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.2), sharey=True, squeeze=False)
     if rows:
         long = pd.concat(rows, ignore_index=True)
         runs = list(dict.fromkeys(long["run"]))
-        for ax, c in zip(axes, ("person", "event")):
+        for ax, c in zip(axes.flat, ("person", "event")):
             # a dash pattern and a marker per run as well as a colour: two runs that agree
             # (efficacy 1.0 from the first check on) would otherwise draw one line over the other
             sns.lineplot(
@@ -220,15 +271,15 @@ def concept_trajectories(trajs: dict, title: str = ""):
                 alpha=0.85,
                 ax=ax,
             )
-            ax.set_title(f"{c} efficacy on a fixed forget subset")
+            ax.set_title(f"{c} efficacy (fixed forget subset)")
             ax.set_ylim(-0.02, 1.05)
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
-    if title:
-        fig.suptitle(title, y=1.03)
     fig.tight_layout()
+    if rows:
+        _legend_below(fig, *_all_handles(axes))
+    if title:
+        _suptitle(fig, title, y=1.03)
     return fig
 
 
@@ -237,7 +288,7 @@ def lr_grid(grids: dict, title: str = ""):
     :meth:`pebench_core.run.Run.tuning`'s table): the validation efficacy and retain of
     each concept against the rate (log scale), the criterion in black, the kept rate starred."""
     n = max(1, len(grids))
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1.6, 3.2), squeeze=False, sharey=True)
+    fig, axes = _grid(n, 2.45, 3.0, sharey=True)
     colours = {"person": sns.color_palette()[0], "event": sns.color_palette()[3]}
     for ax, (target, g) in zip(axes.flat, grids.items()):
         g = g.sort_values("lr")
@@ -249,17 +300,19 @@ def lr_grid(grids: dict, title: str = ""):
         kept = g[g["kept"]]
         ax.plot(kept["lr"], kept["criterion"], "*", color="gold", mec="black", ms=15, label="kept", zorder=5)
         ax.set_xscale("log")
+        # a tick at each rate of the grid and none between: log-axis minor labels collided
+        rates = sorted(g["lr"].unique())
+        ax.xaxis.set_major_locator(FixedLocator(rates))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(rates, [f"{r:.0e}".replace("e-0", "e-") for r in rates])
+        if len(rates) > 1:
+            ax.set_xlim(rates[0] / 1.5, rates[-1] * 1.5)
         ax.set(xlabel="learning rate", title=f"target {target}", ylim=(-0.03, 1.05))
     axes.flat[0].set_ylabel("validation score")
-    legend: dict = {}  # every panel's lines, once each (target both has both concepts)
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(lab, h)
-    if legend:
-        fig.legend(list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
-    if title:
-        fig.suptitle(title, y=1.03)
     fig.tight_layout()
+    _legend_below(fig, *_all_handles(axes))  # every panel's lines, once each (target both has both concepts)
+    if title:
+        _suptitle(fig, title, y=1.03)
     return fig
 
 
@@ -268,7 +321,7 @@ def bgd_balance(trajs: dict, max_weight: float | None = None, title: str = ""):
     trajectories), with the bounds ``[1/ρ, ρ]`` drawn when ``max_weight`` is given; right, the
     ratio of the event to the person forget-gradient norm before weighting
     (``grad_norm_ratio``, log scale; 1 is balanced). ``trajs`` maps a run label to its trajectory."""
-    fig, (ax_w, ax_r) = plt.subplots(1, 2, figsize=(11, 3.4))
+    fig, (ax_w, ax_r) = plt.subplots(2, 1, figsize=(PAGE_WIDTH_IN, 5.6))
     palette = dict(zip(trajs, sns.color_palette(n_colors=max(1, len(trajs)))))
     for label, t in trajs.items():
         for c, style in (("person", "-"), ("event", "--")):
@@ -280,16 +333,15 @@ def bgd_balance(trajs: dict, max_weight: float | None = None, title: str = ""):
         for b in (max_weight, 1 / max_weight):
             ax_w.axhline(b, color="0.5", lw=0.8, ls=":")
     ax_w.set_yscale("log")
-    ax_w.set(xlabel="step", ylabel="weight $w_c$", title="each concept's weight (dotted: the bounds)")
+    ax_w.set(xlabel="", ylabel="weight $w_c$", title="each concept's weight (dotted: the bounds)")
     ax_r.axhline(1.0, color="0.5", lw=0.8, ls=":")
     ax_r.set_yscale("log")
     ax_r.set(xlabel="step", ylabel="$g_\\mathrm{event} / g_\\mathrm{person}$", title="gradient-norm ratio before weighting")
-    for ax in (ax_w, ax_r):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, y=1.03)
     fig.tight_layout()
+    handles, labels = ax_w.get_legend_handles_labels()  # every run's two concepts (the ratio's lines share its colours)
+    _legend_below(fig, handles, labels, fontsize=8)
+    if title:
+        _suptitle(fig, title, y=1.03)
     return fig
 
 
@@ -301,7 +353,7 @@ def _heatmap(
     vmax: float,
     annot=True,
     fmt: str = ".2f",
-    fontsize: float = 7,
+    fontsize: float = MIN_FONT_PT,
     cbar: bool = True,
     cbar_label: str = "",
     linewidths: float = 0.4,
@@ -347,14 +399,14 @@ def _heatmap(
     return mesh
 
 
-def interference_heatmaps(matrices: dict, title: str = "", vmax: float = 1.0, ncols: int = 3):
+def interference_heatmaps(matrices: dict, title: str = "", vmax: float = 1.0, ncols: int = 2):
     """Small multiples: one target × measured-concept heatmap per method (``matrices`` maps a
     method to ``analysis.interference_matrix``), cells = change against finetune, diverging
     colours centred on 0 (blue: more known than finetune, red: less)."""
     n = len(matrices)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(min(PAGE_WIDTH_IN, 3.4 * ncols), 2.8 * nrows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for k, (ax, (method, m)) in enumerate(zip(axes.flat, matrices.items())):
@@ -365,7 +417,7 @@ def interference_heatmaps(matrices: dict, title: str = "", vmax: float = 1.0, nc
         ax.set_ylabel("target" if k % ncols == 0 else "")
         ax.tick_params(axis="y", rotation=0)
     if title:
-        fig.suptitle(title, y=1.02)
+        _suptitle(fig, title, y=1.02)
     fig.tight_layout()
     return fig
 
@@ -375,7 +427,7 @@ def paired_deltas(per_item: pd.DataFrame, title: str = ""):
     images and on the retain images, one panel per direction (``per_item`` frame of
     ``analysis.paired_image_level``): a box per image set with every image as a dot."""
     dirs = list(dict.fromkeys(per_item["direction"]))
-    fig, axes = plt.subplots(1, max(1, len(dirs)), figsize=(5.2 * max(1, len(dirs)), 3.4), squeeze=False, sharey=True)
+    fig, axes = _grid(len(dirs), 3.6, 3.2, sharey=True)
     for ax, d in zip(axes.flat, dirs):
         sub = per_item[per_item["direction"] == d]
         order = [x for x in ("forget", "retain") if x in set(sub["images"])]
@@ -399,7 +451,7 @@ def paired_deltas(per_item: pd.DataFrame, title: str = ""):
         ax.set_xlabel("")
         ax.set_ylabel("change against finetune")
     if title:
-        fig.suptitle(title, y=1.03)
+        _suptitle(fig, title, y=1.03)
     fig.tight_layout()
     return fig
 
@@ -423,7 +475,8 @@ def estimate_forest(
     if "part" in d:  # several rows of one subject (e.g. finding 1): name the part too
         dup = pd.Series(labels).duplicated(keep=False).to_numpy()
         labels = [f"{lab} · {p}" if k else lab for lab, p, k in zip(labels, d["part"], dup)]
-    fig, ax = plt.subplots(figsize=(7.5, max(2.0, 0.24 * len(d) + 0.8)))
+    height = max(2.0, 0.24 * len(d) + 0.8)  # inches of axes
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, height + 0.9))
     y = np.arange(len(d))[::-1]
     colours = {
         "reproduced": "tab:green",
@@ -439,16 +492,21 @@ def estimate_forest(
     ax.hlines(y[ok], lo_[ok], hi_[ok], color="0.3", lw=1.2)
     ax.scatter(v, y, c=c, zorder=3, s=22)
     ax.axvline(zero, color="0.4", lw=0.8, ls="--")
-    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_yticks(y, labels, fontsize=MIN_FONT_PT)
     ax.set_ylim(-0.7, len(d) - 0.3)
     ax.set_xlabel("estimate (claim holds where the interval lies right of the dashed line)")
+    # a tall forest: its axis at the top as well as the bottom, and its legend at the top, where the eye starts
+    ax.tick_params(axis="x", top=True, labeltop=True)
     if "verdict" in d:
         from matplotlib.lines import Line2D
 
         seen = [k for k in colours if k in set(d["verdict"])]
-        ax.legend([Line2D([], [], marker="o", ls="", color=colours[k]) for k in seen], seen, fontsize=7, loc="lower right")
+        # above the top axis labels (a third of an inch): its own row, under the title
+        ax.legend([Line2D([], [], marker="o", ls="", color=colours[k]) for k in seen], seen, fontsize=8,
+                  loc="lower center", bbox_to_anchor=(0.5, 1.0 + 0.34 / height), ncol=len(seen),
+                  frameon=False)  # fmt: skip
     if title:
-        ax.set_title(title)
+        ax.set_title(_wrap(title), pad=50 if "verdict" in d else 24)
     fig.tight_layout()
     return fig
 
@@ -465,7 +523,7 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
     metrics = [m for m in paper_metric_order() if m in set(d["metric"])]
     colour = dict(zip(metrics, sns.color_palette("deep", len(metrics))))
     marker = {"Table 1": "o", "Table 2": "s"}
-    fig, axes = plt.subplots(1, max(1, len(concepts)), figsize=(5.2 * max(1, len(concepts)), 4.4), squeeze=False)
+    fig, axes = _grid(len(concepts), 3.7, 3.9)
     for ax, c in zip(axes.flat, concepts):
         sub = d[d["concept"] == c]
         for (metric, table, same), g in sub.groupby(["metric", "table", "same_measure"]):
@@ -482,7 +540,7 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
             )
             for x, y, m in zip(g["paper"], g["ours"], g["method"]):
                 # every point says whose it is: colour is the metric, so the method is written
-                ax.annotate(m, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=6.5, color=col)
+                ax.annotate(m, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT, color=col)
         ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
         ax.set_xlim(-0.04, 1.04)
         ax.set_ylim(-0.04, 1.04)
@@ -492,10 +550,10 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
     handles = [Line2D([], [], marker="o", ls="", color=colour[m], label=m) for m in metrics]
     handles += [Line2D([], [], marker=mk, ls="", color="0.3", label=t) for t, mk in marker.items() if t in set(d["table"])]
     handles += [Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="0.3", label="different measure")]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, y=1.02)
     fig.tight_layout()
+    _legend_below(fig, handles, [h.get_label() for h in handles], fontsize=8)
+    if title:
+        _suptitle(fig, title, y=1.02)
     return fig
 
 
@@ -513,21 +571,28 @@ def _line_style(model: str, palette: dict) -> dict:
         return {"color": "black", "ls": "--", "lw": 2.2, "zorder": 5}
     if model == "finetune":
         return {"color": "0.55", "ls": ":", "lw": 2.0, "zorder": 4}
-    return {"lw": 1.2, "alpha": 0.9, "color": palette.get(model, "tab:blue")}
+    colour, dash = palette.get(model, ("tab:blue", "-"))
+    return {"lw": 1.4, "alpha": 0.9, "color": colour, "ls": dash}
+
+
+_DASHES = ("-", "--", "-.", (0, (1, 1)))
 
 
 def _method_palette(models: Sequence[str]) -> dict:
-    return dict(zip([m for m in models if m not in ("finetune", "goal")], sns.color_palette("tab20", 20)))
+    """A colour a reader can tell apart per method (tab10's ten, then again with another dash):
+    tab20's pairs of light and dark shades were near-identical at line width."""
+    methods = [m for m in models if m not in ("finetune", "goal")]
+    return {m: (sns.color_palette("tab10", 10)[k % 10], _DASHES[(k // 10) % len(_DASHES)]) for k, m in enumerate(methods)}
 
 
 def _legend_right(fig, axes, ylabel: str, title: str):
-    """The first panel's y label, one legend right of the panels, the title; laid out."""
-    axes.flat[0].set_ylabel(ylabel)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, y=1.02)
+    """One y label for every row (a long one ran into the next row's), one legend of every
+    panel's lines below them, the title."""
+    fig.supylabel(ylabel, fontsize=11)
     fig.tight_layout()
+    _legend_below(fig, *_all_handles(axes), fontsize=8)
+    if title:
+        _suptitle(fig, title, y=1.02)
     return fig
 
 
@@ -537,7 +602,7 @@ def relearn_curves(curves: pd.DataFrame, models: Sequence[str] | None = None, ti
     model (black, dashed: learning from scratch) and the fine-tuned model (grey, dotted). A
     method whose line falls below the goal's relearns faster than a model that never knew."""
     panels = _panels(curves)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.3), squeeze=False, sharey=True)
+    fig, axes = _grid(len(panels), 3.7, 3.0, sharey=True)
     models = [m for m in (models or dict.fromkeys(curves["method"])) if m in set(curves["method"])]
     palette = _method_palette(models)
     for ax, (t, c) in zip(axes.flat, panels):
@@ -558,25 +623,24 @@ def probe_heatmap(summary: pd.DataFrame, measures: Sequence[str], models: Sequen
     mean over items (annotated). ``measures`` in column order; a missing cell stays blank."""
     s = summary[summary["metric"].isin(list(measures))]
     panels = _panels(s)
-    ncols = min(2, max(1, len(panels)))
+    ncols = 1 if 0.62 * len(measures) * 2 + 3.2 > PAGE_WIDTH_IN else min(2, max(1, len(panels)))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(0.62 * len(measures) * ncols + 2.2, 0.32 * len(models) * nrows + 1.6), squeeze=False
-    )
+    width = min(PAGE_WIDTH_IN, (0.62 * len(measures) + 2.6) * ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, (0.3 * len(models) + 1.5) * nrows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
-        ax.axis("off")
+        ax.set_visible(False)
     for k, (ax, (t, c)) in enumerate(zip(axes.flat, panels)):
         sub = s[(s["target"] == t) & (s["concept"] == c)]
         grid = sub.pivot_table(index="method", columns="metric", values="mean", sort=False)
         grid = grid.reindex(index=[m for m in models if m in grid.index], columns=[m for m in measures if m in grid.columns])
-        _heatmap(ax, grid, "viridis", 0, 1, fmt=fmt, fontsize=7, cbar=k % ncols == ncols - 1 or k == len(panels) - 1)
+        _heatmap(ax, grid, "viridis", 0, 1, fmt=fmt, cbar=k % ncols == ncols - 1 or k == len(panels) - 1)
         ax.set_title(f"target {t} · {c}", fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("")
-        ax.tick_params(axis="x", rotation=60, labelsize=8)
+        ax.tick_params(axis="x", rotation=90, labelsize=8)  # upright, the column names ran into each other
         ax.tick_params(axis="y", rotation=0, labelsize=8)
     if title:
-        fig.suptitle(title, y=1.01)
+        _suptitle(fig, title, y=1.01)
     fig.tight_layout()
     return fig
 
@@ -587,7 +651,7 @@ def mia_auc(summary: pd.DataFrame, models: Sequence[str], title: str = ""):
     marks 0.5, a coin toss)."""
     s = summary[summary["metric"].isin(["mia_loss", "mia_mink"])]
     panels = _panels(s)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 0.26 * len(models) + 1.6), squeeze=False, sharey=True)
+    fig, axes = _grid(len(panels), 3.7, 0.26 * len(models) + 1.6, sharey=True)
     for ax, (t, c) in zip(axes.flat, panels):
         sub = s[(s["target"] == t) & (s["concept"] == c)]
         order = [m for m in models if m in set(sub["method"])]
@@ -604,10 +668,10 @@ def mia_auc(summary: pd.DataFrame, models: Sequence[str], title: str = ""):
         ax.set_xlim(-0.03, 1.03)
         ax.set_xlabel("AUC, forget vs never-seen")
         ax.set_title(f"target {t} · {c}", fontsize=10)
-    axes.flat[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False, title="score (dashed: goal)")
-    if title:
-        fig.suptitle(title, y=1.02)
     fig.tight_layout()
+    _legend_below(fig, *_all_handles(axes), title="score (dashed: goal)", fontsize=8)
+    if title:
+        _suptitle(fig, title, y=1.02)
     return fig
 
 
@@ -618,7 +682,7 @@ def probe_sites(summary: pd.DataFrame, models: Sequence[str], chance: dict | Non
     sites = ["probe_tower", "probe_projector", "probe_lm"]
     s = summary[summary["metric"].isin(sites)]
     panels = _panels(s)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.3), squeeze=False, sharey=True)
+    fig, axes = _grid(len(panels), 3.7, 3.0, sharey=True)
     palette = _method_palette(models)
     for ax, (t, c) in zip(axes.flat, panels):
         sub = s[(s["target"] == t) & (s["concept"] == c)]
@@ -651,13 +715,13 @@ def survival_heatmap(surv: pd.DataFrame, title: str = ""):
         index=rows, columns=cols
     )
     annot = np.vectorize(lambda v: marks.get(v, "") if isinstance(v, str) else "")(text.to_numpy(dtype=object))
-    fig, ax = plt.subplots(figsize=(0.55 * len(cols) + 3.2, 0.2 * len(rows) + 1.6))
-    _heatmap(ax, grid, "RdBu_r", -1, 1, annot=annot, fontsize=6, linewidths=0.3, cbar_label="recovery d (knowledge back >0)")
+    fig, ax = plt.subplots(figsize=(min(PAGE_WIDTH_IN, 0.42 * len(cols) + 3.4), 0.21 * len(rows) + 1.6))
+    _heatmap(ax, grid, "RdBu_r", -1, 1, annot=annot, linewidths=0.3, cbar_label="recovery d (knowledge back >0)")
     ax.set_xlabel("")
     ax.set_ylabel("")
-    ax.tick_params(axis="x", rotation=60, labelsize=7)
-    ax.tick_params(axis="y", labelsize=6)
+    ax.tick_params(axis="x", rotation=90, labelsize=MIN_FONT_PT)
+    ax.tick_params(axis="y", labelsize=MIN_FONT_PT)
     if title:
-        ax.set_title(title)
+        ax.set_title(_wrap(title))
     fig.tight_layout()
     return fig
