@@ -27,15 +27,28 @@ PAGE_WIDTH_IN = 7.4
 MIN_FONT_PT = 7.0
 
 
-def _wrap(text: str, fontsize: float = 12) -> str:
-    """``text`` in lines that fit the page at ``fontsize`` points (a long title widened its figure)."""
+def _fit(text, title: str):
+    """Wrap ``text`` (a title artist showing ``title``) until, as drawn, it is no wider than the
+    page, or than its axes for an axes title (a long title widened its figure past the page)."""
     import textwrap
 
-    return textwrap.fill(text, max(20, int(PAGE_WIDTH_IN * 72 / (0.55 * fontsize))))
+    fig = text.get_figure()
+    renderer = fig.canvas.get_renderer()
+    width = PAGE_WIDTH_IN * fig.dpi
+    if text.axes is not None:
+        fig.tight_layout()
+        width = min(width, text.axes.get_window_extent(renderer).width)
+    chars = len(title)
+    while chars > 20 and text.get_window_extent(renderer).width > width:
+        chars = int(chars * 0.9)
+        text.set_text(textwrap.fill(title, chars))
+    return text
 
 
 def _suptitle(fig, title: str, y: float = 1.02):
-    return fig.suptitle(_wrap(title), y=y)
+    """The figure's title above its panels; wrapped to the page, its further lines go up, not
+    over the panels' own titles."""
+    return _fit(fig.suptitle(title, y=max(1.0, y - 0.02), va="bottom"), title)
 
 
 def _grid(n: int, panel_w: float, panel_h: float, **kw):
@@ -55,11 +68,15 @@ def _legend_below(fig, handles, labels, title: str | None = None, fontsize: floa
     (a legend right of the panels widened the figure past the page, and shrank everything)."""
     if not handles:
         return None
-    chars = max(len(str(lab)) for lab in labels)
-    entry = 0.55 + chars * 0.55 * fontsize / 72  # inches: the handle, then the text
-    ncol = max(1, min(len(labels), int(PAGE_WIDTH_IN * 0.95 // entry)))
-    return fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=fontsize,
-                      frameon=False, title=title, title_fontsize=fontsize)  # fmt: skip
+    renderer = fig.canvas.get_renderer()
+    ncol = len(labels)
+    while True:  # the most columns whose legend, as drawn, fits the page
+        legend = fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=fontsize,
+                            frameon=False, title=title, title_fontsize=fontsize)  # fmt: skip
+        if ncol == 1 or legend.get_window_extent(renderer).width <= PAGE_WIDTH_IN * fig.dpi:
+            return legend
+        legend.remove()
+        ncol -= 1
 
 
 def _all_handles(axes) -> tuple[list, list]:
@@ -131,6 +148,9 @@ def histogram(df: pd.DataFrame, column: str, hue: str | None = None, title: str 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3))
     sns.histplot(data=df, x=column, hue=hue, bins=bins, multiple="stack", ax=ax)
+    if ax.get_legend() is not None:  # below the axis: inside, it covered the last bars
+        n = len(ax.get_legend().get_texts())
+        sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.22), ncol=min(n, 4), frameon=False, fontsize=9)
     ax.set_title(title)
     return ax.figure
 
@@ -506,7 +526,7 @@ def estimate_forest(
                   loc="lower center", bbox_to_anchor=(0.5, 1.0 + 0.34 / height), ncol=len(seen),
                   frameon=False)  # fmt: skip
     if title:
-        ax.set_title(_wrap(title), pad=50 if "verdict" in d else 24)
+        _fit(ax.set_title(title, pad=50 if "verdict" in d else 24), title)
     fig.tight_layout()
     return fig
 
@@ -539,8 +559,11 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
                 zorder=3,
             )
             for x, y, m in zip(g["paper"], g["ours"], g["method"]):
-                # every point says whose it is: colour is the metric, so the method is written
-                ax.annotate(m, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT, color=col)
+                # every point says whose it is: colour is the metric, so the method is written,
+                # left of a point in the right half so that the name stays inside the panel
+                right = x > 0.5
+                ax.annotate(m, (x, y), xytext=(-3 if right else 3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
+                            color=col, ha="right" if right else "left", annotation_clip=True, clip_on=True)  # fmt: skip
         ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
         ax.set_xlim(-0.04, 1.04)
         ax.set_ylim(-0.04, 1.04)
@@ -722,6 +745,6 @@ def survival_heatmap(surv: pd.DataFrame, title: str = ""):
     ax.tick_params(axis="x", rotation=90, labelsize=MIN_FONT_PT)
     ax.tick_params(axis="y", labelsize=MIN_FONT_PT)
     if title:
-        ax.set_title(_wrap(title))
+        _fit(ax.set_title(title), title)
     fig.tight_layout()
     return fig

@@ -257,5 +257,18 @@ def test_offline_in_a_browser_math_renders_and_the_world_browser_follows_its_men
         second = shown()
         assert second[0] != first[0] and second[1] != first[1], "choosing another person changed nothing"
         assert second[0].split("|")[0] == menu.first_selected_option.get_attribute("value")
+
+        # Figures show at the size they were drawn (their text as large as drawn): at a desktop
+        # width, and on a phone, where a figure scrolls sideways inside its own box.
+        pages = [METHOD_PAGES[0], *(c.output for c in CHAPTERS if c.output.startswith(("05_", "07_", "08_")))]
+        for width in (1366, 390):
+            drv.set_window_size(width, 900)
+            for page in pages:
+                drv.get((html_dir / "book" / "chapters" / f"{page}.html").as_uri())
+                scales = drv.execute_script(
+                    "return [...document.querySelectorAll('.cell_output > img')]"
+                    ".filter(i => i.complete && i.naturalWidth > 0).map(i => i.clientWidth / i.naturalWidth)"
+                )
+                assert scales and min(scales) >= 0.97, (page, width, [round(x, 2) for x in scales])
     finally:
         drv.quit()

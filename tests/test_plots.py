@@ -99,9 +99,10 @@ def _figures():
     forest = pd.DataFrame([{"finding": f"finding {k // 6 + 1}", "subject": f"{m} on person", "estimate": 0.1, "lo": -0.1,
                             "hi": 0.3, "verdict": ("reproduced", "contradicted", "inconclusive")[k % 3]}
                            for k, m in enumerate(METHODS * 3)])  # fmt: skip
-    side = pd.DataFrame([{"concept": c, "metric": "efficacy", "table": "Table 1", "same_measure": True, "paper": 0.1 * k,
-                          "ours": 0.1 * k, "method": m}
-                         for c in ("person", "event") for k, m in enumerate(METHODS[:5])])  # fmt: skip
+    side = pd.DataFrame([{"concept": c, "metric": x, "table": t, "same_measure": t == "Table 1", "paper": 0.25 * k,
+                          "ours": 1 - 0.25 * k, "method": m}
+                         for c in ("person", "event") for x in ("efficacy", "generality", "retain", "scope", "real", "world_fact")
+                         for t in ("Table 1", "Table 2") for k, m in enumerate([*METHODS[:4], "task_vector"])])  # fmt: skip
     curves = pd.DataFrame([{"target": t, "concept": c, "method": m, "steps": s, "mean": 0.5}
                            for t, c in PANELS for m in MODELS if t == "both" or not m.endswith("+bgd")
                            for s in (0, 5, 10, 20)])  # fmt: skip
@@ -117,8 +118,17 @@ def _figures():
     yield "bgd_balance", plots.bgd_balance({"gd+bgd": traj, "kl+bgd": traj}, max_weight=4.0)
     yield "interference_heatmaps", plots.interference_heatmaps({m: matrix for m in METHODS})
     yield "paired_deltas", plots.paired_deltas(deltas)
-    yield "estimate_forest", plots.estimate_forest(forest)
-    yield "ours_vs_paper", plots.ours_vs_paper(side)
+    yield (
+        "estimate_forest",
+        plots.estimate_forest(
+            forest,
+            title="Every sub-test of the five findings (95 % intervals over the people and events, the book's verdict rule)",
+        ),
+    )
+    yield (
+        "ours_vs_paper",
+        plots.ours_vs_paper(side, title="Ours against the paper (filled: same kind of measure; hollow: different event scorer)"),
+    )
     yield "relearn_curves", plots.relearn_curves(curves, MODELS)
     yield "probe_heatmap", plots.probe_heatmap(_summary(measures), measures, MODELS)
     yield "mia_auc", plots.mia_auc(_summary(["mia_loss", "mia_mink"]), MODELS)
