@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .explorers import page_state
 from .methods import chapter_methods
 from .results import atomic_write_bytes
 
@@ -257,7 +258,6 @@ def _literal(value: Any) -> str:
     return repr(value)
 
 
-_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # Machine-specific: where the build ran. Scrubbed from what a page shows.
 _LOCAL_PARAMETERS = ("run_dir",)
 
@@ -271,13 +271,12 @@ def tidy_for_the_page(nb: dict, params: dict[str, Any], root: Path = ROOT) -> No
     and the parameters cell shows the values that ran, its comments kept. Outputs lose the
     build machine's absolute paths (``/home/…/runs/tiny-s0`` reads ``runs/tiny-s0``; a run
     folder outside the checkout, e.g. ``/tmp/x/run0``, reads by its name, ``run0``); progress
-    bars drawn as widgets, and the widget state saved with them, are dropped.
+    bars drawn as widgets go, and the explorers' widget state keeps only what the page needs
+    (:func:`pebench_core.explorers.page_state`).
     """
     places = _places(params, root)
     shown = {k: v for k, v in params.items() if k not in _LOCAL_PARAMETERS}
-    # A progress bar drawn as a widget (a stage's tqdm in a kernel) is frozen on a static page,
-    # and its saved state would make the page load a widget manager: both go.
-    nb.get("metadata", {}).pop("widgets", None)
+    page_state(nb)
     for cell in nb["cells"]:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -296,7 +295,6 @@ def tidy_for_the_page(nb: dict, params: dict[str, Any], root: Path = ROOT) -> No
                 lines[k] = f"{code.ljust(width - 1)} {comment}".rstrip() if comment else code
             cell["source"] = "\n".join(lines)
         if cell.get("cell_type") == "code":
-            cell["outputs"] = [o for o in cell.get("outputs", []) if _WIDGET_VIEW not in o.get("data", {})]
             for out in cell["outputs"]:
                 _scrub_output(out, places)
 

@@ -12,7 +12,8 @@ and citations render as math and links, not as raw text; no build residue (paper
 injected cell, the build machine's paths, a script loaded twice); nothing loaded from the
 network; the course pieces (exercises with hidden solutions, the syllabus, the repository
 link) are there. The last test opens the pages in headless Chromium with the network cut
-off and proves that the math typesets and that the world browser follows its menus.
+off and proves that the math typesets and that the ipywidgets explorers (the world browser
+among them) follow their menus.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def test_every_chapter_executes_without_errors(executed):
         errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
         assert not errors, f"{ch.output}: {errors[0]['ename']}: {errors[0]['evalue']}"
         assert nb["metadata"]["pebench"]["parameters"]["profile"] == "smoke"
-        figures = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+        figures = sum(
+            bool({"image/png", "image/jpeg"} & set(o.get("data", {}))) for c in nb["cells"] for o in c.get("outputs", [])
+        )
         assert figures > 0, f"{ch.output} shows no figure"
 
 
@@ -109,7 +112,52 @@ def test_pages_carry_no_build_residue(built):
         assert len(srcs) == len(set(srcs)), f"{path.name}: a script is loaded twice"
         remote = [s for s in srcs if re.match(r"(https?:)?//", s)]
         assert not remote, f"{path.name}: loads scripts from the network: {remote}"
-        assert "widget-state+json" not in html and "require.min.js" not in html
+        # a page with explorers carries their state and the book's own widget manager; no page
+        # loads a widget manager it does not use, nor require.js
+        manager = [s for s in srcs if "_static/widgets/embed.js" in s]
+        assert "require.min.js" not in html
+        assert bool(manager) == bool(soup.select("script[type='application/vnd.jupyter.widget-state+json']")), path.name
+    assert (html_dir / "_static" / "widgets" / "embed.js").is_file()
+
+
+EXPLORER_PAGES = [CHAPTERS[0].output, *METHOD_PAGES, *(c.output for c in CHAPTERS if c.output.startswith("07_"))]
+
+
+def test_explorer_pages_carry_their_widgets_and_every_page_is_light(built):
+    """The world browser and the explorers are stored with their pages; no page over 3 MB, no
+    executed notebook offered for download over 5 MB (the world's thumbnails, not 1,200 PNGs)."""
+    site, html_dir, _ = built
+    for page in EXPLORER_PAGES:
+        soup = _page(html_dir, page)
+        views = soup.select("script[type='application/vnd.jupyter.widget-view+json']")
+        assert views, f"{page}: no explorer on the page"
+        state = json.loads(soup.select_one("script[type='application/vnd.jupyter.widget-state+json']").string)["state"]
+        for v in views:
+            assert json.loads(v.string)["model_id"] in state, f"{page}: a widget's view has no stored state"
+    heavy = {p.relative_to(html_dir).as_posix(): p.stat().st_size for p in html_dir.rglob("*.html") if p.stat().st_size > 3e6}
+    heavy |= {
+        p.relative_to(html_dir).as_posix(): p.stat().st_size
+        for p in html_dir.rglob("_sources/**/*.ipynb")
+        if p.stat().st_size > 5e6
+    }
+    assert not heavy, f"pages or notebooks too heavy: {heavy}"
+
+
+_RAW_FLOAT = re.compile(r"^[-+]?\d*\.\d{5,}$")
+
+
+def test_every_table_holds_values_formatted_and_whole(built):
+    """On every chapter page: no "nan" cell, no float printed to six places, no cell cut with "…"."""
+    _, html_dir, chapters = built
+    seen = 0
+    for ch in chapters:
+        for cell in _page(html_dir, ch.output).select("main table td, main table tbody th"):
+            text = cell.get_text(" ", strip=True)
+            seen += 1
+            assert text.lower() not in ("nan", "none", "<na>", "nat"), f"{ch.output}: an empty (nan) cell"
+            assert not _RAW_FLOAT.match(text), f"{ch.output}: an unformatted number {text!r}"
+            assert not text.endswith(("…", "...")), f"{ch.output}: a cell cut short: {text!r}"
+    assert seen > 100
 
 
 _STATEMENT = re.compile(
@@ -157,14 +205,6 @@ def test_one_quantity_has_one_value_on_every_page(executed):
     assert not differ, f"stated differently: {differ}"
     shared = [k for k, v in seen.items() if len(set().union(*v.values())) > 1]
     assert shared, "no quantity is stated on two pages: the check read nothing it could compare"
-
-
-def test_method_pages_tables_have_no_empty_cells(built):
-    """A table half of "nan" cells (a target's metrics spread over both concepts' columns)."""
-    _, html_dir, _ = built
-    for page in METHOD_PAGES:
-        cells = [td.get_text(strip=True).lower() for td in _page(html_dir, page).select("main table td")]
-        assert cells and not [c for c in cells if c in ("nan", "none")], f"{page}: a table has empty (nan) cells"
 
 
 def test_each_method_page_shows_the_parameters_that_ran(built):
@@ -215,7 +255,7 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def test_offline_in_a_browser_math_renders_and_the_world_browser_follows_its_menus(built, tmp_path):
+def test_offline_in_a_browser_math_renders_and_the_explorers_follow_their_menus(built, tmp_path):
     """Headless Chromium, every network request sent to a closed port: the pages still work."""
     found = _chromium()
     if found is None:
@@ -244,19 +284,34 @@ def test_offline_in_a_browser_math_renders_and_the_world_browser_follows_its_men
         WebDriverWait(drv, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "mjx-container"))
         assert not drv.find_elements(By.CSS_SELECTOR, "mjx-merror"), "MathJax could not typeset a formula"
 
-        drv.get((html_dir / "book" / "chapters" / f"{CHAPTERS[0].output}.html").as_uri())
-        menu = Select(drv.find_element(By.CSS_SELECTOR, ".pb-browser .pb-person"))
+        # The ipywidgets explorers, replayed by the book's own widget manager with no kernel:
+        # choosing another person, event, subject or method changes what the page shows.
+        def rendered(page, n):
+            drv.get((html_dir / "book" / "chapters" / f"{page}.html").as_uri())
+            WebDriverWait(drv, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".widget-dropdown select")) >= n)
+            return [Select(s) for s in drv.find_elements(By.CSS_SELECTOR, ".widget-dropdown select")]
 
-        def shown():
-            panels = [p for p in drv.find_elements(By.CSS_SELECTOR, ".pb-browser .pb-panel") if p.is_displayed()]
-            assert len(panels) == 1
-            return panels[0].get_attribute("data-key"), panels[0].find_element(By.TAG_NAME, "img").get_attribute("src")
+        def world():
+            img = drv.find_element(By.CSS_SELECTOR, ".pb-panel img")
+            return img.get_attribute("alt"), img.get_attribute("src")
 
-        first = shown()
-        menu.select_by_index(1)
-        second = shown()
-        assert second[0] != first[0] and second[1] != first[1], "choosing another person changed nothing"
-        assert second[0].split("|")[0] == menu.first_selected_option.get_attribute("value")
+        person, event = rendered(CHAPTERS[0].output, 2)[:2]
+        first = world()
+        person.select_by_index(1)
+        second = world()
+        assert second[1] != first[1] and second[0].startswith(person.first_selected_option.text + " at "), (first[0], second[0])
+        event.select_by_index(3)
+        third = world()
+        assert third[1] != second[1] and third[0] == f"{person.first_selected_option.text} at {event.first_selected_option.text}"
+
+        for page, what in ((METHOD_PAGES[0], ".widget-html-content table"), (EXPLORER_PAGES[-1], "img.pb-figure")):
+            menu = rendered(page, 1)[0]  # the page's first explorer
+            before = drv.find_element(By.CSS_SELECTOR, what).get_attribute("outerHTML")
+            menu.select_by_index(len(menu.options) - 1)
+            after = drv.find_element(By.CSS_SELECTOR, what).get_attribute("outerHTML")
+            assert after != before, f"{page}: choosing another option changed nothing"
+            errors = [e["message"] for e in drv.get_log("browser") if e["level"] == "SEVERE" and "widgets" in e["message"]]
+            assert not errors, f"{page}: the widget manager failed: {errors[:2]}"
 
         # Figures show at the size they were drawn (their text as large as drawn): at a desktop
         # width, and on a phone, where a figure scrolls sideways inside its own box.

@@ -1,17 +1,12 @@
-"""The course material: every method chapter has its own notes and exercises, and the
-kernel-free world browser holds one panel per pair and rejects bad choices clearly."""
+"""The course material: every method chapter has its own notes and exercises."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from pebench_core import course
-from pebench_core.browser import world_browser
-from pebench_core.config import ConfigError
-from pebench_core.data import load_dataset
 from pebench_core.methods import chapter_methods
 
 
@@ -54,29 +49,3 @@ def test_an_exercise_of_an_unknown_kind_is_refused():
             course.exercises_markdown("_test_bad_kind")
     finally:
         METHODS.pop("_test_bad_kind")
-
-
-def test_world_browser_has_a_panel_per_pair_and_switches_in_the_page(smoke_world_dir: Path):
-    ds = load_dataset(smoke_world_dir)
-    people = [p.id for p in ds.people[:2]]
-    events = [e.id for e in ds.events]
-    wb = world_browser(ds, people=people, events=events, size=16)
-    pairs = {(it.person, it.event) for it in ds.items if it.person in people and it.event in events}
-    assert set(wb.keys) == {f"{p}|{e}" for p, e in pairs}
-    html = wb._repr_html_()
-    assert html.count('class="pb-panel"') == len(wb.keys)
-    # only the first panel is shown; the menus' onchange switches panels without a kernel
-    assert html.count('class="pb-panel" data-key') == len(wb.keys)
-    assert len(re.findall(r'data-key="[^"]+" hidden', html)) == len(wb.keys) - 1
-    assert html.count("onchange=") == 2 and "data:image/png;base64," in html
-    assert str(smoke_world_dir) not in html
-
-
-def test_world_browser_errors_name_the_parameter(smoke_world_dir: Path):
-    ds = load_dataset(smoke_world_dir)
-    with pytest.raises(ConfigError, match="unknown people"):
-        world_browser(ds, people=["nobody"])
-    with pytest.raises(ConfigError, match="size must be between 8 and 512"):
-        world_browser(ds, size=4)
-    with pytest.raises(ConfigError, match="at least one person"):
-        world_browser(ds, people=[])
