@@ -5,11 +5,18 @@ Each function returns the matplotlib Figure so a chapter can show it, save it or
 
 from __future__ import annotations
 
+import io
+import textwrap
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from IPython import get_ipython
+from IPython.display import Image, display
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from .metrics import paper_metric_order
@@ -25,13 +32,13 @@ sns.set_theme(context="notebook", style="whitegrid")
 # scrolls inside its box (book/_static), so its text stays as large there.
 PAGE_WIDTH_IN = 7.4
 MIN_FONT_PT = 7.0
+# An off-screen canvas to measure text with, as the Agg renderer of the notebook draws it.
+_MEASURE = FigureCanvasAgg(Figure(dpi=72)).figure
 
 
 def _fit(text, title: str):
     """Wrap ``text`` (a title artist showing ``title``) until, as drawn, it is no wider than the
     page, or than its axes for an axes title (a long title widened its figure past the page)."""
-    import textwrap
-
     fig = text.get_figure()
     renderer = fig.canvas.get_renderer()
     width = PAGE_WIDTH_IN * fig.dpi
@@ -96,31 +103,89 @@ def image_grid(
     size: float = 1.6,
     title: str | None = None,
     fontsize: int = 9,
+    show: bool = True,
 ):
     """A grid of images with a caption above each. The grid is at most :data:`PAGE_WIDTH_IN`
     wide (``size`` shrinks to fit), so that captions keep their size on the page; long
-    captions wrap to the width of their image instead of running into the next one."""
-    import textwrap
+    captions wrap to the width of their image instead of running into the next one. In a
+    notebook (``show``) the grid is shown as a JPEG (:func:`_show_as_jpeg`)."""
 
     n = len(images)
     ncols = max(1, min(ncols, n)) if n else max(1, ncols)
     nrows = max(1, -(-n // ncols))
     size = min(size, PAGE_WIDTH_IN / ncols)
-    chars = max(8, int(size * 72 / (0.6 * fontsize)))  # characters of this font that fit in one image width
-    wrapped = [textwrap.fill(str(t), chars) for t in titles] if titles is not None else None
+    # captions wrap between words, measured in the font they are drawn in; a word wider than
+    # the image gets a smaller font (never under MIN_FONT_PT) rather than being cut in two
+    wrapped, sizes = None, []
+    if titles is not None:
+        wrapped = []
+        for t in map(str, titles):
+            text, points = _wrap_to(t, size * 72 * 0.94, fontsize)
+            wrapped.append(text)
+            sizes.append(points)
     lines = max((w.count("\n") + 1 for w in wrapped), default=0) if wrapped else 0
-    caption = lines * fontsize * 1.25 / 72  # inches of caption above each image
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + caption + 0.08)), squeeze=False)
-    for k, ax in enumerate(axes.flat):
+    caption = lines * fontsize * 1.3 / 72 + 0.04  # inches of caption above each image
+    gap = 0.12  # inches between a row's images and the next row's captions
+    height = nrows * (caption + size + gap)
+    fig = plt.figure(figsize=(ncols * size, height))
+    # each image in a square of its own, placed by hand: tight_layout squeezed the rows until
+    # a row's captions overprinted the images above them
+    pad = 0.03 * size
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        bottom = height - (r + 1) * (caption + size + gap) + gap
+        ax = fig.add_axes(((c * size + pad) / (ncols * size), bottom / height, (size - 2 * pad) / (ncols * size), size / height))
         ax.axis("off")
-        if k < n:
-            ax.imshow(images[k], interpolation="nearest")
-            if wrapped is not None:
-                ax.set_title(wrapped[k], fontsize=fontsize, pad=2)
+        ax.imshow(images[k], interpolation="nearest")
+        if wrapped is not None:
+            ax.set_title(wrapped[k], fontsize=sizes[k], pad=4)
     if title:
         _suptitle(fig, title, y=1.0)
-    fig.tight_layout()
+    if show:
+        _show_as_jpeg(fig)
     return fig
+
+
+def _text_width(text: str, points: float) -> float:
+    """How wide ``text`` (its widest line) is drawn, in points."""
+    renderer = _MEASURE.canvas.get_renderer()
+    font = FontProperties(size=points)
+    return (
+        max(renderer.get_text_width_height_descent(line, font, ismath=False)[0] for line in text.split("\n")) * 72 / _MEASURE.dpi
+    )
+
+
+def _wrap_to(text: str, width: float, points: float) -> tuple[str, float]:
+    """``text`` wrapped between words to ``width`` points, and the font size that lets its
+    longest word fit (``points`` at most, :data:`MIN_FONT_PT` at least: below that, a word
+    that still does not fit is broken)."""
+    words = text.split()
+    while points > MIN_FONT_PT and words and max(_text_width(w, points) for w in words) > width:
+        points = max(MIN_FONT_PT, points - 0.5)
+    lines: list[str] = []
+    for word in words:
+        while _text_width(word, points) > width and len(word) > 1:  # only at the minimum size
+            cut = max(k for k in range(1, len(word)) if _text_width(word[:k], points) <= width or k == 1)
+            lines.append(word[:cut])
+            word = word[cut:]
+        if lines and _text_width(f"{lines[-1]} {word}", points) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines), points
+
+
+def _show_as_jpeg(fig) -> None:
+    """In a notebook, show a figure of pictures as a JPEG and close it: rendered pictures are
+    noise to PNG (a grid of twenty 64-pixel renders weighs half a megabyte as PNG, a tenth of
+    that as JPEG). Elsewhere (a script, a test) the figure is left as it is."""
+    shell = get_ipython()
+    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+        return
+    buf = io.BytesIO()
+    fig.savefig(buf, format="jpeg", dpi=fig.dpi, bbox_inches="tight", pil_kwargs={"quality": 90})
+    plt.close(fig)
+    display(Image(data=buf.getvalue(), format="jpeg"))
 
 
 def count_bars(
@@ -180,6 +245,34 @@ def metric_bars(df: pd.DataFrame, title: str = "", hue_order: Sequence[str] | No
             ax.get_legend().remove()
     fig.tight_layout()
     # one legend, below the panels: inside, it covered the bars it names
+    _legend_below(fig, *_all_handles(axes))
+    if title:
+        _suptitle(fig, title, y=1.02)
+    return fig
+
+
+def training_curves(curves: pd.DataFrame, title: str = "Training curves", window: int = 10):
+    """Each model's training loss per step (``curves``: ``model``, ``step``, ``loss`` and, where
+    a model trains in phases, ``phase``), smoothed over ``window`` steps, on a log scale; one
+    panel per phase, side by side as the page allows, one legend below."""
+    keys = ["model", "phase"] if "phase" in curves else ["model"]
+    c = curves.assign(smoothed=curves.groupby(keys)["loss"].transform(lambda s: s.rolling(window, min_periods=1).mean()))
+    phases = list(dict.fromkeys(c["phase"])) if "phase" in c else [None]
+    fig, axes = _grid(len(phases), 3.7, 3.0)
+    models = list(dict.fromkeys(c["model"]))
+    palette = dict(zip(models, sns.color_palette("deep", len(models))))
+    for ax, phase in zip(axes.flat, phases):
+        sub = c if phase is None else c[c["phase"] == phase]
+        for m in models:
+            g = sub[sub["model"] == m].sort_values("step")
+            if not g.empty:
+                ax.plot(g["step"], g["smoothed"], color=palette[m], label=m, lw=1.4)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"loss (mean of {window} steps)")
+        if phase is not None:
+            ax.set_title(f"phase: {phase}", fontsize=10)
+    fig.tight_layout()
     _legend_below(fig, *_all_handles(axes))
     if title:
         _suptitle(fig, title, y=1.02)
@@ -531,11 +624,40 @@ def estimate_forest(
     return fig
 
 
+# Where a point's label may go, in points from the point, nearest first.
+_LABEL_OFFSETS = [(dx * r, dy * r) for r in (1, 2.2) for dx, dy in ((3, 2), (3, -8), (-3, 2), (-3, -8), (0, 5), (0, -11))]
+
+
+def _label_points(ax, xs, ys, labels, colours) -> int:
+    """Write each label beside its point where it overprints no other label and stays in the
+    panel; a label with no free place is left out (the chapter's tables hold every number).
+    Returns how many were written."""
+    fig = ax.get_figure()
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    taken: list = []
+    written = 0
+    for x, y, label, colour in zip(xs, ys, labels, colours):
+        for dx, dy in _LABEL_OFFSETS:
+            ha = "left" if dx > 0 else ("right" if dx < 0 else "center")
+            text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=MIN_FONT_PT,
+                               color=colour, ha=ha, va="bottom")  # fmt: skip
+            bb = text.get_window_extent(renderer)
+            inside = bb.x0 >= box.x0 and bb.x1 <= box.x1 and bb.y0 >= box.y0 and bb.y1 <= box.y1
+            if inside and not any(bb.overlaps(t) for t in taken):
+                taken.append(bb)
+                written += 1
+                break
+            text.remove()
+    return written
+
+
 def ours_vs_paper(side: pd.DataFrame, title: str = ""):
     """Our numbers (y) against the paper's (x), same scale and orientation, one panel per
     concept; colour = metric, circle = Table 1, cross = Table 2; filled where both numbers
     come from the same kind of measure, hollow where our event scorer stands in for the
-    paper's G-Eval or ROUGE-L (frame of ``analysis.side_by_side``)."""
+    paper's G-Eval or ROUGE-L (frame of ``analysis.side_by_side``). A point is named by its
+    method where the name overprints no other (:func:`_label_points`)."""
     from matplotlib.lines import Line2D
 
     d = side.dropna(subset=["ours", "paper"])
@@ -558,12 +680,6 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
                 linewidths=1.4,
                 zorder=3,
             )
-            for x, y, m in zip(g["paper"], g["ours"], g["method"]):
-                # every point says whose it is: colour is the metric, so the method is written,
-                # left of a point in the right half so that the name stays inside the panel
-                right = x > 0.5
-                ax.annotate(m, (x, y), xytext=(-3 if right else 3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
-                            color=col, ha="right" if right else "left", annotation_clip=True, clip_on=True)  # fmt: skip
         ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
         ax.set_xlim(-0.04, 1.04)
         ax.set_ylim(-0.04, 1.04)
@@ -577,6 +693,11 @@ def ours_vs_paper(side: pd.DataFrame, title: str = ""):
     _legend_below(fig, handles, [h.get_label() for h in handles], fontsize=8)
     if title:
         _suptitle(fig, title, y=1.02)
+    # colour is the metric, so a point's method is written beside it where the name fits;
+    # placed last, once the panels have their final size
+    for ax, c in zip(axes.flat, concepts):
+        points = d[d["concept"] == c].sort_values(["paper", "ours"])
+        _label_points(ax, points["paper"], points["ours"], points["method"], [colour[m] for m in points["metric"]])
     return fig
 
 

@@ -22,6 +22,21 @@ def test_image_grid_fits_the_page_and_wraps_long_captions():
     assert len(titles) == 12 and all(t.get_fontsize() >= 9 for t in titles)
     assert all("\n" in t.get_text() for t in titles)  # wrapped, not running into the neighbour
     plt.close(fig)
+    # two rows of long names and a word wider than an image: no caption overprints a
+    # neighbour's caption or any image, and none is cut in the middle of a word
+    names = [f"Someone Longnamed {i}" for i in range(19)] + ["photographyphotography"]
+    fig = plots.image_grid([np.zeros((64, 64, 3))] * 20, names, ncols=10, size=1.6)
+    fig.canvas.draw()  # titles and image boxes take their places when drawn
+    renderer = fig.canvas.get_renderer()
+    captions = [ax.title for ax in fig.axes]
+    assert not _overlapping(captions, renderer)
+    for t in captions:
+        box = t.get_window_extent(renderer)
+        assert not [ax for ax in fig.axes if box.overlaps(ax.get_window_extent(renderer))], t.get_text()
+    last = captions[-1]  # shrunk to the smallest font first, and only then broken
+    assert last.get_text().replace("\n", "") == names[-1] and last.get_fontsize() == plots.MIN_FONT_PT
+    assert [t.get_text().count("\n") for t in captions[:-1]] == [2] * 19  # three words, three lines, whole
+    plt.close(fig)
 
 
 def test_bar_legends_sit_outside_the_panels():
@@ -110,6 +125,10 @@ def _figures():
     sites = ["probe_tower", "probe_projector", "probe_lm"]
     surv = pd.DataFrame([{"target": t, "concept": c, "method": m, "measure": x, "d": 0.2, "verdict": "holds"}
                          for t, c in PANELS for m in METHODS for x in measures])  # fmt: skip
+    train = pd.DataFrame([{"model": m, "phase": ph, "step": s, "loss": 2.0 / (1 + s)}
+                          for m in ("base", "finetune", "goal(person)", "goal(event)", "goal(both)")
+                          for ph in ("vision", "language") for s in range(40)])  # fmt: skip
+    yield "training_curves", plots.training_curves(train)
     yield "metric_bars", plots.metric_bars(res)
     yield "trajectory", plots.trajectory(traj)
     yield "single_vs_both", plots.single_vs_both(svs)
@@ -155,6 +174,7 @@ def test_every_figure_fits_the_page_with_readable_text_and_complete_legends():
             if ax.get_visible():
                 assert not _overlapping(ax.get_xticklabels(), renderer), (name, _overlapping(ax.get_xticklabels(), renderer))
                 assert not _overlapping(ax.get_yticklabels(), renderer), name
+                assert not _overlapping(ax.texts, renderer), (name, _overlapping(ax.texts, renderer)[:3])
         if name in ("relearn_curves", "probe_sites"):  # a line per model, the BGD methods in target both only
             labels = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
             assert set(MODELS) <= labels, (name, set(MODELS) - labels)
