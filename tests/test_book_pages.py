@@ -320,9 +320,15 @@ def test_offline_in_a_browser_math_renders_and_the_explorers_follow_their_menus(
             drv.set_window_size(width, 900)
             for page in pages:
                 drv.get((html_dir / "book" / "chapters" / f"{page}.html").as_uri())
-                scales = drv.execute_script(
-                    "return [...document.querySelectorAll('.cell_output > img')]"
-                    ".filter(i => i.complete && i.naturalWidth > 0).map(i => i.clientWidth / i.naturalWidth)"
+                # every figure of the page decoded (a loaded machine may still be decoding after
+                # the load event, while the widget manager renders), then their scales
+                scales = WebDriverWait(drv, 30).until(
+                    lambda d: d.execute_script(
+                        "const imgs = [...document.querySelectorAll('.cell_output > img')];"
+                        "return imgs.length && imgs.every(i => i.complete && i.naturalWidth > 0)"
+                        " ? imgs.map(i => i.clientWidth / i.naturalWidth) : null"
+                    ),
+                    f"{page} at {width} px: the figures did not load",
                 )
                 assert scales and min(scales) >= 0.97, (page, width, [round(x, 2) for x in scales])
     finally:

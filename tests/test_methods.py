@@ -291,6 +291,6 @@ def test_a_method_and_a_metric_registered_in_user_code_run_end_to_end_into_their
         if c["cell_type"] == "code"
         for o in c.get("outputs", [])
     )
-    assert "person/refusal" in html and "mean(is_refusal)" in html  # the table of metrics
+    assert "person metric" in html and "mean(is_refusal)" in html  # the table of the person metrics
     assert html.count(">refusal<") >= 2  # a column of the bounds' table (and the metric column above)
     assert "capped-ga" not in methods.METHODS  # nothing leaked into this process
